@@ -1,0 +1,115 @@
+/**
+ * Loads the native addons. The CUDA addon (zofo_cuda.node) is a separate binary so a
+ * missing driver or cuBLAS can never break the CPU one (zofo_cpu.node). If no addon
+ * loads, ONE error lists every attempt, why it failed, and what to do.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ZofoError } from './errors.js';
+
+/** The raw CPU binding (native/addon/addon.cpp). Arguments are validated in kernels.ts. */
+export interface CpuBinding {
+  readonly backend: 'cpu';
+  readonly simd: string;
+  readonly philoxImpl: string;
+  readonly blas: string;
+  readonly defaultThreads: number;
+  readonly philoxChunkBlocks: number;
+  philox4x32(counter: Uint32Array, key: Uint32Array): Uint32Array;
+  philoxChunk(seed: bigint, stream: bigint, block: bigint, best: boolean): Uint32Array;
+  fnv1a64(name: string): bigint;
+  gaussian(seed: bigint, stream: bigint, offset: bigint, out: Float32Array, threads: number | undefined): void;
+  axpby(weights: Float32Array | Uint16Array, dtype: number, table: BigUint64Array, decay: Float32Array,
+        seed: bigint, scale: number, etaLambda: number, threads: number | undefined): void;
+  axpbyAsync(weights: Float32Array | Uint16Array, dtype: number, table: BigUint64Array, decay: Float32Array,
+             seed: bigint, scale: number, etaLambda: number, threads: number | undefined): Promise<void>;
+  sgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: Float32Array,
+        B: Float32Array, beta: number, C: Float32Array, impl: number, threads: number | undefined): void;
+  benchCopy(dst: Float32Array | Uint16Array, src: Float32Array | Uint16Array, threads?: number): void;
+  benchScale(x: Float32Array, s: number, threads?: number): void;
+  benchMaterializeAxpy(x: Float32Array | Uint16Array, seed: bigint, stream: bigint, a: number, threads?: number): void;
+}
+
+/** The raw CUDA binding, present only where the CUDA addon was built and loads. */
+export interface CudaBinding {
+  readonly backend: 'cuda';
+  readonly [key: string]: unknown;
+}
+
+export interface LoadAttempt {
+  file: string;
+  error: string;
+}
+
+// The package root: the nearest folder above this file holding package.json (this file
+// runs from lib/ in development and from dist/lib/ when installed).
+function findPackageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) return dirname(fileURLToPath(import.meta.url));
+    dir = up;
+  }
+  return dir;
+}
+const packageRoot = findPackageRoot();
+const require = createRequire(import.meta.url);
+
+function candidates(name: string): string[] {
+  const dirs = process.env.ZOFO_BINDING_DIR ? [process.env.ZOFO_BINDING_DIR] : [];
+  dirs.push(join(packageRoot, 'build', 'Release'), join(packageRoot, 'build', 'Debug'));
+  return dirs.map((d) => join(d, `${name}.node`));
+}
+
+function tryLoad<T>(name: string, attempts: LoadAttempt[]): T | undefined {
+  for (const file of candidates(name)) {
+    if (!existsSync(file)) {
+      attempts.push({ file, error: 'not found' });
+      continue;
+    }
+    try {
+      return require(file) as T;
+    } catch (err) {
+      attempts.push({ file, error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+  return undefined;
+}
+
+let cpu: CpuBinding | undefined;
+let cuda: CudaBinding | null | undefined;
+const cudaAttempts: LoadAttempt[] = [];
+
+/** The CPU addon; throws ZOFO_LOAD_FAILED listing every attempt if it cannot load. */
+export function cpuBinding(): CpuBinding {
+  if (cpu) return cpu;
+  const attempts: LoadAttempt[] = [];
+  cpu = tryLoad<CpuBinding>('zofo_cpu', attempts);
+  if (!cpu) {
+    const cudaNote = cudaBinding() ? '' : cudaAttempts.map((a) => `\n  - ${a.file}: ${a.error}`).join('');
+    throw new ZofoError(
+      'ZOFO_LOAD_FAILED',
+      'zofo could not load its native addon. Tried:' +
+        attempts.map((a) => `\n  - ${a.file}: ${a.error}`).join('') +
+        cudaNote +
+        '\nFix: rebuild it with `npm rebuild zofo` (needs cmake or python3 + make + a C++17 compiler;' +
+        ' no network is needed). Set ZOFO_BINDING_DIR to load a build from elsewhere.',
+    );
+  }
+  return cpu;
+}
+
+/** The CUDA addon, or null when it is absent or cannot load (see cudaLoadErrors()). */
+export function cudaBinding(): CudaBinding | null {
+  if (cuda !== undefined) return cuda;
+  cuda = process.env.ZOFO_CUDA === '0' ? null : (tryLoad<CudaBinding>('zofo_cuda', cudaAttempts) ?? null);
+  return cuda;
+}
+
+/** Why the CUDA addon did not load (empty when it did). */
+export function cudaLoadErrors(): readonly LoadAttempt[] {
+  cudaBinding();
+  return cudaAttempts;
+}

@@ -1,0 +1,44 @@
+/** Errors thrown by zofo: always an `Error` with a stable `code`. */
+export type ZofoErrorCode =
+  | 'ZOFO_INVALID_ARG'
+  | 'ZOFO_LOAD_FAILED'
+  | 'ZOFO_NO_BLAS'
+  | 'ZOFO_CUDA'
+  | 'ZOFO_OUT_OF_MEMORY'
+  | 'ZOFO_INTERNAL';
+
+export class ZofoError extends Error {
+  readonly code: ZofoErrorCode;
+  constructor(code: ZofoErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ZofoError';
+    this.code = code;
+  }
+}
+
+/** Describes a received value for error messages: `-3 of type number`. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'bigint') return `${value}n of type bigint`;
+  if (typeof value === 'string') return `${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)} of type string`;
+  if (typeof value === 'number' || typeof value === 'boolean') return `${value} of type ${typeof value}`;
+  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name} of length ${(value as unknown as { length?: number }).length ?? value.byteLength}`;
+  if (Array.isArray(value)) return `an array of length ${value.length}`;
+  return `a value of type ${typeof value === 'object' ? (value.constructor?.name ?? 'object') : typeof value}`;
+}
+
+/** "Expected X for Y but received Z" (sharp's style). */
+export function invalidArg(expected: string, name: string, received: unknown): ZofoError {
+  return new ZofoError('ZOFO_INVALID_ARG', `Expected ${expected} for ${name} but received ${describe(received)}`);
+}
+
+/** Re-throws a native error as a ZofoError, keeping its code and the JS caller's stack. */
+export function rethrowNative(err: unknown, context: string): never {
+  if (err instanceof Error) {
+    const code = (err as { code?: string }).code;
+    const known = typeof code === 'string' && code.startsWith('ZOFO_') ? (code as ZofoErrorCode) : 'ZOFO_INTERNAL';
+    throw new ZofoError(known, `${context}: ${err.message}`, { cause: err });
+  }
+  throw new ZofoError('ZOFO_INTERNAL', `${context}: ${String(err)}`);
+}

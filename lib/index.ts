@@ -1,0 +1,30 @@
+/**
+ * zofo — hybrid zeroth-order / first-order fine-tuning as a native Node.js addon.
+ *
+ * This entry point exposes the perturbation engine (`kernels`) and the backend info;
+ * the model engine, optimizer and trainer build on it.
+ */
+import * as kernels from './kernels.js';
+import { cpuBinding, cudaBinding, cudaLoadErrors } from './binding.js';
+
+export { kernels };
+export { ZofoError } from './errors.js';
+export type { ZofoErrorCode } from './errors.js';
+export type {
+  Dtype, U64, GaussianOptions, PerturbOptions, RestoreUpdateOptions, TensorSlice, MatmulOptions,
+} from './kernels.js';
+
+export interface BackendInfo {
+  cpu: { simd: string; philox: string; blas: string; threads: number };
+  cuda: { available: boolean; reasons: string[] };
+}
+
+/** What this installation runs on: the CPU build's SIMD level, BLAS, and CUDA status. */
+export function backendInfo(): BackendInfo {
+  const cpu = cpuBinding();
+  const cuda = cudaBinding();
+  return {
+    cpu: { simd: cpu.simd, philox: cpu.philoxImpl, blas: cpu.blas, threads: cpu.defaultThreads },
+    cuda: { available: cuda !== null, reasons: cuda ? [] : cudaLoadErrors().map((a) => `${a.file}: ${a.error}`) },
+  };
+}

@@ -1,0 +1,354 @@
+// N-API binding of the CPU backend. The TypeScript layer (lib/kernels.ts) validates
+// options and builds clear messages; this layer re-checks everything it relies on
+// (types, lengths, detached or shared buffers) because it is the last line before
+// raw pointers. C++ exceptions become JS Errors carrying `code`.
+#include <napi.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../common/dtype.h"
+#include "../common/error.h"
+#include "../common/param_table.h"
+#include "../common/philox.h"
+#include "../cpu/matmul.h"
+#include "../cpu/parallel.h"
+#include "../cpu/perturb.h"
+#include "../cpu/philox_chunk.h"
+
+namespace {
+
+using zofo::DType;
+using zofo::ParamEntry;
+
+Napi::Error coded_error(Napi::Env env, const std::string& code, const std::string& message) {
+  Napi::Error err = Napi::Error::New(env, message);
+  err.Set("code", Napi::String::New(env, code));
+  return err;
+}
+
+// Runs fn, turning zofo::Error / std::exception into JS exceptions with a code.
+template <class Fn>
+Napi::Value guarded(const Napi::CallbackInfo& info, Fn fn) {
+  Napi::Env env = info.Env();
+  try {
+    return fn();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const zofo::Error& e) {
+    throw coded_error(env, e.code, e.what());
+  } catch (const std::bad_alloc&) {
+    throw coded_error(env, "ZOFO_OUT_OF_MEMORY", "zofo: out of memory");
+  } catch (const std::exception& e) {
+    throw coded_error(env, "ZOFO_INTERNAL", e.what());
+  }
+}
+
+zofo::Error arg_error(const std::string& message) { return zofo::invalid_arg(message); }
+
+uint64_t get_u64(const Napi::Value& v, const char* what) {
+  if (!v.IsBigInt()) throw arg_error(std::string(what) + " must be a bigint");
+  bool lossless = false;
+  const uint64_t out = v.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) throw arg_error(std::string(what) + " does not fit in an unsigned 64-bit integer");
+  return out;
+}
+
+double get_number(const Napi::Value& v, const char* what) {
+  if (!v.IsNumber()) throw arg_error(std::string(what) + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+int get_threads(const Napi::Value& v) {
+  if (v.IsUndefined()) return 0;
+  const double t = get_number(v, "threads");
+  if (!(t >= 0 && t <= 4096) || t != (double)(int)t) throw arg_error("threads must be an integer in 0..4096");
+  return (int)t;
+}
+
+// A typed array whose memory we may touch: not detached, not shared.
+struct View {
+  void* data;
+  size_t length;  // elements
+  napi_typedarray_type type;
+};
+
+View get_view(const Napi::Value& v, const char* what) {
+  if (!v.IsTypedArray()) throw arg_error(std::string(what) + " must be a typed array");
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  Napi::Value backing = ta.Get("buffer");
+  if (!backing.IsArrayBuffer())
+    throw arg_error(std::string(what) + " is backed by a SharedArrayBuffer; zofo only writes to unshared memory");
+  Napi::ArrayBuffer ab = backing.As<Napi::ArrayBuffer>();
+  if (ab.IsDetached()) throw arg_error(std::string(what) + " is backed by a detached ArrayBuffer");
+  return View{static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset(), ta.ElementLength(), ta.TypedArrayType()};
+}
+
+DType get_dtype(const Napi::Value& v, const View& view) {
+  const double d = get_number(v, "dtype");
+  if (d == 0) {
+    if (view.type != napi_float32_array) throw arg_error("dtype f32 needs a Float32Array");
+    return DType::F32;
+  }
+  if (d == 1 || d == 2) {
+    if (view.type != napi_uint16_array) throw arg_error("dtype bf16/f16 needs a Uint16Array");
+    return d == 1 ? DType::BF16 : DType::F16;
+  }
+  throw arg_error("dtype code must be 0 (f32), 1 (bf16) or 2 (f16)");
+}
+
+// Table from a BigUint64Array of rows (offset, count, stream, first) + Float32Array decay.
+std::vector<ParamEntry> get_table(const Napi::Value& rows_v, const Napi::Value& decay_v) {
+  const View rows = get_view(rows_v, "table");
+  const View decay = get_view(decay_v, "decay");
+  if (rows.type != napi_biguint64_array) throw arg_error("table must be a BigUint64Array");
+  if (decay.type != napi_float32_array) throw arg_error("decay must be a Float32Array");
+  if (rows.length % 4 != 0 || rows.length / 4 != decay.length)
+    throw arg_error("table must hold 4 values per entry and decay one per entry");
+  std::vector<ParamEntry> table(decay.length);
+  const uint64_t* r = static_cast<const uint64_t*>(rows.data);
+  const float* dm = static_cast<const float*>(decay.data);
+  for (size_t i = 0; i < table.size(); ++i) table[i] = ParamEntry{r[4 * i], r[4 * i + 1], r[4 * i + 2], r[4 * i + 3], dm[i]};
+  return table;
+}
+
+// ---- generator ----
+
+Napi::Value Philox4x32(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const View ctr = get_view(info[0], "counter"), key = get_view(info[1], "key");
+    if (ctr.type != napi_uint32_array || ctr.length != 4) throw arg_error("counter must be a Uint32Array of 4 words");
+    if (key.type != napi_uint32_array || key.length != 2) throw arg_error("key must be a Uint32Array of 2 words");
+    uint32_t c[4], k[2];
+    memcpy(c, ctr.data, sizeof c);
+    memcpy(k, key.data, sizeof k);
+    const zofo::PhiloxKeys keys = zofo::philox_keys((uint64_t)k[0] | ((uint64_t)k[1] << 32));
+    zofo::philox4x32_10<uint32_t>(c[0], c[1], c[2], c[3], keys);
+    Napi::Uint32Array out = Napi::Uint32Array::New(info.Env(), 4);
+    memcpy(out.Data(), c, sizeof c);
+    return out;
+  });
+}
+
+// Philox words of kChunkBlocks consecutive blocks, by the portable or the fastest
+// implementation: lets tests prove the SIMD path equals the reference.
+Napi::Value PhiloxChunk(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const uint64_t seed = get_u64(info[0], "seed"), stream = get_u64(info[1], "stream"),
+                   block = get_u64(info[2], "block");
+    const bool best = info[3].ToBoolean();
+    const zofo::PhiloxKeys keys = zofo::philox_keys(seed);
+    uint32_t words[4][zofo::cpu::kChunkBlocks];
+    (best ? zofo::cpu::philox_chunk_best() : zofo::cpu::philox_chunk_portable)(keys, stream, block, words);
+    Napi::Uint32Array out = Napi::Uint32Array::New(info.Env(), 4 * zofo::cpu::kChunkBlocks);
+    memcpy(out.Data(), words, sizeof words);
+    return out;
+  });
+}
+
+Napi::Value Fnv1a64(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    if (!info[0].IsString()) throw arg_error("name must be a string");
+    const std::string name = info[0].As<Napi::String>().Utf8Value();
+    return Napi::BigInt::New(info.Env(), zofo::fnv1a64(name.data(), name.size()));
+  });
+}
+
+// gaussian(seed, stream, first, out: Float32Array, threads)
+Napi::Value Gaussian(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const uint64_t seed = get_u64(info[0], "seed"), stream = get_u64(info[1], "stream"),
+                   first = get_u64(info[2], "offset");
+    const View out = get_view(info[3], "out");
+    if (out.type != napi_float32_array) throw arg_error("out must be a Float32Array");
+    zofo::cpu::gaussian(seed, stream, first, out.length, static_cast<float*>(out.data), get_threads(info[4]));
+    return info.Env().Undefined();
+  });
+}
+
+// ---- fused perturbation / restore+update ----
+
+struct AxpbyArgs {
+  DType dtype;
+  void* data;
+  size_t n_elems;
+  std::vector<ParamEntry> table;
+  uint64_t seed;
+  float a, eta_lambda;
+  int threads;
+};
+
+AxpbyArgs get_axpby_args(const Napi::CallbackInfo& info) {
+  const View x = get_view(info[0], "weights");
+  AxpbyArgs args;
+  args.dtype = get_dtype(info[1], x);
+  args.data = x.data;
+  args.n_elems = x.length;
+  args.table = get_table(info[2], info[3]);
+  args.seed = get_u64(info[4], "seed");
+  args.a = (float)get_number(info[5], "scale");
+  args.eta_lambda = (float)get_number(info[6], "lr·weightDecay");
+  args.threads = get_threads(info[7]);
+  zofo::validate_param_table(args.table.data(), args.table.size(), args.n_elems);
+  return args;
+}
+
+void run_axpby(const AxpbyArgs& a) {
+  zofo::cpu::restore_update(a.dtype, a.data, a.n_elems, a.table.data(), a.table.size(), a.seed, a.a,
+                            a.eta_lambda, a.threads);
+}
+
+// axpby(weights, dtype, table, decay, seed, a, etaLambda, threads): x ← (1 − ηλ·mask)x + a·z
+Napi::Value Axpby(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    run_axpby(get_axpby_args(info));
+    return info.Env().Undefined();
+  });
+}
+
+// The same off the JS thread. The weights' ArrayBuffer is held by a reference until
+// the work completes so it cannot be collected under us.
+class AxpbyWorker : public Napi::AsyncWorker {
+ public:
+  AxpbyWorker(Napi::Env env, AxpbyArgs args, Napi::Value weights)
+      : Napi::AsyncWorker(env), args_(std::move(args)), deferred_(Napi::Promise::Deferred::New(env)) {
+    keep_ = Napi::Persistent(weights.As<Napi::Object>());
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      run_axpby(args_);
+    } catch (const zofo::Error& e) {
+      code_ = e.code;
+      SetError(e.what());
+    } catch (const std::exception& e) {
+      code_ = "ZOFO_INTERNAL";
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& e) override {
+    Napi::Error err = coded_error(Env(), code_, e.Message());
+    deferred_.Reject(err.Value());
+  }
+
+ private:
+  AxpbyArgs args_;
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference keep_;
+  std::string code_;
+};
+
+Napi::Value AxpbyAsync(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    AxpbyArgs args = get_axpby_args(info);
+    auto* worker = new AxpbyWorker(info.Env(), std::move(args), info[0]);
+    Napi::Promise p = worker->promise();
+    worker->Queue();
+    return p;
+  });
+}
+
+// ---- matmul ----
+
+// sgemm(transA, transB, M, N, K, alpha, A, B, beta, C, impl: 0 auto | 1 blas | 2 builtin, threads)
+Napi::Value Sgemm(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const bool ta = info[0].ToBoolean(), tb = info[1].ToBoolean();
+    const double M = get_number(info[2], "M"), N = get_number(info[3], "N"), K = get_number(info[4], "K");
+    for (double d : {M, N, K})
+      if (!(d >= 0 && d < 2147483648.0) || d != (double)(int64_t)d) throw arg_error("matmul sizes must be integers in 0..2^31-1");
+    const View A = get_view(info[6], "A"), B = get_view(info[7], "B"), C = get_view(info[9], "C");
+    for (const View* v : {&A, &B, &C})
+      if (v->type != napi_float32_array) throw arg_error("matmul operands must be Float32Arrays");
+    const int64_t m = (int64_t)M, n = (int64_t)N, k = (int64_t)K;
+    if ((int64_t)A.length < m * k || (int64_t)B.length < k * n || (int64_t)C.length < m * n)
+      throw arg_error("matmul operand too short for (M, N, K) = (" + std::to_string(m) + ", " + std::to_string(n) +
+                      ", " + std::to_string(k) + ")");
+    const double impl = get_number(info[10], "impl");
+    const auto which = impl == 1 ? zofo::cpu::MatmulImpl::Blas
+                                 : impl == 2 ? zofo::cpu::MatmulImpl::Builtin : zofo::cpu::MatmulImpl::Auto;
+    zofo::cpu::sgemm(ta, tb, m, n, k, (float)get_number(info[5], "alpha"), static_cast<float*>(A.data), ta ? m : k,
+                     static_cast<float*>(B.data), tb ? k : n, (float)get_number(info[8], "beta"),
+                     static_cast<float*>(C.data), n, which, get_threads(info[11]));
+    return info.Env().Undefined();
+  });
+}
+
+// ---- benchmark baselines (not public API) ----
+
+// dst ← src, threaded: the memory-copy limit.
+Napi::Value BenchCopy(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const View dst = get_view(info[0], "dst"), src = get_view(info[1], "src");
+    if (dst.type != src.type || dst.length != src.length) throw arg_error("dst and src must match");
+    const size_t width = dst.type == napi_float32_array ? 4 : 2;
+    zofo::cpu::parallel_ranges(dst.length * width, get_threads(info[2]), 1 << 20, [&](uint64_t lo, uint64_t hi) {
+      memcpy(static_cast<uint8_t*>(dst.data) + lo, static_cast<const uint8_t*>(src.data) + lo, hi - lo);
+    });
+    return info.Env().Undefined();
+  });
+}
+
+// x ← s·x in place, threaded: the read+write streaming limit.
+Napi::Value BenchScale(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const View x = get_view(info[0], "x");
+    if (x.type != napi_float32_array) throw arg_error("x must be a Float32Array");
+    const float s = (float)get_number(info[1], "s");
+    float* p = static_cast<float*>(x.data);
+    zofo::cpu::parallel_ranges(x.length, get_threads(info[2]), 1 << 16, [&](uint64_t lo, uint64_t hi) {
+      for (uint64_t i = lo; i < hi; ++i) p[i] *= s;
+    });
+    return info.Env().Undefined();
+  });
+}
+
+// MeZO-style: materialise z for the whole tensor into a temporary, then x += a·z.
+Napi::Value BenchMaterializeAxpy(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const View x = get_view(info[0], "x");
+    const uint64_t seed = get_u64(info[1], "seed"), stream = get_u64(info[2], "stream");
+    const float a = (float)get_number(info[3], "a");
+    const int threads = get_threads(info[4]);
+    std::vector<float> z(x.length);
+    zofo::cpu::gaussian(seed, stream, 0, x.length, z.data(), threads);
+    zofo::cpu::parallel_ranges(x.length, threads, 1 << 16, [&](uint64_t lo, uint64_t hi) {
+      if (x.type == napi_float32_array) {
+        float* p = static_cast<float*>(x.data);
+        for (uint64_t i = lo; i < hi; ++i) p[i] += a * z[i];
+      } else {
+        uint16_t* p = static_cast<uint16_t*>(x.data);
+        for (uint64_t i = lo; i < hi; ++i) p[i] = zofo::f32_to_bf16(zofo::bf16_to_f32(p[i]) + a * z[i]);
+      }
+    });
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("backend", Napi::String::New(env, "cpu"));
+  exports.Set("simd", Napi::String::New(env, zofo::cpu::simd_level()));
+  exports.Set("philoxImpl", Napi::String::New(env, zofo::cpu::philox_chunk_best_name()));
+  exports.Set("blas", Napi::String::New(env, zofo::cpu::blas_name()));
+  exports.Set("defaultThreads", Napi::Number::New(env, zofo::cpu::default_threads()));
+  exports.Set("philox4x32", Napi::Function::New(env, Philox4x32, "philox4x32"));
+  exports.Set("philoxChunk", Napi::Function::New(env, PhiloxChunk, "philoxChunk"));
+  exports.Set("philoxChunkBlocks", Napi::Number::New(env, zofo::cpu::kChunkBlocks));
+  exports.Set("fnv1a64", Napi::Function::New(env, Fnv1a64, "fnv1a64"));
+  exports.Set("gaussian", Napi::Function::New(env, Gaussian, "gaussian"));
+  exports.Set("axpby", Napi::Function::New(env, Axpby, "axpby"));
+  exports.Set("axpbyAsync", Napi::Function::New(env, AxpbyAsync, "axpbyAsync"));
+  exports.Set("sgemm", Napi::Function::New(env, Sgemm, "sgemm"));
+  exports.Set("benchCopy", Napi::Function::New(env, BenchCopy, "benchCopy"));
+  exports.Set("benchScale", Napi::Function::New(env, BenchScale, "benchScale"));
+  exports.Set("benchMaterializeAxpy", Napi::Function::New(env, BenchMaterializeAxpy, "benchMaterializeAxpy"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(zofo_cpu, Init)

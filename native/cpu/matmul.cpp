@@ -1,0 +1,96 @@
+#include "matmul.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "../common/error.h"
+#include "parallel.h"
+
+#if defined(ZOFO_HAVE_ACCELERATE)
+#include <Accelerate/Accelerate.h>
+#elif defined(ZOFO_HAVE_CBLAS)
+#include <cblas.h>
+#endif
+
+namespace zofo::cpu {
+
+bool have_blas() {
+#if defined(ZOFO_HAVE_ACCELERATE) || defined(ZOFO_HAVE_CBLAS)
+  return true;
+#else
+  return false;
+#endif
+}
+
+const char* blas_name() {
+#if defined(ZOFO_HAVE_ACCELERATE)
+  return "accelerate";
+#elif defined(ZOFO_HAVE_CBLAS) && defined(ZOFO_BLAS_NAME)
+  return ZOFO_BLAS_NAME;
+#elif defined(ZOFO_HAVE_CBLAS)
+  return "cblas";
+#else
+  return "none";
+#endif
+}
+
+namespace {
+
+// Built-in fallback. op(B) is first packed into a (K, N) row-major panel so the inner
+// loop is a contiguous axpy over a row of C that gcc vectorises; rows of C are split
+// across threads (each row is computed by one thread: results do not depend on the
+// thread count).
+void sgemm_builtin(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, int threads) {
+  std::vector<float> packed;
+  const float* Bk = B;  // (K, N) with row stride ldbk
+  int64_t ldbk = ldb;
+  if (trans_b) {
+    packed.resize((size_t)(K * N));
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) packed[(size_t)(k * N + n)] = B[n * ldb + k];
+    Bk = packed.data();
+    ldbk = N;
+  }
+  const uint64_t work_per_row = (uint64_t)std::max<int64_t>(1, N * K);
+  parallel_ranges((uint64_t)M, threads, std::max<uint64_t>(1, (1u << 16) / work_per_row),
+                  [&](uint64_t lo, uint64_t hi) {
+    for (int64_t i = (int64_t)lo; i < (int64_t)hi; ++i) {
+      float* c = C + i * ldc;
+      if (beta == 0.0f) std::fill(c, c + N, 0.0f);
+      else if (beta != 1.0f) for (int64_t j = 0; j < N; ++j) c[j] *= beta;
+      for (int64_t k = 0; k < K; ++k) {
+        const float a = alpha * (trans_a ? A[k * lda + i] : A[i * lda + k]);
+        const float* b = Bk + k * ldbk;
+        for (int64_t j = 0; j < N; ++j) c[j] += a * b[j];
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, MatmulImpl impl,
+           int threads) {
+  if (M < 0 || N < 0 || K < 0)
+    throw invalid_arg("sgemm: negative size (M " + std::to_string(M) + ", N " + std::to_string(N) + ", K " +
+                      std::to_string(K) + ")");
+  if (lda < std::max<int64_t>(1, trans_a ? M : K) || ldb < std::max<int64_t>(1, trans_b ? K : N) ||
+      ldc < std::max<int64_t>(1, N))
+    throw invalid_arg("sgemm: a leading dimension is smaller than its matrix's row length");
+  if (M == 0 || N == 0) return;
+  if (impl == MatmulImpl::Blas && !have_blas())
+    throw Error("ZOFO_NO_BLAS", "sgemm: this build of zofo has no BLAS (it was built without one)");
+#if defined(ZOFO_HAVE_ACCELERATE) || defined(ZOFO_HAVE_CBLAS)
+  if (impl != MatmulImpl::Builtin) {
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,
+                (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    return;
+  }
+#endif
+  sgemm_builtin(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+}
+
+}  // namespace zofo::cpu

@@ -1,0 +1,88 @@
+#!/usr/bin/env node
+// Builds the native addons; run by `npm install`. Offline by design: cmake-js takes
+// Node-API headers from the node-api-headers package (package.json "binary" field);
+// node-gyp needs local Node headers (npm_config_nodedir / --nodedir).
+//
+//   node scripts/build.mjs            cmake-js if cmake is installed, else node-gyp
+//   ZOFO_BUILD=cmake|gyp              force one tool
+//   ZOFO_CUDA=0|1                     CUDA addon off / required (default: when cuBLAS is found)
+//   ZOFO_BLAS=0                       built-in matmul instead of OpenBLAS/Accelerate
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+const tool = process.env.ZOFO_BUILD ?? 'auto';
+
+function run(cmd, args, env = process.env) {
+  console.log(`zofo: ${cmd} ${args.join(' ')}`);
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', env });
+  return r.status === 0;
+}
+
+function have(cmd) {
+  return spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+function cmakeJs(env) {
+  const cli = require.resolve('cmake-js/bin/cmake-js');
+  const jobs = String(Math.max(1, Math.min(4, cpuCount())));
+  return run(process.execPath, [cli, 'rebuild', '--parallel', jobs], env);
+}
+
+function cpuCount() {
+  try {
+    return require('node:os').availableParallelism();
+  } catch {
+    return 2;
+  }
+}
+
+function nodeGyp() {
+  // npm exposes its bundled node-gyp to scripts; otherwise use ours from devDependencies.
+  let gyp = process.env.npm_config_node_gyp;
+  if (!gyp || !existsSync(gyp)) {
+    try {
+      gyp = require.resolve('node-gyp/bin/node-gyp.js');
+    } catch {
+      gyp = null;
+    }
+  }
+  if (!gyp) {
+    console.error('zofo: node-gyp not found (it ships with npm; or `npm i -D node-gyp`).');
+    return false;
+  }
+  const args = [gyp, 'rebuild', '--jobs', String(cpuCount())];
+  const nodedir = process.env.npm_config_nodedir;
+  if (nodedir) args.push(`--nodedir=${nodedir}`);
+  return run(process.execPath, args);
+}
+
+let ok = false;
+if (tool === 'cmake' || (tool === 'auto' && have('cmake'))) {
+  ok = cmakeJs(process.env);
+  // A broken optional CUDA toolchain must not cost the user the CPU addon.
+  if (!ok && process.env.ZOFO_CUDA !== '1' && process.env.ZOFO_CUDA !== '0') {
+    console.warn('zofo: build failed; retrying without CUDA (ZOFO_CUDA=0)');
+    ok = cmakeJs({ ...process.env, ZOFO_CUDA: '0' });
+  }
+  if (!ok && tool === 'auto') {
+    console.warn('zofo: cmake-js build failed; trying node-gyp (CPU only)');
+    ok = nodeGyp();
+  }
+} else if (tool === 'gyp' || tool === 'auto') {
+  if (tool === 'auto') console.log('zofo: cmake not found; building the CPU addon with node-gyp');
+  ok = nodeGyp();
+} else {
+  console.error(`zofo: ZOFO_BUILD must be cmake, gyp or auto, not ${JSON.stringify(tool)}`);
+}
+if (!ok) {
+  console.error(
+    'zofo: could not build the native addon. Needs cmake (or python3 + make) and a C++17 compiler;\n' +
+      '      on Debian/Ubuntu: apt-get install cmake g++ (optional: libopenblas-dev for a faster CPU matmul).',
+  );
+  process.exit(1);
+}
