@@ -59,7 +59,8 @@ const require = createRequire(import.meta.url);
 
 function candidates(name: string): string[] {
   const dirs = process.env.ZOFO_BINDING_DIR ? [process.env.ZOFO_BINDING_DIR] : [];
-  dirs.push(join(packageRoot, 'build', 'Release'), join(packageRoot, 'build', 'Debug'));
+  // ZOFO_BINDING_ONLY=1: look nowhere else (tests of the loader, pinned deployments).
+  if (process.env.ZOFO_BINDING_ONLY !== '1') dirs.push(join(packageRoot, 'build', 'Release'), join(packageRoot, 'build', 'Debug'));
   return dirs.map((d) => join(d, `${name}.node`));
 }
 
