@@ -32,10 +32,19 @@ export interface CpuBinding {
   benchMaterializeAxpy(x: Float32Array | Uint16Array, seed: bigint, stream: bigint, a: number, threads?: number): void;
 }
 
-/** The raw CUDA binding, present only where the CUDA addon was built and loads. */
+/**
+ * The raw CUDA binding (native/addon/addon_cuda.cpp), present only where the CUDA addon
+ * was built and a device is usable. Its kernels take host arrays, run on the device and
+ * copy back (the conformance path); same argument conventions as the CPU binding.
+ */
 export interface CudaBinding {
   readonly backend: 'cuda';
-  readonly [key: string]: unknown;
+  readonly device: string;
+  readonly computeCapability: string;
+  readonly memoryBytes: number;
+  gaussian(seed: bigint, stream: bigint, offset: bigint, out: Float32Array): void;
+  axpby(weights: Float32Array | Uint16Array, dtype: number, table: BigUint64Array, decay: Float32Array,
+        seed: bigint, scale: number, etaLambda: number): void;
 }
 
 export interface LoadAttempt {

@@ -11,7 +11,7 @@ export { kernels };
 export { ZofoError } from './errors.js';
 export type { ZofoErrorCode } from './errors.js';
 export type {
-  Dtype, U64, GaussianOptions, PerturbOptions, RestoreUpdateOptions, TensorSlice, MatmulOptions,
+  Device, Dtype, U64, GaussianOptions, PerturbOptions, RestoreUpdateOptions, TensorSlice, MatmulOptions,
 } from './kernels.js';
 
 export interface BackendInfo {

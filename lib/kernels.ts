@@ -4,7 +4,7 @@
  * here, before any memory is touched: bad input throws a ZofoError naming the
  * option, and the buffer is left exactly as it was.
  */
-import { cpuBinding } from './binding.js';
+import { cpuBinding, cudaBinding, cudaLoadErrors, type CudaBinding } from './binding.js';
 import { invalidArg, rethrowNative, ZofoError } from './errors.js';
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -38,6 +38,21 @@ function toThreads(value: unknown): number | undefined {
   if (value === undefined) return undefined;
   if (typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 4096) return value;
   throw invalidArg('an integer in 1 .. 4096', 'threads', value);
+}
+
+/** Where a kernel runs. 'cuda' copies host arrays to the GPU and back (conformance path). */
+export type Device = 'cpu' | 'cuda';
+
+function cudaOrThrow(device: unknown): CudaBinding | null {
+  if (device === undefined || device === 'cpu') return null;
+  if (device !== 'cuda') throw invalidArg("'cpu' or 'cuda'", 'device', device);
+  const cuda = cudaBinding();
+  if (!cuda) {
+    throw new ZofoError('ZOFO_CUDA', 'device "cuda" requested but the CUDA addon is not available:' +
+      cudaLoadErrors().map((a) => `\n  - ${a.file}: ${a.error}`).join('') +
+      '\nIt is built by `npm install` when the CUDA toolkit with cuBLAS is present (ZOFO_CUDA=1 to require it).');
+  }
+  return cuda;
 }
 
 /** Rejects buffers native code must not write to: detached or SharedArrayBuffer-backed. */
@@ -98,6 +113,8 @@ export interface GaussianOptions {
   offset?: U64;
   /** Worker threads (default: ZOFO_NUM_THREADS or all cores). Results never depend on it. */
   threads?: number;
+  /** 'cpu' (default) or 'cuda': both give bit-identical z. */
+  device?: Device;
 }
 
 /** The exact z of elements offset … offset+count−1 of tensor `name` under `seed`. */
@@ -109,9 +126,11 @@ export function gaussian(count: number, opts: GaussianOptions): Float32Array {
   const offset = toU64(opts.offset ?? 0, 'offset');
   if (offset + BigInt(n) - 1n > U64_MAX) throw new ZofoError('ZOFO_INVALID_ARG', `offset ${offset} + count ${n} runs past element 2^64-1`);
   const threads = toThreads(opts.threads);
+  const cuda = cudaOrThrow(opts.device);
   const out = new Float32Array(n);
   try {
-    cpuBinding().gaussian(seed, stream, offset, out, threads);
+    if (cuda) cuda.gaussian(seed, stream, offset, out);
+    else cpuBinding().gaussian(seed, stream, offset, out, threads);
   } catch (err) {
     rethrowNative(err, 'gaussian');
   }
@@ -146,6 +165,8 @@ export interface PerturbOptions {
   /** Or: a table of tensors laid out in the buffer (sorted by offset, disjoint). */
   tensors?: readonly TensorSlice[];
   threads?: number;
+  /** 'cpu' (default) or 'cuda' (sync calls only): bit-identical results. */
+  device?: Device;
 }
 
 export interface RestoreUpdateOptions extends PerturbOptions {
@@ -164,6 +185,7 @@ interface Prepared {
   scale: number;
   etaLambda: number;
   threads: number | undefined;
+  cuda: CudaBinding | null;
 }
 
 function prepare(weights: unknown, opts: RestoreUpdateOptions, what: string): Prepared {
@@ -185,6 +207,7 @@ function prepare(weights: unknown, opts: RestoreUpdateOptions, what: string): Pr
   const lr = toFinite(opts.lr ?? 0, 'lr');
   const weightDecay = toFinite(opts.weightDecay ?? 0, 'weightDecay');
   const threads = toThreads(opts.threads);
+  const cuda = cudaOrThrow(opts.device);
 
   let slices: { stream: bigint; offset: number; count: number; first: bigint; decay: number }[];
   if (opts.tensors !== undefined) {
@@ -223,18 +246,20 @@ function prepare(weights: unknown, opts: RestoreUpdateOptions, what: string): Pr
     table.set([BigInt(s.offset), BigInt(s.count), s.stream, s.first], 4 * i);
     decay[i] = s.decay;
   });
-  return { weights, dtype: DTYPE_CODE[dtype], table, decay, seed, scale, etaLambda: lr * weightDecay, threads };
+  return { weights, dtype: DTYPE_CODE[dtype], table, decay, seed, scale, etaLambda: lr * weightDecay, threads, cuda };
 }
 
 function run(p: Prepared, what: string): void {
   try {
-    cpuBinding().axpby(p.weights, p.dtype, p.table, p.decay, p.seed, p.scale, p.etaLambda, p.threads);
+    if (p.cuda) p.cuda.axpby(p.weights, p.dtype, p.table, p.decay, p.seed, p.scale, p.etaLambda);
+    else cpuBinding().axpby(p.weights, p.dtype, p.table, p.decay, p.seed, p.scale, p.etaLambda, p.threads);
   } catch (err) {
     rethrowNative(err, what);
   }
 }
 
 async function runAsync(p: Prepared, what: string): Promise<void> {
+  if (p.cuda) throw new ZofoError('ZOFO_INVALID_ARG', `${what}: the async variants run on the CPU; use the sync call with device 'cuda'`);
   const stackHolder = new Error(); // keep the caller's stack across the async hop
   try {
     await cpuBinding().axpbyAsync(p.weights, p.dtype, p.table, p.decay, p.seed, p.scale, p.etaLambda, p.threads);

@@ -6,15 +6,16 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
-const sources = JSON.parse(readFileSync(join(root, 'sources.json'), 'utf8')) as { cpu: string[]; addon: string[] };
+const sources = JSON.parse(readFileSync(join(root, 'sources.json'), 'utf8')) as { cpu: string[]; addon: string[]; cuda_addon: string[] };
 
 t.test('CMakeLists.txt and binding.gyp build from the one list in sources.json', async (t) => {
   const listed = [...sources.cpu, ...sources.addon];
-  for (const f of listed) t.ok(existsSync(join(root, f)), `${f} exists`);
+  const all = [...listed, ...sources.cuda_addon];
+  for (const f of all) t.ok(existsSync(join(root, f)), `${f} exists`);
   // Every C++ translation unit of the CPU addon is listed (nothing built by only one tool).
   for (const dir of ['native/cpu', 'native/addon']) {
     for (const f of readdirSync(join(root, dir)).filter((n) => n.endsWith('.cpp'))) {
-      t.ok(listed.includes(`${dir}/${f}`), `${dir}/${f} is in sources.json`);
+      t.ok(all.includes(`${dir}/${f}`), `${dir}/${f} is in sources.json`);
     }
   }
   const cmake = readFileSync(join(root, 'CMakeLists.txt'), 'utf8');

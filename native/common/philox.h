@@ -61,7 +61,7 @@ ZOFO_HD void mulhilo32(uint32_t m, uint64_t c, uint64_t& hi, uint64_t& lo) {
 // One Philox4x32-10 block, in place: (c0, c1, c2, c3) ← philox(counter, key).
 template <class W>
 ZOFO_HD void philox4x32_10(W& c0, W& c1, W& c2, W& c3, const PhiloxKeys& k) {
-#if defined(__CUDACC__)
+#if defined(__CUDA_ARCH__)
 #pragma unroll
 #endif
   for (int r = 0; r < kPhiloxRounds; ++r) {

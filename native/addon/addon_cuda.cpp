@@ -1,0 +1,90 @@
+// N-API binding of the CUDA backend: zofo_cuda.node, a separate binary from the CPU
+// addon so that a missing driver, GPU or cuBLAS only ever fails this one to load.
+// Module init throws (and the loader falls back to the CPU addon, recording why) when
+// no CUDA device is usable. The kernels take host typed arrays, run on the device
+// and copy back: the conformance path the tests use to check CUDA against the CPU
+// backend bit for bit. Device-resident tensors arrive with the model engine.
+#include <cuda_runtime.h>
+#include <napi.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../cuda/perturb.cuh"
+#include "napi_util.h"
+
+namespace {
+
+using namespace zofo::addon;
+
+void cuda_check(cudaError_t status, const char* what) {
+  if (status != cudaSuccess)
+    throw zofo::Error("ZOFO_CUDA", std::string(what) + ": " + cudaGetErrorString(status));
+}
+
+// Device memory owned for the duration of one call.
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  explicit DeviceBuffer(size_t bytes) { cuda_check(cudaMalloc(&ptr, bytes ? bytes : 1), "cudaMalloc"); }
+  ~DeviceBuffer() { cudaFree(ptr); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+};
+
+// gaussian(seed, stream, offset, out: Float32Array)
+Napi::Value Gaussian(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const uint64_t seed = get_u64(info[0], "seed"), stream = get_u64(info[1], "stream"),
+                   first = get_u64(info[2], "offset");
+    const View out = get_view(info[3], "out");
+    if (out.type != napi_float32_array) throw arg_error("out must be a Float32Array");
+    DeviceBuffer z(out.length * sizeof(float));
+    zofo::cuda::gaussian(seed, stream, first, out.length, static_cast<float*>(z.ptr), 0);
+    cuda_check(cudaMemcpy(out.data, z.ptr, out.length * sizeof(float), cudaMemcpyDeviceToHost), "gaussian: copy back");
+    return info.Env().Undefined();
+  });
+}
+
+// axpby(weights, dtype, table, decay, seed, a, etaLambda): x ← (1 − ηλ·mask)x + a·z on the device.
+Napi::Value Axpby(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const View x = get_view(info[0], "weights");
+    const zofo::DType dtype = get_dtype(info[1], x);
+    const std::vector<zofo::ParamEntry> table = get_table(info[2], info[3]);
+    const uint64_t seed = get_u64(info[4], "seed");
+    const float a = (float)get_number(info[5], "scale");
+    const float eta_lambda = (float)get_number(info[6], "lr·weightDecay");
+    const zofo::cuda::DeviceParamTable device_table(table.data(), table.size(), x.length);  // validates
+    const size_t bytes = x.length * zofo::dtype_size(dtype);
+    DeviceBuffer weights(bytes);
+    cuda_check(cudaMemcpy(weights.ptr, x.data, bytes, cudaMemcpyHostToDevice), "axpby: upload");
+    zofo::cuda::restore_update(dtype, weights.ptr, device_table, seed, a, eta_lambda, 0);
+    cuda_check(cudaDeviceSynchronize(), "axpby");
+    cuda_check(cudaMemcpy(x.data, weights.ptr, bytes, cudaMemcpyDeviceToHost), "axpby: copy back");
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess || count == 0) {
+    const std::string why = status != cudaSuccess ? cudaGetErrorString(status) : "no CUDA device";
+    throw coded_error(env, "ZOFO_CUDA", "zofo CUDA backend unavailable: " + why);
+  }
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess)
+    throw coded_error(env, "ZOFO_CUDA", "zofo CUDA backend unavailable: cannot read device 0's properties");
+  exports.Set("backend", Napi::String::New(env, "cuda"));
+  exports.Set("device", Napi::String::New(env, prop.name));
+  exports.Set("computeCapability", Napi::String::New(env, std::to_string(prop.major) + "." + std::to_string(prop.minor)));
+  exports.Set("memoryBytes", Napi::Number::New(env, (double)prop.totalGlobalMem));
+  exports.Set("gaussian", Napi::Function::New(env, Gaussian, "gaussian"));
+  exports.Set("axpby", Napi::Function::New(env, Axpby, "axpby"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(zofo_cuda, Init)

@@ -1,0 +1,110 @@
+// Argument helpers shared by the CPU and CUDA bindings: typed, bounds-aware reads
+// of JS values, and the mapping of C++ exceptions to JS Errors carrying `code`.
+#pragma once
+
+#include <napi.h>
+
+#include <string>
+#include <vector>
+
+#include "../common/dtype.h"
+#include "../common/error.h"
+#include "../common/param_table.h"
+
+namespace zofo::addon {
+
+using zofo::DType;
+using zofo::ParamEntry;
+
+inline Napi::Error coded_error(Napi::Env env, const std::string& code, const std::string& message) {
+  Napi::Error err = Napi::Error::New(env, message);
+  err.Set("code", Napi::String::New(env, code));
+  return err;
+}
+
+// Runs fn, turning zofo::Error / std::exception into JS exceptions with a code.
+template <class Fn>
+Napi::Value guarded(const Napi::CallbackInfo& info, Fn fn) {
+  Napi::Env env = info.Env();
+  try {
+    return fn();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const zofo::Error& e) {
+    throw coded_error(env, e.code, e.what());
+  } catch (const std::bad_alloc&) {
+    throw coded_error(env, "ZOFO_OUT_OF_MEMORY", "zofo: out of memory");
+  } catch (const std::exception& e) {
+    throw coded_error(env, "ZOFO_INTERNAL", e.what());
+  }
+}
+
+inline zofo::Error arg_error(const std::string& message) { return zofo::invalid_arg(message); }
+
+inline uint64_t get_u64(const Napi::Value& v, const char* what) {
+  if (!v.IsBigInt()) throw arg_error(std::string(what) + " must be a bigint");
+  bool lossless = false;
+  const uint64_t out = v.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) throw arg_error(std::string(what) + " does not fit in an unsigned 64-bit integer");
+  return out;
+}
+
+inline double get_number(const Napi::Value& v, const char* what) {
+  if (!v.IsNumber()) throw arg_error(std::string(what) + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+inline int get_threads(const Napi::Value& v) {
+  if (v.IsUndefined()) return 0;
+  const double t = get_number(v, "threads");
+  if (!(t >= 0 && t <= 4096) || t != (double)(int)t) throw arg_error("threads must be an integer in 0..4096");
+  return (int)t;
+}
+
+// A typed array whose memory we may touch: not detached, not shared.
+struct View {
+  void* data;
+  size_t length;  // elements
+  napi_typedarray_type type;
+};
+
+inline View get_view(const Napi::Value& v, const char* what) {
+  if (!v.IsTypedArray()) throw arg_error(std::string(what) + " must be a typed array");
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  Napi::Value backing = ta.Get("buffer");
+  if (!backing.IsArrayBuffer())
+    throw arg_error(std::string(what) + " is backed by a SharedArrayBuffer; zofo only writes to unshared memory");
+  Napi::ArrayBuffer ab = backing.As<Napi::ArrayBuffer>();
+  if (ab.IsDetached()) throw arg_error(std::string(what) + " is backed by a detached ArrayBuffer");
+  return View{static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset(), ta.ElementLength(), ta.TypedArrayType()};
+}
+
+inline DType get_dtype(const Napi::Value& v, const View& view) {
+  const double d = get_number(v, "dtype");
+  if (d == 0) {
+    if (view.type != napi_float32_array) throw arg_error("dtype f32 needs a Float32Array");
+    return DType::F32;
+  }
+  if (d == 1 || d == 2) {
+    if (view.type != napi_uint16_array) throw arg_error("dtype bf16/f16 needs a Uint16Array");
+    return d == 1 ? DType::BF16 : DType::F16;
+  }
+  throw arg_error("dtype code must be 0 (f32), 1 (bf16) or 2 (f16)");
+}
+
+// Table from a BigUint64Array of rows (offset, count, stream, first) + Float32Array decay.
+inline std::vector<ParamEntry> get_table(const Napi::Value& rows_v, const Napi::Value& decay_v) {
+  const View rows = get_view(rows_v, "table");
+  const View decay = get_view(decay_v, "decay");
+  if (rows.type != napi_biguint64_array) throw arg_error("table must be a BigUint64Array");
+  if (decay.type != napi_float32_array) throw arg_error("decay must be a Float32Array");
+  if (rows.length % 4 != 0 || rows.length / 4 != decay.length)
+    throw arg_error("table must hold 4 values per entry and decay one per entry");
+  std::vector<ParamEntry> table(decay.length);
+  const uint64_t* r = static_cast<const uint64_t*>(rows.data);
+  const float* dm = static_cast<const float*>(decay.data);
+  for (size_t i = 0; i < table.size(); ++i) table[i] = ParamEntry{r[4 * i], r[4 * i + 1], r[4 * i + 2], r[4 * i + 3], dm[i]};
+  return table;
+}
+
+}  // namespace zofo::addon
