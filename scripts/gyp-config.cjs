@@ -28,7 +28,7 @@ function blas() {
   const candidates = [...includeDirs, '/usr/include', '/usr/local/include'];
   if (!candidates.some((d) => fs.existsSync(path.join(d, 'cblas.h')))) return null;
   const libs = (pkgConfig(['--libs', 'openblas']) || '-lopenblas').split(/\s+/).filter(Boolean);
-  return { defines: ['ZOFO_HAVE_CBLAS', 'ZOFO_BLAS_NAME="openblas"'], includeDirs, libs };
+  return { defines: ['ZOFO_HAVE_CBLAS', 'ZOFO_BLAS_OPENBLAS'], includeDirs, libs };
 }
 
 const what = process.argv[2];

@@ -26,8 +26,8 @@ bool have_blas() {
 const char* blas_name() {
 #if defined(ZOFO_HAVE_ACCELERATE)
   return "accelerate";
-#elif defined(ZOFO_HAVE_CBLAS) && defined(ZOFO_BLAS_NAME)
-  return ZOFO_BLAS_NAME;
+#elif defined(ZOFO_HAVE_CBLAS) && defined(ZOFO_BLAS_OPENBLAS)
+  return "openblas";
 #elif defined(ZOFO_HAVE_CBLAS)
   return "cblas";
 #else
