@@ -4,10 +4,11 @@
  * Measures, in one run and on the same buffers, GB/s of zofo's fused perturbation and
  * fused restore+update, against (a) the memory limit: a threaded copy and an in-place
  * scale, (b) the arithmetic limit: the generator alone writing z, and (c) a MeZO-style
- * baseline that materialises z into a temporary and then does an axpy. Bytes counted
+ * baseline that materialises z into a (preallocated) temporary and then does an axpy,
+ * a second pass. Bytes counted
  * are weight bytes read + written (the generator counts the z bytes it writes).
  *
- *   node dist/bench/perturb.js [--mib 256] [--reps 5] [--threads N]
+ *   node dist/bench/perturb.js [--mib 256] [--reps 7] [--threads N]
  */
 import { backendInfo, kernels } from '../lib/index.js';
 import { cpuBinding } from '../lib/binding.js';
@@ -21,21 +22,26 @@ function arg(name: string, fallback: number): number {
 }
 
 const mib = arg('mib', 256);
-const reps = Math.round(arg('reps', 5));
+const reps = Math.round(arg('reps', 7));
 const threads = process.argv.includes('--threads') ? Math.round(arg('threads', 1)) : undefined;
 const native = cpuBinding();
 
 interface Row { name: string; bytes: number; normals: number; times: number[] }
+interface Case { name: string; bytes: number; normals: number; fn: () => void }
 
-function measure(name: string, bytes: number, normals: number, fn: () => void): Row {
-  fn(); // warm-up: page faults, thread start-up
-  const times: number[] = [];
+// Runs the cases in alternation, round after round, so that a noisy neighbour or a
+// frequency change hits all of them alike; reports per-case times.
+function measure(cases: Case[]): Row[] {
+  for (const c of cases) c.fn(); // warm-up: page faults, thread start-up
+  const rows: Row[] = cases.map((c) => ({ name: c.name, bytes: c.bytes, normals: c.normals, times: [] }));
   for (let r = 0; r < reps; r++) {
-    const t0 = process.hrtime.bigint();
-    fn();
-    times.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    cases.forEach((c, i) => {
+      const t0 = process.hrtime.bigint();
+      c.fn();
+      rows[i].times.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    });
   }
-  return { name, bytes, normals, times };
+  return rows;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -45,33 +51,34 @@ function runFp32(): Row[] {
   const n = Math.floor((mib * 2 ** 20) / 4);
   const x = new Float32Array(n).fill(0.25);
   const y = new Float32Array(n);
-  const z = new Float32Array(n);
+  const z = new Float32Array(n); // the generator's output and the baseline's preallocated z
   const seed = 42n, stream = kernels.streamId('bench.weight');
   const bytes = 8 * n;
-  return [
-    measure('copy (memory limit)', bytes, 0, () => native.benchCopy(y, x, threads)),
-    measure('in-place scale (memory limit)', bytes, 0, () => native.benchScale(x, 1.0, threads)),
-    measure('generator only, writes z (arith. limit)', 4 * n, n, () => native.gaussian(seed, stream, 0n, z, threads)),
-    measure('zofo fused perturb', bytes, n, () => kernels.perturb(x, { seed, stream, scale: 1e-3, threads })),
-    measure('zofo fused restore+update', bytes, n, () =>
-      kernels.restoreUpdate(x, { seed, stream, scale: -1e-3, lr: 1e-6, weightDecay: 0.1, threads })),
-    measure('MeZO-style: materialise z, then axpy', bytes, n, () => native.benchMaterializeAxpy(x, seed, stream, 1e-3, threads)),
-  ];
+  return measure([
+    { name: 'copy (memory limit)', bytes, normals: 0, fn: () => native.benchCopy(y, x, threads) },
+    { name: 'in-place scale (memory limit)', bytes, normals: 0, fn: () => native.benchScale(x, 1.0, threads) },
+    { name: 'generator only, writes z (arith. limit)', bytes: 4 * n, normals: n, fn: () => native.gaussian(seed, stream, 0n, z, threads) },
+    { name: 'zofo fused perturb', bytes, normals: n, fn: () => kernels.perturb(x, { seed, stream, scale: 1e-3, threads }) },
+    { name: 'zofo fused restore+update', bytes, normals: n, fn: () =>
+      kernels.restoreUpdate(x, { seed, stream, scale: -1e-3, lr: 1e-6, weightDecay: 0.1, threads }) },
+    { name: 'MeZO-style: materialise z, then axpy', bytes, normals: n, fn: () => native.benchMaterializeAxpy(x, z, seed, stream, 1e-3, threads) },
+  ]);
 }
 
 function runBf16(): Row[] {
   const n = Math.floor((mib * 2 ** 20) / 2);
   const x = new Uint16Array(n).fill(0x3e80); // 0.25
   const y = new Uint16Array(n);
+  const z = new Float32Array(n); // the baseline's preallocated z
   const seed = 42n, stream = kernels.streamId('bench.weight');
   const bytes = 4 * n;
-  return [
-    measure('copy (memory limit)', bytes, 0, () => native.benchCopy(y, x, threads)),
-    measure('zofo fused perturb', bytes, n, () => kernels.perturb(x, { seed, stream, scale: 1e-3, dtype: 'bf16', threads })),
-    measure('zofo fused restore+update', bytes, n, () =>
-      kernels.restoreUpdate(x, { seed, stream, scale: -1e-3, lr: 1e-6, weightDecay: 0.1, dtype: 'bf16', threads })),
-    measure('MeZO-style: materialise z, then axpy', bytes, n, () => native.benchMaterializeAxpy(x, seed, stream, 1e-3, threads)),
-  ];
+  return measure([
+    { name: 'copy (memory limit)', bytes, normals: 0, fn: () => native.benchCopy(y, x, threads) },
+    { name: 'zofo fused perturb', bytes, normals: n, fn: () => kernels.perturb(x, { seed, stream, scale: 1e-3, dtype: 'bf16', threads }) },
+    { name: 'zofo fused restore+update', bytes, normals: n, fn: () =>
+      kernels.restoreUpdate(x, { seed, stream, scale: -1e-3, lr: 1e-6, weightDecay: 0.1, dtype: 'bf16', threads }) },
+    { name: 'MeZO-style: materialise z, then axpy', bytes, normals: n, fn: () => native.benchMaterializeAxpy(x, z, seed, stream, 1e-3, threads) },
+  ]);
 }
 
 function table(title: string, rows: Row[]): string {
@@ -100,7 +107,7 @@ function table(title: string, rows: Row[]): string {
 
 const info = backendInfo();
 console.log('zofo perturbation benchmark');
-console.log(`buffer: ${mib} MiB per dtype; ${reps} timed reps after 1 warm-up; threads: ${threads ?? info.cpu.threads}`);
+console.log(`buffer: ${mib} MiB per dtype; ${reps} rounds after 1 warm-up, cases alternating within each round; threads: ${threads ?? info.cpu.threads}`);
 console.log(`cpu: ${info.cpu.simd}, philox path: ${info.cpu.philox}; node ${process.version}; ` +
   `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'} (no BLAS involved here)`);
 console.log('GB/s counts weight bytes read + written (generator: z bytes written). Ratios are within this run.');

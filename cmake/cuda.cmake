@@ -138,7 +138,7 @@ if(EXISTS "${_zofo_root}/test/cuda/test_perturb.cu")
     CXX_STANDARD 17
     CXX_STANDARD_REQUIRED ON)
   if(NOT MSVC)
-    target_compile_options(zofo_cuda_test PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-O3 -ffp-contract=off -fno-math-errno>)
+    target_compile_options(zofo_cuda_test PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-O3 -ffp-contract=off -fno-math-errno -fno-trapping-math>)
   endif()
   target_link_libraries(zofo_cuda_test PRIVATE zofo_cuda_kernels Threads::Threads)
   add_test(NAME zofo_cuda_test COMMAND zofo_cuda_test --no-bench)  # effective where enable_testing() was called

@@ -29,7 +29,7 @@ export interface CpuBinding {
         B: Float32Array, beta: number, C: Float32Array, impl: number, threads: number | undefined): void;
   benchCopy(dst: Float32Array | Uint16Array, src: Float32Array | Uint16Array, threads?: number): void;
   benchScale(x: Float32Array, s: number, threads?: number): void;
-  benchMaterializeAxpy(x: Float32Array | Uint16Array, seed: bigint, stream: bigint, a: number, threads?: number): void;
+  benchMaterializeAxpy(x: Float32Array | Uint16Array, scratch: Float32Array, seed: bigint, stream: bigint, a: number, threads?: number): void;
 }
 
 /**

@@ -1,8 +1,10 @@
 // CPU perturbation engine. The hot loops generate 64 Philox blocks (256 normals)
 // into an L1-resident scratch, then stream the weights through once: each weight is
 // read and written exactly once per pass. The pass is bound by Philox + Box–Muller
-// arithmetic, so the generator loop is written for gcc's vectoriser (64-bit lanes,
-// branch-free) and compiled as AVX-512 / AVX2 / baseline clones picked at load time.
+// arithmetic: Philox runs in SIMD (philox_chunk), Box–Muller is branch-free code that
+// gcc vectorises, and the loops are compiled as AVX-512 / AVX2 / baseline clones
+// picked at load time. Loops marked "vectorised" are checked by
+// scripts/check-vectorized.sh in CI.
 #include "perturb.h"
 
 #include <stdlib.h>
@@ -44,11 +46,11 @@ __attribute__((always_inline)) inline void gaussian_blocks(PhiloxChunkFn philox,
   alignas(64) uint32_t v[4][kChunkBlocks];
   alignas(64) float n[4][kChunkBlocks];
   philox(k, stream, b0, v);
-  for (int j = 0; j < kChunkBlocks; ++j) {
+  for (int j = 0; j < kChunkBlocks; ++j) {  // vectorised
     box_muller_pair(v[0][j], v[1][j], &n[0][j], &n[1][j]);
     box_muller_pair(v[2][j], v[3][j], &n[2][j], &n[3][j]);
   }
-  for (int j = 0; j < kChunkBlocks; ++j)
+  for (int j = 0; j < kChunkBlocks; ++j)  // vectorised
     for (int lane = 0; lane < 4; ++lane) z[4 * j + lane] = n[lane][j];
 }
 
@@ -93,7 +95,8 @@ __attribute__((always_inline)) inline void axpby_range(typename S::T* x, const P
                                                        uint64_t first, uint64_t count, float a, float d) {
   for_each_normal(k, stream, first, count, [&](uint64_t at, uint64_t n, const float* z) {
     typename S::T* xs = x + at;
-    for (uint64_t i = 0; i < n; ++i) xs[i] = S::store(fmaf(a, z[i], d * S::load(xs[i])));
+    for (uint64_t i = 0; i < n; ++i)  // vectorised
+      xs[i] = S::store(fmaf(a, z[i], d * S::load(xs[i])));
   });
 }
 
@@ -116,6 +119,14 @@ ZOFO_CLONES void axpby_f16(uint16_t* x, const PhiloxKeys& k, uint64_t stream, ui
                            uint64_t count, float a, float d) {
   axpby_range<F16>(x, k, stream, first, count, a, d);
 }
+
+template <class S>
+__attribute__((always_inline)) inline void axpy_dense_range(typename S::T* x, const float* z, uint64_t n, float a) {
+  for (uint64_t i = 0; i < n; ++i) x[i] = S::store(fmaf(a, z[i], S::load(x[i])));
+}
+ZOFO_CLONES void axpy_dense_f32(float* x, const float* z, uint64_t n, float a) { axpy_dense_range<F32>(x, z, n, a); }
+ZOFO_CLONES void axpy_dense_bf16(uint16_t* x, const float* z, uint64_t n, float a) { axpy_dense_range<BF16>(x, z, n, a); }
+ZOFO_CLONES void axpy_dense_f16(uint16_t* x, const float* z, uint64_t n, float a) { axpy_dense_range<F16>(x, z, n, a); }
 
 // One threaded pass over the whole table: the concatenated entries are cut into
 // equal ranges, one per thread; each range may span several tensors.
@@ -162,6 +173,16 @@ void perturb(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table,
 void restore_update(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table, size_t n_entries,
                     uint64_t seed, float a, float eta_lambda, int threads) {
   axpby_table(dtype, data, n_elems, table, n_entries, seed, a, eta_lambda, threads);
+}
+
+void axpy_materialized(DType dtype, void* data, const float* z, uint64_t n, float a, int threads) {
+  parallel_ranges(n, threads, kMinPerThread, [&](uint64_t lo, uint64_t hi) {
+    switch (dtype) {
+      case DType::F32: axpy_dense_f32((float*)data + lo, z + lo, hi - lo, a); break;
+      case DType::BF16: axpy_dense_bf16((uint16_t*)data + lo, z + lo, hi - lo, a); break;
+      case DType::F16: axpy_dense_f16((uint16_t*)data + lo, z + lo, hi - lo, a); break;
+    }
+  });
 }
 
 const char* simd_level() {

@@ -23,6 +23,10 @@ void perturb(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table,
 void restore_update(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table,
                     size_t n_entries, uint64_t seed, float a, float eta_lambda, int threads);
 
+// x ← x + a·z with z already materialised (the MeZO-style second pass; benchmarks use
+// it as the baseline the fused kernels are compared with).
+void axpy_materialized(DType dtype, void* data, const float* z, uint64_t n, float a, int threads);
+
 // Which instruction-set clone of the hot loops this CPU runs ("avx512", "avx2", "baseline").
 const char* simd_level();
 
