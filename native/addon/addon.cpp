@@ -69,11 +69,8 @@ Napi::Value Fnv1a64(const Napi::CallbackInfo& info) {
 // gaussian(seed, stream, first, out: Float32Array, threads)
 Napi::Value Gaussian(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const uint64_t seed = get_u64(info[0], "seed"), stream = get_u64(info[1], "stream"),
-                   first = get_u64(info[2], "offset");
-    const View out = get_view(info[3], "out");
-    if (out.type != napi_float32_array) throw arg_error("out must be a Float32Array");
-    zofo::cpu::gaussian(seed, stream, first, out.length, static_cast<float*>(out.data), get_threads(info[4]));
+    const GaussianArgs g = get_gaussian_args(info);
+    zofo::cpu::gaussian(g.seed, g.stream, g.first, g.count, g.out, get_threads(info[4]));
     return info.Env().Undefined();
   });
 }

@@ -35,13 +35,10 @@ struct DeviceBuffer {
 // gaussian(seed, stream, offset, out: Float32Array)
 Napi::Value Gaussian(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const uint64_t seed = get_u64(info[0], "seed"), stream = get_u64(info[1], "stream"),
-                   first = get_u64(info[2], "offset");
-    const View out = get_view(info[3], "out");
-    if (out.type != napi_float32_array) throw arg_error("out must be a Float32Array");
-    DeviceBuffer z(out.length * sizeof(float));
-    zofo::cuda::gaussian(seed, stream, first, out.length, static_cast<float*>(z.ptr), 0);
-    cuda_check(cudaMemcpy(out.data, z.ptr, out.length * sizeof(float), cudaMemcpyDeviceToHost), "gaussian: copy back");
+    const GaussianArgs g = get_gaussian_args(info);
+    DeviceBuffer z(g.count * sizeof(float));
+    zofo::cuda::gaussian(g.seed, g.stream, g.first, g.count, static_cast<float*>(z.ptr), 0);
+    cuda_check(cudaMemcpy(g.out, z.ptr, g.count * sizeof(float), cudaMemcpyDeviceToHost), "gaussian: copy back");
     return info.Env().Undefined();
   });
 }

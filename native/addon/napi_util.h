@@ -107,4 +107,23 @@ inline std::vector<ParamEntry> get_table(const Napi::Value& rows_v, const Napi::
   return table;
 }
 
+// Arguments of gaussian(seed, stream, offset, out: Float32Array, ...), both backends.
+struct GaussianArgs {
+  uint64_t seed, stream, first;
+  float* out;
+  size_t count;
+};
+
+inline GaussianArgs get_gaussian_args(const Napi::CallbackInfo& info) {
+  GaussianArgs g;
+  g.seed = get_u64(info[0], "seed");
+  g.stream = get_u64(info[1], "stream");
+  g.first = get_u64(info[2], "offset");
+  const View out = get_view(info[3], "out");
+  if (out.type != napi_float32_array) throw arg_error("out must be a Float32Array");
+  g.out = static_cast<float*>(out.data);
+  g.count = out.length;
+  return g;
+}
+
 }  // namespace zofo::addon
