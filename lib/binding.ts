@@ -30,6 +30,16 @@ export interface CpuBinding {
   benchCopy(dst: Float32Array | Uint16Array, src: Float32Array | Uint16Array, threads?: number): void;
   benchScale(x: Float32Array, s: number, threads?: number): void;
   benchMaterializeAxpy(x: Float32Array | Uint16Array, scratch: Float32Array, seed: bigint, stream: bigint, a: number, threads?: number): void;
+  /** A read-only file (mmap, or positioned reads) for checkpoint loading; bounds-checked, close() explicitly. */
+  MappedFile: new (path: string) => {
+    readonly size: number;
+    readonly mapped: boolean;
+    /** out ← bytes [offset, offset + out.length). */
+    readRaw(offset: number, out: Uint8Array): Promise<void>;
+    /** out ← fp32 of the little-endian values in [offset, offset + nbytes); dtype 0 f32 | 1 bf16 | 2 f16. */
+    readF32(offset: number, nbytes: number, dtype: number, out: Float32Array): Promise<void>;
+    close(): void;
+  };
 }
 
 /**

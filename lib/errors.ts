@@ -5,7 +5,10 @@ export type ZofoErrorCode =
   | 'ZOFO_NO_BLAS'
   | 'ZOFO_CUDA'
   | 'ZOFO_OUT_OF_MEMORY'
-  | 'ZOFO_INTERNAL';
+  | 'ZOFO_INTERNAL'
+  | 'ZOFO_BAD_FILE'
+  | 'ZOFO_IO'
+  | 'ZOFO_CLOSED';
 
 export class ZofoError extends Error {
   readonly code: ZofoErrorCode;
@@ -41,4 +44,22 @@ export function rethrowNative(err: unknown, context: string): never {
     throw new ZofoError(known, `${context}: ${err.message}`, { cause: err });
   }
   throw new ZofoError('ZOFO_INTERNAL', `${context}: ${String(err)}`);
+}
+
+/**
+ * Awaits a native promise and rethrows its failure as a ZofoError with `context`,
+ * carrying the caller's stack (the native rejection has none worth keeping).
+ */
+export async function awaitNative(call: () => Promise<void>, context: string): Promise<void> {
+  const stackHolder = new Error();
+  try {
+    await call();
+  } catch (err) {
+    try {
+      rethrowNative(err, context);
+    } catch (wrapped) {
+      (wrapped as Error).stack = `${(wrapped as Error).name}: ${(wrapped as Error).message}\n${stackHolder.stack?.split('\n').slice(1).join('\n') ?? ''}`;
+      throw wrapped;
+    }
+  }
 }

@@ -9,6 +9,10 @@ import { cpuBinding, cudaBinding, cudaLoadErrors } from './binding.js';
 
 export { kernels };
 export { ZofoError } from './errors.js';
+export {
+  openSafetensors, openCheckpoint, writeSafetensors, SafetensorsFile, Checkpoint,
+} from './formats/safetensors.js';
+export type { SafetensorsDtype, TensorInfo, TensorData } from './formats/safetensors.js';
 export type { ZofoErrorCode } from './errors.js';
 export type {
   Device, Dtype, U64, GaussianOptions, PerturbOptions, RestoreUpdateOptions, TensorSlice, MatmulOptions,

@@ -5,7 +5,7 @@
  * option, and the buffer is left exactly as it was.
  */
 import { cpuBinding, cudaBinding, cudaLoadErrors, type CudaBinding } from './binding.js';
-import { invalidArg, rethrowNative, ZofoError } from './errors.js';
+import { awaitNative, invalidArg, rethrowNative, ZofoError } from './errors.js';
 
 const U64_MAX = (1n << 64n) - 1n;
 
@@ -260,17 +260,7 @@ function run(p: Prepared, what: string): void {
 
 async function runAsync(p: Prepared, what: string): Promise<void> {
   if (p.cuda) throw new ZofoError('ZOFO_INVALID_ARG', `${what}: the async variants run on the CPU; use the sync call with device 'cuda'`);
-  const stackHolder = new Error(); // keep the caller's stack across the async hop
-  try {
-    await cpuBinding().axpbyAsync(p.weights, p.dtype, p.table, p.decay, p.seed, p.scale, p.etaLambda, p.threads);
-  } catch (err) {
-    try {
-      rethrowNative(err, what);
-    } catch (wrapped) {
-      (wrapped as Error).stack = `${(wrapped as Error).name}: ${(wrapped as Error).message}\n${stackHolder.stack?.split('\n').slice(1).join('\n') ?? ''}`;
-      throw wrapped;
-    }
-  }
+  await awaitNative(() => cpuBinding().axpbyAsync(p.weights, p.dtype, p.table, p.decay, p.seed, p.scale, p.etaLambda, p.threads), what);
 }
 
 /** x ← x + scale·z over one tensor or a table of tensors, in one fused pass. */

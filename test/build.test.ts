@@ -12,8 +12,8 @@ t.test('CMakeLists.txt and binding.gyp build from the one list in sources.json',
   const listed = [...sources.cpu, ...sources.addon];
   const all = [...listed, ...sources.cuda_addon];
   for (const f of all) t.ok(existsSync(join(root, f)), `${f} exists`);
-  // Every C++ translation unit of the CPU addon is listed (nothing built by only one tool).
-  for (const dir of ['native/cpu', 'native/addon']) {
+  // Every C++ translation unit is listed (nothing built by only one tool).
+  for (const dir of ['native/cpu', 'native/io', 'native/addon']) {
     for (const f of readdirSync(join(root, dir)).filter((n) => n.endsWith('.cpp'))) {
       t.ok(all.includes(`${dir}/${f}`), `${dir}/${f} is in sources.json`);
     }

@@ -5,6 +5,8 @@
 #include <napi.h>
 
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,7 @@
 #include "../cpu/parallel.h"
 #include "../cpu/perturb.h"
 #include "../cpu/philox_chunk.h"
+#include "../io/mapped_file.h"
 #include "napi_util.h"
 
 namespace {
@@ -115,50 +118,6 @@ Napi::Value Axpby(const Napi::CallbackInfo& info) {
   });
 }
 
-// The same off the JS thread. The weights' ArrayBuffer is held by a reference until
-// the work completes so it cannot be collected under us.
-class AxpbyWorker : public Napi::AsyncWorker {
- public:
-  AxpbyWorker(Napi::Env env, AxpbyArgs args, Napi::Value weights)
-      : Napi::AsyncWorker(env), args_(std::move(args)), deferred_(Napi::Promise::Deferred::New(env)) {
-    keep_ = Napi::Persistent(weights.As<Napi::Object>());
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
-
- protected:
-  void Execute() override {
-    try {
-      run_axpby(args_);
-    } catch (const zofo::Error& e) {
-      code_ = e.code;
-      SetError(e.what());
-    } catch (const std::exception& e) {
-      code_ = "ZOFO_INTERNAL";
-      SetError(e.what());
-    }
-  }
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-  void OnError(const Napi::Error& e) override {
-    Napi::Error err = coded_error(Env(), code_, e.Message());
-    deferred_.Reject(err.Value());
-  }
-
- private:
-  AxpbyArgs args_;
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference keep_;
-  std::string code_;
-};
-
-Napi::Value AxpbyAsync(const Napi::CallbackInfo& info) {
-  return guarded(info, [&]() -> Napi::Value {
-    AxpbyArgs args = get_axpby_args(info);
-    auto* worker = new AxpbyWorker(info.Env(), std::move(args), info[0]);
-    Napi::Promise p = worker->promise();
-    worker->Queue();
-    return p;
-  });
-}
 
 // ---- matmul ----
 
@@ -234,6 +193,147 @@ Napi::Value BenchMaterializeAxpy(const Napi::CallbackInfo& info) {
   });
 }
 
+
+// Runs `work` off the JS thread and settles a promise with its outcome. `keep` is the
+// typed array the work writes into: referenced so it cannot be collected under us.
+class TaskWorker : public Napi::AsyncWorker {
+ public:
+  TaskWorker(Napi::Env env, std::function<void()> work, Napi::Value keep)
+      : Napi::AsyncWorker(env), work_(std::move(work)), deferred_(Napi::Promise::Deferred::New(env)) {
+    keep_ = Napi::Persistent(keep.As<Napi::Object>());
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      work_();
+    } catch (const zofo::Error& e) {
+      code_ = e.code;
+      SetError(e.what());
+    } catch (const std::exception& e) {
+      code_ = "ZOFO_INTERNAL";
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(coded_error(Env(), code_, e.Message()).Value()); }
+
+ private:
+  std::function<void()> work_;
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference keep_;
+  std::string code_;
+};
+
+// axpby off the JS thread (see TaskWorker): the weights' ArrayBuffer is held by a
+// reference until the work completes, so it cannot be collected under us.
+Napi::Value AxpbyAsync(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    auto args = std::make_shared<AxpbyArgs>(get_axpby_args(info));
+    auto* worker = new TaskWorker(info.Env(), [args] { run_axpby(*args); }, info[0]);
+    Napi::Promise p = worker->promise();
+    worker->Queue();
+    return p;
+  });
+}
+
+// ---- checkpoint files (lib/formats/safetensors.ts decides which ranges are tensors) ----
+
+// A byte offset or count from JS: a non-negative safe integer.
+uint64_t get_byte_count(const Napi::Value& v, const char* what) {
+  const double d = get_number(v, what);
+  if (!(d >= 0 && d <= 9007199254740991.0) || d != (double)(uint64_t)d)
+    throw arg_error(std::string(what) + " must be a non-negative safe integer");
+  return (uint64_t)d;
+}
+
+// new MappedFile(path): .size, .mapped, .readRaw(offset, out: Uint8Array),
+// .readF32(offset, nbytes, dtype 0 f32 | 1 bf16 | 2 f16, out: Float32Array) (both
+// return Promises), .close(). Reads share ownership of the file, so close() during a
+// read unmaps only when that read ends; the finalizer is the safety net for a
+// forgotten close().
+class FileWrap : public Napi::ObjectWrap<FileWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "MappedFile",
+                       {InstanceAccessor<&FileWrap::Size>("size"), InstanceAccessor<&FileWrap::Mapped>("mapped"),
+                        InstanceMethod<&FileWrap::ReadRaw>("readRaw"), InstanceMethod<&FileWrap::ReadF32>("readF32"),
+                        InstanceMethod<&FileWrap::Close>("close")});
+  }
+
+  explicit FileWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FileWrap>(info) {
+    guarded(info, [&]() -> Napi::Value {
+      if (!info[0].IsString()) throw arg_error("path must be a string");
+      file_ = std::make_shared<zofo::io::MappedFile>(info[0].As<Napi::String>().Utf8Value());
+      return info.Env().Undefined();
+    });
+  }
+
+ private:
+  std::shared_ptr<zofo::io::MappedFile> open_file() const {
+    if (!file_) throw zofo::Error("ZOFO_CLOSED", "file " + closed_path_ + " was closed");
+    return file_;
+  }
+
+  Napi::Value Size(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value { return Napi::Number::New(info.Env(), (double)open_file()->size()); });
+  }
+  Napi::Value Mapped(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value { return Napi::Boolean::New(info.Env(), open_file()->mapped()); });
+  }
+
+  // readRaw(offset, out: Uint8Array): out ← bytes [offset, offset + out.length).
+  Napi::Value ReadRaw(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      auto file = open_file();
+      const uint64_t offset = get_byte_count(info[0], "offset");
+      const View out = get_view(info[1], "out");
+      if (out.type != napi_uint8_array) throw arg_error("out must be a Uint8Array");
+      file->check_range(offset, out.length);
+      void* dst = out.data;
+      const uint64_t n = out.length;
+      return queue([file, offset, n, dst] { file->read(offset, n, dst); }, info[1]);
+    });
+  }
+
+  // readF32(offset, nbytes, dtype, out: Float32Array): nbytes must be out.length · width.
+  Napi::Value ReadF32(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      auto file = open_file();
+      const uint64_t offset = get_byte_count(info[0], "offset"), nbytes = get_byte_count(info[1], "nbytes");
+      const double code = get_number(info[2], "dtype");
+      if (code != 0 && code != 1 && code != 2) throw arg_error("dtype code must be 0 (f32), 1 (bf16) or 2 (f16)");
+      const DType dtype = static_cast<DType>((int)code);
+      const View out = get_view(info[3], "out");
+      if (out.type != napi_float32_array) throw arg_error("out must be a Float32Array");
+      if (nbytes != out.length * zofo::dtype_size(dtype))
+        throw arg_error("nbytes " + std::to_string(nbytes) + " does not match out (" + std::to_string(out.length) +
+                        " elements of " + zofo::dtype_name(dtype) + ")");
+      file->check_range(offset, nbytes);
+      float* dst = static_cast<float*>(out.data);
+      const uint64_t count = out.length;
+      return queue([file, offset, dtype, count, dst] { file->read_f32(offset, dtype, count, dst, 0); }, info[3]);
+    });
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (file_) closed_path_ = file_->path();
+    file_.reset();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value queue(std::function<void()> work, Napi::Value out) {
+    auto* worker = new TaskWorker(Env(), std::move(work), out);
+    Napi::Promise p = worker->promise();
+    worker->Queue();
+    return p;
+  }
+
+  std::shared_ptr<zofo::io::MappedFile> file_;
+  std::string closed_path_;
+};
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("backend", Napi::String::New(env, "cpu"));
   exports.Set("simd", Napi::String::New(env, zofo::cpu::simd_level()));
@@ -251,6 +351,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("benchCopy", Napi::Function::New(env, BenchCopy, "benchCopy"));
   exports.Set("benchScale", Napi::Function::New(env, BenchScale, "benchScale"));
   exports.Set("benchMaterializeAxpy", Napi::Function::New(env, BenchMaterializeAxpy, "benchMaterializeAxpy"));
+  exports.Set("MappedFile", FileWrap::Define(env));
   return exports;
 }
 
