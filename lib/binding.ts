@@ -5,7 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ZofoError } from './errors.js';
 
@@ -27,6 +27,8 @@ export interface CpuBinding {
              seed: bigint, scale: number, etaLambda: number, threads: number | undefined): Promise<void>;
   sgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: Float32Array,
         B: Float32Array, beta: number, C: Float32Array, impl: number, threads: number | undefined): void;
+  /** The CPU model kernels, for tests (native/addon/ops.cpp). Shapes as in native/cpu/*.h. */
+  readonly ops: ModelOps;
   benchCopy(dst: Float32Array | Uint16Array, src: Float32Array | Uint16Array, threads?: number): void;
   benchScale(x: Float32Array, s: number, threads?: number): void;
   benchMaterializeAxpy(x: Float32Array | Uint16Array, scratch: Float32Array, seed: bigint, stream: bigint, a: number, threads?: number): void;
@@ -40,6 +42,28 @@ export interface CpuBinding {
     readF32(offset: number, nbytes: number, dtype: number, out: Float32Array): Promise<void>;
     close(): void;
   };
+}
+
+/** Raw CPU model kernels: forward beside backward; backwards accumulate (+=). */
+export interface ModelOps {
+  rmsnormForward(out: Float32Array, rstd: Float32Array, inp: Float32Array, weight: Float32Array, N: number, C: number, eps: number): void;
+  rmsnormBackward(dinp: Float32Array, dweight: Float32Array | null, dout: Float32Array, inp: Float32Array, weight: Float32Array,
+                  rstd: Float32Array, N: number, C: number): void;
+  layernormForward(out: Float32Array, mean: Float32Array, rstd: Float32Array, inp: Float32Array, weight: Float32Array,
+                   bias: Float32Array | null, N: number, C: number, eps: number): void;
+  layernormBackward(dinp: Float32Array, dweight: Float32Array | null, dbias: Float32Array | null, dout: Float32Array,
+                    inp: Float32Array, weight: Float32Array, mean: Float32Array, rstd: Float32Array, N: number, C: number): void;
+  rope(x: Float32Array, positions: Int32Array, B: number, T: number, NH: number, HS: number, theta: number, backward: boolean): void;
+  /** kind 0 = gelu_new, 1 = relu */
+  activationForward(kind: number, out: Float32Array, inp: Float32Array, N: number): void;
+  activationBackward(kind: number, dinp: Float32Array, inp: Float32Array, dout: Float32Array, N: number): void;
+  swigluForward(out: Float32Array, gate: Float32Array, up: Float32Array, N: number): void;
+  swigluBackward(dgate: Float32Array, dup: Float32Array, gate: Float32Array, up: Float32Array, dout: Float32Array, N: number): void;
+  attentionForward(out: Float32Array, att: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, mask: Uint8Array,
+                   B: number, T: number, NH: number, NKV: number, HS: number, scale: number): void;
+  attentionBackward(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, att: Float32Array,
+                    q: Float32Array, k: Float32Array, v: Float32Array, B: number, T: number, NH: number, NKV: number,
+                    HS: number, scale: number): void;
 }
 
 /**
@@ -77,7 +101,7 @@ const packageRoot = findPackageRoot();
 const require = createRequire(import.meta.url);
 
 function candidates(name: string): string[] {
-  const dirs = process.env.ZOFO_BINDING_DIR ? [process.env.ZOFO_BINDING_DIR] : [];
+  const dirs = process.env.ZOFO_BINDING_DIR ? [resolve(process.env.ZOFO_BINDING_DIR)] : []; // relative to the cwd
   // ZOFO_BINDING_ONLY=1: look nowhere else (tests of the loader, pinned deployments).
   if (process.env.ZOFO_BINDING_ONLY !== '1') dirs.push(join(packageRoot, 'build', 'Release'), join(packageRoot, 'build', 'Debug'));
   return dirs.map((d) => join(d, `${name}.node`));

@@ -346,6 +346,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fnv1a64", Napi::Function::New(env, Fnv1a64, "fnv1a64"));
   exports.Set("gaussian", Napi::Function::New(env, Gaussian, "gaussian"));
   exports.Set("axpby", Napi::Function::New(env, Axpby, "axpby"));
+  exports.Set("ops", model_ops(env));
   exports.Set("axpbyAsync", Napi::Function::New(env, AxpbyAsync, "axpbyAsync"));
   exports.Set("sgemm", Napi::Function::New(env, Sgemm, "sgemm"));
   exports.Set("benchCopy", Napi::Function::New(env, BenchCopy, "benchCopy"));

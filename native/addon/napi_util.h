@@ -126,4 +126,7 @@ inline GaussianArgs get_gaussian_args(const Napi::CallbackInfo& info) {
   return g;
 }
 
+// The `ops` object (native/addon/ops.cpp): the CPU model kernels, for tests.
+Napi::Object model_ops(Napi::Env env);
+
 }  // namespace zofo::addon
