@@ -27,6 +27,8 @@ export interface CpuBinding {
              seed: bigint, scale: number, etaLambda: number, threads: number | undefined): Promise<void>;
   sgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: Float32Array,
         B: Float32Array, beta: number, C: Float32Array, impl: number, threads: number | undefined): void;
+  /** The model engine (native/addon/model.cpp); lib/model/model.ts is its typed face. */
+  readonly NativeModel: new (config: NativeModelConfig) => NativeModel;
   /** The CPU model kernels, for tests (native/addon/ops.cpp). Shapes as in native/cpu/*.h. */
   readonly ops: ModelOps;
   benchCopy(dst: Float32Array | Uint16Array, src: Float32Array | Uint16Array, threads?: number): void;
@@ -42,6 +44,31 @@ export interface CpuBinding {
     readF32(offset: number, nbytes: number, dtype: number, out: Float32Array): Promise<void>;
     close(): void;
   };
+}
+
+/** What the engine needs to know of a model (built from ModelConfig by lib/model/model.ts). */
+export interface NativeModelConfig {
+  family: number; vocab: number; hidden: number; layers: number; heads: number; kvHeads: number; headDim: number;
+  ffn: number; maxPositions: number; embedDim: number; positionOffset: number; rmsnorm: boolean; normEps: number;
+  activation: number; ropeTheta: number; tieEmbeddings: boolean; attentionBias: boolean; outputBias: boolean;
+  mlpBias: boolean; preNorm: boolean; finalNorm: boolean;
+}
+
+export interface NativeTensorSpec { name: string; shape: number[]; offset: number }
+
+export interface NativeModel {
+  tensorSpecs(): NativeTensorSpec[];
+  setTensor(name: string, data: Float32Array): void;
+  getTensor(name: string, out: Float32Array): void;
+  addLoRA(targets: string[], rank: number, alpha: number): NativeTensorSpec[];
+  loraSpecs(): NativeTensorSpec[];
+  setLoraTensor(name: string, data: Float32Array): void;
+  getLoraTensor(name: string, out: Float32Array): void;
+  logits(ids: Int32Array, positions: Int32Array, mask: Uint8Array, B: number, T: number, rows: Int32Array, out: Float32Array): Promise<void>;
+  loss(ids: Int32Array, positions: Int32Array, mask: Uint8Array, B: number, T: number, kind: number, rows: Int32Array,
+       targets: Int32Array, group: Int32Array, candidateExample: Int32Array, candidateIsLabel: Uint8Array, examples: number,
+       gradOut: Float32Array | null): Promise<{ loss: number; scores: Float64Array }>;
+  dispose(): void;
 }
 
 /** Raw CPU model kernels: forward beside backward; backwards accumulate (+=). */

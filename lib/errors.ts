@@ -8,7 +8,11 @@ export type ZofoErrorCode =
   | 'ZOFO_INTERNAL'
   | 'ZOFO_BAD_FILE'
   | 'ZOFO_IO'
-  | 'ZOFO_CLOSED';
+  | 'ZOFO_CLOSED'
+  | 'ZOFO_BAD_CONFIG'
+  | 'ZOFO_UNSUPPORTED'
+  | 'ZOFO_DISPOSED'
+  | 'ZOFO_INVALID_STATE';
 
 export class ZofoError extends Error {
   readonly code: ZofoErrorCode;

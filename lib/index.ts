@@ -1,8 +1,9 @@
 /**
  * zofo — hybrid zeroth-order / first-order fine-tuning as a native Node.js addon.
  *
- * This entry point exposes the perturbation engine (`kernels`) and the backend info;
- * the model engine, optimizer and trainer build on it.
+ * This entry point exposes the perturbation engine (`kernels`), checkpoint I/O, and the
+ * model engine (`loadModel`: logits, losses, LoRA gradients); the optimizer and trainer
+ * build on them.
  */
 import * as kernels from './kernels.js';
 import { cpuBinding, cudaBinding, cudaLoadErrors } from './binding.js';
@@ -13,6 +14,14 @@ export {
   openSafetensors, openCheckpoint, writeSafetensors, SafetensorsFile, Checkpoint,
 } from './formats/safetensors.js';
 export type { SafetensorsDtype, TensorInfo, TensorData } from './formats/safetensors.js';
+export { loadConfig, parseConfig } from './model/config.js';
+export type { ModelConfig, ModelFamily, Activation } from './model/config.js';
+export { loadTokenizer } from './model/tokenizer.js';
+export { loadModel, Model } from './model/model.js';
+export type {
+  Example, ClassificationExample, LmExample, LoadModelOptions, LoraOptions, LossResult, LoraGradients,
+} from './model/model.js';
+export type { Tokenizer } from './model/tokenizer.js';
 export type { ZofoErrorCode } from './errors.js';
 export type {
   Device, Dtype, U64, GaussianOptions, PerturbOptions, RestoreUpdateOptions, TensorSlice, MatmulOptions,

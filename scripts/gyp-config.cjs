@@ -35,7 +35,7 @@ const what = process.argv[2];
 const sources = JSON.parse(fs.readFileSync(path.join(root, 'sources.json'), 'utf8'));
 const found = blas();
 const out = {
-  sources: [...sources.cpu, ...sources.addon],
+  sources: [...sources.cpu, ...sources.engine, ...sources.addon],
   'blas-defines': found ? found.defines : [],
   'blas-include-dirs': found ? found.includeDirs : [],
   'blas-libs': found ? found.libs : [],

@@ -6,14 +6,14 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
-const sources = JSON.parse(readFileSync(join(root, 'sources.json'), 'utf8')) as { cpu: string[]; addon: string[]; cuda_addon: string[] };
+const sources = JSON.parse(readFileSync(join(root, 'sources.json'), 'utf8')) as { cpu: string[]; engine: string[]; addon: string[]; cuda_addon: string[] };
 
 t.test('CMakeLists.txt and binding.gyp build from the one list in sources.json', async (t) => {
-  const listed = [...sources.cpu, ...sources.addon];
+  const listed = [...sources.cpu, ...sources.engine, ...sources.addon];
   const all = [...listed, ...sources.cuda_addon];
   for (const f of all) t.ok(existsSync(join(root, f)), `${f} exists`);
   // Every C++ translation unit is listed (nothing built by only one tool).
-  for (const dir of ['native/cpu', 'native/io', 'native/addon']) {
+  for (const dir of ['native/cpu', 'native/io', 'native/engine', 'native/addon']) {
     for (const f of readdirSync(join(root, dir)).filter((n) => n.endsWith('.cpp'))) {
       t.ok(all.includes(`${dir}/${f}`), `${dir}/${f} is in sources.json`);
     }

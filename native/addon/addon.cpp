@@ -194,44 +194,12 @@ Napi::Value BenchMaterializeAxpy(const Napi::CallbackInfo& info) {
 }
 
 
-// Runs `work` off the JS thread and settles a promise with its outcome. `keep` is the
-// typed array the work writes into: referenced so it cannot be collected under us.
-class TaskWorker : public Napi::AsyncWorker {
- public:
-  TaskWorker(Napi::Env env, std::function<void()> work, Napi::Value keep)
-      : Napi::AsyncWorker(env), work_(std::move(work)), deferred_(Napi::Promise::Deferred::New(env)) {
-    keep_ = Napi::Persistent(keep.As<Napi::Object>());
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
-
- protected:
-  void Execute() override {
-    try {
-      work_();
-    } catch (const zofo::Error& e) {
-      code_ = e.code;
-      SetError(e.what());
-    } catch (const std::exception& e) {
-      code_ = "ZOFO_INTERNAL";
-      SetError(e.what());
-    }
-  }
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(coded_error(Env(), code_, e.Message()).Value()); }
-
- private:
-  std::function<void()> work_;
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference keep_;
-  std::string code_;
-};
-
-// axpby off the JS thread (see TaskWorker): the weights' ArrayBuffer is held by a
+// axpby off the JS thread (see PromiseWorker): the weights' ArrayBuffer is held by a
 // reference until the work completes, so it cannot be collected under us.
 Napi::Value AxpbyAsync(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     auto args = std::make_shared<AxpbyArgs>(get_axpby_args(info));
-    auto* worker = new TaskWorker(info.Env(), [args] { run_axpby(*args); }, info[0]);
+    auto* worker = new PromiseWorker(info.Env(), [args] { run_axpby(*args); }, info[0]);
     Napi::Promise p = worker->promise();
     worker->Queue();
     return p;
@@ -324,7 +292,7 @@ class FileWrap : public Napi::ObjectWrap<FileWrap> {
   }
 
   Napi::Value queue(std::function<void()> work, Napi::Value out) {
-    auto* worker = new TaskWorker(Env(), std::move(work), out);
+    auto* worker = new PromiseWorker(Env(), std::move(work), out);
     Napi::Promise p = worker->promise();
     worker->Queue();
     return p;
@@ -347,6 +315,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gaussian", Napi::Function::New(env, Gaussian, "gaussian"));
   exports.Set("axpby", Napi::Function::New(env, Axpby, "axpby"));
   exports.Set("ops", model_ops(env));
+  exports.Set("NativeModel", model_class(env));
   exports.Set("axpbyAsync", Napi::Function::New(env, AxpbyAsync, "axpbyAsync"));
   exports.Set("sgemm", Napi::Function::New(env, Sgemm, "sgemm"));
   exports.Set("benchCopy", Napi::Function::New(env, BenchCopy, "benchCopy"));

@@ -4,6 +4,7 @@
 
 #include <napi.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -107,6 +108,49 @@ inline std::vector<ParamEntry> get_table(const Napi::Value& rows_v, const Napi::
   return table;
 }
 
+// Runs work() off the JS thread (it must not touch V8), then settles a promise: resolved
+// with to_js(env) on the JS thread, or rejected with a coded Error. `keep` holds the
+// typed arrays the work reads or writes, so they cannot be collected under it.
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  PromiseWorker(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> to_js,
+                std::vector<Napi::Value> keep)
+      : Napi::AsyncWorker(env), work_(std::move(work)), to_js_(std::move(to_js)),
+        deferred_(Napi::Promise::Deferred::New(env)) {
+    for (auto& v : keep)
+      if (v.IsObject()) keep_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+  }
+  // A worker whose promise resolves to undefined.
+  PromiseWorker(Napi::Env env, std::function<void()> work, Napi::Value keep)
+      : PromiseWorker(env, std::move(work), [](Napi::Env e) { return e.Undefined(); }, {keep}) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      work_();
+    } catch (const zofo::Error& e) {
+      code_ = e.code;
+      SetError(e.what());
+    } catch (const std::bad_alloc&) {
+      code_ = "ZOFO_OUT_OF_MEMORY";
+      SetError("out of memory");
+    } catch (const std::exception& e) {
+      code_ = "ZOFO_INTERNAL";
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(to_js_(Env())); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(coded_error(Env(), code_, e.Message()).Value()); }
+
+ private:
+  std::function<void()> work_;
+  std::function<Napi::Value(Napi::Env)> to_js_;
+  Napi::Promise::Deferred deferred_;
+  std::vector<Napi::ObjectReference> keep_;
+  std::string code_;
+};
+
 // Arguments of gaussian(seed, stream, offset, out: Float32Array, ...), both backends.
 struct GaussianArgs {
   uint64_t seed, stream, first;
@@ -128,5 +172,8 @@ inline GaussianArgs get_gaussian_args(const Napi::CallbackInfo& info) {
 
 // The `ops` object (native/addon/ops.cpp): the CPU model kernels, for tests.
 Napi::Object model_ops(Napi::Env env);
+
+// The NativeModel class (native/addon/model.cpp): the model engine.
+Napi::Function model_class(Napi::Env env);
 
 }  // namespace zofo::addon

@@ -1,0 +1,333 @@
+/**
+ * A HuggingFace causal LM on the zofo engine: `loadModel(dir)` reads config.json,
+ * the safetensors checkpoint (single file or sharded) and, when present,
+ * tokenizer.json; the model then computes logits, the losses of ALGORITHM.md §5, and
+ * the gradients of a loss w.r.t. its LoRA adapters (the base stays frozen).
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { cpuBinding, type NativeModel } from '../binding.js';
+import { awaitNative, invalidArg, rethrowNative, ZofoError } from '../errors.js';
+import { openCheckpoint } from '../formats/safetensors.js';
+import { loadConfig, type ModelConfig } from './config.js';
+import { loadTokenizer, type Tokenizer } from './tokenizer.js';
+
+/** Classification: prompt + K candidate continuations; `label` indexes the right one. */
+export interface ClassificationExample { prompt: number[]; candidates: number[][]; label: number }
+/** Language modelling: next-token loss over `target`, the prompt masked. */
+export interface LmExample { prompt: number[]; target: number[] }
+export type Example = ClassificationExample | LmExample;
+
+export interface LoadModelOptions {
+  /** 'cpu' (default), or 'auto' (the CPU until the CUDA engine lands). */
+  device?: 'cpu' | 'auto' | 'cuda';
+}
+
+export interface LoraOptions {
+  rank?: number;
+  alpha?: number;
+  /** Module-name suffixes; default q_proj + v_proj (Llama, OPT) or c_attn (GPT-2). */
+  targets?: string[];
+  /** Seed of the kaiming-uniform init of the A matrices (B starts at 0). */
+  seed?: number;
+}
+
+export interface LossResult {
+  loss: number;
+  /** Classification: per example, the mean log-prob score of each candidate. */
+  scores?: number[][];
+  /** Classification: per example, the argmax candidate. */
+  predictions?: number[];
+}
+
+export interface LoraGradients {
+  loss: number;
+  /** d loss / d tensor, keyed by PEFT tensor name (…lora_A.weight / …lora_B.weight). */
+  grads: Map<string, Float32Array>;
+}
+
+const FAMILY_CODE = { llama: 0, opt: 1, gpt2: 2 } as const;
+const ACTIVATION_CODE: Record<string, number> = { gelu_new: 0, relu: 1, silu: 2 };
+// Checkpoint tensors that HF itself ignores when loading these models.
+const IGNORED = [/\.attn\.(masked_)?bias$/, /\.rotary_emb\.inv_freq$/];
+const PEFT_PREFIX = 'base_model.model.';
+
+interface Spec { name: string; shape: number[]; offset: number }
+
+/** Loads a HuggingFace model directory. */
+export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
+  if (typeof dir !== 'string' || dir.length === 0) throw invalidArg('a model directory', 'dir', dir);
+  const device = opts.device ?? 'cpu';
+  if (device === 'cuda') {
+    throw new ZofoError('ZOFO_CUDA', 'loadModel: the model engine runs on the CPU in this release (device "cuda" is not available yet); use device "cpu" or "auto"');
+  }
+  if (device !== 'cpu' && device !== 'auto') throw invalidArg("'cpu', 'auto' or 'cuda'", 'device', device);
+  const config = await loadConfig(dir);
+  const activation = ACTIVATION_CODE[config.activation];
+  if (activation === undefined) {
+    throw new ZofoError('ZOFO_UNSUPPORTED', `${join(dir, 'config.json')}: activation ${JSON.stringify(config.activation)} is not implemented by the engine (gelu_new, relu, silu are)`);
+  }
+  let native: NativeModel;
+  try {
+    native = new (cpuBinding().NativeModel)({
+      family: FAMILY_CODE[config.family], vocab: config.vocabSize, hidden: config.hiddenSize, layers: config.numLayers,
+      heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, ffn: config.ffnSize,
+      maxPositions: config.maxPositions, embedDim: config.embedProjDim, positionOffset: config.positionOffset,
+      rmsnorm: config.norm === 'rmsnorm', normEps: config.normEps, activation, ropeTheta: config.ropeTheta ?? 10000,
+      tieEmbeddings: config.tieWordEmbeddings, attentionBias: config.attentionBias, outputBias: config.outputBias,
+      mlpBias: config.mlpBias, preNorm: config.preNorm, finalNorm: config.finalNorm,
+    });
+  } catch (err) {
+    rethrowNative(err, `loadModel ${dir}`);
+  }
+  try {
+    await loadWeights(dir, config, native);
+  } catch (err) {
+    native.dispose();
+    throw err;
+  }
+  const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? await loadTokenizer(dir) : null;
+  return new Model(dir, config, native, tokenizer);
+}
+
+// Every tensor the engine expects, from the checkpoint, shape-checked; anything left
+// over that HF would not ignore is an error (a config that does not match its weights).
+async function loadWeights(dir: string, config: ModelConfig, native: NativeModel): Promise<void> {
+  const ckpt = await openCheckpoint(dir);
+  try {
+    const used = new Set<string>();
+    for (const spec of native.tensorSpecs() as Spec[]) {
+      // GPT-2 checkpoints store keys with or without the `transformer.` prefix.
+      const candidates = config.family === 'gpt2' ? [spec.name, spec.name.replace(/^transformer\./, '')] : [spec.name];
+      const key = candidates.find((k) => ckpt.tensors.has(k));
+      if (key === undefined) throw new ZofoError('ZOFO_BAD_FILE', `${dir}: the checkpoint has no tensor ${spec.name}, which a ${config.architecture} with this config.json needs`);
+      const info = ckpt.tensors.get(key)!;
+      if (info.shape.join(',') !== spec.shape.join(',')) {
+        throw new ZofoError('ZOFO_BAD_FILE', `${dir}: tensor ${key} has shape [${info.shape.join(', ')}] but config.json implies [${spec.shape.join(', ')}]`);
+      }
+      native.setTensor(spec.name, await ckpt.read(key));
+      used.add(key);
+    }
+    for (const key of ckpt.tensors.keys()) {
+      if (used.has(key) || IGNORED.some((re) => re.test(key))) continue;
+      if (config.tieWordEmbeddings && /^lm_head\.weight$/.test(key)) continue; // tied: HF uses the embedding
+      throw new ZofoError('ZOFO_BAD_FILE', `${dir}: the checkpoint has a tensor ${key} that a ${config.architecture} with this config.json does not use`);
+    }
+  } finally {
+    ckpt.close();
+  }
+}
+
+/** A padded batch in the engine's layout: (B, T) row-major, right padding. */
+interface PackedBatch { ids: Int32Array; positions: Int32Array; mask: Uint8Array; B: number; T: number }
+
+function pack(sequences: number[][], vocab: number, what: string): PackedBatch {
+  if (!Array.isArray(sequences) || sequences.length === 0) throw invalidArg('a non-empty array of token-id arrays', what, sequences);
+  const B = sequences.length;
+  const T = Math.max(...sequences.map((s) => (Array.isArray(s) ? s.length : 0)));
+  const ids = new Int32Array(B * T), positions = new Int32Array(B * T), mask = new Uint8Array(B * T);
+  sequences.forEach((seq, b) => {
+    if (!Array.isArray(seq) || seq.length === 0) throw invalidArg('a non-empty array of token ids', `${what}[${b}]`, seq);
+    seq.forEach((id, t) => {
+      if (!Number.isInteger(id) || id < 0 || id >= vocab) throw invalidArg(`a token id in 0 .. ${vocab - 1}`, `${what}[${b}][${t}]`, id);
+      ids[b * T + t] = id;
+      positions[b * T + t] = t; // = cumsum(mask) − 1 under right padding
+      mask[b * T + t] = 1;
+    });
+  });
+  return { ids, positions, mask, B, T };
+}
+
+const isClassification = (e: Example): e is ClassificationExample => Array.isArray((e as ClassificationExample).candidates);
+
+export class Model {
+  #native: NativeModel | null;
+  #loraSpecs: Spec[] = [];
+
+  /** @internal use loadModel() */
+  constructor(readonly dir: string, readonly config: ModelConfig, native: NativeModel, readonly tokenizer: Tokenizer | null) {
+    this.#native = native;
+  }
+
+  #live(): NativeModel {
+    if (!this.#native) throw new ZofoError('ZOFO_DISPOSED', `the model loaded from ${this.dir} has been disposed`);
+    return this.#native;
+  }
+
+  /** Checkpoint names of the base tensors, in parameter-buffer order. */
+  parameterNames(): string[] {
+    return (this.#live().tensorSpecs() as Spec[]).map((s) => s.name);
+  }
+
+  /** A copy of a base tensor's current values. */
+  async tensor(name: string): Promise<Float32Array> {
+    const spec = (this.#live().tensorSpecs() as Spec[]).find((s) => s.name === name);
+    if (!spec) throw new ZofoError('ZOFO_INVALID_ARG', `the model has no tensor named ${JSON.stringify(name)}`);
+    const out = new Float32Array(spec.shape.reduce((a, b) => a * b, 1));
+    this.#live().getTensor(name, out);
+    return out;
+  }
+
+  /**
+   * Adds LoRA adapters (HF PEFT init: A kaiming-uniform with a = √5, i.e. U(±1/√in);
+   * B = 0, so the adapted model starts identical to the base). Returns PEFT names.
+   */
+  addLoRA(opts: LoraOptions = {}): string[] {
+    const rank = opts.rank ?? 8, alpha = opts.alpha ?? 16;
+    if (!Number.isInteger(rank) || rank < 1) throw invalidArg('a positive integer', 'rank', rank);
+    if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw invalidArg('a finite number', 'alpha', alpha);
+    const targets = opts.targets ?? (this.config.family === 'gpt2' ? ['c_attn'] : ['q_proj', 'v_proj']);
+    if (!Array.isArray(targets) || targets.length === 0 || !targets.every((t) => typeof t === 'string' && t.length > 0)) {
+      throw invalidArg('a non-empty array of module names', 'targets', targets);
+    }
+    let specs: Spec[];
+    try {
+      specs = this.#live().addLoRA(targets, rank, alpha) as Spec[];
+    } catch (err) {
+      rethrowNative(err, 'addLoRA');
+    }
+    this.#loraSpecs = specs;
+    let state = (opts.seed ?? 0x5eed) >>> 0 || 1;
+    const uniform = () => { // xorshift32: reproducible init
+      state ^= state << 13; state >>>= 0; state ^= state >>> 17; state ^= state << 5; state >>>= 0;
+      return state / 4294967296;
+    };
+    for (const s of specs) {
+      if (!s.name.endsWith('.lora_A.weight')) continue;
+      const bound = 1 / Math.sqrt(s.shape[1]);
+      this.#live().setLoraTensor(s.name, Float32Array.from({ length: s.shape[0] * s.shape[1] }, () => (2 * uniform() - 1) * bound));
+    }
+    return specs.map((s) => PEFT_PREFIX + s.name);
+  }
+
+  /** PEFT names of the adapter tensors (empty before addLoRA). */
+  loraNames(): string[] {
+    return this.#loraSpecs.map((s) => PEFT_PREFIX + s.name);
+  }
+
+  #loraSpec(name: string): Spec {
+    const spec = this.#loraSpecs.find((s) => PEFT_PREFIX + s.name === name);
+    if (!spec) throw new ZofoError('ZOFO_INVALID_ARG', `the model has no LoRA tensor named ${JSON.stringify(name)}`);
+    return spec;
+  }
+
+  loraTensor(name: string): Float32Array {
+    const spec = this.#loraSpec(name);
+    const out = new Float32Array(spec.shape[0] * spec.shape[1]);
+    this.#live().getLoraTensor(spec.name, out);
+    return out;
+  }
+
+  setLoraTensor(name: string, data: Float32Array): void {
+    const spec = this.#loraSpec(name);
+    if (!(data instanceof Float32Array)) throw invalidArg('a Float32Array', name, data);
+    try {
+      this.#live().setLoraTensor(spec.name, data);
+    } catch (err) {
+      rethrowNative(err, 'setLoraTensor');
+    }
+  }
+
+  /** Logits of every position of each (unpadded) sequence: [length × vocab] row-major. */
+  async logits(ids: number[][]): Promise<Float32Array[]> {
+    const V = this.config.vocabSize;
+    const b = pack(ids, V, 'ids');
+    const rows: number[] = [];
+    ids.forEach((seq, i) => seq.forEach((_, t) => rows.push(i * b.T + t)));
+    const out = new Float32Array(rows.length * V);
+    const native = this.#live();
+    await awaitNative(() => native.logits(b.ids, b.positions, b.mask, b.B, b.T, Int32Array.from(rows), out), 'logits');
+    const result: Float32Array[] = [];
+    let at = 0;
+    for (const seq of ids) {
+      result.push(out.slice(at * V, (at + seq.length) * V));
+      at += seq.length;
+    }
+    return result;
+  }
+
+  /** The batch's loss (classification or LM: all examples of one kind). */
+  async loss(batch: Example[]): Promise<LossResult> {
+    return (await this.#run(batch, false)).result;
+  }
+
+  /** The loss and its gradient w.r.t. every LoRA tensor (the base receives none). */
+  async loraGradients(batch: Example[]): Promise<LoraGradients> {
+    if (this.#loraSpecs.length === 0) throw new ZofoError('ZOFO_INVALID_STATE', 'loraGradients: the model has no LoRA adapters; call addLoRA() first');
+    const { result, grad } = await this.#run(batch, true);
+    const grads = new Map<string, Float32Array>();
+    for (const s of this.#loraSpecs) grads.set(PEFT_PREFIX + s.name, grad!.slice(s.offset, s.offset + s.shape[0] * s.shape[1]));
+    return { loss: result.loss, grads };
+  }
+
+  async #run(batch: Example[], withGrad: boolean): Promise<{ result: LossResult; grad?: Float32Array }> {
+    if (!Array.isArray(batch) || batch.length === 0) throw invalidArg('a non-empty array of examples', 'batch', batch);
+    const classification = isClassification(batch[0]);
+    const sequences: number[][] = [], rowSeq: number[] = [], rowPos: number[] = [], targets: number[] = [], group: number[] = [];
+    const candidateExample: number[] = [], candidateIsLabel: number[] = [];
+    const check = (ids: unknown, what: string) => {
+      if (!Array.isArray(ids) || ids.length === 0) throw invalidArg('a non-empty array of token ids', what, ids);
+    };
+    // Row (b, t) predicts token t + 1: a continuation token j is read at prompt.length − 1 + j.
+    const addSequence = (prompt: number[], cont: number[], g: number) => {
+      const b = sequences.length;
+      sequences.push([...prompt, ...cont]);
+      cont.forEach((tok, j) => {
+        rowSeq.push(b);
+        rowPos.push(prompt.length - 1 + j);
+        targets.push(tok);
+        group.push(g);
+      });
+    };
+    batch.forEach((ex, e) => {
+      if (typeof ex !== 'object' || ex === null) throw invalidArg('an example object', `batch[${e}]`, ex);
+      if (isClassification(ex) !== classification) throw new ZofoError('ZOFO_INVALID_ARG', `batch[${e}]: a batch must hold only classification or only LM examples`);
+      check(ex.prompt, `batch[${e}].prompt`);
+      if (isClassification(ex)) {
+        if (ex.candidates.length < 2) throw invalidArg('at least 2 candidates', `batch[${e}].candidates`, ex.candidates);
+        if (!Number.isInteger(ex.label) || ex.label < 0 || ex.label >= ex.candidates.length) throw invalidArg(`an index in 0 .. ${ex.candidates.length - 1}`, `batch[${e}].label`, ex.label);
+        ex.candidates.forEach((cand, c) => {
+          check(cand, `batch[${e}].candidates[${c}]`);
+          candidateExample.push(e);
+          candidateIsLabel.push(c === ex.label ? 1 : 0);
+          addSequence(ex.prompt, cand, candidateExample.length - 1);
+        });
+      } else {
+        check((ex as LmExample).target, `batch[${e}].target`);
+        addSequence(ex.prompt, (ex as LmExample).target, 0);
+      }
+    });
+    const b = pack(sequences, this.config.vocabSize, 'sequences');
+    const rowIndex = Int32Array.from(rowSeq, (seq, i) => seq * b.T + rowPos[i]);
+    const native = this.#live();
+    const grad = withGrad ? new Float32Array(this.#loraSpecs.reduce((n, s) => n + s.shape[0] * s.shape[1], 0)) : undefined;
+    let out: { loss: number; scores: Float64Array } | undefined;
+    await awaitNative(async () => {
+      out = await native.loss(b.ids, b.positions, b.mask, b.B, b.T, classification ? 1 : 0, rowIndex, Int32Array.from(targets),
+        Int32Array.from(group), Int32Array.from(candidateExample), Uint8Array.from(candidateIsLabel), batch.length, grad ?? null);
+    }, withGrad ? 'loraGradients' : 'loss');
+    const result: LossResult = { loss: out!.loss };
+    if (classification) {
+      result.scores = [];
+      result.predictions = [];
+      let k = 0;
+      for (const ex of batch as ClassificationExample[]) {
+        const s = Array.from(out!.scores.subarray(k, k + ex.candidates.length));
+        k += ex.candidates.length;
+        result.scores.push(s);
+        result.predictions.push(s.indexOf(Math.max(...s)));
+      }
+    }
+    return { result, grad };
+  }
+
+  /** Frees the native model (in-flight calls finish first). Further calls throw ZOFO_DISPOSED. */
+  dispose(): void {
+    this.#native?.dispose();
+    this.#native = null;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
+}

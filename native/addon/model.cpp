@@ -1,0 +1,262 @@
+// N-API wrap of the model engine (native/engine/transformer.h): `new NativeModel(config)`.
+// lib/model/model.ts builds configs, batches and loss specs and validates them;
+// this layer re-checks what it relies on. Forward/loss run off the JS thread; one
+// mutex per model serialises them with weight updates.
+#include <napi.h>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "../cpu/backend_cpu.h"
+#include "../engine/transformer.h"
+#include "napi_util.h"
+
+namespace zofo::addon {
+
+namespace {
+
+template <class T>
+std::vector<T> copy_array(const Napi::Value& v, const char* what, napi_typedarray_type type) {
+  const View view = get_view(v, what);
+  if (view.type != type) throw arg_error(std::string(what) + " has the wrong typed-array type");
+  const T* p = static_cast<const T*>(view.data);
+  return std::vector<T>(p, p + view.length);
+}
+
+int64_t get_int(const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw arg_error(std::string("model config field ") + key + " must be a number");
+  return (int64_t)v.As<Napi::Number>().DoubleValue();
+}
+
+bool get_bool(const Napi::Object& o, const char* key) { return o.Get(key).ToBoolean(); }
+
+ModelConfig config_from_js(const Napi::Value& v) {
+  if (!v.IsObject()) throw arg_error("model config must be an object");
+  const Napi::Object o = v.As<Napi::Object>();
+  ModelConfig c;
+  const int64_t family = get_int(o, "family");
+  if (family < 0 || family > 2) throw arg_error("model config family must be 0 (llama), 1 (opt) or 2 (gpt2)");
+  c.family = (ModelConfig::Family)family;
+  c.vocab = get_int(o, "vocab");
+  c.hidden = get_int(o, "hidden");
+  c.layers = get_int(o, "layers");
+  c.heads = get_int(o, "heads");
+  c.kv_heads = get_int(o, "kvHeads");
+  c.head_dim = get_int(o, "headDim");
+  c.ffn = get_int(o, "ffn");
+  c.max_positions = get_int(o, "maxPositions");
+  c.embed_dim = get_int(o, "embedDim");
+  c.position_offset = get_int(o, "positionOffset");
+  c.rmsnorm = get_bool(o, "rmsnorm");
+  c.norm_eps = (float)o.Get("normEps").As<Napi::Number>().DoubleValue();
+  c.activation = (int)get_int(o, "activation");
+  c.rope_theta = (float)o.Get("ropeTheta").As<Napi::Number>().DoubleValue();
+  c.tie_embeddings = get_bool(o, "tieEmbeddings");
+  c.attention_bias = get_bool(o, "attentionBias");
+  c.output_bias = get_bool(o, "outputBias");
+  c.mlp_bias = get_bool(o, "mlpBias");
+  c.pre_norm = get_bool(o, "preNorm");
+  c.final_norm = get_bool(o, "finalNorm");
+  return c;
+}
+
+Napi::Array specs_to_js(Napi::Env env, const std::vector<TensorSpec>& specs) {
+  Napi::Array out = Napi::Array::New(env, specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    Napi::Object s = Napi::Object::New(env);
+    s.Set("name", specs[i].name);
+    Napi::Array shape = Napi::Array::New(env, specs[i].shape.size());
+    for (size_t d = 0; d < specs[i].shape.size(); ++d) shape.Set((uint32_t)d, Napi::Number::New(env, (double)specs[i].shape[d]));
+    s.Set("shape", shape);
+    s.Set("offset", Napi::Number::New(env, (double)specs[i].offset));
+    out.Set((uint32_t)i, s);
+  }
+  return out;
+}
+
+// Batch from (ids Int32Array, positions Int32Array, mask Uint8Array, B, T) at info[first..].
+Batch batch_from_js(const Napi::CallbackInfo& info, int first) {
+  Batch b;
+  b.ids = copy_array<int32_t>(info[first], "ids", napi_int32_array);
+  b.positions = copy_array<int32_t>(info[first + 1], "positions", napi_int32_array);
+  b.mask = copy_array<uint8_t>(info[first + 2], "mask", napi_uint8_array);
+  b.B = (int64_t)get_number(info[first + 3], "B");
+  b.T = (int64_t)get_number(info[first + 4], "T");
+  const size_t n = (size_t)(b.B * b.T);
+  if (b.B <= 0 || b.T <= 0 || b.ids.size() != n || b.positions.size() != n || b.mask.size() != n)
+    throw arg_error("batch arrays must each hold B·T values");
+  return b;
+}
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {InstanceMethod<&ModelWrap::TensorSpecs>("tensorSpecs"),
+                        InstanceMethod<&ModelWrap::SetTensor>("setTensor"),
+                        InstanceMethod<&ModelWrap::GetTensor>("getTensor"),
+                        InstanceMethod<&ModelWrap::AddLora>("addLoRA"),
+                        InstanceMethod<&ModelWrap::LoraSpecs>("loraSpecs"),
+                        InstanceMethod<&ModelWrap::SetLoraTensor>("setLoraTensor"),
+                        InstanceMethod<&ModelWrap::GetLoraTensor>("getLoraTensor"),
+                        InstanceMethod<&ModelWrap::Logits>("logits"), InstanceMethod<&ModelWrap::Loss>("loss"),
+                        InstanceMethod<&ModelWrap::Dispose>("dispose")});
+  }
+
+  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+    guarded(info, [&]() -> Napi::Value {
+      state_ = std::make_shared<State>();
+      state_->model = std::make_unique<Transformer>(config_from_js(info[0]), cpu::cpu_backend());
+      return info.Env().Undefined();
+    });
+  }
+
+ private:
+  // Shared with in-flight workers, so dispose() during a forward frees only after it.
+  struct State {
+    std::mutex lock;
+    std::unique_ptr<Transformer> model;
+  };
+
+  std::shared_ptr<State> live() const {
+    if (!state_ || !state_->model) throw Error("ZOFO_DISPOSED", "this model has been disposed");
+    return state_;
+  }
+
+  Napi::Value TensorSpecs(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value { return specs_to_js(info.Env(), live()->model->tensors()); });
+  }
+  Napi::Value LoraSpecs(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value { return specs_to_js(info.Env(), live()->model->lora_tensors()); });
+  }
+
+  // setTensor(name, Float32Array) / getTensor(name, Float32Array out); lora variants alike.
+  template <bool Lora, bool Set>
+  Napi::Value TensorIO(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      auto s = live();
+      if (!info[0].IsString()) throw arg_error("tensor name must be a string");
+      const std::string name = info[0].As<Napi::String>().Utf8Value();
+      const View data = get_view(info[1], "data");
+      if (data.type != napi_float32_array) throw arg_error("tensor data must be a Float32Array");
+      std::lock_guard<std::mutex> guard(s->lock);
+      float* p = static_cast<float*>(data.data);
+      if (Lora && Set) s->model->set_lora_tensor(name, p, (int64_t)data.length);
+      else if (Lora) s->model->get_lora_tensor(name, p, (int64_t)data.length);
+      else if (Set) s->model->set_tensor(name, p, (int64_t)data.length);
+      else s->model->get_tensor(name, p, (int64_t)data.length);
+      return info.Env().Undefined();
+    });
+  }
+  Napi::Value SetTensor(const Napi::CallbackInfo& info) { return TensorIO<false, true>(info); }
+  Napi::Value GetTensor(const Napi::CallbackInfo& info) { return TensorIO<false, false>(info); }
+  Napi::Value SetLoraTensor(const Napi::CallbackInfo& info) { return TensorIO<true, true>(info); }
+  Napi::Value GetLoraTensor(const Napi::CallbackInfo& info) { return TensorIO<true, false>(info); }
+
+  // addLoRA(targets: string[], rank, alpha) → specs
+  Napi::Value AddLora(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      auto s = live();
+      if (!info[0].IsArray()) throw arg_error("LoRA targets must be an array of strings");
+      Napi::Array arr = info[0].As<Napi::Array>();
+      std::vector<std::string> targets;
+      for (uint32_t i = 0; i < arr.Length(); ++i) {
+        Napi::Value t = arr.Get(i);
+        if (!t.IsString()) throw arg_error("LoRA targets must be strings");
+        targets.push_back(t.As<Napi::String>().Utf8Value());
+      }
+      std::lock_guard<std::mutex> guard(s->lock);
+      return specs_to_js(info.Env(), s->model->add_lora(targets, (int64_t)get_number(info[1], "rank"),
+                                                         (float)get_number(info[2], "alpha")));
+    });
+  }
+
+  // logits(ids, positions, mask, B, T, rows Int32Array, out Float32Array) → Promise<void>
+  Napi::Value Logits(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      auto s = live();
+      auto batch = std::make_shared<Batch>(batch_from_js(info, 0));
+      auto rows = std::make_shared<std::vector<int32_t>>(copy_array<int32_t>(info[5], "rows", napi_int32_array));
+      const View out = get_view(info[6], "out");
+      if (out.type != napi_float32_array || (int64_t)out.length != (int64_t)rows->size() * s->model->config().vocab)
+        throw arg_error("out must be a Float32Array of rows × vocab values");
+      float* dst = static_cast<float*>(out.data);
+      auto* w = new PromiseWorker(
+          info.Env(),
+          [s, batch, rows, dst] {
+            std::lock_guard<std::mutex> guard(s->lock);
+            if (!s->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
+            s->model->logits(*batch, *rows, dst);
+          },
+          [](Napi::Env env) { return env.Undefined(); }, {info[6]});
+      Napi::Promise p = w->promise();
+      w->Queue();
+      return p;
+    });
+  }
+
+  // loss(ids, positions, mask, B, T, kind, rows, targets, group, candidateExample,
+  //      candidateIsLabel Uint8Array, examples, loraGradOut Float32Array | null)
+  //   → Promise<{ loss, scores: Float64Array }>
+  Napi::Value Loss(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      auto s = live();
+      auto batch = std::make_shared<Batch>(batch_from_js(info, 0));
+      auto spec = std::make_shared<LossSpec>();
+      spec->kind = (int)get_number(info[5], "kind");
+      spec->rows = copy_array<int32_t>(info[6], "rows", napi_int32_array);
+      spec->targets = copy_array<int32_t>(info[7], "targets", napi_int32_array);
+      spec->group = copy_array<int32_t>(info[8], "group", napi_int32_array);
+      spec->candidate_example = copy_array<int32_t>(info[9], "candidateExample", napi_int32_array);
+      spec->candidate_is_label = copy_array<uint8_t>(info[10], "candidateIsLabel", napi_uint8_array);
+      spec->examples = (int64_t)get_number(info[11], "examples");
+      float* grad = nullptr;
+      if (!info[12].IsNull() && !info[12].IsUndefined()) {
+        const View g = get_view(info[12], "gradOut");
+        if (g.type != napi_float32_array || (int64_t)g.length != s->model->total_lora_parameters())
+          throw arg_error("gradOut must be a Float32Array with one value per LoRA parameter");
+        if (g.length == 0) throw Error("ZOFO_INVALID_STATE", "the model has no LoRA adapters: call addLoRA first");
+        grad = static_cast<float*>(g.data);
+      }
+      auto result = std::make_shared<LossResult>();
+      auto* w = new PromiseWorker(
+          info.Env(),
+          [s, batch, spec, grad, result] {
+            std::lock_guard<std::mutex> guard(s->lock);
+            if (!s->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
+            *result = s->model->loss(*batch, *spec, grad);
+          },
+          [result](Napi::Env env) -> Napi::Value {
+            Napi::Object o = Napi::Object::New(env);
+            o.Set("loss", Napi::Number::New(env, result->loss));
+            Napi::Float64Array scores = Napi::Float64Array::New(env, result->scores.size());
+            for (size_t i = 0; i < result->scores.size(); ++i) scores[i] = result->scores[i];
+            o.Set("scores", scores);
+            return o;
+          },
+          {info[12]});
+      Napi::Promise p = w->promise();
+      w->Queue();
+      return p;
+    });
+  }
+
+  // Drops this wrap's reference: in-flight work keeps the model alive until it ends,
+  // so the JS thread never waits on a forward.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    state_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace
+
+Napi::Function model_class(Napi::Env env) { return ModelWrap::Define(env); }
+
+}  // namespace zofo::addon

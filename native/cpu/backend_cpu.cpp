@@ -1,0 +1,126 @@
+#include "backend_cpu.h"
+
+#include <string.h>
+
+#include <new>
+
+#include "activation.h"
+#include "attention.h"
+#include "matmul.h"
+#include "norm.h"
+#include "parallel.h"
+#include "rope.h"
+
+namespace zofo::cpu {
+
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+
+  float* alloc(size_t n) override {
+    float* p = new (std::nothrow) float[n ? n : 1]();
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  void free(float* p) override { delete[] p; }
+  void upload(float* dst, const float* host, size_t n) override { memcpy(dst, host, n * sizeof(float)); }
+  void download(float* host, const float* src, size_t n) override { memcpy(host, src, n * sizeof(float)); }
+  void fill(float* dst, float value, size_t n) override {
+    for (size_t i = 0; i < n; ++i) dst[i] = value;
+  }
+
+  void matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+              const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
+    sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+  void add_bias(float* y, const float* bias, int64_t N, int64_t C) override {
+    parallel_ranges((uint64_t)N, 0, 64, [&](uint64_t lo, uint64_t hi) {
+      for (uint64_t n = lo; n < hi; ++n)
+        for (int64_t c = 0; c < C; ++c) y[n * C + c] += bias[c];
+    });
+  }
+  void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C) override {
+    parallel_ranges((uint64_t)C, 0, 64, [&](uint64_t lo, uint64_t hi) {
+      for (uint64_t c = lo; c < hi; ++c) {
+        double s = 0;
+        for (int64_t n = 0; n < N; ++n) s += dy[n * C + c];
+        dbias[c] += (float)s;
+      }
+    });
+  }
+  void axpy(float* y, const float* x, float alpha, size_t n) override {
+    parallel_ranges(n, 0, 1 << 15, [&](uint64_t lo, uint64_t hi) {
+      for (uint64_t i = lo; i < hi; ++i) y[i] += alpha * x[i];
+    });
+  }
+
+  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
+                       float eps) override {
+    cpu::rmsnorm_forward(out, rstd, inp, weight, N, C, eps);
+  }
+  void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                        const float* rstd, int64_t N, int64_t C) override {
+    cpu::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C);
+  }
+  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                         const float* bias, int64_t N, int64_t C, float eps) override {
+    cpu::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps);
+  }
+  void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                          const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) override {
+    cpu::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+  }
+  void rope(float* x, const int32_t* positions, int64_t B, int64_t T, int64_t NH, int64_t HS, float theta,
+            bool backward) override {
+    if (backward) cpu::rope_backward(x, positions, B, T, NH, HS, theta);
+    else cpu::rope_forward(x, positions, B, T, NH, HS, theta);
+  }
+  void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, const uint8_t* mask,
+                         int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS, float scale) override {
+    cpu::attention_forward(out, att, q, k, v, mask, B, T, NH, NKV, HS, scale);
+  }
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att, const float* q,
+                          const float* k, const float* v, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS,
+                          float scale) override {
+    cpu::attention_backward(dq, dk, dv, dout, att, q, k, v, B, T, NH, NKV, HS, scale);
+  }
+  void activation_forward(int kind, float* out, const float* inp, int64_t N) override {
+    if (kind == 0) gelu_new_forward(out, inp, N);
+    else relu_forward(out, inp, N);
+  }
+  void activation_backward(int kind, float* dinp, const float* inp, const float* dout, int64_t N) override {
+    if (kind == 0) gelu_new_backward(dinp, inp, dout, N);
+    else relu_backward(dinp, inp, dout, N);
+  }
+  void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) override {
+    cpu::swiglu_forward(out, gate, up, N);
+  }
+  void swiglu_backward(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
+                       int64_t N) override {
+    cpu::swiglu_backward(dgate, dup, gate, up, dout, N);
+  }
+  void copy2d(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols) override {
+    for (int64_t r = 0; r < rows; ++r) memcpy(dst + r * dst_ld, src + r * src_ld, cols * sizeof(float));
+  }
+  void embedding_forward(float* out, const float* table, const int32_t* ids, int64_t N, int64_t C) override {
+    for (int64_t n = 0; n < N; ++n) memcpy(out + n * C, table + (int64_t)ids[n] * C, C * sizeof(float));
+  }
+  void gather_rows(float* out, const float* x, const int32_t* rows, int64_t M, int64_t C) override {
+    for (int64_t m = 0; m < M; ++m) memcpy(out + m * C, x + (int64_t)rows[m] * C, C * sizeof(float));
+  }
+  void scatter_add_rows(float* dx, const float* dout, const int32_t* rows, int64_t M, int64_t C) override {
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t c = 0; c < C; ++c) dx[(int64_t)rows[m] * C + c] += dout[m * C + c];
+  }
+};
+
+}  // namespace
+
+Backend& cpu_backend() {
+  static CpuBackend backend;
+  return backend;
+}
+
+}  // namespace zofo::cpu

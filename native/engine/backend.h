@@ -1,0 +1,67 @@
+// The small interface the model engine is written against. The CPU backend
+// (native/cpu/backend_cpu.cpp) implements it; the CUDA backend implements the same
+// calls on device memory. All pointers are the backend's own memory; shapes use the
+// letters of native/cpu/*.h (N rows, C columns, B batch, T time, NH/NKV heads, HS
+// head size). Backwards accumulate (+=) into their input gradients.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+namespace zofo {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // Memory (zero-initialised) and host transfers.
+  virtual float* alloc(size_t n) = 0;
+  virtual void free(float* p) = 0;
+  virtual void upload(float* dst, const float* host, size_t n) = 0;
+  virtual void download(float* host, const float* src, size_t n) = 0;
+  virtual void fill(float* dst, float value, size_t n) = 0;
+
+  // C (M, N) = alpha·op(A)·op(B) + beta·C, row-major.
+  virtual void matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                      int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) = 0;
+  // y (N, C) += bias (C) on every row; dbias (C) += Σ_rows dy.
+  virtual void add_bias(float* y, const float* bias, int64_t N, int64_t C) = 0;
+  virtual void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C) = 0;
+  // y (n) += x (n) · alpha
+  virtual void axpy(float* y, const float* x, float alpha, size_t n) = 0;
+
+  virtual void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
+                               float eps) = 0;
+  virtual void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                                const float* weight, const float* rstd, int64_t N, int64_t C) = 0;
+  virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                                 const float* bias, int64_t N, int64_t C, float eps) = 0;
+  virtual void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                                  const float* weight, const float* mean, const float* rstd, int64_t N,
+                                  int64_t C) = 0;
+  virtual void rope(float* x, const int32_t* positions, int64_t B, int64_t T, int64_t NH, int64_t HS, float theta,
+                    bool backward) = 0;
+  virtual void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
+                                 const uint8_t* mask, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS,
+                                 float scale) = 0;
+  virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
+                                  const float* q, const float* k, const float* v, int64_t B, int64_t T, int64_t NH,
+                                  int64_t NKV, int64_t HS, float scale) = 0;
+  // kind: 0 gelu_new, 1 relu
+  virtual void activation_forward(int kind, float* out, const float* inp, int64_t N) = 0;
+  virtual void activation_backward(int kind, float* dinp, const float* inp, const float* dout, int64_t N) = 0;
+  virtual void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) = 0;
+  virtual void swiglu_backward(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
+                               int64_t N) = 0;
+  // dst[r·dst_ld + c] = src[r·src_ld + c] for r < rows, c < cols (column blocks of
+  // row-major matrices: splitting GPT-2's packed q,k,v and joining their gradients).
+  virtual void copy2d(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols) = 0;
+  // out (N, C) = table[ids[n]] (rows of a (V, C) table); ids are checked by the caller.
+  virtual void embedding_forward(float* out, const float* table, const int32_t* ids, int64_t N, int64_t C) = 0;
+  // Rows `rows` (M) of x (N, C) into out (M, C), and the scatter-add back.
+  virtual void gather_rows(float* out, const float* x, const int32_t* rows, int64_t M, int64_t C) = 0;
+  virtual void scatter_add_rows(float* dx, const float* dout, const int32_t* rows, int64_t M, int64_t C) = 0;
+};
+
+}  // namespace zofo

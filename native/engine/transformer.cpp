@@ -1,0 +1,652 @@
+#include "transformer.h"
+
+#include <math.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "../common/error.h"
+
+namespace zofo {
+
+int64_t TensorSpec::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+namespace {
+
+// Backend memory owned for one forward/backward.
+class Buf {
+ public:
+  Buf() = default;
+  Buf(Backend& be, int64_t n) : be_(&be), p_(be.alloc((size_t)n)), n_(n) {}
+  ~Buf() {
+    if (p_) be_->free(p_);
+  }
+  Buf(Buf&& o) noexcept : be_(o.be_), p_(o.p_), n_(o.n_) { o.p_ = nullptr; }
+  Buf& operator=(Buf&& o) noexcept {
+    std::swap(be_, o.be_);
+    std::swap(p_, o.p_);
+    std::swap(n_, o.n_);
+    return *this;
+  }
+  float* get() const { return p_; }
+  int64_t size() const { return n_; }
+
+ private:
+  Backend* be_ = nullptr;
+  float* p_ = nullptr;
+  int64_t n_ = 0;
+};
+
+std::string join_shape(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+         (s.size() == suffix.size() || s[s.size() - suffix.size() - 1] == '.');
+}
+
+}  // namespace
+
+// y (N, out) = u (N, in)·Wᵀ (+ b) (+ s·(u·Aᵀ)·Bᵀ). W is [out, in] (nn.Linear) or, for
+// GPT-2's Conv1D, [in, out]. Offsets index the parameter / LoRA buffers; −1 = absent.
+struct Transformer::Linear {
+  std::string module;
+  int64_t w = -1, b = -1, in = 0, out = 0;
+  bool conv1d = false;
+  int64_t lora_a = -1, lora_b = -1, rank = 0;
+  float scaling = 0;
+  int lora_slot = -1;  // index of its saved u·Aᵀ in the activations
+};
+
+struct Transformer::Layer {
+  int64_t ln1_w = -1, ln1_b = -1, ln2_w = -1, ln2_b = -1;
+  bool packed_qkv = false;  // GPT-2 c_attn
+  Linear qkv, q, k, v, o;
+  Linear gate, up, down;  // Llama MLP
+  Linear fc1, fc2;        // OPT fc1/fc2, GPT-2 c_fc/c_proj
+};
+
+// Everything the backward needs from one forward. Per layer l:
+struct Transformer::Activations {
+  struct PerLayer {
+    Buf x;                  // (N, C) layer input
+    Buf n1, n1_mean, n1_rstd;  // norm 1 output (pre-norm) and its stats
+    Buf q, k, v, att, y;    // (N, NH·HS), (N, NKV·HS) ×2, (B, NH, T, T), (N, NH·HS)
+    Buf s1;                 // (N, C) x + attention (post-norm: norm 1's input)
+    Buf h;                  // (N, C) MLP block input residual (post-norm: norm1(s1))
+    Buf n2, n2_mean, n2_rstd;  // norm 2 output (pre-norm) or stats of norm2(s2) (post-norm)
+    Buf a, b, act;          // (N, F): gate/up/silu·up (Llama) or fc1 / – / activation
+    Buf s2;                 // (N, C) h + MLP (post-norm: norm 2's input)
+  };
+  std::vector<PerLayer> layer;
+  Buf embed;                // (N, E) token embeddings (OPT project_in input)
+  Buf fin_in, fin_norm, fin_mean, fin_rstd, z;  // final norm input/output, (N, E) output
+  std::vector<Buf> lora_mid;  // (N, rank) u·Aᵀ per LoRA linear
+};
+
+Transformer::Transformer(const ModelConfig& config, Backend& backend) : config_(config), be_(backend) {
+  const ModelConfig& c = config_;
+  if (c.vocab <= 0 || c.hidden <= 0 || c.layers <= 0 || c.heads <= 0 || c.kv_heads <= 0 || c.head_dim <= 0 ||
+      c.ffn <= 0 || c.embed_dim <= 0 || c.heads % c.kv_heads != 0)
+    throw invalid_arg("model config: sizes must be positive and heads a multiple of kv_heads");
+  if (c.family == ModelConfig::Llama && c.head_dim % 2) throw invalid_arg("model config: RoPE needs an even head_dim");
+  build();
+}
+
+Transformer::~Transformer() {
+  if (params_) be_.free(params_);
+  if (lora_) be_.free(lora_);
+}
+
+// The tensor table, in checkpoint names and layouts, and the linears that read it.
+void Transformer::build() {
+  const ModelConfig& c = config_;
+  const int64_t C = c.hidden, E = c.embed_dim, F = c.ffn, V = c.vocab, Q = c.heads * c.head_dim,
+                KV = c.kv_heads * c.head_dim;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape) {
+    TensorSpec s{name, std::move(shape), n_params_};
+    n_params_ += s.numel();
+    index_[name] = specs_.size();
+    specs_.push_back(std::move(s));
+    return specs_.back().offset;
+  };
+  auto linear = [&](const std::string& module, int64_t in, int64_t out, bool bias, bool conv1d = false) {
+    Linear l;
+    l.module = module;
+    l.in = in;
+    l.out = out;
+    l.conv1d = conv1d;
+    l.w = add(module + ".weight", conv1d ? std::vector<int64_t>{in, out} : std::vector<int64_t>{out, in});
+    if (bias) l.b = add(module + ".bias", {out});
+    return l;
+  };
+  std::string pre;
+  if (c.family == ModelConfig::Llama) {
+    pre = "model.";
+    add(pre + "embed_tokens.weight", {V, C});
+  } else if (c.family == ModelConfig::OPT) {
+    pre = "model.decoder.";
+    add(pre + "embed_tokens.weight", {V, E});
+    add(pre + "embed_positions.weight", {c.max_positions + c.position_offset, C});
+    if (E != C) add(pre + "project_in.weight", {C, E});
+  } else {
+    pre = "transformer.";
+    add(pre + "wte.weight", {V, C});
+    add(pre + "wpe.weight", {c.max_positions, C});
+  }
+  const bool layernorm = !c.rmsnorm;
+  for (int64_t i = 0; i < c.layers; ++i) {
+    auto L = std::make_unique<Layer>();
+    const std::string lp = pre + (c.family == ModelConfig::GPT2 ? "h." : "layers.") + std::to_string(i) + ".";
+    if (c.family == ModelConfig::Llama) {
+      L->ln1_w = add(lp + "input_layernorm.weight", {C});
+      L->q = linear(lp + "self_attn.q_proj", C, Q, c.attention_bias);
+      L->k = linear(lp + "self_attn.k_proj", C, KV, c.attention_bias);
+      L->v = linear(lp + "self_attn.v_proj", C, KV, c.attention_bias);
+      L->o = linear(lp + "self_attn.o_proj", Q, C, c.output_bias);
+      L->ln2_w = add(lp + "post_attention_layernorm.weight", {C});
+      L->gate = linear(lp + "mlp.gate_proj", C, F, c.mlp_bias);
+      L->up = linear(lp + "mlp.up_proj", C, F, c.mlp_bias);
+      L->down = linear(lp + "mlp.down_proj", F, C, c.mlp_bias);
+    } else if (c.family == ModelConfig::OPT) {
+      L->q = linear(lp + "self_attn.q_proj", C, Q, true);
+      L->k = linear(lp + "self_attn.k_proj", C, KV, true);
+      L->v = linear(lp + "self_attn.v_proj", C, KV, true);
+      L->o = linear(lp + "self_attn.out_proj", Q, C, true);
+      L->ln1_w = add(lp + "self_attn_layer_norm.weight", {C});
+      L->ln1_b = add(lp + "self_attn_layer_norm.bias", {C});
+      L->fc1 = linear(lp + "fc1", C, F, true);
+      L->fc2 = linear(lp + "fc2", F, C, true);
+      L->ln2_w = add(lp + "final_layer_norm.weight", {C});
+      L->ln2_b = add(lp + "final_layer_norm.bias", {C});
+    } else {
+      L->ln1_w = add(lp + "ln_1.weight", {C});
+      L->ln1_b = add(lp + "ln_1.bias", {C});
+      L->packed_qkv = true;
+      L->qkv = linear(lp + "attn.c_attn", C, 3 * C, true, true);
+      L->o = linear(lp + "attn.c_proj", C, C, true, true);
+      L->ln2_w = add(lp + "ln_2.weight", {C});
+      L->ln2_b = add(lp + "ln_2.bias", {C});
+      L->fc1 = linear(lp + "mlp.c_fc", C, F, true, true);
+      L->fc2 = linear(lp + "mlp.c_proj", F, C, true, true);
+    }
+    (void)layernorm;
+    layers_.push_back(std::move(L));
+  }
+  if (c.final_norm) {
+    if (c.family == ModelConfig::Llama) add(pre + "norm.weight", {C});
+    else if (c.family == ModelConfig::OPT) {
+      add(pre + "final_layer_norm.weight", {C});
+      add(pre + "final_layer_norm.bias", {C});
+    } else {
+      add(pre + "ln_f.weight", {C});
+      add(pre + "ln_f.bias", {C});
+    }
+  }
+  if (c.family == ModelConfig::OPT && E != C) add(pre + "project_out.weight", {E, C});
+  if (!c.tie_embeddings) add("lm_head.weight", {V, E});
+  params_ = be_.alloc((size_t)n_params_);
+}
+
+const TensorSpec& Transformer::spec(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) throw invalid_arg("the model has no tensor named " + name);
+  return specs_[it->second];
+}
+
+const float* Transformer::p(const std::string& name) const { return params_ + spec(name).offset; }
+
+void Transformer::set_tensor(const std::string& name, const float* host, int64_t n) {
+  const TensorSpec& s = spec(name);
+  if (n != s.numel())
+    throw invalid_arg("tensor " + name + ": got " + std::to_string(n) + " values, its shape " + join_shape(s.shape) +
+                      " holds " + std::to_string(s.numel()));
+  be_.upload(params_ + s.offset, host, (size_t)n);
+}
+
+void Transformer::get_tensor(const std::string& name, float* host, int64_t n) const {
+  const TensorSpec& s = spec(name);
+  if (n != s.numel()) throw invalid_arg("tensor " + name + ": output holds " + std::to_string(n) + " values, needs " + std::to_string(s.numel()));
+  be_.download(host, params_ + s.offset, (size_t)n);
+}
+
+std::vector<TensorSpec> Transformer::add_lora(const std::vector<std::string>& targets, int64_t rank, float alpha) {
+  if (lora_) throw Error("ZOFO_INVALID_STATE", "this model already has LoRA adapters");
+  if (rank <= 0) throw invalid_arg("LoRA rank must be positive");
+  std::vector<Linear*> chosen;
+  for (auto& L : layers_)
+    for (Linear* l : {&L->qkv, &L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down, &L->fc1, &L->fc2}) {
+      if (l->w < 0) continue;
+      for (const std::string& t : targets)
+        if (ends_with(l->module, t)) {
+          chosen.push_back(l);
+          break;
+        }
+    }
+  if (chosen.empty()) throw invalid_arg("LoRA targets match no linear layer of this model");
+  int slot = 0;
+  for (Linear* l : chosen) {
+    l->rank = rank;
+    l->scaling = alpha / (float)rank;
+    l->lora_slot = slot++;
+    l->lora_a = n_lora_;
+    lora_specs_.push_back({l->module + ".lora_A.weight", {rank, l->in}, n_lora_});
+    n_lora_ += rank * l->in;
+    l->lora_b = n_lora_;
+    lora_specs_.push_back({l->module + ".lora_B.weight", {l->out, rank}, n_lora_});
+    n_lora_ += l->out * rank;
+  }
+  lora_ = be_.alloc((size_t)n_lora_);  // zeros: B = 0 makes the adapted model equal the base
+  return lora_specs_;
+}
+
+namespace {
+const TensorSpec& find_spec(const std::vector<TensorSpec>& specs, const std::string& name) {
+  for (const TensorSpec& s : specs)
+    if (s.name == name) return s;
+  throw invalid_arg("the model has no LoRA tensor named " + name);
+}
+}  // namespace
+
+void Transformer::set_lora_tensor(const std::string& name, const float* host, int64_t n) {
+  const TensorSpec& s = find_spec(lora_specs_, name);
+  if (n != s.numel()) throw invalid_arg("LoRA tensor " + name + ": got " + std::to_string(n) + " values, needs " + std::to_string(s.numel()));
+  be_.upload(lora_ + s.offset, host, (size_t)n);
+}
+
+void Transformer::get_lora_tensor(const std::string& name, float* host, int64_t n) const {
+  const TensorSpec& s = find_spec(lora_specs_, name);
+  if (n != s.numel()) throw invalid_arg("LoRA tensor " + name + ": output holds " + std::to_string(n) + " values, needs " + std::to_string(s.numel()));
+  be_.download(host, lora_ + s.offset, (size_t)n);
+}
+
+// ---- linear ----
+
+void Transformer::linear_forward(const Linear& l, const float* u, float* y, int64_t N, float* lora_mid) {
+  const float* W = params_ + l.w;
+  if (l.conv1d) be_.matmul(false, false, N, l.out, l.in, 1.0f, u, l.in, W, l.out, 0.0f, y, l.out);
+  else be_.matmul(false, true, N, l.out, l.in, 1.0f, u, l.in, W, l.in, 0.0f, y, l.out);
+  if (l.b >= 0) be_.add_bias(y, params_ + l.b, N, l.out);
+  if (l.rank > 0) {  // y += s·(u·Aᵀ)·Bᵀ, keeping u·Aᵀ (N, r) for the backward
+    be_.matmul(false, true, N, l.rank, l.in, 1.0f, u, l.in, lora_ + l.lora_a, l.in, 0.0f, lora_mid, l.rank);
+    be_.matmul(false, true, N, l.out, l.rank, l.scaling, lora_mid, l.rank, lora_ + l.lora_b, l.rank, 1.0f, y, l.out);
+  }
+}
+
+// du += dy·W (the frozen base: no weight gradient), and for an adapter
+// dB += s·dyᵀ·(u·Aᵀ), d(u·Aᵀ) = s·dy·B, dA += d(u·Aᵀ)ᵀ·u, du += d(u·Aᵀ)·A.
+void Transformer::linear_backward(const Linear& l, const float* u, const float* dy, float* du, int64_t N,
+                                  const float* lora_mid, float* lora_grad) {
+  const float* W = params_ + l.w;
+  if (du) {
+    if (l.conv1d) be_.matmul(false, true, N, l.in, l.out, 1.0f, dy, l.out, W, l.out, 1.0f, du, l.in);
+    else be_.matmul(false, false, N, l.in, l.out, 1.0f, dy, l.out, W, l.in, 1.0f, du, l.in);
+  }
+  if (l.rank > 0) {
+    Buf dmid(be_, N * l.rank);
+    be_.matmul(true, false, l.out, l.rank, N, l.scaling, dy, l.out, lora_mid, l.rank, 1.0f, lora_grad + l.lora_b, l.rank);
+    be_.matmul(false, false, N, l.rank, l.out, l.scaling, dy, l.out, lora_ + l.lora_b, l.rank, 0.0f, dmid.get(), l.rank);
+    be_.matmul(true, false, l.rank, l.in, N, 1.0f, dmid.get(), l.rank, u, l.in, 1.0f, lora_grad + l.lora_a, l.in);
+    if (du) be_.matmul(false, false, N, l.in, l.rank, 1.0f, dmid.get(), l.rank, lora_ + l.lora_a, l.in, 1.0f, du, l.in);
+  }
+}
+
+// ---- forward ----
+
+void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
+  const ModelConfig& c = config_;
+  const int64_t B = batch.B, T = batch.T, N = B * T, C = c.hidden, E = c.embed_dim, F = c.ffn;
+  const int64_t NH = c.heads, NKV = c.kv_heads, HS = c.head_dim, Q = NH * HS, KV = NKV * HS;
+  for (int64_t i = 0; i < N; ++i) {
+    if (batch.ids[i] < 0 || batch.ids[i] >= c.vocab)
+      throw invalid_arg("token id " + std::to_string(batch.ids[i]) + " is outside the vocabulary of " + std::to_string(c.vocab));
+    if (c.family != ModelConfig::Llama && batch.mask[i] && batch.positions[i] >= c.max_positions)
+      throw invalid_arg("sequence longer than the model's " + std::to_string(c.max_positions) + " positions");
+  }
+  (void)keep;
+  act.lora_mid.clear();
+  for (auto& L : layers_)
+    for (const Linear* l : {&L->qkv, &L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down, &L->fc1, &L->fc2})
+      if (l->rank > 0) act.lora_mid.emplace_back(be_, N * l->rank);
+  auto mid = [&](const Linear& l) { return l.rank > 0 ? act.lora_mid[l.lora_slot].get() : nullptr; };
+  auto norm = [&](int64_t w, int64_t b, const float* in, Buf& out, Buf& mean, Buf& rstd) {
+    out = Buf(be_, N * C);
+    rstd = Buf(be_, N);
+    if (c.rmsnorm) be_.rmsnorm_forward(out.get(), rstd.get(), in, params_ + w, N, C, c.norm_eps);
+    else {
+      mean = Buf(be_, N);
+      be_.layernorm_forward(out.get(), mean.get(), rstd.get(), in, params_ + w, b >= 0 ? params_ + b : nullptr, N, C,
+                            c.norm_eps);
+    }
+  };
+
+  // Embeddings (N, C).
+  Buf x(be_, N * C);
+  if (c.family == ModelConfig::Llama) {
+    be_.embedding_forward(x.get(), p("model.embed_tokens.weight"), batch.ids.data(), N, C);
+  } else if (c.family == ModelConfig::OPT) {
+    act.embed = Buf(be_, N * E);
+    be_.embedding_forward(act.embed.get(), p("model.decoder.embed_tokens.weight"), batch.ids.data(), N, E);
+    if (E != C) be_.matmul(false, true, N, C, E, 1.0f, act.embed.get(), E, p("model.decoder.project_in.weight"), E, 0.0f, x.get(), C);
+    else be_.axpy(x.get(), act.embed.get(), 1.0f, (size_t)(N * C));
+    // OPT: row = cumsum(mask)·mask − 1 + 2 (pads read row 1).
+    std::vector<int32_t> rows(N);
+    for (int64_t i = 0; i < N; ++i) rows[i] = batch.mask[i] ? batch.positions[i] + (int32_t)c.position_offset : 1;
+    Buf pos(be_, N * C);
+    be_.embedding_forward(pos.get(), p("model.decoder.embed_positions.weight"), rows.data(), N, C);
+    be_.axpy(x.get(), pos.get(), 1.0f, (size_t)(N * C));
+  } else {
+    be_.embedding_forward(x.get(), p("transformer.wte.weight"), batch.ids.data(), N, C);
+    Buf pos(be_, N * C);
+    be_.embedding_forward(pos.get(), p("transformer.wpe.weight"), batch.positions.data(), N, C);
+    be_.axpy(x.get(), pos.get(), 1.0f, (size_t)(N * C));
+  }
+
+  const float scale = 1.0f / sqrtf((float)HS);
+  act.layer.clear();
+  act.layer.resize(layers_.size());
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    const Layer& L = *layers_[li];
+    auto& a = act.layer[li];
+    a.x = std::move(x);
+    const float* attn_in = a.x.get();
+    if (c.pre_norm) {
+      norm(L.ln1_w, L.ln1_b, a.x.get(), a.n1, a.n1_mean, a.n1_rstd);
+      attn_in = a.n1.get();
+    }
+    a.q = Buf(be_, N * Q);
+    a.k = Buf(be_, N * KV);
+    a.v = Buf(be_, N * KV);
+    if (L.packed_qkv) {
+      Buf qkv(be_, N * 3 * C);
+      linear_forward(L.qkv, attn_in, qkv.get(), N, mid(L.qkv));
+      be_.copy2d(a.q.get(), Q, qkv.get(), 3 * C, N, Q);
+      be_.copy2d(a.k.get(), KV, qkv.get() + C, 3 * C, N, KV);
+      be_.copy2d(a.v.get(), KV, qkv.get() + 2 * C, 3 * C, N, KV);
+    } else {
+      linear_forward(L.q, attn_in, a.q.get(), N, mid(L.q));
+      linear_forward(L.k, attn_in, a.k.get(), N, mid(L.k));
+      linear_forward(L.v, attn_in, a.v.get(), N, mid(L.v));
+    }
+    if (c.family == ModelConfig::Llama) {
+      be_.rope(a.q.get(), batch.positions.data(), B, T, NH, HS, c.rope_theta, false);
+      be_.rope(a.k.get(), batch.positions.data(), B, T, NKV, HS, c.rope_theta, false);
+    }
+    a.att = Buf(be_, B * NH * T * T);
+    a.y = Buf(be_, N * Q);
+    be_.attention_forward(a.y.get(), a.att.get(), a.q.get(), a.k.get(), a.v.get(), batch.mask.data(), B, T, NH, NKV,
+                          HS, scale);
+    a.s1 = Buf(be_, N * C);
+    linear_forward(L.o, a.y.get(), a.s1.get(), N, mid(L.o));
+    be_.axpy(a.s1.get(), a.x.get(), 1.0f, (size_t)(N * C));  // s1 = x + attention
+
+    const float* mlp_in;
+    if (c.pre_norm) {
+      norm(L.ln2_w, L.ln2_b, a.s1.get(), a.n2, a.n2_mean, a.n2_rstd);  // h = s1
+      mlp_in = a.n2.get();
+    } else {
+      norm(L.ln1_w, L.ln1_b, a.s1.get(), a.h, a.n1_mean, a.n1_rstd);  // h = norm1(s1)
+      mlp_in = a.h.get();
+    }
+    const float* h = c.pre_norm ? a.s1.get() : a.h.get();
+    a.s2 = Buf(be_, N * C);
+    a.act = Buf(be_, N * F);
+    a.a = Buf(be_, N * F);
+    if (c.activation == 2) {
+      a.b = Buf(be_, N * F);
+      linear_forward(L.gate, mlp_in, a.a.get(), N, mid(L.gate));
+      linear_forward(L.up, mlp_in, a.b.get(), N, mid(L.up));
+      be_.swiglu_forward(a.act.get(), a.a.get(), a.b.get(), N * F);
+      linear_forward(L.down, a.act.get(), a.s2.get(), N, mid(L.down));
+    } else {
+      linear_forward(L.fc1, mlp_in, a.a.get(), N, mid(L.fc1));
+      be_.activation_forward(c.activation, a.act.get(), a.a.get(), N * F);
+      linear_forward(L.fc2, a.act.get(), a.s2.get(), N, mid(L.fc2));
+    }
+    be_.axpy(a.s2.get(), h, 1.0f, (size_t)(N * C));  // s2 = h + MLP
+    if (c.pre_norm) {
+      x = Buf(be_, N * C);
+      be_.axpy(x.get(), a.s2.get(), 1.0f, (size_t)(N * C));
+    } else {
+      norm(L.ln2_w, L.ln2_b, a.s2.get(), x, a.n2_mean, a.n2_rstd);  // out = norm2(s2)
+    }
+  }
+
+  // Final norm and OPT's project_out: z (N, E).
+  act.fin_in = std::move(x);
+  const float* zin = act.fin_in.get();
+  if (c.final_norm) {
+    const std::string fw = c.family == ModelConfig::Llama ? "model.norm.weight"
+                         : c.family == ModelConfig::OPT ? "model.decoder.final_layer_norm.weight"
+                                                        : "transformer.ln_f.weight";
+    const std::string fb = c.family == ModelConfig::OPT ? "model.decoder.final_layer_norm.bias" : "transformer.ln_f.bias";
+    norm(spec(fw).offset, c.rmsnorm ? -1 : spec(fb).offset, zin, act.fin_norm, act.fin_mean, act.fin_rstd);
+    zin = act.fin_norm.get();
+  }
+  act.z = Buf(be_, N * E);
+  if (c.family == ModelConfig::OPT && E != C)
+    be_.matmul(false, true, N, E, C, 1.0f, zin, C, p("model.decoder.project_out.weight"), C, 0.0f, act.z.get(), E);
+  else be_.axpy(act.z.get(), zin, 1.0f, (size_t)(N * C));
+}
+
+// ---- backward (adapter-only: activation gradients through the frozen base) ----
+
+void Transformer::backward(const Batch& batch, Activations& act, const float* dz, float* lora_grad) {
+  const ModelConfig& c = config_;
+  const int64_t B = batch.B, T = batch.T, N = B * T, C = c.hidden, E = c.embed_dim, F = c.ffn;
+  const int64_t NH = c.heads, NKV = c.kv_heads, HS = c.head_dim, Q = NH * HS, KV = NKV * HS;
+  const float scale = 1.0f / sqrtf((float)HS);
+  auto mid = [&](const Linear& l) { return l.rank > 0 ? act.lora_mid[l.lora_slot].get() : nullptr; };
+  // Gradients below the lowest adapted layer are never needed.
+  int64_t lowest = -1;
+  for (size_t li = 0; li < layers_.size() && lowest < 0; ++li) {
+    const Layer& L = *layers_[li];
+    for (const Linear* l : {&L.qkv, &L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down, &L.fc1, &L.fc2})
+      if (l->rank > 0) lowest = (int64_t)li;
+  }
+  if (lowest < 0) return;
+  auto norm_backward = [&](int64_t w, const float* dout, const float* in, const Buf& mean, const Buf& rstd, float* din) {
+    if (c.rmsnorm) be_.rmsnorm_backward(din, nullptr, dout, in, params_ + w, rstd.get(), N, C);
+    else be_.layernorm_backward(din, nullptr, nullptr, dout, in, params_ + w, mean.get(), rstd.get(), N, C);
+  };
+
+  Buf dx(be_, N * C);
+  {  // through project_out and the final norm
+    Buf dfin(be_, N * C);
+    if (c.family == ModelConfig::OPT && E != C)
+      be_.matmul(false, false, N, C, E, 1.0f, dz, E, p("model.decoder.project_out.weight"), C, 0.0f, dfin.get(), C);
+    else be_.axpy(dfin.get(), dz, 1.0f, (size_t)(N * C));
+    if (c.final_norm) {
+      const std::string fw = c.family == ModelConfig::Llama ? "model.norm.weight"
+                           : c.family == ModelConfig::OPT ? "model.decoder.final_layer_norm.weight"
+                                                          : "transformer.ln_f.weight";
+      norm_backward(spec(fw).offset, dfin.get(), act.fin_in.get(), act.fin_mean, act.fin_rstd, dx.get());
+    } else {
+      be_.axpy(dx.get(), dfin.get(), 1.0f, (size_t)(N * C));
+    }
+  }
+
+  for (int64_t li = (int64_t)layers_.size() - 1; li >= lowest; --li) {
+    const Layer& L = *layers_[li];
+    auto& a = act.layer[li];
+    const bool need_input_grad = li > lowest;
+    // Layer output → s2.
+    Buf ds2(be_, N * C);
+    if (c.pre_norm) be_.axpy(ds2.get(), dx.get(), 1.0f, (size_t)(N * C));
+    else norm_backward(L.ln2_w, dx.get(), a.s2.get(), a.n2_mean, a.n2_rstd, ds2.get());
+    // s2 = h + MLP(mlp_in)
+    Buf dh(be_, N * C), dmlp_in(be_, N * C), dact(be_, N * F), da(be_, N * F);
+    be_.axpy(dh.get(), ds2.get(), 1.0f, (size_t)(N * C));
+    const float* mlp_in = c.pre_norm ? a.n2.get() : a.h.get();
+    if (c.activation == 2) {
+      Buf db(be_, N * F);
+      linear_backward(L.down, a.act.get(), ds2.get(), dact.get(), N, mid(L.down), lora_grad);
+      be_.swiglu_backward(da.get(), db.get(), a.a.get(), a.b.get(), dact.get(), N * F);
+      linear_backward(L.gate, mlp_in, da.get(), dmlp_in.get(), N, mid(L.gate), lora_grad);
+      linear_backward(L.up, mlp_in, db.get(), dmlp_in.get(), N, mid(L.up), lora_grad);
+    } else {
+      linear_backward(L.fc2, a.act.get(), ds2.get(), dact.get(), N, mid(L.fc2), lora_grad);
+      be_.activation_backward(c.activation, da.get(), a.a.get(), dact.get(), N * F);
+      linear_backward(L.fc1, mlp_in, da.get(), dmlp_in.get(), N, mid(L.fc1), lora_grad);
+    }
+    // h → s1
+    Buf ds1(be_, N * C);
+    if (c.pre_norm) {
+      norm_backward(L.ln2_w, dmlp_in.get(), a.s1.get(), a.n2_mean, a.n2_rstd, dh.get());
+      be_.axpy(ds1.get(), dh.get(), 1.0f, (size_t)(N * C));
+    } else {
+      be_.axpy(dh.get(), dmlp_in.get(), 1.0f, (size_t)(N * C));
+      norm_backward(L.ln1_w, dh.get(), a.s1.get(), a.n1_mean, a.n1_rstd, ds1.get());
+    }
+    // s1 = x + o(attention(q, k, v))
+    Buf dy(be_, N * Q), dq(be_, N * Q), dk(be_, N * KV), dv(be_, N * KV);
+    linear_backward(L.o, a.y.get(), ds1.get(), dy.get(), N, mid(L.o), lora_grad);
+    be_.attention_backward(dq.get(), dk.get(), dv.get(), dy.get(), a.att.get(), a.q.get(), a.k.get(), a.v.get(), B, T,
+                           NH, NKV, HS, scale);
+    if (c.family == ModelConfig::Llama) {
+      be_.rope(dq.get(), batch.positions.data(), B, T, NH, HS, c.rope_theta, true);
+      be_.rope(dk.get(), batch.positions.data(), B, T, NKV, HS, c.rope_theta, true);
+    }
+    const float* attn_in = c.pre_norm ? a.n1.get() : a.x.get();
+    Buf dattn_in(be_, N * C);
+    float* dain = need_input_grad ? dattn_in.get() : nullptr;
+    if (L.packed_qkv) {
+      Buf dqkv(be_, N * 3 * C);
+      be_.copy2d(dqkv.get(), 3 * C, dq.get(), Q, N, Q);
+      be_.copy2d(dqkv.get() + C, 3 * C, dk.get(), KV, N, KV);
+      be_.copy2d(dqkv.get() + 2 * C, 3 * C, dv.get(), KV, N, KV);
+      linear_backward(L.qkv, attn_in, dqkv.get(), dain, N, mid(L.qkv), lora_grad);
+    } else {
+      linear_backward(L.q, attn_in, dq.get(), dain, N, mid(L.q), lora_grad);
+      linear_backward(L.k, attn_in, dk.get(), dain, N, mid(L.k), lora_grad);
+      linear_backward(L.v, attn_in, dv.get(), dain, N, mid(L.v), lora_grad);
+    }
+    if (!need_input_grad) break;
+    Buf dx_in(be_, N * C);
+    be_.axpy(dx_in.get(), ds1.get(), 1.0f, (size_t)(N * C));  // residual
+    if (c.pre_norm) norm_backward(L.ln1_w, dattn_in.get(), a.x.get(), a.n1_mean, a.n1_rstd, dx_in.get());
+    else be_.axpy(dx_in.get(), dattn_in.get(), 1.0f, (size_t)(N * C));
+    dx = std::move(dx_in);
+  }
+}
+
+// ---- logits and losses ----
+
+namespace {
+const char* head_name(const ModelConfig& c) {
+  if (!c.tie_embeddings) return "lm_head.weight";
+  return c.family == ModelConfig::Llama ? "model.embed_tokens.weight"
+       : c.family == ModelConfig::OPT   ? "model.decoder.embed_tokens.weight"
+                                        : "transformer.wte.weight";
+}
+
+void check_rows(const Batch& batch, const std::vector<int32_t>& rows) {
+  for (int32_t r : rows)
+    if (r < 0 || r >= batch.B * batch.T) throw invalid_arg("logits row " + std::to_string(r) + " is outside the batch");
+}
+}  // namespace
+
+void Transformer::logits(const Batch& batch, const std::vector<int32_t>& rows, float* host_out) {
+  check_rows(batch, rows);
+  Activations act;
+  forward(batch, act, false);
+  const int64_t M = (int64_t)rows.size(), E = config_.embed_dim, V = config_.vocab;
+  Buf zr(be_, M * E), out(be_, M * V);
+  be_.gather_rows(zr.get(), act.z.get(), rows.data(), M, E);
+  be_.matmul(false, true, M, V, E, 1.0f, zr.get(), E, p(head_name(config_)), E, 0.0f, out.get(), V);
+  be_.download(host_out, out.get(), (size_t)(M * V));
+}
+
+LossResult Transformer::loss(const Batch& batch, const LossSpec& s, float* lora_grad_host) {
+  check_rows(batch, s.rows);
+  const int64_t M = (int64_t)s.rows.size(), E = config_.embed_dim, V = config_.vocab;
+  if ((int64_t)s.targets.size() != M) throw invalid_arg("loss: one target per row");
+  for (int32_t y : s.targets)
+    if (y < 0 || y >= V) throw invalid_arg("loss: target token " + std::to_string(y) + " is outside the vocabulary");
+  if (M == 0) throw invalid_arg("loss: no token to score");
+  const bool want_grad = lora_grad_host != nullptr;
+  Activations act;
+  forward(batch, act, want_grad);
+  Buf zr(be_, M * E), lg(be_, M * V);
+  be_.gather_rows(zr.get(), act.z.get(), s.rows.data(), M, E);
+  const float* W = p(head_name(config_));
+  be_.matmul(false, true, M, V, E, 1.0f, zr.get(), E, W, E, 0.0f, lg.get(), V);
+  std::vector<float> logits((size_t)(M * V));
+  be_.download(logits.data(), lg.get(), logits.size());
+
+  // log p(target) per row, and the softmax rows (kept for the gradient).
+  std::vector<double> logp(M);
+  for (int64_t i = 0; i < M; ++i) {
+    float* row = logits.data() + i * V;
+    double mx = -INFINITY;
+    for (int64_t j = 0; j < V; ++j) mx = std::max(mx, (double)row[j]);
+    double z = 0;
+    for (int64_t j = 0; j < V; ++j) z += exp((double)row[j] - mx);
+    logp[i] = (double)row[s.targets[i]] - mx - log(z);
+    if (want_grad)
+      for (int64_t j = 0; j < V; ++j) row[j] = (float)(exp((double)row[j] - mx) / z);  // softmax, in place
+  }
+  LossResult result;
+  std::vector<double> drow(M);  // d loss / d log p(target_i)
+  if (s.kind == 0) {
+    double sum = 0;
+    for (int64_t i = 0; i < M; ++i) sum -= logp[i];
+    result.loss = sum / M;
+    for (int64_t i = 0; i < M; ++i) drow[i] = -1.0 / M;
+  } else {
+    const int64_t K = (int64_t)s.candidate_example.size();
+    if ((int64_t)s.group.size() != M || (int64_t)s.candidate_is_label.size() != K || s.examples <= 0)
+      throw invalid_arg("loss: malformed classification spec");
+    std::vector<double> score(K, 0.0), count(K, 0.0);
+    for (int64_t i = 0; i < M; ++i) {
+      if (s.group[i] < 0 || s.group[i] >= K) throw invalid_arg("loss: row group out of range");
+      score[s.group[i]] += logp[i];
+      count[s.group[i]] += 1;
+    }
+    for (int64_t k = 0; k < K; ++k) score[k] /= std::max(1.0, count[k]);  // MEAN log-prob (MeZO)
+    std::vector<double> dscore(K, 0.0);
+    double total = 0;
+    for (int64_t e = 0; e < s.examples; ++e) {
+      double mx = -INFINITY;
+      for (int64_t k = 0; k < K; ++k)
+        if (s.candidate_example[k] == e) mx = std::max(mx, score[k]);
+      double z = 0;
+      for (int64_t k = 0; k < K; ++k)
+        if (s.candidate_example[k] == e) z += exp(score[k] - mx);
+      for (int64_t k = 0; k < K; ++k) {
+        if (s.candidate_example[k] != e) continue;
+        const double pk = exp(score[k] - mx) / z;
+        if (s.candidate_is_label[k]) total -= score[k] - mx - log(z);
+        dscore[k] = (pk - (s.candidate_is_label[k] ? 1.0 : 0.0)) / (double)s.examples;
+      }
+    }
+    result.loss = total / (double)s.examples;
+    result.scores = score;
+    for (int64_t i = 0; i < M; ++i) drow[i] = dscore[s.group[i]] / std::max(1.0, count[s.group[i]]);
+  }
+  if (!want_grad) return result;
+
+  // d loss / d logits_i = drow_i · (onehot(target_i) − softmax_i)
+  for (int64_t i = 0; i < M; ++i) {
+    float* row = logits.data() + i * V;
+    for (int64_t j = 0; j < V; ++j) row[j] = (float)(-drow[i] * row[j]);
+    row[s.targets[i]] += (float)drow[i];
+  }
+  be_.upload(lg.get(), logits.data(), logits.size());
+  Buf dzr(be_, M * E), dz(be_, batch.B * batch.T * E);
+  be_.matmul(false, false, M, E, V, 1.0f, lg.get(), V, W, E, 0.0f, dzr.get(), E);
+  be_.scatter_add_rows(dz.get(), dzr.get(), s.rows.data(), M, E);
+  Buf grad(be_, n_lora_);
+  backward(batch, act, dz.get(), grad.get());
+  be_.download(lora_grad_host, grad.get(), (size_t)n_lora_);
+  return result;
+}
+
+}  // namespace zofo

@@ -1,0 +1,124 @@
+// The model engine: one decoder-only transformer that covers the Llama (Mistral,
+// Qwen2), OPT and GPT-2 families by configuration, written once against Backend.
+// Forward, LoRA, the adapter-only backward and the losses of ALGORITHM.md §5.
+//
+// Base weights live in ONE fp32 buffer in checkpoint layout (GPT-2 Conv1D weights
+// stay [in, out]), described by a table of checkpoint names: the perturbation engine
+// runs over exactly that buffer. LoRA tensors live in a second buffer.
+//
+// Shapes: B batch, T time (padded length), N = B·T rows, C hidden, E embedding width
+// (OPT word_embed_proj_dim, else C), NH/NKV heads, HS head size, F ffn, V vocab.
+#pragma once
+
+#include <stdint.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+
+namespace zofo {
+
+struct ModelConfig {
+  enum Family : int { Llama = 0, OPT = 1, GPT2 = 2 };
+  Family family = Llama;
+  int64_t vocab = 0, hidden = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0, ffn = 0, max_positions = 0;
+  int64_t embed_dim = 0;        // E: OPT word_embed_proj_dim (project_in/out when ≠ C), else C
+  int64_t position_offset = 0;  // OPT: 2
+  bool rmsnorm = true;
+  float norm_eps = 1e-5f;
+  int activation = 2;           // 0 gelu_new, 1 relu, 2 SwiGLU (silu-gated)
+  float rope_theta = 10000.0f;  // Llama only
+  bool tie_embeddings = false, attention_bias = false, output_bias = false, mlp_bias = false;
+  bool pre_norm = true, final_norm = true;
+};
+
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t offset = 0;  // in the parameter buffer
+  int64_t numel() const;
+};
+
+// A padded batch: ids/positions/mask (B, T), mask 1 = real token.
+struct Batch {
+  int64_t B = 0, T = 0;
+  std::vector<int32_t> ids, positions;
+  std::vector<uint8_t> mask;
+};
+
+// What a loss reads: logits rows (indices into the N rows) and their target tokens.
+// kind 0 (lm): loss = mean over all rows of −log p(target).
+// kind 1 (classification): rows are grouped into candidates (group[i]); a candidate's
+// score is the mean log p of its rows; candidates are grouped into examples
+// (candidate_example[c]); loss = mean over examples of cross-entropy(softmax(scores), label).
+struct LossSpec {
+  int kind = 0;
+  std::vector<int32_t> rows, targets, group;
+  std::vector<int32_t> candidate_example;
+  std::vector<uint8_t> candidate_is_label;
+  int64_t examples = 0;
+};
+
+struct LossResult {
+  double loss = 0;
+  std::vector<double> scores;  // classification: one per candidate
+};
+
+class Transformer {
+ public:
+  Transformer(const ModelConfig& config, Backend& backend);
+  ~Transformer();
+  Transformer(const Transformer&) = delete;
+  Transformer& operator=(const Transformer&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  const std::vector<TensorSpec>& tensors() const { return specs_; }
+  const TensorSpec& spec(const std::string& name) const;  // throws naming the tensor
+  float* parameters() { return params_; }                  // backend memory, total_parameters() floats
+  int64_t total_parameters() const { return n_params_; }
+  void set_tensor(const std::string& name, const float* host, int64_t n);
+  void get_tensor(const std::string& name, float* host, int64_t n) const;
+
+  // LoRA on every linear whose module name ends with one of `targets` (e.g. "q_proj").
+  // Returns the adapter tensors' PEFT-style module paths in order; A then B per module.
+  std::vector<TensorSpec> add_lora(const std::vector<std::string>& targets, int64_t rank, float alpha);
+  const std::vector<TensorSpec>& lora_tensors() const { return lora_specs_; }
+  float* lora_parameters() { return lora_; }
+  int64_t total_lora_parameters() const { return n_lora_; }
+  void set_lora_tensor(const std::string& name, const float* host, int64_t n);
+  void get_lora_tensor(const std::string& name, float* host, int64_t n) const;
+
+  // Logits (M, V) at `rows` of the batch, into host memory.
+  void logits(const Batch& batch, const std::vector<int32_t>& rows, float* host_out);
+  // Loss; with grads, also d loss / d every LoRA tensor into lora_grad (host, total_lora_parameters()).
+  LossResult loss(const Batch& batch, const LossSpec& spec, float* lora_grad_host);
+
+ private:
+  struct Linear;
+  struct Layer;
+  struct Activations;
+
+  void build();
+  void forward(const Batch& batch, Activations& act, bool keep);
+  void linear_forward(const Linear& lin, const float* u, float* y, int64_t N, float* lora_mid);
+  void linear_backward(const Linear& lin, const float* u, const float* dy, float* du, int64_t N,
+                       const float* lora_mid, float* lora_grad);
+  void backward(const Batch& batch, Activations& act, const float* dfinal, float* lora_grad);
+  const float* p(const std::string& name) const;
+
+  ModelConfig config_;
+  Backend& be_;
+  std::vector<TensorSpec> specs_;
+  std::map<std::string, size_t> index_;
+  float* params_ = nullptr;
+  int64_t n_params_ = 0;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<TensorSpec> lora_specs_;
+  float* lora_ = nullptr;
+  int64_t n_lora_ = 0;
+};
+
+}  // namespace zofo

@@ -1,0 +1,172 @@
+// The model engine against the independent float64 reference (test/helpers/
+// reference-model.ts) on tiny random checkpoints of each family: logits, LoRA,
+// both losses and their LoRA gradients; plus padding invariance, dtypes, sharding,
+// and the errors a bad checkpoint or batch must give.
+import t from 'tap';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadModel, type Model } from '../lib/model/model.js';
+import { freshSeed } from './helpers/reference.js';
+import { ReferenceModel } from './helpers/reference-model.js';
+import { randomCheckpoint, randomLora, storedCheckpoint, writeCheckpointDir, type TinyFamily } from './helpers/tiny-checkpoints.js';
+
+const seed0 = freshSeed();
+t.comment(`input seed ${seed0}`);
+
+function scaledError(got: ArrayLike<number>, want: ArrayLike<number>, atol: number, rtol: number): number {
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / (atol + rtol * Math.abs(want[i])));
+  return worst;
+}
+
+// Random token sequences of different lengths for a vocabulary of V.
+function sequences(V: number, lengths: number[], seed: number): number[][] {
+  let s = seed >>> 0 || 1;
+  const next = () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s; };
+  return lengths.map((n) => Array.from({ length: n }, () => next() % V));
+}
+
+const variants: { name: string; family: TinyFamily; opts?: Parameters<typeof randomCheckpoint>[2] }[] = [
+  { name: 'llama (GQA, untied)', family: 'llama' },
+  { name: 'llama (tied)', family: 'llama', opts: { tie: true, kvHeads: 4 } },
+  { name: 'qwen2 (q/k/v biases)', family: 'qwen2' },
+  { name: 'opt (pre-LN)', family: 'opt' },
+  { name: 'opt-350m (post-LN, project_in/out)', family: 'opt-350m' },
+  { name: 'gpt2', family: 'gpt2' },
+  { name: 'gpt2 (keys without transformer.)', family: 'gpt2', opts: { prefix: false } },
+];
+
+for (const [vi, v] of variants.entries()) {
+  t.test(`${v.name}: engine matches the float64 reference`, async (t) => {
+    const seed = seed0 + 101 * vi;
+    const ckpt = randomCheckpoint(v.family, seed, v.opts);
+    const dir = t.testdir({});
+    await writeCheckpointDir(dir, ckpt, { dtype: 'F32' });
+    const ref = new ReferenceModel(ckpt.config, storedCheckpoint(ckpt, 'F32').weights);
+    const model = await loadModel(dir);
+    t.teardown(() => model.dispose());
+    const V = ref.vocabSize;
+    const ids = sequences(V, [7, 3, 5], seed);
+
+    // Logits: ≤ 1e-4 relative (atol 1e-4 for logits near 0).
+    const got = await model.logits(ids);
+    const want = ref.forward(ids);
+    ids.forEach((_, i) => t.ok(scaledError(got[i], want[i], 1e-4, 1e-4) <= 1, `logits of sequence ${i} (len ${ids[i].length})`));
+
+    // Padding invariance: alone vs batched with longer sequences.
+    const [alone] = await model.logits([ids[1]]);
+    t.ok(scaledError(alone, got[1], 1e-5, 1e-5) <= 1, 'a sequence batched with longer ones has the same logits as alone');
+
+    // LoRA with B = 0 leaves the model unchanged; then random adapters, as PEFT names.
+    const [before] = await model.logits([ids[0]]);
+    const names = model.addLoRA({ rank: 2, alpha: 4 });
+    const [withZeroB] = await model.logits([ids[0]]);
+    t.ok(Buffer.from(withZeroB.buffer).equals(Buffer.from(before.buffer)), 'freshly added LoRA (B = 0) changes no bit of the logits');
+    const lora = randomLora(ckpt, seed + 7, { r: 2, alpha: 4 });
+    t.same([...names].sort(), [...lora.tensors.keys()].sort(), 'adapter tensors carry PEFT names');
+    for (const [name, tensor] of lora.tensors) model.setLoraTensor(name, Float32Array.from(tensor.data));
+    const gotL = await model.logits(ids);
+    const wantL = ref.forward(ids, { lora });
+    ids.forEach((_, i) => t.ok(scaledError(gotL[i], wantL[i], 1e-4, 1e-4) <= 1, `LoRA logits of sequence ${i}`));
+
+    // Losses and LoRA gradients, both kinds.
+    const cls = [
+      { prompt: ids[0].slice(0, 4), candidates: [[ids[2][0]], [ids[2][1], ids[2][2]]], label: 1 },
+      { prompt: ids[1], candidates: [[ids[0][5]], [ids[0][6]], [ids[2][3]]], label: 0 },
+    ];
+    const lm = [{ prompt: ids[0].slice(0, 3), target: ids[0].slice(3) }, { prompt: [ids[1][0]], target: ids[1].slice(1) }];
+    for (const [kind, batch] of [['classification', cls], ['lm', lm]] as const) {
+      const g = await model.loraGradients(batch);
+      const r = ref.loraGradients(batch as never, kind, { lora });
+      t.ok(Math.abs(g.loss - r.loss) <= 1e-4 * (1 + Math.abs(r.loss)), `${kind} loss ${g.loss.toFixed(6)} vs reference ${r.loss.toFixed(6)}`);
+      let worst = 0, norm = 0;
+      for (const [name, want] of r.grads) {
+        const have = g.grads.get(name);
+        if (!have) { t.fail(`no gradient for ${name}`); continue; }
+        for (let i = 0; i < want.length; i++) norm = Math.max(norm, Math.abs(want[i]));
+        worst = Math.max(worst, scaledError(have, want, 1e-5, 1e-3));
+      }
+      t.ok(norm > 0, `${kind}: the reference gradient is not trivially zero (max |g| ${norm.toExponential(2)})`);
+      t.ok(worst <= 1, `${kind}: every LoRA gradient within atol 1e-5 + rtol 1e-3 of the float64 analytic gradient (worst ${worst.toFixed(3)})`);
+      const plain = await model.loss(batch);
+      t.ok(Math.abs(plain.loss - g.loss) < 1e-9, `${kind}: loss() equals the loss of loraGradients()`);
+    }
+    const scored = await model.loss(cls);
+    const refScores = ref.classificationBatchLoss(cls, { lora });
+    refScores.scores.forEach((want, e) => {
+      t.ok(scaledError(scored.scores![e], want, 1e-4, 1e-4) <= 1, `example ${e}: candidate scores (mean log-prob) agree`);
+      // Random candidates can coincide (equal scores): compare the argmax only where it is clear.
+      const sorted = [...want].sort((a, b) => b - a);
+      if (sorted[0] - sorted[1] > 1e-3) t.equal(scored.predictions![e], refScores.predictions[e], `example ${e}: prediction agrees`);
+    });
+  });
+}
+
+t.test('bf16 and f16 checkpoints load as fp32 and match the reference on the stored values', async (t) => {
+  for (const dtype of ['BF16', 'F16'] as const) {
+    const ckpt = randomCheckpoint('llama', seed0 + 5);
+    const dir = join(t.testdir({}), dtype);
+    await writeCheckpointDir(dir, ckpt, { dtype });
+    const ref = new ReferenceModel(ckpt.config, storedCheckpoint(ckpt, dtype).weights);
+    const model = await loadModel(dir);
+    const ids = sequences(ref.vocabSize, [6], seed0);
+    const [got] = await model.logits(ids);
+    t.ok(scaledError(got, ref.forward(ids)[0], 1e-4, 1e-4) <= 1, `${dtype} logits`);
+    const name = 'model.layers.0.self_attn.q_proj.weight';
+    const stored = storedCheckpoint(ckpt, dtype).weights.get(name)!.data;
+    t.same(Array.from(await model.tensor(name)), Array.from(stored), `${dtype}: model.tensor() returns the stored values exactly`);
+    model.dispose();
+  }
+});
+
+t.test('sharded and single-file checkpoints give identical logits', async (t) => {
+  const ckpt = randomCheckpoint('opt', seed0 + 9);
+  const root = t.testdir({});
+  await writeCheckpointDir(join(root, 'one'), ckpt, { dtype: 'F32' });
+  await writeCheckpointDir(join(root, 'three'), ckpt, { dtype: 'F32', shards: 3 });
+  const a = await loadModel(join(root, 'one')), b = await loadModel(join(root, 'three'));
+  const ids = sequences(a.config.vocabSize, [5, 2], seed0);
+  const [la, lb] = [await a.logits(ids), await b.logits(ids)];
+  t.ok(la.every((x, i) => Buffer.from(x.buffer).equals(Buffer.from(lb[i].buffer))), 'bit-identical');
+  t.same(a.parameterNames(), b.parameterNames());
+  a.dispose();
+  b.dispose();
+});
+
+t.test('bad checkpoints, batches and use after dispose give clear errors', async (t) => {
+  const ckpt = randomCheckpoint('llama', seed0 + 11);
+  const root = t.testdir({});
+  const good = join(root, 'good');
+  await writeCheckpointDir(good, ckpt, { dtype: 'F32' });
+  // Missing tensor / wrong shape / an unused extra tensor.
+  const variantsBad: [string, (w: Map<string, { shape: number[]; data: Float64Array }>) => void, RegExp][] = [
+    ['missing', (w) => w.delete('model.norm.weight'), /no tensor model\.norm\.weight/],
+    ['misshaped', (w) => { const x = w.get('model.norm.weight')!; w.set('model.norm.weight', { shape: [x.shape[0] + 1], data: new Float64Array(x.shape[0] + 1) }); }, /model\.norm\.weight has shape/],
+    ['extra', (w) => w.set('model.extra.weight', { shape: [2], data: new Float64Array(2) }), /model\.extra\.weight.*does not use/],
+  ];
+  for (const [what, edit, message] of variantsBad) {
+    const weights = new Map(ckpt.weights);
+    edit(weights);
+    const dir = join(root, what);
+    await writeCheckpointDir(dir, { config: ckpt.config, weights }, { dtype: 'F32' });
+    await t.rejects(loadModel(dir), { code: 'ZOFO_BAD_FILE', message }, `${what} tensor`);
+  }
+  await t.rejects(loadModel(good, { device: 'cuda' }), { code: 'ZOFO_CUDA' });
+  await t.rejects(loadModel(join(root, 'nowhere')), { code: 'ZOFO_IO' });
+
+  const model: Model = await loadModel(good);
+  const V = model.config.vocabSize;
+  await t.rejects(model.logits([[0, V]]), { code: 'ZOFO_INVALID_ARG', message: /ids\[0\]\[1\]/ });
+  await t.rejects(model.logits([[]]), { code: 'ZOFO_INVALID_ARG', message: /ids\[0\]/ });
+  await t.rejects(model.loss([{ prompt: [1], candidates: [[2], [3]], label: 2 }]), { code: 'ZOFO_INVALID_ARG', message: /label/ });
+  await t.rejects(model.loss([{ prompt: [1], target: [2] }, { prompt: [1], candidates: [[2], [3]], label: 0 }]), { code: 'ZOFO_INVALID_ARG', message: /only classification or only LM/ });
+  await t.rejects(model.loraGradients([{ prompt: [1], target: [2] }]), { code: 'ZOFO_INVALID_STATE' });
+  t.throws(() => model.addLoRA({ targets: ['no_such_proj'] }), { code: 'ZOFO_INVALID_ARG', message: /match no linear/ });
+  model.dispose();
+  await t.rejects(model.logits([[1]]), { code: 'ZOFO_DISPOSED' });
+  // A checkpoint file that is not safetensors at all.
+  const broken = join(root, 'broken');
+  await writeCheckpointDir(broken, ckpt, { dtype: 'F32' });
+  await writeFile(join(broken, 'model.safetensors'), 'not a safetensors file');
+  await t.rejects(loadModel(broken), { code: 'ZOFO_BAD_FILE' });
+});
