@@ -1,8 +1,13 @@
 #include "backend_cpu.h"
 
+#include <math.h>
 #include <string.h>
 
+#include <iterator>
+#include <map>
+#include <mutex>
 #include <new>
+#include <unordered_map>
 
 #include "activation.h"
 #include "attention.h"
@@ -19,12 +24,48 @@ class CpuBackend final : public Backend {
  public:
   const char* name() const override { return "cpu"; }
 
+  // Freed buffers are kept by size and handed out again (zeroed): a forward allocates
+  // the same shapes every step, and fresh pages cost a fault plus the kernel's zeroing
+  // each time (a third of a small model's forward). At most kCacheBytes are kept.
   float* alloc(size_t n) override {
-    float* p = new (std::nothrow) float[n ? n : 1]();
+    n = n ? n : 1;
+    {
+      std::lock_guard<std::mutex> guard(lock_);
+      auto it = cache_.find(n);
+      if (it != cache_.end()) {
+        float* p = it->second;
+        cache_.erase(it);
+        cached_bytes_ -= n * sizeof(float);
+        sizes_[p] = n;
+        memset(p, 0, n * sizeof(float));
+        return p;
+      }
+    }
+    float* p = new (std::nothrow) float[n]();
     if (!p) throw std::bad_alloc();
+    std::lock_guard<std::mutex> guard(lock_);
+    sizes_[p] = n;
     return p;
   }
-  void free(float* p) override { delete[] p; }
+  void free(float* p) override {
+    if (!p) return;
+    std::lock_guard<std::mutex> guard(lock_);
+    auto it = sizes_.find(p);
+    const size_t n = it->second;
+    sizes_.erase(it);
+    if (n * sizeof(float) > kCacheBytes) {
+      delete[] p;
+      return;
+    }
+    while (cached_bytes_ + n * sizeof(float) > kCacheBytes && !cache_.empty()) {  // evict the largest
+      auto last = std::prev(cache_.end());
+      cached_bytes_ -= last->first * sizeof(float);
+      delete[] last->second;
+      cache_.erase(last);
+    }
+    cache_.emplace(n, p);
+    cached_bytes_ += n * sizeof(float);
+  }
   void upload(float* dst, const float* host, size_t n) override { memcpy(dst, host, n * sizeof(float)); }
   void download(float* host, const float* src, size_t n) override { memcpy(host, src, n * sizeof(float)); }
   void fill(float* dst, float value, size_t n) override {
@@ -101,6 +142,33 @@ class CpuBackend final : public Backend {
                        int64_t N) override {
     cpu::swiglu_backward(dgate, dup, gate, up, dout, N);
   }
+  void log_softmax_at(float* logits, const int32_t* targets, double* logp, int64_t M, int64_t V,
+                      bool probs) override {
+    parallel_ranges((uint64_t)M, 0, 1, [&](uint64_t lo, uint64_t hi) {
+      for (uint64_t i = lo; i < hi; ++i) {
+        float* row = logits + i * V;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < V; ++j) mx = row[j] > mx ? row[j] : mx;
+        double z = 0;
+        for (int64_t j = 0; j < V; ++j) z += expf(row[j] - mx);
+        logp[i] = (double)row[targets[i]] - mx - log(z);
+        if (probs) {
+          const float inv = (float)(1.0 / z);
+          for (int64_t j = 0; j < V; ++j) row[j] = expf(row[j] - mx) * inv;
+        }
+      }
+    });
+  }
+  void xent_backward(float* probs, const int32_t* targets, const double* drow, int64_t M, int64_t V) override {
+    parallel_ranges((uint64_t)M, 0, 1, [&](uint64_t lo, uint64_t hi) {
+      for (uint64_t i = lo; i < hi; ++i) {
+        float* row = probs + i * V;
+        const float d = (float)drow[i];
+        for (int64_t j = 0; j < V; ++j) row[j] *= -d;
+        row[targets[i]] += d;
+      }
+    });
+  }
   void copy2d(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols) override {
     for (int64_t r = 0; r < rows; ++r) memcpy(dst + r * dst_ld, src + r * src_ld, cols * sizeof(float));
   }
@@ -114,6 +182,13 @@ class CpuBackend final : public Backend {
     for (int64_t m = 0; m < M; ++m)
       for (int64_t c = 0; c < C; ++c) dx[(int64_t)rows[m] * C + c] += dout[m * C + c];
   }
+
+ private:
+  static constexpr size_t kCacheBytes = size_t(1) << 30;
+  std::mutex lock_;
+  std::multimap<size_t, float*> cache_;          // free buffers by size
+  std::unordered_map<float*, size_t> sizes_;     // live buffers
+  size_t cached_bytes_ = 0;
 };
 
 }  // namespace

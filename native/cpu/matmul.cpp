@@ -13,7 +13,24 @@
 #include <cblas.h>
 #endif
 
+#if defined(ZOFO_BLAS_OPENBLAS)
+extern "C" void openblas_set_num_threads(int);
+#endif
+
 namespace zofo::cpu {
+
+namespace {
+// Once per process: BLAS runs single-threaded inside zofo's own threads.
+void blas_single_threaded() {
+#if defined(ZOFO_BLAS_OPENBLAS)
+  static const bool once = [] {
+    openblas_set_num_threads(1);
+    return true;
+  }();
+  (void)once;
+#endif
+}
+}  // namespace
 
 bool have_blas() {
 #if defined(ZOFO_HAVE_ACCELERATE) || defined(ZOFO_HAVE_CBLAS)
@@ -85,8 +102,25 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
     throw Error("ZOFO_NO_BLAS", "sgemm: this build of zofo has no BLAS (it was built without one)");
 #if defined(ZOFO_HAVE_ACCELERATE) || defined(ZOFO_HAVE_CBLAS)
   if (impl != MatmulImpl::Builtin) {
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,
-                (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    blas_single_threaded();
+    // zofo's threads split the product; each calls a single-threaded BLAS. One pool of
+    // threads for GEMMs and for zofo's own kernels: OpenBLAS's own threads would spin
+    // (sched_yield) against them, which on a 2-core machine stalls both.
+    const auto call = [&](int64_t m, int64_t n, const float* a, const float* b, float* c) {
+      cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n,
+                  (int)K, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+    };
+    const uint64_t work = (uint64_t)M * (uint64_t)N * (uint64_t)K;
+    const int t = work < (1u << 21) ? 1 : threads;  // small products: threads cost more than they save
+    if (M >= 64 || M >= N) {  // split the rows of C (and of op(A))
+      parallel_ranges((uint64_t)M, t, 16, [&](uint64_t lo, uint64_t hi) {
+        call((int64_t)(hi - lo), N, trans_a ? A + lo : A + lo * lda, B, C + lo * ldc);
+      });
+    } else {  // few rows: split the columns of C (and of op(B))
+      parallel_ranges((uint64_t)N, t, 64, [&](uint64_t lo, uint64_t hi) {
+        call(M, (int64_t)(hi - lo), A, trans_b ? B + lo * ldb : B + lo, C + lo);
+      });
+    }
     return;
   }
 #endif

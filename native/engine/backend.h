@@ -57,6 +57,12 @@ class Backend {
   // dst[r·dst_ld + c] = src[r·src_ld + c] for r < rows, c < cols (column blocks of
   // row-major matrices: splitting GPT-2's packed q,k,v and joining their gradients).
   virtual void copy2d(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols) = 0;
+  // Cross-entropy pieces over logits (M, V): logp[i] = log softmax(logits_i)[targets[i]];
+  // with probs, logits is overwritten by softmax(logits). Then the backward in place:
+  // logits_i ← drow[i] · (onehot(targets[i]) − softmax_i).
+  virtual void log_softmax_at(float* logits, const int32_t* targets, double* logp, int64_t M, int64_t V,
+                              bool probs) = 0;
+  virtual void xent_backward(float* probs, const int32_t* targets, const double* drow, int64_t M, int64_t V) = 0;
   // out (N, C) = table[ids[n]] (rows of a (V, C) table); ids are checked by the caller.
   virtual void embedding_forward(float* out, const float* table, const int32_t* ids, int64_t N, int64_t C) = 0;
   // Rows `rows` (M) of x (N, C) into out (M, C), and the scatter-add back.

@@ -578,21 +578,9 @@ LossResult Transformer::loss(const Batch& batch, const LossSpec& s, float* lora_
   be_.gather_rows(zr.get(), act.z.get(), s.rows.data(), M, E);
   const float* W = p(head_name(config_));
   be_.matmul(false, true, M, V, E, 1.0f, zr.get(), E, W, E, 0.0f, lg.get(), V);
-  std::vector<float> logits((size_t)(M * V));
-  be_.download(logits.data(), lg.get(), logits.size());
-
-  // log p(target) per row, and the softmax rows (kept for the gradient).
+  // log p(target) per row; with grads, lg becomes the softmax rows (for the backward).
   std::vector<double> logp(M);
-  for (int64_t i = 0; i < M; ++i) {
-    float* row = logits.data() + i * V;
-    double mx = -INFINITY;
-    for (int64_t j = 0; j < V; ++j) mx = std::max(mx, (double)row[j]);
-    double z = 0;
-    for (int64_t j = 0; j < V; ++j) z += exp((double)row[j] - mx);
-    logp[i] = (double)row[s.targets[i]] - mx - log(z);
-    if (want_grad)
-      for (int64_t j = 0; j < V; ++j) row[j] = (float)(exp((double)row[j] - mx) / z);  // softmax, in place
-  }
+  be_.log_softmax_at(lg.get(), s.targets.data(), logp.data(), M, V, want_grad);
   LossResult result;
   std::vector<double> drow(M);  // d loss / d log p(target_i)
   if (s.kind == 0) {
@@ -634,12 +622,7 @@ LossResult Transformer::loss(const Batch& batch, const LossSpec& s, float* lora_
   if (!want_grad) return result;
 
   // d loss / d logits_i = drow_i · (onehot(target_i) − softmax_i)
-  for (int64_t i = 0; i < M; ++i) {
-    float* row = logits.data() + i * V;
-    for (int64_t j = 0; j < V; ++j) row[j] = (float)(-drow[i] * row[j]);
-    row[s.targets[i]] += (float)drow[i];
-  }
-  be_.upload(lg.get(), logits.data(), logits.size());
+  be_.xent_backward(lg.get(), s.targets.data(), drow.data(), M, V);
   Buf dzr(be_, M * E), dz(be_, batch.B * batch.T * E);
   be_.matmul(false, false, M, E, V, 1.0f, lg.get(), V, W, E, 0.0f, dzr.get(), E);
   be_.scatter_add_rows(dz.get(), dzr.get(), s.rows.data(), M, E);
