@@ -67,7 +67,7 @@ export interface NativeModel {
   logits(ids: Int32Array, positions: Int32Array, mask: Uint8Array, B: number, T: number, rows: Int32Array, out: Float32Array): Promise<void>;
   loss(ids: Int32Array, positions: Int32Array, mask: Uint8Array, B: number, T: number, kind: number, rows: Int32Array,
        targets: Int32Array, group: Int32Array, candidateExample: Int32Array, candidateIsLabel: Uint8Array, examples: number,
-       gradOut: Float32Array | null): Promise<{ loss: number; scores: Float64Array }>;
+       gradOut: Float32Array | null, baseGradOut?: Float32Array | null): Promise<{ loss: number; scores: Float64Array }>;
   dispose(): void;
 }
 

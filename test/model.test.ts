@@ -170,3 +170,53 @@ t.test('bad checkpoints, batches and use after dispose give clear errors', async
   await writeFile(join(broken, 'model.safetensors'), 'not a safetensors file');
   await t.rejects(loadModel(broken), { code: 'ZOFO_BAD_FILE' });
 });
+
+t.test('full-parameter gradients (baseGradients) agree with finite differences of the float64 reference', async (t) => {
+  const families: [string, TinyFamily, Parameters<typeof randomCheckpoint>[2]][] = [
+    ['llama (GQA)', 'llama', {}], ['llama (tied)', 'llama', { tie: true }], ['qwen2', 'qwen2', {}],
+    ['opt', 'opt', {}], ['opt-350m', 'opt-350m', {}], ['gpt2', 'gpt2', {}],
+  ];
+  for (const [fi, [name, family, opts]] of families.entries()) {
+    const seed = seed0 + 7919 * (fi + 1);
+    const ckpt = randomCheckpoint(family, seed, opts);
+    const dir = t.testdir({ [String(fi)]: {} });
+    await writeCheckpointDir(join(dir, String(fi)), ckpt, { dtype: 'F32' });
+    const model = await loadModel(join(dir, String(fi)));
+    const stored = storedCheckpoint(ckpt, 'F32');
+    const ref = new ReferenceModel(ckpt.config, stored.weights);
+    const ids = sequences(ref.vocabSize, [6, 4], seed);
+    const cls = [{ prompt: ids[0].slice(0, 3), candidates: [[ids[1][0]], [ids[1][1], ids[1][2]]], label: 0 }];
+    const lm = [{ prompt: ids[0].slice(0, 2), target: ids[0].slice(2) }, { prompt: ids[1].slice(0, 2), target: ids[1].slice(2) }];
+    for (const [kind, batch] of [['classification', cls], ['lm', lm]] as const) {
+      const { loss, grads } = await model.baseGradients(batch);
+      const refLoss = () => (kind === 'lm' ? ref.lmBatchLoss(lm).loss : ref.classificationBatchLoss(cls).loss);
+      t.ok(Math.abs(loss - refLoss()) < 1e-4 * (1 + Math.abs(loss)), `${name} ${kind}: loss agrees`);
+      let worst = 0, checked = 0, nonzero = 0;
+      let s = seed >>> 0 || 1;
+      const pick = (n: number) => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s % n; };
+      for (const [tensor, g] of grads) {
+        const key = stored.weights.has(tensor) ? tensor : tensor.replace(/^transformer\./, '');
+        const w = stored.weights.get(key);
+        if (!w) { t.fail(`${name}: reference has no tensor ${tensor}`); continue; }
+        // Embedding-like tables: also sample rows the batch actually reads (random rows are mostly unused).
+        const isPos = /embed_positions|wpe/.test(tensor), isTok = /embed_tokens|wte|lm_head/.test(tensor);
+        const used = isPos ? [0, 1, 2, 3].map((p) => p + (family.startsWith('opt') ? 2 : 0)) : isTok ? ids.flat() : [];
+        const entries = [pick(w.data.length), pick(w.data.length)];
+        if (used.length > 0) entries.push(used[pick(used.length)] * w.shape[1] + pick(w.shape[1]));
+        for (const e of entries) {
+          const h = 1e-5, keep = w.data[e];
+          w.data[e] = keep + h; const up = refLoss();
+          w.data[e] = keep - h; const down = refLoss();
+          w.data[e] = keep;
+          const fd = (up - down) / (2 * h);
+          worst = Math.max(worst, Math.abs(g[e] - fd) / (2e-5 + 2e-3 * Math.abs(fd)));
+          if (Math.abs(fd) > 1e-6) nonzero++;
+          checked++;
+        }
+      }
+      t.ok(nonzero > checked / 4, `${name} ${kind}: most sampled gradients are nonzero (${nonzero}/${checked})`);
+      t.ok(worst <= 1, `${name} ${kind}: ${checked} sampled base gradients within atol 2e-5 + rtol 2e-3 of central differences (worst ${worst.toFixed(3)})`);
+    }
+    model.dispose();
+  }
+});

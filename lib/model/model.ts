@@ -260,7 +260,18 @@ export class Model {
     return { loss: result.loss, grads };
   }
 
-  async #run(batch: Example[], withGrad: boolean): Promise<{ result: LossResult; grad?: Float32Array }> {
+  /**
+   * The loss and its gradient w.r.t. every BASE tensor (full fine-tuning; memory for one
+   * gradient per weight, so meant for small models). Keyed by checkpoint name.
+   */
+  async baseGradients(batch: Example[]): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+    const { result, baseGrad } = await this.#run(batch, false, true);
+    const grads = new Map<string, Float32Array>();
+    for (const s of this.#live().tensorSpecs()) grads.set(s.name, baseGrad!.slice(s.offset, s.offset + s.shape.reduce((a, b) => a * b, 1)));
+    return { loss: result.loss, grads };
+  }
+
+  async #run(batch: Example[], withGrad: boolean, withBaseGrad = false): Promise<{ result: LossResult; grad?: Float32Array; baseGrad?: Float32Array }> {
     if (!Array.isArray(batch) || batch.length === 0) throw invalidArg('a non-empty array of examples', 'batch', batch);
     const classification = isClassification(batch[0]);
     const sequences: number[][] = [], rowSeq: number[] = [], rowPos: number[] = [], targets: number[] = [], group: number[] = [];
@@ -301,11 +312,14 @@ export class Model {
     const rowIndex = Int32Array.from(rowSeq, (seq, i) => seq * b.T + rowPos[i]);
     const native = this.#live();
     const grad = withGrad ? new Float32Array(this.#loraSpecs.reduce((n, s) => n + s.shape[0] * s.shape[1], 0)) : undefined;
+    const baseGrad = withBaseGrad
+      ? new Float32Array(native.tensorSpecs().reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0)) : undefined;
     let out: { loss: number; scores: Float64Array } | undefined;
     await awaitNative(async () => {
       out = await native.loss(b.ids, b.positions, b.mask, b.B, b.T, classification ? 1 : 0, rowIndex, Int32Array.from(targets),
-        Int32Array.from(group), Int32Array.from(candidateExample), Uint8Array.from(candidateIsLabel), batch.length, grad ?? null);
-    }, withGrad ? 'loraGradients' : 'loss');
+        Int32Array.from(group), Int32Array.from(candidateExample), Uint8Array.from(candidateIsLabel), batch.length, grad ?? null,
+        baseGrad ?? null);
+    }, withBaseGrad ? 'baseGradients' : withGrad ? 'loraGradients' : 'loss');
     const result: LossResult = { loss: out!.loss };
     if (classification) {
       result.scores = [];
@@ -318,7 +332,7 @@ export class Model {
         result.predictions.push(s.indexOf(Math.max(...s)));
       }
     }
-    return { result, grad };
+    return { result, grad, baseGrad };
   }
 
   /** Frees the native model (in-flight calls finish first). Further calls throw ZOFO_DISPOSED. */

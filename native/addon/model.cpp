@@ -200,7 +200,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   // loss(ids, positions, mask, B, T, kind, rows, targets, group, candidateExample,
-  //      candidateIsLabel Uint8Array, examples, loraGradOut Float32Array | null)
+  //      candidateIsLabel Uint8Array, examples, loraGradOut Float32Array | null,
+  //      baseGradOut Float32Array | null)
   //   → Promise<{ loss, scores: Float64Array }>
   Napi::Value Loss(const Napi::CallbackInfo& info) {
     return guarded(info, [&]() -> Napi::Value {
@@ -222,13 +223,20 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         if (g.length == 0) throw Error("ZOFO_INVALID_STATE", "the model has no LoRA adapters: call addLoRA first");
         grad = static_cast<float*>(g.data);
       }
+      float* base_grad = nullptr;  // info[13]: full-parameter gradient, parameter-buffer layout
+      if (info.Length() > 13 && !info[13].IsNull() && !info[13].IsUndefined()) {
+        const View g = get_view(info[13], "baseGradOut");
+        if (g.type != napi_float32_array || (int64_t)g.length != s->model->total_parameters())
+          throw arg_error("baseGradOut must be a Float32Array with one value per base parameter");
+        base_grad = static_cast<float*>(g.data);
+      }
       auto result = std::make_shared<LossResult>();
       auto* w = new PromiseWorker(
           info.Env(),
-          [s, batch, spec, grad, result] {
+          [s, batch, spec, grad, base_grad, result] {
             std::lock_guard<std::mutex> guard(s->lock);
             if (!s->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
-            *result = s->model->loss(*batch, *spec, grad);
+            *result = s->model->loss(*batch, *spec, grad, base_grad);
           },
           [result](Napi::Env env) -> Napi::Value {
             Napi::Object o = Napi::Object::New(env);
@@ -238,7 +246,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             o.Set("scores", scores);
             return o;
           },
-          {info[12]});
+          {info[12], info.Length() > 13 ? info[13] : info.Env().Undefined()});
       Napi::Promise p = w->promise();
       w->Queue();
       return p;

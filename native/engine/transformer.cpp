@@ -289,6 +289,12 @@ void Transformer::linear_backward(const Linear& l, const float* u, const float* 
     if (l.conv1d) be_.matmul(false, true, N, l.in, l.out, 1.0f, dy, l.out, W, l.out, 1.0f, du, l.in);
     else be_.matmul(false, false, N, l.in, l.out, 1.0f, dy, l.out, W, l.in, 1.0f, du, l.in);
   }
+  if (base_grad_) {  // full fine-tuning: dW += dyᵀ·u ([out, in]) or uᵀ·dy (Conv1D [in, out]); db += Σ dy
+    float* dW = base_grad_ + l.w;
+    if (l.conv1d) be_.matmul(true, false, l.in, l.out, N, 1.0f, u, l.in, dy, l.out, 1.0f, dW, l.out);
+    else be_.matmul(true, false, l.out, l.in, N, 1.0f, dy, l.out, u, l.in, 1.0f, dW, l.in);
+    if (l.b >= 0) be_.bias_backward(base_grad_ + l.b, dy, N, l.out);
+  }
   if (l.rank > 0) {
     Buf dmid(be_, N * l.rank);
     be_.matmul(true, false, l.out, l.rank, N, l.scaling, dy, l.out, lora_mid, l.rank, 1.0f, lora_grad + l.lora_b, l.rank);
@@ -438,7 +444,9 @@ void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
 
 // ---- backward (adapter-only: activation gradients through the frozen base) ----
 
-void Transformer::backward(const Batch& batch, Activations& act, const float* dz, float* lora_grad) {
+void Transformer::backward(const Batch& batch, Activations& act, const float* dz, float* lora_grad, float* base_grad) {
+  base_grad_ = base_grad;  // read by linear_backward; cleared on exit
+  struct Clear { float*& p; ~Clear() { p = nullptr; } } clear{base_grad_};
   const ModelConfig& c = config_;
   const int64_t B = batch.B, T = batch.T, N = B * T, C = c.hidden, E = c.embed_dim, F = c.ffn;
   const int64_t NH = c.heads, NKV = c.kv_heads, HS = c.head_dim, Q = NH * HS, KV = NKV * HS;
@@ -451,23 +459,35 @@ void Transformer::backward(const Batch& batch, Activations& act, const float* dz
     for (const Linear* l : {&L.qkv, &L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down, &L.fc1, &L.fc2})
       if (l->rank > 0) lowest = (int64_t)li;
   }
+  if (base_grad) lowest = 0;  // full fine-tuning: every layer, down to the embeddings
   if (lowest < 0) return;
-  auto norm_backward = [&](int64_t w, const float* dout, const float* in, const Buf& mean, const Buf& rstd, float* din) {
-    if (c.rmsnorm) be_.rmsnorm_backward(din, nullptr, dout, in, params_ + w, rstd.get(), N, C);
-    else be_.layernorm_backward(din, nullptr, nullptr, dout, in, params_ + w, mean.get(), rstd.get(), N, C);
+  auto norm_backward = [&](int64_t w, int64_t b, const float* dout, const float* in, const Buf& mean, const Buf& rstd,
+                           float* din) {
+    float* dw = base_grad ? base_grad + w : nullptr;
+    float* dbias = base_grad && b >= 0 ? base_grad + b : nullptr;
+    if (c.rmsnorm) be_.rmsnorm_backward(din, dw, dout, in, params_ + w, rstd.get(), N, C);
+    else be_.layernorm_backward(din, dw, dbias, dout, in, params_ + w, mean.get(), rstd.get(), N, C);
   };
 
   Buf dx(be_, N * C);
   {  // through project_out and the final norm
     Buf dfin(be_, N * C);
-    if (c.family == ModelConfig::OPT && E != C)
+    if (c.family == ModelConfig::OPT && E != C) {
       be_.matmul(false, false, N, C, E, 1.0f, dz, E, p("model.decoder.project_out.weight"), C, 0.0f, dfin.get(), C);
-    else be_.axpy(dfin.get(), dz, 1.0f, (size_t)(N * C));
+      if (base_grad) {  // dW_out [E, C] += dzᵀ · (its input)
+        const float* u = c.final_norm ? act.fin_norm.get() : act.fin_in.get();
+        be_.matmul(true, false, E, C, N, 1.0f, dz, E, u, C, 1.0f, base_grad + spec("model.decoder.project_out.weight").offset, C);
+      }
+    } else {
+      be_.axpy(dfin.get(), dz, 1.0f, (size_t)(N * C));
+    }
     if (c.final_norm) {
       const std::string fw = c.family == ModelConfig::Llama ? "model.norm.weight"
                            : c.family == ModelConfig::OPT ? "model.decoder.final_layer_norm.weight"
                                                           : "transformer.ln_f.weight";
-      norm_backward(spec(fw).offset, dfin.get(), act.fin_in.get(), act.fin_mean, act.fin_rstd, dx.get());
+      const std::string fb = c.family == ModelConfig::OPT ? "model.decoder.final_layer_norm.bias" : "transformer.ln_f.bias";
+      norm_backward(spec(fw).offset, c.rmsnorm ? -1 : spec(fb).offset, dfin.get(), act.fin_in.get(), act.fin_mean,
+                    act.fin_rstd, dx.get());
     } else {
       be_.axpy(dx.get(), dfin.get(), 1.0f, (size_t)(N * C));
     }
@@ -476,11 +496,11 @@ void Transformer::backward(const Batch& batch, Activations& act, const float* dz
   for (int64_t li = (int64_t)layers_.size() - 1; li >= lowest; --li) {
     const Layer& L = *layers_[li];
     auto& a = act.layer[li];
-    const bool need_input_grad = li > lowest;
+    const bool need_input_grad = li > lowest || base_grad != nullptr;
     // Layer output → s2.
     Buf ds2(be_, N * C);
     if (c.pre_norm) be_.axpy(ds2.get(), dx.get(), 1.0f, (size_t)(N * C));
-    else norm_backward(L.ln2_w, dx.get(), a.s2.get(), a.n2_mean, a.n2_rstd, ds2.get());
+    else norm_backward(L.ln2_w, L.ln2_b, dx.get(), a.s2.get(), a.n2_mean, a.n2_rstd, ds2.get());
     // s2 = h + MLP(mlp_in)
     Buf dh(be_, N * C), dmlp_in(be_, N * C), dact(be_, N * F), da(be_, N * F);
     be_.axpy(dh.get(), ds2.get(), 1.0f, (size_t)(N * C));
@@ -499,11 +519,11 @@ void Transformer::backward(const Batch& batch, Activations& act, const float* dz
     // h → s1
     Buf ds1(be_, N * C);
     if (c.pre_norm) {
-      norm_backward(L.ln2_w, dmlp_in.get(), a.s1.get(), a.n2_mean, a.n2_rstd, dh.get());
+      norm_backward(L.ln2_w, L.ln2_b, dmlp_in.get(), a.s1.get(), a.n2_mean, a.n2_rstd, dh.get());
       be_.axpy(ds1.get(), dh.get(), 1.0f, (size_t)(N * C));
     } else {
       be_.axpy(dh.get(), dmlp_in.get(), 1.0f, (size_t)(N * C));
-      norm_backward(L.ln1_w, dh.get(), a.s1.get(), a.n1_mean, a.n1_rstd, ds1.get());
+      norm_backward(L.ln1_w, L.ln1_b, dh.get(), a.s1.get(), a.n1_mean, a.n1_rstd, ds1.get());
     }
     // s1 = x + o(attention(q, k, v))
     Buf dy(be_, N * Q), dq(be_, N * Q), dk(be_, N * KV), dv(be_, N * KV);
@@ -531,9 +551,36 @@ void Transformer::backward(const Batch& batch, Activations& act, const float* dz
     if (!need_input_grad) break;
     Buf dx_in(be_, N * C);
     be_.axpy(dx_in.get(), ds1.get(), 1.0f, (size_t)(N * C));  // residual
-    if (c.pre_norm) norm_backward(L.ln1_w, dattn_in.get(), a.x.get(), a.n1_mean, a.n1_rstd, dx_in.get());
+    if (c.pre_norm) norm_backward(L.ln1_w, L.ln1_b, dattn_in.get(), a.x.get(), a.n1_mean, a.n1_rstd, dx_in.get());
     else be_.axpy(dx_in.get(), dattn_in.get(), 1.0f, (size_t)(N * C));
     dx = std::move(dx_in);
+  }
+  if (base_grad) embedding_backward(batch, act, dx.get(), base_grad);
+}
+
+// Full fine-tuning only: dx (N, C) of the first layer's input into the embedding tables.
+void Transformer::embedding_backward(const Batch& batch, Activations& act, const float* dx, float* base_grad) {
+  const ModelConfig& c = config_;
+  const int64_t N = batch.B * batch.T, C = c.hidden, E = c.embed_dim;
+  if (c.family == ModelConfig::Llama) {
+    be_.scatter_add_rows(base_grad + spec("model.embed_tokens.weight").offset, dx, batch.ids.data(), N, C);
+  } else if (c.family == ModelConfig::OPT) {
+    std::vector<int32_t> rows(N);
+    for (int64_t i = 0; i < N; ++i) rows[i] = batch.mask[i] ? batch.positions[i] + (int32_t)c.position_offset : 1;
+    be_.scatter_add_rows(base_grad + spec("model.decoder.embed_positions.weight").offset, dx, rows.data(), N, C);
+    Buf dembed(be_, N * E);
+    if (E != C) {  // project_in: x = embed · W_inᵀ, W_in [C, E]
+      const float* Win = p("model.decoder.project_in.weight");
+      be_.matmul(false, false, N, E, C, 1.0f, dx, C, Win, E, 0.0f, dembed.get(), E);
+      be_.matmul(true, false, C, E, N, 1.0f, dx, C, act.embed.get(), E, 1.0f,
+                 base_grad + spec("model.decoder.project_in.weight").offset, E);
+    } else {
+      be_.axpy(dembed.get(), dx, 1.0f, (size_t)(N * C));
+    }
+    be_.scatter_add_rows(base_grad + spec("model.decoder.embed_tokens.weight").offset, dembed.get(), batch.ids.data(), N, E);
+  } else {
+    be_.scatter_add_rows(base_grad + spec("transformer.wte.weight").offset, dx, batch.ids.data(), N, C);
+    be_.scatter_add_rows(base_grad + spec("transformer.wpe.weight").offset, dx, batch.positions.data(), N, C);
   }
 }
 
@@ -564,14 +611,14 @@ void Transformer::logits(const Batch& batch, const std::vector<int32_t>& rows, f
   be_.download(host_out, out.get(), (size_t)(M * V));
 }
 
-LossResult Transformer::loss(const Batch& batch, const LossSpec& s, float* lora_grad_host) {
+LossResult Transformer::loss(const Batch& batch, const LossSpec& s, float* lora_grad_host, float* base_grad_host) {
   check_rows(batch, s.rows);
   const int64_t M = (int64_t)s.rows.size(), E = config_.embed_dim, V = config_.vocab;
   if ((int64_t)s.targets.size() != M) throw invalid_arg("loss: one target per row");
   for (int32_t y : s.targets)
     if (y < 0 || y >= V) throw invalid_arg("loss: target token " + std::to_string(y) + " is outside the vocabulary");
   if (M == 0) throw invalid_arg("loss: no token to score");
-  const bool want_grad = lora_grad_host != nullptr;
+  const bool want_grad = lora_grad_host != nullptr || base_grad_host != nullptr;
   Activations act;
   forward(batch, act, want_grad);
   Buf zr(be_, M * E), lg(be_, M * V);
@@ -627,8 +674,12 @@ LossResult Transformer::loss(const Batch& batch, const LossSpec& s, float* lora_
   be_.matmul(false, false, M, E, V, 1.0f, lg.get(), V, W, E, 0.0f, dzr.get(), E);
   be_.scatter_add_rows(dz.get(), dzr.get(), s.rows.data(), M, E);
   Buf grad(be_, n_lora_);
-  backward(batch, act, dz.get(), grad.get());
-  be_.download(lora_grad_host, grad.get(), (size_t)n_lora_);
+  Buf base(base_grad_host ? Buf(be_, n_params_) : Buf());
+  if (base_grad_host)  // d head [V, E] += dlogitsᵀ · z rows (tied: into the embedding)
+    be_.matmul(true, false, V, E, M, 1.0f, lg.get(), V, zr.get(), E, 1.0f, base.get() + spec(head_name(config_)).offset, E);
+  backward(batch, act, dz.get(), grad.get(), base.get());
+  if (lora_grad_host) be_.download(lora_grad_host, grad.get(), (size_t)n_lora_);
+  if (base_grad_host) be_.download(base_grad_host, base.get(), (size_t)n_params_);
   return result;
 }
 

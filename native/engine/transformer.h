@@ -93,8 +93,10 @@ class Transformer {
 
   // Logits (M, V) at `rows` of the batch, into host memory.
   void logits(const Batch& batch, const std::vector<int32_t>& rows, float* host_out);
-  // Loss; with grads, also d loss / d every LoRA tensor into lora_grad (host, total_lora_parameters()).
-  LossResult loss(const Batch& batch, const LossSpec& spec, float* lora_grad_host);
+  // Loss; with lora_grad_host, also d loss / d every LoRA tensor (total_lora_parameters()
+  // floats); with base_grad_host, d loss / d every base tensor (total_parameters() floats,
+  // parameter-buffer layout: full fine-tuning of small models).
+  LossResult loss(const Batch& batch, const LossSpec& spec, float* lora_grad_host, float* base_grad_host = nullptr);
 
  private:
   struct Linear;
@@ -106,7 +108,8 @@ class Transformer {
   void linear_forward(const Linear& lin, const float* u, float* y, int64_t N, float* lora_mid);
   void linear_backward(const Linear& lin, const float* u, const float* dy, float* du, int64_t N,
                        const float* lora_mid, float* lora_grad);
-  void backward(const Batch& batch, Activations& act, const float* dfinal, float* lora_grad);
+  void backward(const Batch& batch, Activations& act, const float* dfinal, float* lora_grad, float* base_grad);
+  void embedding_backward(const Batch& batch, Activations& act, const float* dx, float* base_grad);
   const float* p(const std::string& name) const;
 
   ModelConfig config_;
@@ -119,6 +122,7 @@ class Transformer {
   std::vector<TensorSpec> lora_specs_;
   float* lora_ = nullptr;
   int64_t n_lora_ = 0;
+  float* base_grad_ = nullptr;  // set during a full-parameter backward
 };
 
 }  // namespace zofo
