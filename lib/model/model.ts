@@ -297,11 +297,23 @@ export class Model {
       if (isClassification(ex)) {
         if (ex.candidates.length < 2) throw invalidArg('at least 2 candidates', `batch[${e}].candidates`, ex.candidates);
         if (!Number.isInteger(ex.label) || ex.label < 0 || ex.label >= ex.candidates.length) throw invalidArg(`an index in 0 .. ${ex.candidates.length - 1}`, `batch[${e}].label`, ex.label);
+        ex.candidates.forEach((cand, c) => check(cand, `batch[${e}].candidates[${c}]`));
+        // Single-token verbalizers (SST-2's " terrible" / " great"): one forward of the
+        // prompt, the K candidates read at its last position. Otherwise one sequence each.
+        const singleToken = ex.candidates.every((cand) => cand.length === 1);
+        const b = sequences.length;
+        if (singleToken) sequences.push([...ex.prompt]);
         ex.candidates.forEach((cand, c) => {
-          check(cand, `batch[${e}].candidates[${c}]`);
           candidateExample.push(e);
           candidateIsLabel.push(c === ex.label ? 1 : 0);
-          addSequence(ex.prompt, cand, candidateExample.length - 1);
+          if (!singleToken) {
+            addSequence(ex.prompt, cand, candidateExample.length - 1);
+            return;
+          }
+          rowSeq.push(b);
+          rowPos.push(ex.prompt.length - 1);
+          targets.push(cand[0]);
+          group.push(candidateExample.length - 1);
         });
       } else {
         check((ex as LmExample).target, `batch[${e}].target`);
