@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { cpuBinding, type NativeModel } from '../binding.js';
 import { awaitNative, invalidArg, rethrowNative, ZofoError } from '../errors.js';
 import { openCheckpoint } from '../formats/safetensors.js';
+import { loadAdapter, saveAdapter, saveMerged } from '../formats/peft.js';
 import { loadConfig, type ModelConfig } from './config.js';
 import { loadTokenizer, type Tokenizer } from './tokenizer.js';
 
@@ -143,6 +144,7 @@ const isClassification = (e: Example): e is ClassificationExample => Array.isArr
 export class Model {
   #native: NativeModel | null;
   #loraSpecs: Spec[] = [];
+  #lora: { rank: number; alpha: number; targets: string[] } | null = null;
 
   /** @internal use loadModel() */
   constructor(readonly dir: string, readonly config: ModelConfig, native: NativeModel, readonly tokenizer: Tokenizer | null) {
@@ -187,6 +189,7 @@ export class Model {
       rethrowNative(err, 'addLoRA');
     }
     this.#loraSpecs = specs;
+    this.#lora = { rank, alpha, targets: [...targets] };
     let state = (opts.seed ?? 0x5eed) >>> 0 || 1;
     const uniform = () => { // xorshift32: reproducible init
       state ^= state << 13; state >>>= 0; state ^= state >>> 17; state ^= state << 5; state >>>= 0;
@@ -198,6 +201,33 @@ export class Model {
       this.#live().setLoraTensor(s.name, Float32Array.from({ length: s.shape[0] * s.shape[1] }, () => (2 * uniform() - 1) * bound));
     }
     return specs.map((s) => PEFT_PREFIX + s.name);
+  }
+
+  /** The adapters' rank, alpha and target modules (null before addLoRA). */
+  loraConfig(): { rank: number; alpha: number; targets: string[] } | null {
+    return this.#lora ? { ...this.#lora, targets: [...this.#lora.targets] } : null;
+  }
+
+  /** Shape of a base tensor (checkpoint layout). */
+  tensorShape(name: string): number[] {
+    const spec = (this.#live().tensorSpecs() as Spec[]).find((s) => s.name === name);
+    if (!spec) throw new ZofoError('ZOFO_INVALID_ARG', `the model has no tensor named ${JSON.stringify(name)}`);
+    return [...spec.shape];
+  }
+
+  /** Writes the adapters in the HF PEFT layout (adapter_config.json + adapter_model.safetensors). */
+  async saveAdapter(dir: string): Promise<void> {
+    await saveAdapter(this, dir);
+  }
+
+  /** Loads an HF PEFT LoRA adapter (adding adapters with its r/alpha/targets if there are none). */
+  async loadAdapter(dir: string): Promise<void> {
+    await loadAdapter(this, dir);
+  }
+
+  /** Writes an HF checkpoint with the adapters merged into the base weights (loadable by loadModel). */
+  async saveMerged(dir: string): Promise<void> {
+    await saveMerged(this, dir);
   }
 
   /** PEFT names of the adapter tensors (empty before addLoRA). */
