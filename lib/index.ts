@@ -18,6 +18,10 @@ export { loadConfig, parseConfig } from './model/config.js';
 export type { ModelConfig, ModelFamily, Activation } from './model/config.js';
 export { loadTokenizer } from './model/tokenizer.js';
 export { loadModel, Model } from './model/model.js';
+export { ReshufflingSampler, epochPermutation } from './train/sampler.js';
+export type { SamplerOptions, SamplerState } from './train/sampler.js';
+export { learningRate } from './train/schedule.js';
+export type { ScheduleOptions } from './train/schedule.js';
 export type {
   Example, ClassificationExample, LmExample, LoadModelOptions, LoraOptions, LossResult, LoraGradients,
 } from './model/model.js';
