@@ -159,6 +159,7 @@ t.test('bad checkpoints, batches and use after dispose give clear errors', async
   await t.rejects(model.logits([[0, V]]), { code: 'ZOFO_INVALID_ARG', message: /ids\[0\]\[1\]/ });
   await t.rejects(model.logits([[]]), { code: 'ZOFO_INVALID_ARG', message: /ids\[0\]/ });
   await t.rejects(model.loss([{ prompt: [1], candidates: [[2], [3]], label: 2 }]), { code: 'ZOFO_INVALID_ARG', message: /label/ });
+  await t.rejects(model.loss([{ prompt: [1], candidates: [[2], [V]], label: 0 }]), { code: 'ZOFO_INVALID_ARG', message: /candidates\[1\]\[0\]/ });
   await t.rejects(model.loss([{ prompt: [1], target: [2] }, { prompt: [1], candidates: [[2], [3]], label: 0 }]), { code: 'ZOFO_INVALID_ARG', message: /only classification or only LM/ });
   await t.rejects(model.loraGradients([{ prompt: [1], target: [2] }]), { code: 'ZOFO_INVALID_STATE' });
   t.throws(() => model.addLoRA({ targets: ['no_such_proj'] }), { code: 'ZOFO_INVALID_ARG', message: /match no linear/ });

@@ -306,8 +306,12 @@ export class Model {
     const classification = isClassification(batch[0]);
     const sequences: number[][] = [], rowSeq: number[] = [], rowPos: number[] = [], targets: number[] = [], group: number[] = [];
     const candidateExample: number[] = [], candidateIsLabel: number[] = [];
+    const V = this.config.vocabSize;
     const check = (ids: unknown, what: string) => {
       if (!Array.isArray(ids) || ids.length === 0) throw invalidArg('a non-empty array of token ids', what, ids);
+      ids.forEach((id, i) => {
+        if (!Number.isInteger(id) || id < 0 || id >= V) throw invalidArg(`a token id in 0 .. ${V - 1}`, `${what}[${i}]`, id);
+      });
     };
     // Row (b, t) predicts token t + 1: a continuation token j is read at prompt.length − 1 + j.
     const addSequence = (prompt: number[], cont: number[], g: number) => {
