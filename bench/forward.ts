@@ -11,18 +11,12 @@
  *                              [--batch 8] [--seq 64] [--reps 3]
  */
 import { backendInfo, kernels } from '../lib/index.js';
+import { numberArg } from './args.js';
 import { cpuBinding, type NativeModel } from '../lib/binding.js';
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isInteger(v) || v <= 0) throw new Error(`--${name} expects a positive integer, got ${process.argv[i + 1]}`);
-  return v;
-}
 
-const L = arg('layers', 12), C = arg('hidden', 768), F = arg('ffn', 2048), V = arg('vocab', 32000);
-const B = arg('batch', 8), T = arg('seq', 64), reps = arg('reps', 3);
+const L = numberArg('layers', 12), C = numberArg('hidden', 768), F = numberArg('ffn', 2048), V = numberArg('vocab', 32000);
+const B = numberArg('batch', 8), T = numberArg('seq', 64), reps = numberArg('reps', 3);
 const NH = Math.max(1, Math.round(C / 64)), HS = C / NH;
 const N = B * T;
 

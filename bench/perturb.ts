@@ -11,19 +11,13 @@
  *   node dist/bench/perturb.js [--mib 256] [--reps 7] [--threads N]
  */
 import { backendInfo, kernels } from '../lib/index.js';
+import { numberArg } from './args.js';
 import { cpuBinding } from '../lib/binding.js';
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} expects a positive number, got ${process.argv[i + 1]}`);
-  return v;
-}
 
-const mib = arg('mib', 256);
-const reps = Math.round(arg('reps', 7));
-const threads = process.argv.includes('--threads') ? Math.round(arg('threads', 1)) : undefined;
+const mib = numberArg('mib', 256, true);
+const reps = numberArg('reps', 7);
+const threads = process.argv.includes('--threads') ? numberArg('threads', 1) : undefined;
 const native = cpuBinding();
 
 interface Row { name: string; bytes: number; normals: number; times: number[] }

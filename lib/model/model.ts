@@ -143,12 +143,23 @@ const isClassification = (e: Example): e is ClassificationExample => Array.isArr
 
 export class Model {
   #native: NativeModel | null;
+  // The base tensor table never changes after loading: read it from native once.
+  readonly #specs: Spec[];
+  readonly #numel: number;
   #loraSpecs: Spec[] = [];
   #lora: { rank: number; alpha: number; targets: string[] } | null = null;
 
   /** @internal use loadModel() */
   constructor(readonly dir: string, readonly config: ModelConfig, native: NativeModel, readonly tokenizer: Tokenizer | null) {
     this.#native = native;
+    this.#specs = native.tensorSpecs() as Spec[];
+    this.#numel = this.#specs.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
+  }
+
+  #spec(name: string): Spec {
+    const spec = this.#specs.find((s) => s.name === name);
+    if (!spec) throw new ZofoError('ZOFO_INVALID_ARG', `the model has no tensor named ${JSON.stringify(name)}`);
+    return spec;
   }
 
   #live(): NativeModel {
@@ -158,13 +169,13 @@ export class Model {
 
   /** Checkpoint names of the base tensors, in parameter-buffer order. */
   parameterNames(): string[] {
-    return (this.#live().tensorSpecs() as Spec[]).map((s) => s.name);
+    this.#live();
+    return this.#specs.map((s) => s.name);
   }
 
   /** A copy of a base tensor's current values. */
   async tensor(name: string): Promise<Float32Array> {
-    const spec = (this.#live().tensorSpecs() as Spec[]).find((s) => s.name === name);
-    if (!spec) throw new ZofoError('ZOFO_INVALID_ARG', `the model has no tensor named ${JSON.stringify(name)}`);
+    const spec = this.#spec(name);
     const out = new Float32Array(spec.shape.reduce((a, b) => a * b, 1));
     this.#live().getTensor(name, out);
     return out;
@@ -210,9 +221,8 @@ export class Model {
 
   /** Shape of a base tensor (checkpoint layout). */
   tensorShape(name: string): number[] {
-    const spec = (this.#live().tensorSpecs() as Spec[]).find((s) => s.name === name);
-    if (!spec) throw new ZofoError('ZOFO_INVALID_ARG', `the model has no tensor named ${JSON.stringify(name)}`);
-    return [...spec.shape];
+    this.#live();
+    return [...this.#spec(name).shape];
   }
 
   /** Writes the adapters in the HF PEFT layout (adapter_config.json + adapter_model.safetensors). */
@@ -297,7 +307,7 @@ export class Model {
   async baseGradients(batch: Example[]): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
     const { result, baseGrad } = await this.#run(batch, false, true);
     const grads = new Map<string, Float32Array>();
-    for (const s of this.#live().tensorSpecs()) grads.set(s.name, baseGrad!.slice(s.offset, s.offset + s.shape.reduce((a, b) => a * b, 1)));
+    for (const s of this.#specs) grads.set(s.name, baseGrad!.slice(s.offset, s.offset + s.shape.reduce((a, b) => a * b, 1)));
     return { loss: result.loss, grads };
   }
 
@@ -359,7 +369,7 @@ export class Model {
     const native = this.#live();
     const grad = withGrad ? new Float32Array(this.#loraSpecs.reduce((n, s) => n + s.shape[0] * s.shape[1], 0)) : undefined;
     const baseGrad = withBaseGrad
-      ? new Float32Array(native.tensorSpecs().reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0)) : undefined;
+      ? new Float32Array(this.#numel) : undefined;
     let out: { loss: number; scores: Float64Array } | undefined;
     await awaitNative(async () => {
       out = await native.loss(b.ids, b.positions, b.mask, b.B, b.T, classification ? 1 : 0, rowIndex, Int32Array.from(targets),

@@ -87,7 +87,9 @@ struct Transformer::Activations {
   };
   std::vector<PerLayer> layer;
   Buf embed;                // (N, E) token embeddings (OPT project_in input)
-  Buf fin_in, fin_norm, fin_mean, fin_rstd, z;  // final norm input/output, (N, E) output
+  Buf fin_in, fin_norm, fin_mean, fin_rstd;     // final norm input and output
+  Buf z_buf;                // project_out's output, when there is one
+  const float* z = nullptr;  // (N, E) what the head reads: fin_norm, fin_in or z_buf
   std::vector<Buf> lora_mid;  // (N, rank) u·Aᵀ per LoRA linear
 };
 
@@ -141,7 +143,6 @@ void Transformer::build() {
     add(pre + "wte.weight", {V, C});
     add(pre + "wpe.weight", {c.max_positions, C});
   }
-  const bool layernorm = !c.rmsnorm;
   for (int64_t i = 0; i < c.layers; ++i) {
     auto L = std::make_unique<Layer>();
     const std::string lp = pre + (c.family == ModelConfig::GPT2 ? "h." : "layers.") + std::to_string(i) + ".";
@@ -177,7 +178,6 @@ void Transformer::build() {
       L->fc1 = linear(lp + "mlp.c_fc", C, F, true, true);
       L->fc2 = linear(lp + "mlp.c_proj", F, C, true, true);
     }
-    (void)layernorm;
     layers_.push_back(std::move(L));
   }
   if (c.final_norm) {
@@ -306,7 +306,7 @@ void Transformer::linear_backward(const Linear& l, const float* u, const float* 
 
 // ---- forward ----
 
-void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
+void Transformer::forward(const Batch& batch, Activations& act) {
   const ModelConfig& c = config_;
   const int64_t B = batch.B, T = batch.T, N = B * T, C = c.hidden, E = c.embed_dim, F = c.ffn;
   const int64_t NH = c.heads, NKV = c.kv_heads, HS = c.head_dim, Q = NH * HS, KV = NKV * HS;
@@ -316,7 +316,6 @@ void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
     if (c.family != ModelConfig::Llama && batch.mask[i] && batch.positions[i] >= c.max_positions)
       throw invalid_arg("sequence longer than the model's " + std::to_string(c.max_positions) + " positions");
   }
-  (void)keep;
   act.lora_mid.clear();
   for (auto& L : layers_)
     for (const Linear* l : {&L->qkv, &L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down, &L->fc1, &L->fc2})
@@ -338,10 +337,13 @@ void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
   if (c.family == ModelConfig::Llama) {
     be_.embedding_forward(x.get(), p("model.embed_tokens.weight"), batch.ids.data(), N, C);
   } else if (c.family == ModelConfig::OPT) {
-    act.embed = Buf(be_, N * E);
-    be_.embedding_forward(act.embed.get(), p("model.decoder.embed_tokens.weight"), batch.ids.data(), N, E);
-    if (E != C) be_.matmul(false, true, N, C, E, 1.0f, act.embed.get(), E, p("model.decoder.project_in.weight"), E, 0.0f, x.get(), C);
-    else be_.axpy(x.get(), act.embed.get(), 1.0f, (size_t)(N * C));
+    if (E != C) {  // token embeddings (N, E), kept for project_in's weight gradient
+      act.embed = Buf(be_, N * E);
+      be_.embedding_forward(act.embed.get(), p("model.decoder.embed_tokens.weight"), batch.ids.data(), N, E);
+      be_.matmul(false, true, N, C, E, 1.0f, act.embed.get(), E, p("model.decoder.project_in.weight"), E, 0.0f, x.get(), C);
+    } else {
+      be_.embedding_forward(x.get(), p("model.decoder.embed_tokens.weight"), batch.ids.data(), N, C);
+    }
     // OPT: row = cumsum(mask)·mask − 1 + 2 (pads read row 1).
     std::vector<int32_t> rows(N);
     for (int64_t i = 0; i < N; ++i) rows[i] = batch.mask[i] ? batch.positions[i] + (int32_t)c.position_offset : 1;
@@ -418,8 +420,7 @@ void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
     }
     be_.axpy(a.s2.get(), h, 1.0f, (size_t)(N * C));  // s2 = h + MLP
     if (c.pre_norm) {
-      x = Buf(be_, N * C);
-      be_.axpy(x.get(), a.s2.get(), 1.0f, (size_t)(N * C));
+      x = std::move(a.s2);  // out = s2; the pre-norm backward never reads s2
     } else {
       norm(L.ln2_w, L.ln2_b, a.s2.get(), x, a.n2_mean, a.n2_rstd);  // out = norm2(s2)
     }
@@ -429,17 +430,24 @@ void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
   act.fin_in = std::move(x);
   const float* zin = act.fin_in.get();
   if (c.final_norm) {
-    const std::string fw = c.family == ModelConfig::Llama ? "model.norm.weight"
-                         : c.family == ModelConfig::OPT ? "model.decoder.final_layer_norm.weight"
-                                                        : "transformer.ln_f.weight";
-    const std::string fb = c.family == ModelConfig::OPT ? "model.decoder.final_layer_norm.bias" : "transformer.ln_f.bias";
-    norm(spec(fw).offset, c.rmsnorm ? -1 : spec(fb).offset, zin, act.fin_norm, act.fin_mean, act.fin_rstd);
+    const auto [w, b] = final_norm();
+    norm(w, b, zin, act.fin_norm, act.fin_mean, act.fin_rstd);
     zin = act.fin_norm.get();
   }
-  act.z = Buf(be_, N * E);
-  if (c.family == ModelConfig::OPT && E != C)
-    be_.matmul(false, true, N, E, C, 1.0f, zin, C, p("model.decoder.project_out.weight"), C, 0.0f, act.z.get(), E);
-  else be_.axpy(act.z.get(), zin, 1.0f, (size_t)(N * C));
+  act.z = zin;
+  if (c.family == ModelConfig::OPT && E != C) {
+    act.z_buf = Buf(be_, N * E);
+    be_.matmul(false, true, N, E, C, 1.0f, zin, C, p("model.decoder.project_out.weight"), C, 0.0f, act.z_buf.get(), E);
+    act.z = act.z_buf.get();
+  }
+}
+
+// Offsets of the final norm's weight and bias (−1: none), per family.
+std::pair<int64_t, int64_t> Transformer::final_norm() const {
+  const ModelConfig& c = config_;
+  if (c.family == ModelConfig::Llama) return {spec("model.norm.weight").offset, -1};
+  const std::string base = c.family == ModelConfig::OPT ? "model.decoder.final_layer_norm" : "transformer.ln_f";
+  return {spec(base + ".weight").offset, spec(base + ".bias").offset};
 }
 
 // ---- backward (adapter-only: activation gradients through the frozen base) ----
@@ -469,27 +477,25 @@ void Transformer::backward(const Batch& batch, Activations& act, const float* dz
     else be_.layernorm_backward(din, dw, dbias, dout, in, params_ + w, mean.get(), rstd.get(), N, C);
   };
 
+  // dx (N, C): the gradient of the residual stream, accumulated in place layer by layer.
   Buf dx(be_, N * C);
   {  // through project_out and the final norm
-    Buf dfin(be_, N * C);
+    Buf dproj;
+    const float* dfin = dz;  // (N, C) gradient at the final norm's output
     if (c.family == ModelConfig::OPT && E != C) {
-      be_.matmul(false, false, N, C, E, 1.0f, dz, E, p("model.decoder.project_out.weight"), C, 0.0f, dfin.get(), C);
+      dproj = Buf(be_, N * C);
+      be_.matmul(false, false, N, C, E, 1.0f, dz, E, p("model.decoder.project_out.weight"), C, 0.0f, dproj.get(), C);
       if (base_grad) {  // dW_out [E, C] += dzᵀ · (its input)
         const float* u = c.final_norm ? act.fin_norm.get() : act.fin_in.get();
         be_.matmul(true, false, E, C, N, 1.0f, dz, E, u, C, 1.0f, base_grad + spec("model.decoder.project_out.weight").offset, C);
       }
-    } else {
-      be_.axpy(dfin.get(), dz, 1.0f, (size_t)(N * C));
+      dfin = dproj.get();
     }
     if (c.final_norm) {
-      const std::string fw = c.family == ModelConfig::Llama ? "model.norm.weight"
-                           : c.family == ModelConfig::OPT ? "model.decoder.final_layer_norm.weight"
-                                                          : "transformer.ln_f.weight";
-      const std::string fb = c.family == ModelConfig::OPT ? "model.decoder.final_layer_norm.bias" : "transformer.ln_f.bias";
-      norm_backward(spec(fw).offset, c.rmsnorm ? -1 : spec(fb).offset, dfin.get(), act.fin_in.get(), act.fin_mean,
-                    act.fin_rstd, dx.get());
+      const auto [w, b] = final_norm();
+      norm_backward(w, b, dfin, act.fin_in.get(), act.fin_mean, act.fin_rstd, dx.get());
     } else {
-      be_.axpy(dx.get(), dfin.get(), 1.0f, (size_t)(N * C));
+      be_.axpy(dx.get(), dfin, 1.0f, (size_t)(N * C));
     }
   }
 
@@ -497,37 +503,40 @@ void Transformer::backward(const Batch& batch, Activations& act, const float* dz
     const Layer& L = *layers_[li];
     auto& a = act.layer[li];
     const bool need_input_grad = li > lowest || base_grad != nullptr;
-    // Layer output → s2.
-    Buf ds2(be_, N * C);
-    if (c.pre_norm) be_.axpy(ds2.get(), dx.get(), 1.0f, (size_t)(N * C));
-    else norm_backward(L.ln2_w, L.ln2_b, dx.get(), a.s2.get(), a.n2_mean, a.n2_rstd, ds2.get());
-    // s2 = h + MLP(mlp_in)
-    Buf dh(be_, N * C), dmlp_in(be_, N * C), dact(be_, N * F), da(be_, N * F);
-    be_.axpy(dh.get(), ds2.get(), 1.0f, (size_t)(N * C));
+    // g: the residual gradient, in place. Layer output → s2 (post-norm: through norm 2).
+    Buf g;
+    if (c.pre_norm) {
+      g = std::move(dx);
+    } else {
+      g = Buf(be_, N * C);
+      norm_backward(L.ln2_w, L.ln2_b, dx.get(), a.s2.get(), a.n2_mean, a.n2_rstd, g.get());
+    }
+    // s2 = h + MLP(mlp_in): the MLP reads g as its output gradient.
+    Buf dmlp_in(be_, N * C), dact(be_, N * F), da(be_, N * F);
     const float* mlp_in = c.pre_norm ? a.n2.get() : a.h.get();
     if (c.activation == 2) {
       Buf db(be_, N * F);
-      linear_backward(L.down, a.act.get(), ds2.get(), dact.get(), N, mid(L.down), lora_grad);
+      linear_backward(L.down, a.act.get(), g.get(), dact.get(), N, mid(L.down), lora_grad);
       be_.swiglu_backward(da.get(), db.get(), a.a.get(), a.b.get(), dact.get(), N * F);
       linear_backward(L.gate, mlp_in, da.get(), dmlp_in.get(), N, mid(L.gate), lora_grad);
       linear_backward(L.up, mlp_in, db.get(), dmlp_in.get(), N, mid(L.up), lora_grad);
     } else {
-      linear_backward(L.fc2, a.act.get(), ds2.get(), dact.get(), N, mid(L.fc2), lora_grad);
+      linear_backward(L.fc2, a.act.get(), g.get(), dact.get(), N, mid(L.fc2), lora_grad);
       be_.activation_backward(c.activation, da.get(), a.a.get(), dact.get(), N * F);
       linear_backward(L.fc1, mlp_in, da.get(), dmlp_in.get(), N, mid(L.fc1), lora_grad);
     }
-    // h → s1
-    Buf ds1(be_, N * C);
+    // h → s1: g becomes d s1.
     if (c.pre_norm) {
-      norm_backward(L.ln2_w, L.ln2_b, dmlp_in.get(), a.s1.get(), a.n2_mean, a.n2_rstd, dh.get());
-      be_.axpy(ds1.get(), dh.get(), 1.0f, (size_t)(N * C));
+      norm_backward(L.ln2_w, L.ln2_b, dmlp_in.get(), a.s1.get(), a.n2_mean, a.n2_rstd, g.get());
     } else {
-      be_.axpy(dh.get(), dmlp_in.get(), 1.0f, (size_t)(N * C));
-      norm_backward(L.ln1_w, L.ln1_b, dh.get(), a.s1.get(), a.n1_mean, a.n1_rstd, ds1.get());
+      be_.axpy(g.get(), dmlp_in.get(), 1.0f, (size_t)(N * C));  // d h
+      Buf ds1(be_, N * C);
+      norm_backward(L.ln1_w, L.ln1_b, g.get(), a.s1.get(), a.n1_mean, a.n1_rstd, ds1.get());
+      g = std::move(ds1);
     }
     // s1 = x + o(attention(q, k, v))
     Buf dy(be_, N * Q), dq(be_, N * Q), dk(be_, N * KV), dv(be_, N * KV);
-    linear_backward(L.o, a.y.get(), ds1.get(), dy.get(), N, mid(L.o), lora_grad);
+    linear_backward(L.o, a.y.get(), g.get(), dy.get(), N, mid(L.o), lora_grad);
     be_.attention_backward(dq.get(), dk.get(), dv.get(), dy.get(), a.att.get(), a.q.get(), a.k.get(), a.v.get(), B, T,
                            NH, NKV, HS, scale);
     if (c.family == ModelConfig::Llama) {
@@ -549,11 +558,10 @@ void Transformer::backward(const Batch& batch, Activations& act, const float* dz
       linear_backward(L.v, attn_in, dv.get(), dain, N, mid(L.v), lora_grad);
     }
     if (!need_input_grad) break;
-    Buf dx_in(be_, N * C);
-    be_.axpy(dx_in.get(), ds1.get(), 1.0f, (size_t)(N * C));  // residual
-    if (c.pre_norm) norm_backward(L.ln1_w, L.ln1_b, dattn_in.get(), a.x.get(), a.n1_mean, a.n1_rstd, dx_in.get());
-    else be_.axpy(dx_in.get(), dattn_in.get(), 1.0f, (size_t)(N * C));
-    dx = std::move(dx_in);
+    // s1 = x + attention: g (d s1) carries the residual; add the attention input's gradient.
+    if (c.pre_norm) norm_backward(L.ln1_w, L.ln1_b, dattn_in.get(), a.x.get(), a.n1_mean, a.n1_rstd, g.get());
+    else be_.axpy(g.get(), dattn_in.get(), 1.0f, (size_t)(N * C));
+    dx = std::move(g);
   }
   if (base_grad) embedding_backward(batch, act, dx.get(), base_grad);
 }
@@ -603,10 +611,10 @@ void check_rows(const Batch& batch, const std::vector<int32_t>& rows) {
 void Transformer::logits(const Batch& batch, const std::vector<int32_t>& rows, float* host_out) {
   check_rows(batch, rows);
   Activations act;
-  forward(batch, act, false);
+  forward(batch, act);
   const int64_t M = (int64_t)rows.size(), E = config_.embed_dim, V = config_.vocab;
   Buf zr(be_, M * E), out(be_, M * V);
-  be_.gather_rows(zr.get(), act.z.get(), rows.data(), M, E);
+  be_.gather_rows(zr.get(), act.z, rows.data(), M, E);
   be_.matmul(false, true, M, V, E, 1.0f, zr.get(), E, p(head_name(config_)), E, 0.0f, out.get(), V);
   be_.download(host_out, out.get(), (size_t)(M * V));
 }
@@ -620,9 +628,9 @@ LossResult Transformer::loss(const Batch& batch, const LossSpec& s, float* lora_
   if (M == 0) throw invalid_arg("loss: no token to score");
   const bool want_grad = lora_grad_host != nullptr || base_grad_host != nullptr;
   Activations act;
-  forward(batch, act, want_grad);
+  forward(batch, act);
   Buf zr(be_, M * E), lg(be_, M * V);
-  be_.gather_rows(zr.get(), act.z.get(), s.rows.data(), M, E);
+  be_.gather_rows(zr.get(), act.z, s.rows.data(), M, E);
   const float* W = p(head_name(config_));
   be_.matmul(false, true, M, V, E, 1.0f, zr.get(), E, W, E, 0.0f, lg.get(), V);
   // log p(target) per row; with grads, lg becomes the softmax rows (for the backward).

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend.h"
@@ -104,7 +105,8 @@ class Transformer {
   struct Activations;
 
   void build();
-  void forward(const Batch& batch, Activations& act, bool keep);
+  void forward(const Batch& batch, Activations& act);
+  std::pair<int64_t, int64_t> final_norm() const;
   void linear_forward(const Linear& lin, const float* u, float* y, int64_t N, float* lora_mid);
   void linear_backward(const Linear& lin, const float* u, const float* dy, float* du, int64_t N,
                        const float* lora_mid, float* lora_grad);
