@@ -28,7 +28,13 @@ export interface CpuBinding {
   sgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: Float32Array,
         B: Float32Array, beta: number, C: Float32Array, impl: number, threads: number | undefined): void;
   /** The model engine (native/addon/model.cpp); lib/model/model.ts is its typed face. */
-  readonly NativeModel: new (config: NativeModelConfig) => NativeModel;
+  readonly NativeModel: new (config: NativeModelConfig, dtype?: number) => NativeModel;
+  /** The hybrid step (native/addon/optimizer.cpp); lib/train/optimizer.ts is its typed face. */
+  readonly NativeOptimizer: {
+    new (model: NativeModel, config: NativeOptimizerConfig): NativeOptimizer;
+    /** s_{k,j}, the perturbation seed of step k, perturbation j. */
+    stepSeed(runSeed: bigint, k: number, j: number): bigint;
+  };
   /** The CPU model kernels, for tests (native/addon/ops.cpp). Shapes as in native/cpu/*.h. */
   readonly ops: ModelOps;
   benchCopy(dst: Float32Array | Uint16Array, src: Float32Array | Uint16Array, threads?: number): void;
@@ -68,6 +74,50 @@ export interface NativeModel {
   loss(ids: Int32Array, positions: Int32Array, mask: Uint8Array, B: number, T: number, kind: number, rows: Int32Array,
        targets: Int32Array, group: Int32Array, candidateExample: Int32Array, candidateIsLabel: Uint8Array, examples: number,
        gradOut: Float32Array | null, baseGradOut?: Float32Array | null): Promise<{ loss: number; scores: Float64Array }>;
+  /** Philox streams from the checkpoint keys as stored (one per tensor, tensorSpecs() order). */
+  setStreamNames(names: string[]): void;
+  /** 64-bit identity of the stored base weights. */
+  hashParameters(): Promise<bigint>;
+  /** Base-weight update passes x ← (1 − etaλ·decay)·x + scale·z(seed), in order (seed replay). */
+  applyUpdates(seeds: BigUint64Array, scales: Float32Array, etaLambdas: Float32Array, trainable: Uint8Array,
+               decay: Float32Array): Promise<void>;
+  dispose(): void;
+}
+
+export interface NativeOptimizerConfig {
+  zo: boolean; central: boolean; foAtPlus: boolean; q: number; mu: number;
+  /** Per base tensor (tensorSpecs() order). */
+  trainable: Uint8Array; decay: Float32Array;
+  foAdapters: boolean; foBase: boolean;
+  /** 0 sgd, 1 momentum, 2 adamw */
+  foKind: number; momentum: number; beta1: number; beta2: number; eps: number;
+  seed: bigint;
+}
+
+export interface NativeStepResult {
+  /** 0 applied, 1 rejected (non-finite), 2 cancelled */
+  status: number;
+  loss: number;
+  reason: string;
+  scores: Float64Array;
+  perturbed: Float64Array;
+  projected: Float64Array;
+  seeds: BigUint64Array;
+  scales: Float32Array;
+  etaLambda: number;
+}
+
+export interface NativeOptimizer {
+  step(ids: Int32Array, positions: Int32Array, mask: Uint8Array, B: number, T: number, kind: number, rows: Int32Array,
+       targets: Int32Array, group: Int32Array, candidateExample: Int32Array, candidateIsLabel: Uint8Array, examples: number,
+       args: { step: number; lrX: number; wdX: number; lrY: number; wdY: number }): Promise<NativeStepResult>;
+  /** Asks the in-flight step to stop before its update phase. */
+  cancel(): void;
+  moments(): Array<{ name: string; length: number }>;
+  getMoment(name: string, out: Float32Array): void;
+  setMoment(name: string, data: Float32Array): void;
+  /** First-order updates applied so far (AdamW's t). */
+  foUpdates: number;
   dispose(): void;
 }
 

@@ -12,7 +12,11 @@ export type ZofoErrorCode =
   | 'ZOFO_BAD_CONFIG'
   | 'ZOFO_UNSUPPORTED'
   | 'ZOFO_DISPOSED'
-  | 'ZOFO_INVALID_STATE';
+  | 'ZOFO_INVALID_STATE'
+  /** A step met a NaN/∞ loss or gradient and was rejected; no weight changed. */
+  | 'ZOFO_NON_FINITE'
+  /** A step was cancelled (AbortSignal) before its update; no weight changed. */
+  | 'ZOFO_ABORTED';
 
 export class ZofoError extends Error {
   readonly code: ZofoErrorCode;

@@ -22,6 +22,11 @@ export type Example = ClassificationExample | LmExample;
 export interface LoadModelOptions {
   /** 'cpu' (default), or 'auto' (the CPU until the CUDA engine lands). */
   device?: 'cpu' | 'auto' | 'cuda';
+  /**
+   * How the base weights are stored: 'f32' (default), or 'bf16' / 'f16' (half the memory;
+   * values rounded to nearest even on load and on every update; arithmetic stays fp32).
+   */
+  dtype?: 'f32' | 'bf16' | 'f16';
 }
 
 export interface LoraOptions {
@@ -48,6 +53,7 @@ export interface LoraGradients {
 }
 
 const FAMILY_CODE = { llama: 0, opt: 1, gpt2: 2 } as const;
+const DTYPE_CODE: Record<string, number> = { f32: 0, bf16: 1, f16: 2 };
 const ACTIVATION_CODE: Record<string, number> = { gelu_new: 0, relu: 1, silu: 2 };
 // Checkpoint tensors that HF itself ignores when loading these models.
 const IGNORED = [/\.attn\.(masked_)?bias$/, /\.rotary_emb\.inv_freq$/];
@@ -63,6 +69,9 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     throw new ZofoError('ZOFO_CUDA', 'loadModel: the model engine runs on the CPU in this release (device "cuda" is not available yet); use device "cpu" or "auto"');
   }
   if (device !== 'cpu' && device !== 'auto') throw invalidArg("'cpu', 'auto' or 'cuda'", 'device', device);
+  const dtype = opts.dtype ?? 'f32';
+  const dtypeCode = DTYPE_CODE[dtype];
+  if (dtypeCode === undefined) throw invalidArg("'f32', 'bf16' or 'f16'", 'dtype', dtype);
   const config = await loadConfig(dir);
   const activation = ACTIVATION_CODE[config.activation];
   if (activation === undefined) {
@@ -77,26 +86,30 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
       rmsnorm: config.norm === 'rmsnorm', normEps: config.normEps, activation, ropeTheta: config.ropeTheta ?? 10000,
       tieEmbeddings: config.tieWordEmbeddings, attentionBias: config.attentionBias, outputBias: config.outputBias,
       mlpBias: config.mlpBias, preNorm: config.preNorm, finalNorm: config.finalNorm,
-    });
+    }, dtypeCode);
   } catch (err) {
     rethrowNative(err, `loadModel ${dir}`);
   }
+  let storedNames: string[];
   try {
-    await loadWeights(dir, config, native);
+    storedNames = await loadWeights(dir, config, native);
+    native.setStreamNames(storedNames); // ALGORITHM.md §3: noise streams follow the keys as stored
   } catch (err) {
     native.dispose();
     throw err;
   }
   const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? await loadTokenizer(dir) : null;
-  return new Model(dir, config, native, tokenizer);
+  return new Model(dir, config, native, tokenizer, dtype, storedNames);
 }
 
 // Every tensor the engine expects, from the checkpoint, shape-checked; anything left
 // over that HF would not ignore is an error (a config that does not match its weights).
-async function loadWeights(dir: string, config: ModelConfig, native: NativeModel): Promise<void> {
+// Returns each tensor's key as stored (GPT-2 keys may lack the `transformer.` prefix).
+async function loadWeights(dir: string, config: ModelConfig, native: NativeModel): Promise<string[]> {
   const ckpt = await openCheckpoint(dir);
   try {
     const used = new Set<string>();
+    const stored: string[] = [];
     for (const spec of native.tensorSpecs() as Spec[]) {
       // GPT-2 checkpoints store keys with or without the `transformer.` prefix.
       const candidates = config.family === 'gpt2' ? [spec.name, spec.name.replace(/^transformer\./, '')] : [spec.name];
@@ -108,12 +121,14 @@ async function loadWeights(dir: string, config: ModelConfig, native: NativeModel
       }
       native.setTensor(spec.name, await ckpt.read(key));
       used.add(key);
+      stored.push(key);
     }
     for (const key of ckpt.tensors.keys()) {
       if (used.has(key) || IGNORED.some((re) => re.test(key))) continue;
       if (config.tieWordEmbeddings && /^lm_head\.weight$/.test(key)) continue; // tied: HF uses the embedding
       throw new ZofoError('ZOFO_BAD_FILE', `${dir}: the checkpoint has a tensor ${key} that a ${config.architecture} with this config.json does not use`);
     }
+    return stored;
   } finally {
     ckpt.close();
   }
@@ -141,6 +156,87 @@ function pack(sequences: number[][], vocab: number, what: string): PackedBatch {
 
 const isClassification = (e: Example): e is ClassificationExample => Array.isArray((e as ClassificationExample).candidates);
 
+/** A loss batch in the engine's layout: the padded sequences and what the loss reads (@internal). */
+export interface EncodedLossBatch {
+  b: PackedBatch; kind: number; rows: Int32Array; targets: Int32Array; group: Int32Array;
+  candidateExample: Int32Array; candidateIsLabel: Uint8Array; examples: number;
+}
+
+/** Validates a batch of examples and lays it out for the engine (@internal; also used by the optimizer). */
+export function encodeLossBatch(batch: Example[], V: number): EncodedLossBatch {
+  if (!Array.isArray(batch) || batch.length === 0) throw invalidArg('a non-empty array of examples', 'batch', batch);
+  const classification = isClassification(batch[0]);
+  const sequences: number[][] = [], rowSeq: number[] = [], rowPos: number[] = [], targets: number[] = [], group: number[] = [];
+  const candidateExample: number[] = [], candidateIsLabel: number[] = [];
+  const check = (ids: unknown, what: string) => {
+    if (!Array.isArray(ids) || ids.length === 0) throw invalidArg('a non-empty array of token ids', what, ids);
+    ids.forEach((id, i) => {
+      if (!Number.isInteger(id) || id < 0 || id >= V) throw invalidArg(`a token id in 0 .. ${V - 1}`, `${what}[${i}]`, id);
+    });
+  };
+  // Row (b, t) predicts token t + 1: a continuation token j is read at prompt.length − 1 + j.
+  const addSequence = (prompt: number[], cont: number[], g: number) => {
+    const b = sequences.length;
+    sequences.push([...prompt, ...cont]);
+    cont.forEach((tok, j) => {
+      rowSeq.push(b);
+      rowPos.push(prompt.length - 1 + j);
+      targets.push(tok);
+      group.push(g);
+    });
+  };
+  batch.forEach((ex, e) => {
+    if (typeof ex !== 'object' || ex === null) throw invalidArg('an example object', `batch[${e}]`, ex);
+    if (isClassification(ex) !== classification) throw new ZofoError('ZOFO_INVALID_ARG', `batch[${e}]: a batch must hold only classification or only LM examples`);
+    check(ex.prompt, `batch[${e}].prompt`);
+    if (isClassification(ex)) {
+      if (ex.candidates.length < 2) throw invalidArg('at least 2 candidates', `batch[${e}].candidates`, ex.candidates);
+      if (!Number.isInteger(ex.label) || ex.label < 0 || ex.label >= ex.candidates.length) throw invalidArg(`an index in 0 .. ${ex.candidates.length - 1}`, `batch[${e}].label`, ex.label);
+      ex.candidates.forEach((cand, c) => check(cand, `batch[${e}].candidates[${c}]`));
+      // Single-token verbalizers (SST-2's " terrible" / " great"): one forward of the
+      // prompt, the K candidates read at its last position. Otherwise one sequence each.
+      const singleToken = ex.candidates.every((cand) => cand.length === 1);
+      const b = sequences.length;
+      if (singleToken) sequences.push([...ex.prompt]);
+      ex.candidates.forEach((cand, c) => {
+        candidateExample.push(e);
+        candidateIsLabel.push(c === ex.label ? 1 : 0);
+        if (!singleToken) {
+          addSequence(ex.prompt, cand, candidateExample.length - 1);
+          return;
+        }
+        rowSeq.push(b);
+        rowPos.push(ex.prompt.length - 1);
+        targets.push(cand[0]);
+        group.push(candidateExample.length - 1);
+      });
+    } else {
+      check((ex as LmExample).target, `batch[${e}].target`);
+      addSequence(ex.prompt, (ex as LmExample).target, 0);
+    }
+  });
+  const b = pack(sequences, V, 'sequences');
+  return {
+    b, kind: classification ? 1 : 0, rows: Int32Array.from(rowSeq, (seq, i) => seq * b.T + rowPos[i]),
+    targets: Int32Array.from(targets), group: Int32Array.from(group), candidateExample: Int32Array.from(candidateExample),
+    candidateIsLabel: Uint8Array.from(candidateIsLabel), examples: batch.length,
+  };
+}
+
+/** Per-example candidate scores and argmax predictions from the engine's flat scores (@internal). */
+export function splitScores(batch: ClassificationExample[], flat: Float64Array): { scores: number[][]; predictions: number[] } {
+  const scores: number[][] = [], predictions: number[] = [];
+  let k = 0;
+  for (const ex of batch) {
+    const s = Array.from(flat.subarray(k, k + ex.candidates.length));
+    k += ex.candidates.length;
+    scores.push(s);
+    predictions.push(s.indexOf(Math.max(...s)));
+  }
+  return { scores, predictions };
+}
+
+
 export class Model {
   #native: NativeModel | null;
   // The base tensor table never changes after loading: read it from native once.
@@ -149,11 +245,42 @@ export class Model {
   #loraSpecs: Spec[] = [];
   #lora: { rank: number; alpha: number; targets: string[] } | null = null;
 
+  readonly #storedNames: string[];
+
   /** @internal use loadModel() */
-  constructor(readonly dir: string, readonly config: ModelConfig, native: NativeModel, readonly tokenizer: Tokenizer | null) {
+  constructor(readonly dir: string, readonly config: ModelConfig, native: NativeModel, readonly tokenizer: Tokenizer | null,
+              /** Storage dtype of the base weights. */
+              readonly dtype: 'f32' | 'bf16' | 'f16' = 'f32', storedNames?: string[]) {
     this.#native = native;
     this.#specs = native.tensorSpecs() as Spec[];
     this.#numel = this.#specs.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
+    this.#storedNames = storedNames ?? this.#specs.map((s) => s.name);
+  }
+
+  /** @internal the engine handle, for the optimizer and replay in lib/train. */
+  get native(): NativeModel {
+    return this.#live();
+  }
+
+  /** Checkpoint keys as stored in the loaded file (the Philox stream names), parameterNames() order. */
+  storedNames(): string[] {
+    this.#live();
+    return [...this.#storedNames];
+  }
+
+  /** Number of elements of each base tensor, parameterNames() order. */
+  parameterCounts(): number[] {
+    return this.#specs.map((s) => s.shape.reduce((a, b) => a * b, 1));
+  }
+
+  /** A 64-bit identity (hex) of the stored base weights: what a trajectory log names as its base. */
+  async baseHash(): Promise<string> {
+    const native = this.#live();
+    let h = 0n;
+    await awaitNative(async () => {
+      h = await native.hashParameters();
+    }, 'baseHash');
+    return h.toString(16).padStart(16, '0');
   }
 
   #spec(name: string): Spec {
@@ -312,82 +439,19 @@ export class Model {
   }
 
   async #run(batch: Example[], withGrad: boolean, withBaseGrad = false): Promise<{ result: LossResult; grad?: Float32Array; baseGrad?: Float32Array }> {
-    if (!Array.isArray(batch) || batch.length === 0) throw invalidArg('a non-empty array of examples', 'batch', batch);
-    const classification = isClassification(batch[0]);
-    const sequences: number[][] = [], rowSeq: number[] = [], rowPos: number[] = [], targets: number[] = [], group: number[] = [];
-    const candidateExample: number[] = [], candidateIsLabel: number[] = [];
-    const V = this.config.vocabSize;
-    const check = (ids: unknown, what: string) => {
-      if (!Array.isArray(ids) || ids.length === 0) throw invalidArg('a non-empty array of token ids', what, ids);
-      ids.forEach((id, i) => {
-        if (!Number.isInteger(id) || id < 0 || id >= V) throw invalidArg(`a token id in 0 .. ${V - 1}`, `${what}[${i}]`, id);
-      });
-    };
-    // Row (b, t) predicts token t + 1: a continuation token j is read at prompt.length − 1 + j.
-    const addSequence = (prompt: number[], cont: number[], g: number) => {
-      const b = sequences.length;
-      sequences.push([...prompt, ...cont]);
-      cont.forEach((tok, j) => {
-        rowSeq.push(b);
-        rowPos.push(prompt.length - 1 + j);
-        targets.push(tok);
-        group.push(g);
-      });
-    };
-    batch.forEach((ex, e) => {
-      if (typeof ex !== 'object' || ex === null) throw invalidArg('an example object', `batch[${e}]`, ex);
-      if (isClassification(ex) !== classification) throw new ZofoError('ZOFO_INVALID_ARG', `batch[${e}]: a batch must hold only classification or only LM examples`);
-      check(ex.prompt, `batch[${e}].prompt`);
-      if (isClassification(ex)) {
-        if (ex.candidates.length < 2) throw invalidArg('at least 2 candidates', `batch[${e}].candidates`, ex.candidates);
-        if (!Number.isInteger(ex.label) || ex.label < 0 || ex.label >= ex.candidates.length) throw invalidArg(`an index in 0 .. ${ex.candidates.length - 1}`, `batch[${e}].label`, ex.label);
-        ex.candidates.forEach((cand, c) => check(cand, `batch[${e}].candidates[${c}]`));
-        // Single-token verbalizers (SST-2's " terrible" / " great"): one forward of the
-        // prompt, the K candidates read at its last position. Otherwise one sequence each.
-        const singleToken = ex.candidates.every((cand) => cand.length === 1);
-        const b = sequences.length;
-        if (singleToken) sequences.push([...ex.prompt]);
-        ex.candidates.forEach((cand, c) => {
-          candidateExample.push(e);
-          candidateIsLabel.push(c === ex.label ? 1 : 0);
-          if (!singleToken) {
-            addSequence(ex.prompt, cand, candidateExample.length - 1);
-            return;
-          }
-          rowSeq.push(b);
-          rowPos.push(ex.prompt.length - 1);
-          targets.push(cand[0]);
-          group.push(candidateExample.length - 1);
-        });
-      } else {
-        check((ex as LmExample).target, `batch[${e}].target`);
-        addSequence(ex.prompt, (ex as LmExample).target, 0);
-      }
-    });
-    const b = pack(sequences, this.config.vocabSize, 'sequences');
-    const rowIndex = Int32Array.from(rowSeq, (seq, i) => seq * b.T + rowPos[i]);
+    const { b, kind, rows: rowIndex, targets, group, candidateExample, candidateIsLabel, examples } = encodeLossBatch(batch, this.config.vocabSize);
+    const classification = kind === 1;
     const native = this.#live();
     const grad = withGrad ? new Float32Array(this.#loraSpecs.reduce((n, s) => n + s.shape[0] * s.shape[1], 0)) : undefined;
     const baseGrad = withBaseGrad
       ? new Float32Array(this.#numel) : undefined;
     let out: { loss: number; scores: Float64Array } | undefined;
     await awaitNative(async () => {
-      out = await native.loss(b.ids, b.positions, b.mask, b.B, b.T, classification ? 1 : 0, rowIndex, Int32Array.from(targets),
-        Int32Array.from(group), Int32Array.from(candidateExample), Uint8Array.from(candidateIsLabel), batch.length, grad ?? null,
-        baseGrad ?? null);
+      out = await native.loss(b.ids, b.positions, b.mask, b.B, b.T, kind, rowIndex, targets, group, candidateExample,
+        candidateIsLabel, examples, grad ?? null, baseGrad ?? null);
     }, withBaseGrad ? 'baseGradients' : withGrad ? 'loraGradients' : 'loss');
     const result: LossResult = { loss: out!.loss };
-    if (classification) {
-      result.scores = [];
-      result.predictions = [];
-      let k = 0;
-      for (const ex of batch as ClassificationExample[]) {
-        const s = Array.from(out!.scores.subarray(k, k + ex.candidates.length));
-        k += ex.candidates.length;
-        result.scores.push(s);
-        result.predictions.push(s.indexOf(Math.max(...s)));
-      }
-    }
+    if (classification) Object.assign(result, splitScores(batch as ClassificationExample[], out!.scores));
     return { result, grad, baseGrad };
   }
 

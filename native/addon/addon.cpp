@@ -19,6 +19,7 @@
 #include "../cpu/perturb.h"
 #include "../cpu/philox_chunk.h"
 #include "../io/mapped_file.h"
+#include "model_wrap.h"
 #include "napi_util.h"
 
 namespace {
@@ -316,6 +317,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("axpby", Napi::Function::New(env, Axpby, "axpby"));
   exports.Set("ops", model_ops(env));
   exports.Set("NativeModel", model_class(env));
+  exports.Set("NativeOptimizer", optimizer_class(env));
   exports.Set("axpbyAsync", Napi::Function::New(env, AxpbyAsync, "axpbyAsync"));
   exports.Set("sgemm", Napi::Function::New(env, Sgemm, "sgemm"));
   exports.Set("benchCopy", Napi::Function::New(env, BenchCopy, "benchCopy"));

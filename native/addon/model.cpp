@@ -12,19 +12,15 @@
 
 #include "../cpu/backend_cpu.h"
 #include "../engine/transformer.h"
+#include "model_wrap.h"
 #include "napi_util.h"
 
 namespace zofo::addon {
 
 namespace {
 
-template <class T>
-std::vector<T> copy_array(const Napi::Value& v, const char* what, napi_typedarray_type type) {
-  const View view = get_view(v, what);
-  if (view.type != type) throw arg_error(std::string(what) + " has the wrong typed-array type");
-  const T* p = static_cast<const T*>(view.data);
-  return std::vector<T>(p, p + view.length);
-}
+// Marks NativeModel objects, so unwrapping another wrap type can never be mistaken for one.
+const napi_type_tag kModelTag = {0x7a6f666f6d6f6465ull, 0x6c5f777261700001ull};
 
 int64_t get_int(const Napi::Object& o, const char* key) {
   const Napi::Value v = o.Get(key);
@@ -78,20 +74,6 @@ Napi::Array specs_to_js(Napi::Env env, const std::vector<TensorSpec>& specs) {
   return out;
 }
 
-// Batch from (ids Int32Array, positions Int32Array, mask Uint8Array, B, T) at info[first..].
-Batch batch_from_js(const Napi::CallbackInfo& info, int first) {
-  Batch b;
-  b.ids = copy_array<int32_t>(info[first], "ids", napi_int32_array);
-  b.positions = copy_array<int32_t>(info[first + 1], "positions", napi_int32_array);
-  b.mask = copy_array<uint8_t>(info[first + 2], "mask", napi_uint8_array);
-  b.B = (int64_t)get_number(info[first + 3], "B");
-  b.T = (int64_t)get_number(info[first + 4], "T");
-  const size_t n = (size_t)(b.B * b.T);
-  if (b.B <= 0 || b.T <= 0 || b.ids.size() != n || b.positions.size() != n || b.mask.size() != n)
-    throw arg_error("batch arrays must each hold B·T values");
-  return b;
-}
-
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -104,28 +86,38 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod<&ModelWrap::SetLoraTensor>("setLoraTensor"),
                         InstanceMethod<&ModelWrap::GetLoraTensor>("getLoraTensor"),
                         InstanceMethod<&ModelWrap::Logits>("logits"), InstanceMethod<&ModelWrap::Loss>("loss"),
+                        InstanceMethod<&ModelWrap::SetStreamNames>("setStreamNames"),
+                        InstanceMethod<&ModelWrap::HashParameters>("hashParameters"),
+                        InstanceMethod<&ModelWrap::ApplyUpdates>("applyUpdates"),
                         InstanceMethod<&ModelWrap::Dispose>("dispose")});
   }
 
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
     guarded(info, [&]() -> Napi::Value {
+      napi_type_tag_object(info.Env(), info.This(), &kModelTag);
       state_ = std::make_shared<State>();
-      state_->model = std::make_unique<Transformer>(config_from_js(info[0]), cpu::cpu_backend());
+      DType dtype = DType::F32;
+      if (info.Length() > 1 && !info[1].IsUndefined()) {
+        const double d = get_number(info[1], "dtype");
+        if (d != 0 && d != 1 && d != 2) throw arg_error("dtype code must be 0 (f32), 1 (bf16) or 2 (f16)");
+        dtype = (DType)(int)d;
+      }
+      state_->model = std::make_unique<Transformer>(config_from_js(info[0]), cpu::cpu_backend(), dtype);
       return info.Env().Undefined();
     });
   }
 
  private:
   // Shared with in-flight workers, so dispose() during a forward frees only after it.
-  struct State {
-    std::mutex lock;
-    std::unique_ptr<Transformer> model;
-  };
+  using State = ModelState;
 
+ public:
   std::shared_ptr<State> live() const {
     if (!state_ || !state_->model) throw Error("ZOFO_DISPOSED", "this model has been disposed");
     return state_;
   }
+
+ private:
 
   Napi::Value TensorSpecs(const Napi::CallbackInfo& info) {
     return guarded(info, [&]() -> Napi::Value { return specs_to_js(info.Env(), live()->model->tensors()); });
@@ -207,14 +199,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return guarded(info, [&]() -> Napi::Value {
       auto s = live();
       auto batch = std::make_shared<Batch>(batch_from_js(info, 0));
-      auto spec = std::make_shared<LossSpec>();
-      spec->kind = (int)get_number(info[5], "kind");
-      spec->rows = copy_array<int32_t>(info[6], "rows", napi_int32_array);
-      spec->targets = copy_array<int32_t>(info[7], "targets", napi_int32_array);
-      spec->group = copy_array<int32_t>(info[8], "group", napi_int32_array);
-      spec->candidate_example = copy_array<int32_t>(info[9], "candidateExample", napi_int32_array);
-      spec->candidate_is_label = copy_array<uint8_t>(info[10], "candidateIsLabel", napi_uint8_array);
-      spec->examples = (int64_t)get_number(info[11], "examples");
+      auto spec = std::make_shared<LossSpec>(loss_spec_from_js(info, 5));
       float* grad = nullptr;
       if (!info[12].IsNull() && !info[12].IsUndefined()) {
         const View g = get_view(info[12], "gradOut");
@@ -253,6 +238,70 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
+  // setStreamNames(names: string[]): Philox streams from the checkpoint keys as stored.
+  Napi::Value SetStreamNames(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      auto s = live();
+      std::vector<std::string> names;
+      if (!info[0].IsArray()) throw arg_error("stream names must be an array of strings");
+      Napi::Array arr = info[0].As<Napi::Array>();
+      for (uint32_t i = 0; i < arr.Length(); ++i) {
+        if (!arr.Get(i).IsString()) throw arg_error("stream names must be strings");
+        names.push_back(arr.Get(i).As<Napi::String>().Utf8Value());
+      }
+      std::lock_guard<std::mutex> guard(s->lock);
+      s->model->set_stream_names(names);
+      return info.Env().Undefined();
+    });
+  }
+
+  // hashParameters() → Promise<bigint>: identity of the stored base weights.
+  Napi::Value HashParameters(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      auto s = live();
+      auto out = std::make_shared<uint64_t>(0);
+      auto* w = new PromiseWorker(
+          info.Env(),
+          [s, out] {
+            std::lock_guard<std::mutex> guard(s->lock);
+            if (!s->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
+            *out = s->model->hash_parameters();
+          },
+          [out](Napi::Env env) -> Napi::Value { return Napi::BigInt::New(env, *out); }, {});
+      Napi::Promise p = w->promise();
+      w->Queue();
+      return p;
+    });
+  }
+
+  // applyUpdates(seeds BigUint64Array, scales Float32Array, etaLambdas Float32Array,
+  //              trainable Uint8Array, decay Float32Array) → Promise<void>:
+  // the base-weight update passes of a trajectory, in order (seed replay).
+  Napi::Value ApplyUpdates(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      auto s = live();
+      auto seeds = std::make_shared<std::vector<uint64_t>>(copy_array<uint64_t>(info[0], "seeds", napi_biguint64_array));
+      auto scales = std::make_shared<std::vector<float>>(copy_array<float>(info[1], "scales", napi_float32_array));
+      auto el = std::make_shared<std::vector<float>>(copy_array<float>(info[2], "etaLambdas", napi_float32_array));
+      auto trainable = std::make_shared<std::vector<uint8_t>>(copy_array<uint8_t>(info[3], "trainable", napi_uint8_array));
+      auto decay = std::make_shared<std::vector<float>>(copy_array<float>(info[4], "decay", napi_float32_array));
+      if (scales->size() != seeds->size() || el->size() != seeds->size())
+        throw arg_error("applyUpdates: seeds, scales and etaLambdas must have one value per update pass");
+      auto* w = new PromiseWorker(
+          info.Env(),
+          [s, seeds, scales, el, trainable, decay] {
+            std::lock_guard<std::mutex> guard(s->lock);
+            if (!s->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
+            for (size_t i = 0; i < seeds->size(); ++i)
+              s->model->zo_update((*seeds)[i], (*scales)[i], (*el)[i], *trainable, *decay);
+          },
+          [](Napi::Env env) { return env.Undefined(); }, {});
+      Napi::Promise p = w->promise();
+      w->Queue();
+      return p;
+    });
+  }
+
   // Drops this wrap's reference: in-flight work keeps the model alive until it ends,
   // so the JS thread never waits on a forward.
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
@@ -266,5 +315,44 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 }  // namespace
 
 Napi::Function model_class(Napi::Env env) { return ModelWrap::Define(env); }
+
+std::shared_ptr<ModelState> model_state_of(const Napi::Value& v) {
+  if (!v.IsObject()) throw arg_error("expected a NativeModel");
+  bool tagged = false;
+  napi_check_object_type_tag(v.Env(), v, &kModelTag, &tagged);
+  if (!tagged) throw arg_error("expected a NativeModel");
+  ModelWrap* wrap = nullptr;
+  napi_status st = napi_unwrap(v.Env(), v, reinterpret_cast<void**>(&wrap));
+  if (st != napi_ok || !wrap) throw arg_error("expected a NativeModel");
+  return wrap->live();
+}
+
+// Batch from (ids Int32Array, positions Int32Array, mask Uint8Array, B, T) at info[first..].
+Batch batch_from_js(const Napi::CallbackInfo& info, int first) {
+  Batch b;
+  b.ids = copy_array<int32_t>(info[first], "ids", napi_int32_array);
+  b.positions = copy_array<int32_t>(info[first + 1], "positions", napi_int32_array);
+  b.mask = copy_array<uint8_t>(info[first + 2], "mask", napi_uint8_array);
+  b.B = (int64_t)get_number(info[first + 3], "B");
+  b.T = (int64_t)get_number(info[first + 4], "T");
+  const size_t n = (size_t)(b.B * b.T);
+  if (b.B <= 0 || b.T <= 0 || b.ids.size() != n || b.positions.size() != n || b.mask.size() != n)
+    throw arg_error("batch arrays must each hold B·T values");
+  return b;
+}
+
+LossSpec loss_spec_from_js(const Napi::CallbackInfo& info, int first) {
+  LossSpec spec;
+  spec.kind = (int)get_number(info[first], "kind");
+  if (spec.kind != 0 && spec.kind != 1) throw arg_error("loss kind must be 0 (lm) or 1 (classification)");
+  spec.rows = copy_array<int32_t>(info[first + 1], "rows", napi_int32_array);
+  spec.targets = copy_array<int32_t>(info[first + 2], "targets", napi_int32_array);
+  spec.group = copy_array<int32_t>(info[first + 3], "group", napi_int32_array);
+  spec.candidate_example = copy_array<int32_t>(info[first + 4], "candidateExample", napi_int32_array);
+  spec.candidate_is_label = copy_array<uint8_t>(info[first + 5], "candidateIsLabel", napi_uint8_array);
+  spec.examples = (int64_t)get_number(info[first + 6], "examples");
+  return spec;
+}
+
 
 }  // namespace zofo::addon

@@ -13,6 +13,8 @@
 #include "attention.h"
 #include "matmul.h"
 #include "norm.h"
+#include "optim.h"
+#include "perturb.h"
 #include "parallel.h"
 #include "rope.h"
 
@@ -70,6 +72,39 @@ class CpuBackend final : public Backend {
   void download(float* host, const float* src, size_t n) override { memcpy(host, src, n * sizeof(float)); }
   void fill(float* dst, float value, size_t n) override {
     for (size_t i = 0; i < n; ++i) dst[i] = value;
+  }
+  float* alloc_scratch(size_t n) override {
+    n = n ? n : 1;
+    {
+      std::lock_guard<std::mutex> guard(lock_);
+      auto it = cache_.find(n);
+      if (it != cache_.end()) {
+        float* p = it->second;
+        cache_.erase(it);
+        cached_bytes_ -= n * sizeof(float);
+        sizes_[p] = n;
+        return p;
+      }
+    }
+    float* p = new (std::nothrow) float[n];
+    if (!p) throw std::bad_alloc();
+    std::lock_guard<std::mutex> guard(lock_);
+    sizes_[p] = n;
+    return p;
+  }
+  void upload_raw(void* dst, const void* host, size_t bytes) override { memcpy(dst, host, bytes); }
+  void download_raw(void* host, const void* src, size_t bytes) override { memcpy(host, src, bytes); }
+
+  void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,
+                   uint64_t seed, float a) override {
+    perturbed_copy(dtype, src, dst, n, stream, first, seed, a, 0);
+  }
+  void zo_update(void* data, DType dtype, uint64_t n_elems, const ParamEntry* table, size_t n_entries, uint64_t seed,
+                 float a, float eta_lambda) override {
+    restore_update(dtype, data, n_elems, table, n_entries, seed, a, eta_lambda, 0);
+  }
+  void fo_update(const FoHyper& h, float* x, const float* g, float* m, float* v, size_t n) override {
+    cpu::fo_update(h, x, g, m, v, n, 0);
   }
 
   void matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,

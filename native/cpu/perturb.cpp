@@ -8,6 +8,7 @@
 #include "perturb.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include <algorithm>
 #include <string>
@@ -120,6 +121,37 @@ ZOFO_CLONES void axpby_f16(uint16_t* x, const PhiloxKeys& k, uint64_t stream, ui
   axpby_range<F16>(x, k, stream, first, count, a, d);
 }
 
+// dst = load(src) + a·z: the same fmaf as axpby_range with d = 1, into fp32 scratch.
+template <class S>
+__attribute__((always_inline)) inline void perturbed_copy_range(const typename S::T* src, float* __restrict dst,
+                                                                const PhiloxKeys& k, uint64_t stream, uint64_t first,
+                                                                uint64_t count, float a) {
+  for_each_normal(k, stream, first, count, [&](uint64_t at, uint64_t n, const float* z) {
+    const typename S::T* xs = src + at;
+    float* ds = dst + at;
+    for (uint64_t i = 0; i < n; ++i)  // vectorised
+      ds[i] = fmaf(a, z[i], S::load(xs[i]));
+  });
+}
+template <class S>
+__attribute__((always_inline)) inline void convert_range(const typename S::T* src, float* __restrict dst, uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i) dst[i] = S::load(src[i]);
+}
+ZOFO_CLONES void perturbed_copy_f32(const float* src, float* dst, const PhiloxKeys& k, uint64_t stream, uint64_t first,
+                                    uint64_t count, float a) {
+  perturbed_copy_range<F32>(src, dst, k, stream, first, count, a);
+}
+ZOFO_CLONES void perturbed_copy_bf16(const uint16_t* src, float* dst, const PhiloxKeys& k, uint64_t stream,
+                                     uint64_t first, uint64_t count, float a) {
+  perturbed_copy_range<BF16>(src, dst, k, stream, first, count, a);
+}
+ZOFO_CLONES void perturbed_copy_f16(const uint16_t* src, float* dst, const PhiloxKeys& k, uint64_t stream,
+                                    uint64_t first, uint64_t count, float a) {
+  perturbed_copy_range<F16>(src, dst, k, stream, first, count, a);
+}
+ZOFO_CLONES void convert_bf16(const uint16_t* src, float* dst, uint64_t n) { convert_range<BF16>(src, dst, n); }
+ZOFO_CLONES void convert_f16(const uint16_t* src, float* dst, uint64_t n) { convert_range<F16>(src, dst, n); }
+
 template <class S>
 __attribute__((always_inline)) inline void axpy_dense_range(typename S::T* x, const float* z, uint64_t n, float a) {
   for (uint64_t i = 0; i < n; ++i) x[i] = S::store(fmaf(a, z[i], S::load(x[i])));
@@ -173,6 +205,28 @@ void perturb(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table,
 void restore_update(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table, size_t n_entries,
                     uint64_t seed, float a, float eta_lambda, int threads) {
   axpby_table(dtype, data, n_elems, table, n_entries, seed, a, eta_lambda, threads);
+}
+
+void perturbed_copy(DType dtype, const void* src, float* dst, uint64_t count, uint64_t stream, uint64_t first,
+                    uint64_t seed, float a, int threads) {
+  if (first > UINT64_MAX - count) throw invalid_arg("perturbed_copy: first + count overflows 64 bits");
+  const PhiloxKeys keys = philox_keys(seed);
+  parallel_ranges(count, threads, kMinPerThread, [&](uint64_t lo, uint64_t hi) {
+    const uint64_t n = hi - lo;
+    if (a == 0.0f) {  // a plain conversion: no noise to generate
+      switch (dtype) {
+        case DType::F32: memcpy(dst + lo, (const float*)src + lo, n * sizeof(float)); break;
+        case DType::BF16: convert_bf16((const uint16_t*)src + lo, dst + lo, n); break;
+        case DType::F16: convert_f16((const uint16_t*)src + lo, dst + lo, n); break;
+      }
+      return;
+    }
+    switch (dtype) {
+      case DType::F32: perturbed_copy_f32((const float*)src + lo, dst + lo, keys, stream, first + lo, n, a); break;
+      case DType::BF16: perturbed_copy_bf16((const uint16_t*)src + lo, dst + lo, keys, stream, first + lo, n, a); break;
+      case DType::F16: perturbed_copy_f16((const uint16_t*)src + lo, dst + lo, keys, stream, first + lo, n, a); break;
+    }
+  });
 }
 
 void axpy_materialized(DType dtype, void* data, const float* z, uint64_t n, float a, int threads) {

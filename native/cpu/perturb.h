@@ -23,6 +23,12 @@ void perturb(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table,
 void restore_update(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table,
                     size_t n_entries, uint64_t seed, float a, float eta_lambda, int threads);
 
+// dst[i] = fp32(src[i]) + a·z(first + i) for i < count (a = 0: the plain fp32 conversion,
+// no Philox). The perturbed weights of one tensor, computed into scratch so the stored
+// weights are never modified by a perturbation (exact restore by construction).
+void perturbed_copy(DType dtype, const void* src, float* dst, uint64_t count, uint64_t stream, uint64_t first,
+                    uint64_t seed, float a, int threads);
+
 // x ← x + a·z with z already materialised (the MeZO-style second pass; benchmarks use
 // it as the baseline the fused kernels are compared with).
 void axpy_materialized(DType dtype, void* data, const float* z, uint64_t n, float a, int threads);

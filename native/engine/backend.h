@@ -8,6 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/dtype.h"
+#include "../common/fo_hyper.h"
+#include "../common/param_table.h"
+
 namespace zofo {
 
 class Backend {
@@ -21,6 +25,22 @@ class Backend {
   virtual void upload(float* dst, const float* host, size_t n) = 0;
   virtual void download(float* host, const float* src, size_t n) = 0;
   virtual void fill(float* dst, float value, size_t n) = 0;
+  // Scratch that the caller overwrites whole: not zeroed.
+  virtual float* alloc_scratch(size_t n) = 0;
+  // Raw bytes (low-precision parameter storage).
+  virtual void upload_raw(void* dst, const void* host, size_t bytes) = 0;
+  virtual void download_raw(void* host, const void* src, size_t bytes) = 0;
+
+  // ---- the optimizer's passes over the weights (ALGORITHM.md §2–§3) ----
+  // dst (n) = fp32(src[0 .. n)) + a·z(seed, stream, first .. first+n): one tensor's
+  // perturbed weights in scratch (a = 0: the plain fp32 view of low-precision storage).
+  virtual void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,
+                           uint64_t seed, float a) = 0;
+  // x ← (1 − eta_lambda·decay)·x + a·z over every entry of the table, one fused pass.
+  virtual void zo_update(void* data, DType dtype, uint64_t n_elems, const ParamEntry* table, size_t n_entries,
+                         uint64_t seed, float a, float eta_lambda) = 0;
+  // First-order update of n fp32 values with gradient g and moments m, v (native/cpu/optim.h).
+  virtual void fo_update(const FoHyper& h, float* x, const float* g, float* m, float* v, size_t n) = 0;
 
   // C (M, N) = alpha·op(A)·op(B) + beta·C, row-major.
   virtual void matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,

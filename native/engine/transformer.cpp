@@ -2,10 +2,13 @@
 
 #include <math.h>
 
+#include <string.h>
+
 #include <algorithm>
 #include <utility>
 
 #include "../common/error.h"
+#include "../common/philox.h"
 
 namespace zofo {
 
@@ -93,7 +96,8 @@ struct Transformer::Activations {
   std::vector<Buf> lora_mid;  // (N, rank) u·Aᵀ per LoRA linear
 };
 
-Transformer::Transformer(const ModelConfig& config, Backend& backend) : config_(config), be_(backend) {
+Transformer::Transformer(const ModelConfig& config, Backend& backend, DType storage)
+    : config_(config), be_(backend), dtype_(storage) {
   const ModelConfig& c = config_;
   if (c.vocab <= 0 || c.hidden <= 0 || c.layers <= 0 || c.heads <= 0 || c.kv_heads <= 0 || c.head_dim <= 0 ||
       c.ffn <= 0 || c.embed_dim <= 0 || c.heads % c.kv_heads != 0)
@@ -103,7 +107,7 @@ Transformer::Transformer(const ModelConfig& config, Backend& backend) : config_(
 }
 
 Transformer::~Transformer() {
-  if (params_) be_.free(params_);
+  if (store_) be_.free(static_cast<float*>(store_));
   if (lora_) be_.free(lora_);
 }
 
@@ -192,7 +196,13 @@ void Transformer::build() {
   }
   if (c.family == ModelConfig::OPT && E != C) add(pre + "project_out.weight", {E, C});
   if (!c.tie_embeddings) add("lm_head.weight", {V, E});
-  params_ = be_.alloc((size_t)n_params_);
+  // One buffer in the storage dtype (allocated in fp32 units).
+  store_ = be_.alloc(((size_t)n_params_ * dtype_size(dtype_) + 3) / 4);
+  streams_.resize(specs_.size());
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    streams_[i] = fnv1a64(specs_[i].name.data(), specs_[i].name.size());
+    by_offset_[specs_[i].offset] = i;
+  }
 }
 
 const TensorSpec& Transformer::spec(const std::string& name) const {
@@ -201,20 +211,107 @@ const TensorSpec& Transformer::spec(const std::string& name) const {
   return specs_[it->second];
 }
 
-const float* Transformer::p(const std::string& name) const { return params_ + spec(name).offset; }
+Transformer::Weight Transformer::p(const std::string& name) const { return weight(spec(name).offset); }
+
+// The fp32 values the forward and backward read for the tensor at `offset`: the stored
+// weights themselves (fp32, unperturbed), or scratch holding their fp32 conversion plus
+// the active perturbation. Perturbing into scratch instead of in place means the stored
+// x is only ever written by an update: exact restore in every storage dtype.
+Transformer::Weight Transformer::weight(int64_t offset) const {
+  auto it = by_offset_.find(offset);
+  if (it == by_offset_.end()) throw Error("ZOFO_INTERNAL", "no tensor starts at parameter offset " + std::to_string(offset));
+  const size_t i = it->second;
+  const bool perturbed = perturbing_ && perturb_.scale != 0.0f && (*perturb_.trainable)[i];
+  if (!perturbed && dtype_ == DType::F32) return Weight{(const float*)store_ + offset, nullptr};
+  const int64_t n = specs_[i].numel();
+  Weight w{nullptr, std::make_shared<Scratch>(be_, n)};
+  be_.weight_view(w.scratch->p, (const char*)store_ + offset * dtype_size(dtype_), dtype_, (uint64_t)n, streams_[i],
+                  0, perturb_.seed, perturbed ? perturb_.scale : 0.0f);
+  w.ptr = w.scratch->p;
+  return w;
+}
+
+Transformer::Scratch::Scratch(Backend& be, int64_t n) : be(be), p(be.alloc_scratch((size_t)n)) {}
+Transformer::Scratch::~Scratch() { be.free(p); }
+
+void Transformer::set_perturbation(uint64_t seed, float scale, const std::vector<uint8_t>& trainable) {
+  if (trainable.size() != specs_.size()) throw invalid_arg("perturbation: one trainable flag per base tensor");
+  perturb_ = Perturbation{seed, scale, &trainable};
+  perturbing_ = true;
+}
+
+void Transformer::clear_perturbation() { perturbing_ = false; }
+
+void Transformer::set_stream_names(const std::vector<std::string>& names) {
+  if (names.size() != specs_.size())
+    throw invalid_arg("stream names: got " + std::to_string(names.size()) + ", the model has " +
+                      std::to_string(specs_.size()) + " tensors");
+  for (size_t i = 0; i < names.size(); ++i) streams_[i] = fnv1a64(names[i].data(), names[i].size());
+}
+
+void Transformer::zo_update(uint64_t seed, float a, float eta_lambda, const std::vector<uint8_t>& trainable,
+                            const std::vector<float>& decay) {
+  if (trainable.size() != specs_.size() || decay.size() != specs_.size())
+    throw invalid_arg("zo_update: one trainable flag and one decay mask per base tensor");
+  // Nothing to add: skip, so x stays bit-identical (even −0, which x + 0 would turn into +0).
+  if (a == 0.0f && eta_lambda == 0.0f) return;
+  std::vector<ParamEntry> table;
+  for (size_t i = 0; i < specs_.size(); ++i)
+    if (trainable[i])
+      table.push_back({(uint64_t)specs_[i].offset, (uint64_t)specs_[i].numel(), streams_[i], 0, decay[i]});
+  if (table.empty()) return;
+  be_.zo_update(store_, dtype_, (uint64_t)n_params_, table.data(), table.size(), seed, a, eta_lambda);
+}
+
+// 64-bit identity of the stored base weights (not cryptographic): FNV-1a over 64-bit
+// words of each tensor's stored bytes, folded with its name's stream id.
+uint64_t Transformer::hash_parameters() const {
+  uint64_t h = 0xcbf29ce484222325ull;
+  const size_t width = dtype_size(dtype_);
+  std::vector<unsigned char> chunk;
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    h = (h ^ streams_[i]) * 0x100000001b3ull;
+    const size_t bytes = (size_t)specs_[i].numel() * width;
+    const char* src = (const char*)store_ + (size_t)specs_[i].offset * width;
+    for (size_t at = 0; at < bytes; at += (size_t)1 << 24) {
+      const size_t n = std::min(bytes - at, (size_t)1 << 24);
+      chunk.assign(n + 8, 0);
+      be_.download_raw(chunk.data(), src + at, n);
+      for (size_t k = 0; k < n; k += 8) {
+        uint64_t w;
+        memcpy(&w, chunk.data() + k, 8);
+        h = (h ^ w) * 0x100000001b3ull;
+        h ^= h >> 29;
+      }
+    }
+  }
+  return h;
+}
 
 void Transformer::set_tensor(const std::string& name, const float* host, int64_t n) {
   const TensorSpec& s = spec(name);
   if (n != s.numel())
     throw invalid_arg("tensor " + name + ": got " + std::to_string(n) + " values, its shape " + join_shape(s.shape) +
                       " holds " + std::to_string(s.numel()));
-  be_.upload(params_ + s.offset, host, (size_t)n);
+  if (dtype_ == DType::F32) {
+    be_.upload((float*)store_ + s.offset, host, (size_t)n);
+    return;
+  }
+  std::vector<uint16_t> low((size_t)n);  // round to nearest even, as every update does
+  for (int64_t i = 0; i < n; ++i) low[i] = dtype_ == DType::BF16 ? f32_to_bf16(host[i]) : f32_to_f16(host[i]);
+  be_.upload_raw((uint16_t*)store_ + s.offset, low.data(), (size_t)n * 2);
 }
 
 void Transformer::get_tensor(const std::string& name, float* host, int64_t n) const {
   const TensorSpec& s = spec(name);
   if (n != s.numel()) throw invalid_arg("tensor " + name + ": output holds " + std::to_string(n) + " values, needs " + std::to_string(s.numel()));
-  be_.download(host, params_ + s.offset, (size_t)n);
+  if (dtype_ == DType::F32) {
+    be_.download(host, (const float*)store_ + s.offset, (size_t)n);
+    return;
+  }
+  std::vector<uint16_t> low((size_t)n);
+  be_.download_raw(low.data(), (const uint16_t*)store_ + s.offset, (size_t)n * 2);
+  for (int64_t i = 0; i < n; ++i) host[i] = dtype_ == DType::BF16 ? bf16_to_f32(low[i]) : f16_to_f32(low[i]);
 }
 
 std::vector<TensorSpec> Transformer::add_lora(const std::vector<std::string>& targets, int64_t rank, float alpha) {
@@ -270,10 +367,11 @@ void Transformer::get_lora_tensor(const std::string& name, float* host, int64_t 
 // ---- linear ----
 
 void Transformer::linear_forward(const Linear& l, const float* u, float* y, int64_t N, float* lora_mid) {
-  const float* W = params_ + l.w;
+  const Weight Wv = weight(l.w);
+  const float* W = Wv.get();
   if (l.conv1d) be_.matmul(false, false, N, l.out, l.in, 1.0f, u, l.in, W, l.out, 0.0f, y, l.out);
   else be_.matmul(false, true, N, l.out, l.in, 1.0f, u, l.in, W, l.in, 0.0f, y, l.out);
-  if (l.b >= 0) be_.add_bias(y, params_ + l.b, N, l.out);
+  if (l.b >= 0) be_.add_bias(y, weight(l.b).get(), N, l.out);
   if (l.rank > 0) {  // y += s·(u·Aᵀ)·Bᵀ, keeping u·Aᵀ (N, r) for the backward
     be_.matmul(false, true, N, l.rank, l.in, 1.0f, u, l.in, lora_ + l.lora_a, l.in, 0.0f, lora_mid, l.rank);
     be_.matmul(false, true, N, l.out, l.rank, l.scaling, lora_mid, l.rank, lora_ + l.lora_b, l.rank, 1.0f, y, l.out);
@@ -284,8 +382,9 @@ void Transformer::linear_forward(const Linear& l, const float* u, float* y, int6
 // dB += s·dyᵀ·(u·Aᵀ), d(u·Aᵀ) = s·dy·B, dA += d(u·Aᵀ)ᵀ·u, du += d(u·Aᵀ)·A.
 void Transformer::linear_backward(const Linear& l, const float* u, const float* dy, float* du, int64_t N,
                                   const float* lora_mid, float* lora_grad) {
-  const float* W = params_ + l.w;
   if (du) {
+    const Weight Wv = weight(l.w);
+    const float* W = Wv.get();
     if (l.conv1d) be_.matmul(false, true, N, l.in, l.out, 1.0f, dy, l.out, W, l.out, 1.0f, du, l.in);
     else be_.matmul(false, false, N, l.in, l.out, 1.0f, dy, l.out, W, l.in, 1.0f, du, l.in);
   }
@@ -324,36 +423,37 @@ void Transformer::forward(const Batch& batch, Activations& act) {
   auto norm = [&](int64_t w, int64_t b, const float* in, Buf& out, Buf& mean, Buf& rstd) {
     out = Buf(be_, N * C);
     rstd = Buf(be_, N);
-    if (c.rmsnorm) be_.rmsnorm_forward(out.get(), rstd.get(), in, params_ + w, N, C, c.norm_eps);
+    const Weight wv = weight(w);
+    if (c.rmsnorm) be_.rmsnorm_forward(out.get(), rstd.get(), in, wv.get(), N, C, c.norm_eps);
     else {
       mean = Buf(be_, N);
-      be_.layernorm_forward(out.get(), mean.get(), rstd.get(), in, params_ + w, b >= 0 ? params_ + b : nullptr, N, C,
-                            c.norm_eps);
+      const Weight bv = b >= 0 ? weight(b) : Weight{};
+      be_.layernorm_forward(out.get(), mean.get(), rstd.get(), in, wv.get(), bv.get(), N, C, c.norm_eps);
     }
   };
 
   // Embeddings (N, C).
   Buf x(be_, N * C);
   if (c.family == ModelConfig::Llama) {
-    be_.embedding_forward(x.get(), p("model.embed_tokens.weight"), batch.ids.data(), N, C);
+    be_.embedding_forward(x.get(), p("model.embed_tokens.weight").get(), batch.ids.data(), N, C);
   } else if (c.family == ModelConfig::OPT) {
     if (E != C) {  // token embeddings (N, E), kept for project_in's weight gradient
       act.embed = Buf(be_, N * E);
-      be_.embedding_forward(act.embed.get(), p("model.decoder.embed_tokens.weight"), batch.ids.data(), N, E);
-      be_.matmul(false, true, N, C, E, 1.0f, act.embed.get(), E, p("model.decoder.project_in.weight"), E, 0.0f, x.get(), C);
+      be_.embedding_forward(act.embed.get(), p("model.decoder.embed_tokens.weight").get(), batch.ids.data(), N, E);
+      be_.matmul(false, true, N, C, E, 1.0f, act.embed.get(), E, p("model.decoder.project_in.weight").get(), E, 0.0f, x.get(), C);
     } else {
-      be_.embedding_forward(x.get(), p("model.decoder.embed_tokens.weight"), batch.ids.data(), N, C);
+      be_.embedding_forward(x.get(), p("model.decoder.embed_tokens.weight").get(), batch.ids.data(), N, C);
     }
     // OPT: row = cumsum(mask)·mask − 1 + 2 (pads read row 1).
     std::vector<int32_t> rows(N);
     for (int64_t i = 0; i < N; ++i) rows[i] = batch.mask[i] ? batch.positions[i] + (int32_t)c.position_offset : 1;
     Buf pos(be_, N * C);
-    be_.embedding_forward(pos.get(), p("model.decoder.embed_positions.weight"), rows.data(), N, C);
+    be_.embedding_forward(pos.get(), p("model.decoder.embed_positions.weight").get(), rows.data(), N, C);
     be_.axpy(x.get(), pos.get(), 1.0f, (size_t)(N * C));
   } else {
-    be_.embedding_forward(x.get(), p("transformer.wte.weight"), batch.ids.data(), N, C);
+    be_.embedding_forward(x.get(), p("transformer.wte.weight").get(), batch.ids.data(), N, C);
     Buf pos(be_, N * C);
-    be_.embedding_forward(pos.get(), p("transformer.wpe.weight"), batch.positions.data(), N, C);
+    be_.embedding_forward(pos.get(), p("transformer.wpe.weight").get(), batch.positions.data(), N, C);
     be_.axpy(x.get(), pos.get(), 1.0f, (size_t)(N * C));
   }
 
@@ -437,7 +537,7 @@ void Transformer::forward(const Batch& batch, Activations& act) {
   act.z = zin;
   if (c.family == ModelConfig::OPT && E != C) {
     act.z_buf = Buf(be_, N * E);
-    be_.matmul(false, true, N, E, C, 1.0f, zin, C, p("model.decoder.project_out.weight"), C, 0.0f, act.z_buf.get(), E);
+    be_.matmul(false, true, N, E, C, 1.0f, zin, C, p("model.decoder.project_out.weight").get(), C, 0.0f, act.z_buf.get(), E);
     act.z = act.z_buf.get();
   }
 }
@@ -473,8 +573,9 @@ void Transformer::backward(const Batch& batch, Activations& act, const float* dz
                            float* din) {
     float* dw = base_grad ? base_grad + w : nullptr;
     float* dbias = base_grad && b >= 0 ? base_grad + b : nullptr;
-    if (c.rmsnorm) be_.rmsnorm_backward(din, dw, dout, in, params_ + w, rstd.get(), N, C);
-    else be_.layernorm_backward(din, dw, dbias, dout, in, params_ + w, mean.get(), rstd.get(), N, C);
+    const Weight wv = weight(w);
+    if (c.rmsnorm) be_.rmsnorm_backward(din, dw, dout, in, wv.get(), rstd.get(), N, C);
+    else be_.layernorm_backward(din, dw, dbias, dout, in, wv.get(), mean.get(), rstd.get(), N, C);
   };
 
   // dx (N, C): the gradient of the residual stream, accumulated in place layer by layer.
@@ -484,7 +585,7 @@ void Transformer::backward(const Batch& batch, Activations& act, const float* dz
     const float* dfin = dz;  // (N, C) gradient at the final norm's output
     if (c.family == ModelConfig::OPT && E != C) {
       dproj = Buf(be_, N * C);
-      be_.matmul(false, false, N, C, E, 1.0f, dz, E, p("model.decoder.project_out.weight"), C, 0.0f, dproj.get(), C);
+      be_.matmul(false, false, N, C, E, 1.0f, dz, E, p("model.decoder.project_out.weight").get(), C, 0.0f, dproj.get(), C);
       if (base_grad) {  // dW_out [E, C] += dzᵀ · (its input)
         const float* u = c.final_norm ? act.fin_norm.get() : act.fin_in.get();
         be_.matmul(true, false, E, C, N, 1.0f, dz, E, u, C, 1.0f, base_grad + spec("model.decoder.project_out.weight").offset, C);
@@ -578,7 +679,8 @@ void Transformer::embedding_backward(const Batch& batch, Activations& act, const
     be_.scatter_add_rows(base_grad + spec("model.decoder.embed_positions.weight").offset, dx, rows.data(), N, C);
     Buf dembed(be_, N * E);
     if (E != C) {  // project_in: x = embed · W_inᵀ, W_in [C, E]
-      const float* Win = p("model.decoder.project_in.weight");
+      const Weight Wv = p("model.decoder.project_in.weight");
+      const float* Win = Wv.get();
       be_.matmul(false, false, N, E, C, 1.0f, dx, C, Win, E, 0.0f, dembed.get(), E);
       be_.matmul(true, false, C, E, N, 1.0f, dx, C, act.embed.get(), E, 1.0f,
                  base_grad + spec("model.decoder.project_in.weight").offset, E);
@@ -615,23 +717,41 @@ void Transformer::logits(const Batch& batch, const std::vector<int32_t>& rows, f
   const int64_t M = (int64_t)rows.size(), E = config_.embed_dim, V = config_.vocab;
   Buf zr(be_, M * E), out(be_, M * V);
   be_.gather_rows(zr.get(), act.z, rows.data(), M, E);
-  be_.matmul(false, true, M, V, E, 1.0f, zr.get(), E, p(head_name(config_)), E, 0.0f, out.get(), V);
+  be_.matmul(false, true, M, V, E, 1.0f, zr.get(), E, p(head_name(config_)).get(), E, 0.0f, out.get(), V);
   be_.download(host_out, out.get(), (size_t)(M * V));
 }
 
 LossResult Transformer::loss(const Batch& batch, const LossSpec& s, float* lora_grad_host, float* base_grad_host) {
+  Buf grad(lora_grad_host ? Buf(be_, n_lora_) : Buf());
+  Buf base(base_grad_host ? Buf(be_, n_params_) : Buf());
+  LossResult result = loss_device(batch, s, grad.get(), base.get());
+  if (lora_grad_host) be_.download(lora_grad_host, grad.get(), (size_t)n_lora_);
+  if (base_grad_host) be_.download(base_grad_host, base.get(), (size_t)n_params_);
+  return result;
+}
+
+float* Transformer::base_fp32() {
+  if (dtype_ != DType::F32)
+    throw Error("ZOFO_UNSUPPORTED", std::string("first-order updates of the base weights need fp32 storage; this model stores ") +
+                                        dtype_name(dtype_));
+  return (float*)store_;
+}
+
+LossResult Transformer::loss_device(const Batch& batch, const LossSpec& s, float* lora_grad, float* base_grad) {
+  if (base_grad) base_fp32();  // full fine-tuning: fp32 storage only
   check_rows(batch, s.rows);
   const int64_t M = (int64_t)s.rows.size(), E = config_.embed_dim, V = config_.vocab;
   if ((int64_t)s.targets.size() != M) throw invalid_arg("loss: one target per row");
   for (int32_t y : s.targets)
     if (y < 0 || y >= V) throw invalid_arg("loss: target token " + std::to_string(y) + " is outside the vocabulary");
   if (M == 0) throw invalid_arg("loss: no token to score");
-  const bool want_grad = lora_grad_host != nullptr || base_grad_host != nullptr;
+  const bool want_grad = lora_grad != nullptr || base_grad != nullptr;
   Activations act;
   forward(batch, act);
   Buf zr(be_, M * E), lg(be_, M * V);
   be_.gather_rows(zr.get(), act.z, s.rows.data(), M, E);
-  const float* W = p(head_name(config_));
+  const Weight Wv = p(head_name(config_));
+  const float* W = Wv.get();
   be_.matmul(false, true, M, V, E, 1.0f, zr.get(), E, W, E, 0.0f, lg.get(), V);
   // log p(target) per row; with grads, lg becomes the softmax rows (for the backward).
   std::vector<double> logp(M);
@@ -681,13 +801,10 @@ LossResult Transformer::loss(const Batch& batch, const LossSpec& s, float* lora_
   Buf dzr(be_, M * E), dz(be_, batch.B * batch.T * E);
   be_.matmul(false, false, M, E, V, 1.0f, lg.get(), V, W, E, 0.0f, dzr.get(), E);
   be_.scatter_add_rows(dz.get(), dzr.get(), s.rows.data(), M, E);
-  Buf grad(be_, n_lora_);
-  Buf base(base_grad_host ? Buf(be_, n_params_) : Buf());
-  if (base_grad_host)  // d head [V, E] += dlogitsᵀ · z rows (tied: into the embedding)
-    be_.matmul(true, false, V, E, M, 1.0f, lg.get(), V, zr.get(), E, 1.0f, base.get() + spec(head_name(config_)).offset, E);
-  backward(batch, act, dz.get(), grad.get(), base.get());
-  if (lora_grad_host) be_.download(lora_grad_host, grad.get(), (size_t)n_lora_);
-  if (base_grad_host) be_.download(base_grad_host, base.get(), (size_t)n_params_);
+  Buf scratch_grad(lora_grad || n_lora_ == 0 ? Buf() : Buf(be_, n_lora_));  // adapters present but not asked for
+  if (base_grad)  // d head [V, E] += dlogitsᵀ · z rows (tied: into the embedding)
+    be_.matmul(true, false, V, E, M, 1.0f, lg.get(), V, zr.get(), E, 1.0f, base_grad + spec(head_name(config_)).offset, E);
+  backward(batch, act, dz.get(), lora_grad ? lora_grad : scratch_grad.get(), base_grad);
   return result;
 }
 

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "../common/dtype.h"
 #include "backend.h"
 
 namespace zofo {
@@ -70,16 +71,17 @@ struct LossResult {
 
 class Transformer {
  public:
-  Transformer(const ModelConfig& config, Backend& backend);
+  Transformer(const ModelConfig& config, Backend& backend, DType storage = DType::F32);
   ~Transformer();
   Transformer(const Transformer&) = delete;
   Transformer& operator=(const Transformer&) = delete;
 
   const ModelConfig& config() const { return config_; }
+  Backend& backend() const { return be_; }
   const std::vector<TensorSpec>& tensors() const { return specs_; }
   const TensorSpec& spec(const std::string& name) const;  // throws naming the tensor
-  float* parameters() { return params_; }                  // backend memory, total_parameters() floats
   int64_t total_parameters() const { return n_params_; }
+  DType dtype() const { return dtype_; }  // storage of the base weights; arithmetic is fp32
   void set_tensor(const std::string& name, const float* host, int64_t n);
   void get_tensor(const std::string& name, float* host, int64_t n) const;
 
@@ -92,17 +94,52 @@ class Transformer {
   void set_lora_tensor(const std::string& name, const float* host, int64_t n);
   void get_lora_tensor(const std::string& name, float* host, int64_t n) const;
 
+  // ---- the optimizer's view of the base weights (ALGORITHM.md §2–§3) ----
+  // While a perturbation is set, every read of a trainable tensor sees x + scale·z(seed),
+  // computed into scratch: the stored weights are never perturbed in place.
+  void set_perturbation(uint64_t seed, float scale, const std::vector<uint8_t>& trainable);
+  void clear_perturbation();
+  // Philox stream ids from the names as stored in the checkpoint (default: engine names).
+  void set_stream_names(const std::vector<std::string>& names);
+  const std::vector<uint64_t>& streams() const { return streams_; }
+  // x ← (1 − eta_lambda·decay)·x + a·z(seed) over the trainable tensors: the one pass
+  // that writes base weights, shared by the optimizer step and trajectory replay.
+  void zo_update(uint64_t seed, float a, float eta_lambda, const std::vector<uint8_t>& trainable,
+                 const std::vector<float>& decay);
+  // First-order update of every base weight (full fine-tuning; fp32 storage).
+  float* base_fp32();
+  uint64_t hash_parameters() const;
+
   // Logits (M, V) at `rows` of the batch, into host memory.
   void logits(const Batch& batch, const std::vector<int32_t>& rows, float* host_out);
   // Loss; with lora_grad_host, also d loss / d every LoRA tensor (total_lora_parameters()
   // floats); with base_grad_host, d loss / d every base tensor (total_parameters() floats,
   // parameter-buffer layout: full fine-tuning of small models).
   LossResult loss(const Batch& batch, const LossSpec& spec, float* lora_grad_host, float* base_grad_host = nullptr);
+  // The same with gradients accumulated (+=) into backend memory.
+  LossResult loss_device(const Batch& batch, const LossSpec& spec, float* lora_grad, float* base_grad);
 
  private:
   struct Linear;
   struct Layer;
   struct Activations;
+  struct Scratch {  // backend scratch, freed when the last Weight holding it goes
+    Scratch(Backend& be, int64_t n);
+    ~Scratch();
+    Backend& be;
+    float* p;
+  };
+  struct Weight {
+    const float* ptr = nullptr;
+    std::shared_ptr<Scratch> scratch;
+    const float* get() const { return ptr; }
+  };
+  struct Perturbation {
+    uint64_t seed = 0;
+    float scale = 0;
+    const std::vector<uint8_t>* trainable = nullptr;
+  };
+  Weight weight(int64_t offset) const;
 
   void build();
   void forward(const Batch& batch, Activations& act);
@@ -112,14 +149,19 @@ class Transformer {
                        const float* lora_mid, float* lora_grad);
   void backward(const Batch& batch, Activations& act, const float* dfinal, float* lora_grad, float* base_grad);
   void embedding_backward(const Batch& batch, Activations& act, const float* dx, float* base_grad);
-  const float* p(const std::string& name) const;
+  Weight p(const std::string& name) const;
 
   ModelConfig config_;
   Backend& be_;
   std::vector<TensorSpec> specs_;
   std::map<std::string, size_t> index_;
-  float* params_ = nullptr;
+  DType dtype_ = DType::F32;
+  void* store_ = nullptr;  // n_params_ values in dtype_
   int64_t n_params_ = 0;
+  std::vector<uint64_t> streams_;          // per tensor: fnv1a64(stored name)
+  std::map<int64_t, size_t> by_offset_;    // tensor index by parameter offset
+  Perturbation perturb_;
+  bool perturbing_ = false;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<TensorSpec> lora_specs_;
   float* lora_ = nullptr;

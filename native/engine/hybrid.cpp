@@ -1,0 +1,184 @@
+#include "hybrid.h"
+
+#include <math.h>
+
+#include "../common/error.h"
+#include "../common/philox.h"
+
+namespace zofo {
+
+HybridOptimizer::HybridOptimizer(Transformer& model, HybridConfig config) : m_(model), c_(std::move(config)) {
+  const size_t tensors = m_.tensors().size();
+  if (c_.trainable.empty()) c_.trainable.assign(tensors, 1);
+  if (c_.decay.empty()) c_.decay.assign(tensors, 1.0f);
+  if (c_.trainable.size() != tensors || c_.decay.size() != tensors)
+    throw invalid_arg("optimizer: one trainable flag and one decay mask per base tensor (" + std::to_string(tensors) + ")");
+  if (c_.q < 1) throw invalid_arg("optimizer: perturbations must be at least 1");
+  if (c_.zo && !(c_.mu > 0.0f && isfinite(c_.mu))) throw invalid_arg("optimizer: mu must be a positive finite number");
+  if (c_.fo_at_plus && !(c_.zo && c_.central)) throw invalid_arg("optimizer: foAt 'plus' needs the central estimator");
+  if (c_.fo_base && c_.zo) throw invalid_arg("optimizer: full fine-tuning (fo on all weights) replaces the ZO part");
+  if (!c_.zo && !c_.fo_adapters && !c_.fo_base) throw invalid_arg("optimizer: neither a ZO nor an FO part is enabled");
+  if (c_.fo_adapters && m_.total_lora_parameters() == 0)
+    throw Error("ZOFO_INVALID_STATE", "optimizer: the FO part updates LoRA adapters but the model has none; call addLoRA() first");
+  Backend& be = m_.backend();
+  const bool moments = c_.fo.kind != FoKind::SGD, second = c_.fo.kind == FoKind::AdamW;
+  if (c_.fo_adapters) {
+    const size_t n = (size_t)m_.total_lora_parameters();
+    grad_y_ = be.alloc(n);
+    if (moments) m_y_ = be.alloc(n);
+    if (second) v_y_ = be.alloc(n);
+  }
+  if (c_.fo_base) {
+    m_.base_fp32();  // throws for low-precision storage
+    const size_t n = (size_t)m_.total_parameters();
+    grad_x_ = be.alloc(n);
+    if (moments) m_x_ = be.alloc(n);
+    if (second) v_x_ = be.alloc(n);
+  }
+}
+
+HybridOptimizer::~HybridOptimizer() {
+  Backend& be = m_.backend();
+  for (float* p : {grad_y_, grad_x_, m_y_, v_y_, m_x_, v_x_})
+    if (p) be.free(p);
+}
+
+Backend& HybridOptimizer::backend() { return m_.backend(); }
+
+uint64_t HybridOptimizer::step_seed(uint64_t run_seed, int64_t k, int j) {
+  const uint64_t uk = (uint64_t)k;
+  uint32_t c0 = (uint32_t)uk, c1 = (uint32_t)(uk >> 32), c2 = (uint32_t)j, c3 = 0x5eed5eedu;
+  philox4x32_10<uint32_t>(c0, c1, c2, c3, philox_keys(run_seed));
+  return (uint64_t)c0 | ((uint64_t)c1 << 32);
+}
+
+std::vector<HybridOptimizer::Moment> HybridOptimizer::moments() {
+  std::vector<Moment> out;
+  const int64_t ny = m_.total_lora_parameters(), nx = m_.total_parameters();
+  if (m_y_) out.push_back({"adapters.m", m_y_, ny});
+  if (v_y_) out.push_back({"adapters.v", v_y_, ny});
+  if (m_x_) out.push_back({"base.m", m_x_, nx});
+  if (v_x_) out.push_back({"base.v", v_x_, nx});
+  return out;
+}
+
+namespace {
+
+// Resets the engine's perturbation however the forward that used it ends.
+struct PerturbationScope {
+  Transformer& m;
+  PerturbationScope(Transformer& model, uint64_t seed, float scale, const std::vector<uint8_t>& trainable) : m(model) {
+    m.set_perturbation(seed, scale, trainable);
+  }
+  ~PerturbationScope() { m.clear_perturbation(); }
+};
+
+bool all_finite(Backend& be, const float* p, int64_t n) {
+  std::vector<float> host((size_t)n);
+  be.download(host.data(), p, (size_t)n);
+  for (float v : host)
+    if (!isfinite(v)) return false;
+  return true;
+}
+
+}  // namespace
+
+StepOutcome HybridOptimizer::step(const Batch& batch, const LossSpec& spec, const StepArgs& a,
+                                  const std::atomic<bool>* cancel) {
+  Backend& be = m_.backend();
+  StepOutcome out;
+  auto cancelled = [&] { return cancel && cancel->load(std::memory_order_relaxed); };
+  if (cancelled()) {
+    out.status = StepOutcome::Cancelled;
+    return out;
+  }
+  const int64_t ny = m_.total_lora_parameters(), nx = m_.total_parameters();
+  if (grad_y_) be.fill(grad_y_, 0.0f, (size_t)ny);
+  if (grad_x_) be.fill(grad_x_, 0.0f, (size_t)nx);
+
+  // 1. The FO point (x_k, y_k): loss and gradients (skipped when foAt = plus).
+  double l0 = 0;
+  if (!c_.fo_at_plus) {
+    LossResult r = m_.loss_device(batch, spec, grad_y_, grad_x_);
+    l0 = out.loss = r.loss;
+    out.scores = std::move(r.scores);
+  }
+
+  // 2. The ZO part: q perturbed forwards (2q for central) at x_k ± μ z_j, z_j from s_{k,j}.
+  if (c_.zo) {
+    for (int j = 0; j < c_.q; ++j) {
+      if (cancelled()) {
+        out.status = StepOutcome::Cancelled;
+        return out;
+      }
+      const uint64_t seed = step_seed(c_.seed, a.step, j);
+      out.seeds.push_back(seed);
+      const bool grad_here = c_.fo_at_plus && j == 0;
+      double plus;
+      {
+        PerturbationScope scope(m_, seed, c_.mu, c_.trainable);
+        LossResult r = m_.loss_device(batch, spec, grad_here ? grad_y_ : nullptr, nullptr);
+        plus = r.loss;
+        if (grad_here) {
+          out.loss = r.loss;
+          out.scores = std::move(r.scores);
+        }
+      }
+      out.perturbed.push_back(plus);
+      double c;
+      if (c_.central) {
+        PerturbationScope scope(m_, seed, -c_.mu, c_.trainable);
+        const double minus = m_.loss_device(batch, spec, nullptr, nullptr).loss;
+        out.perturbed.push_back(minus);
+        c = (plus - minus) / (2.0 * (double)c_.mu);
+      } else {
+        c = (plus - l0) / (double)c_.mu;
+      }
+      out.projected.push_back(c);
+    }
+  }
+
+  // Reject the step before anything is written if a loss, c_j or gradient is not finite.
+  auto reject = [&](const std::string& what) {
+    out.status = StepOutcome::NonFinite;
+    out.reason = what;
+    return out;
+  };
+  if (!isfinite(out.loss)) return reject("the loss at the first-order point is " + std::to_string(out.loss));
+  for (size_t i = 0; i < out.perturbed.size(); ++i)
+    if (!isfinite(out.perturbed[i])) return reject("perturbed loss " + std::to_string(i) + " is " + std::to_string(out.perturbed[i]));
+  for (size_t j = 0; j < out.projected.size(); ++j)
+    if (!isfinite(out.projected[j])) return reject("projected gradient " + std::to_string(j) + " is not finite");
+  if (grad_y_ && !all_finite(be, grad_y_, ny)) return reject("the adapter gradient has non-finite values");
+  if (grad_x_ && !all_finite(be, grad_x_, nx)) return reject("the base-weight gradient has non-finite values");
+  if (cancelled()) {
+    out.status = StepOutcome::Cancelled;
+    return out;
+  }
+
+  // 3. The update, from the same iterate: y (FO) and x (ZO fused restore+update, or FO).
+  FoHyper h = c_.fo;
+  h.t = fo_updates_ + 1;
+  if (grad_y_) {
+    h.lr = a.lr_y;
+    h.weight_decay = a.wd_y;
+    be.fo_update(h, m_.lora_parameters(), grad_y_, m_y_, v_y_, (size_t)ny);
+  }
+  if (grad_x_) {
+    h.lr = a.lr_x;
+    h.weight_decay = a.wd_x;
+    be.fo_update(h, m_.base_fp32(), grad_x_, m_x_, v_x_, (size_t)nx);
+  }
+  if (grad_y_ || grad_x_) ++fo_updates_;
+  if (c_.zo) {
+    out.eta_lambda = (float)((double)a.lr_x * (double)a.wd_x);
+    for (int j = 0; j < c_.q; ++j) {
+      const float scale = (float)(-(double)a.lr_x * out.projected[j] / (double)c_.q);
+      out.scales.push_back(scale);
+      m_.zo_update(out.seeds[j], scale, j == 0 ? out.eta_lambda : 0.0f, c_.trainable, c_.decay);
+    }
+  }
+  return out;
+}
+
+}  // namespace zofo
