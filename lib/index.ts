@@ -1,9 +1,9 @@
 /**
  * zofo — hybrid zeroth-order / first-order fine-tuning as a native Node.js addon.
  *
- * This entry point exposes the perturbation engine (`kernels`), checkpoint I/O, and the
- * model engine (`loadModel`: logits, losses, LoRA gradients); the optimizer and trainer
- * build on them.
+ * This entry point exposes the perturbation engine (`kernels`), checkpoint I/O, the
+ * model engine (`loadModel`: logits, losses, LoRA gradients), the hybrid optimizer
+ * (`HybridOptimizer`, trajectory logs and `replay`) and the trainer.
  */
 import * as kernels from './kernels.js';
 import { cpuBinding, cudaBinding, cudaLoadErrors } from './binding.js';
@@ -21,6 +21,17 @@ export { loadModel, Model } from './model/model.js';
 export { ReshufflingSampler, epochPermutation } from './train/sampler.js';
 export type { SamplerOptions, SamplerState } from './train/sampler.js';
 export { learningRate } from './train/schedule.js';
+export { HybridOptimizer, applyTrajectory, stepSeed } from './train/optimizer.js';
+export { replay } from './train/replay.js';
+export { Trainer } from './train/trainer.js';
+export type { TrainerOptions, TrainerEvent, EvalOptions, CheckpointOptions, FitOptions, BestInfo } from './train/trainer.js';
+export { loadCheckpoint } from './train/checkpoint.js';
+export type { ReplayOptions } from './train/replay.js';
+export { readTrajectory, writeTrajectory, TrajectoryAppender, TRAJECTORY_VERSION } from './train/trajectory.js';
+export type {
+  ZoOptions, FoOptions, HybridOptimizerOptions, StepResult, StepOptions, TrajectoryRecord, TrajectoryTensor,
+  TrajectoryHeader, Trajectory, OptimizerState, TrainableOptimizer,
+} from './train/types.js';
 export type { ScheduleOptions } from './train/schedule.js';
 export type {
   Example, ClassificationExample, LmExample, LoadModelOptions, LoraOptions, LossResult, LoraGradients,

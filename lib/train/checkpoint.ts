@@ -1,0 +1,389 @@
+/**
+ * Crash-safe training checkpoints (ALGORITHM.md §4: the sampler state is part of them).
+ * Layout of a checkpoint root `<dir>`:
+ *
+ *   <dir>/step-000123/          one complete checkpoint per saved step
+ *     optimizer.safetensors     optimizer.state().tensors (fp32, names as keys)
+ *     trajectory.zlog           the ZO trajectory, when the optimizer has one
+ *     adapter/                  the LoRA adapters in the HF PEFT layout, when the model has them
+ *     base/                     optional (saveBase): the current base weights as an HF directory
+ *     trainer.json              written last: step, sampler, schedule (optimizer json), evals, …
+ *   <dir>/latest                {"step":123,"path":"step-000123"}: the commit point
+ *   <dir>/best/                 a checkpoint of the best evaluation so far
+ *
+ * A step directory is written under a temp name, fsynced and renamed into place; only
+ * then does `latest` move (temp file, fsync, rename, directory fsync), and only after
+ * that are old step directories pruned. A crash at any point leaves `latest` naming a
+ * complete checkpoint; leftovers (`*.tmp-*`, an uncommitted step directory) are ignored.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { ZofoError } from '../errors.js';
+import { openSafetensors, writeSafetensors, type TensorData } from '../formats/safetensors.js';
+import type { Model } from '../model/model.js';
+import type { SamplerState } from './sampler.js';
+import { readTrajectory, writeTrajectory } from './trajectory.js';
+import type { OptimizerState, TrainableOptimizer, Trajectory } from './types.js';
+
+export const CHECKPOINT_FORMAT = 'zofo-trainer-checkpoint';
+export const CHECKPOINT_VERSION = 1;
+const LATEST = 'latest';
+const BEST = 'best';
+const TRAINER_JSON = 'trainer.json';
+const OPTIMIZER_FILE = 'optimizer.safetensors';
+const TRAJECTORY_FILE = 'trajectory.zlog';
+
+export interface EvalRecord {
+  /** Trainer step (batches consumed) after which the evaluation ran. */
+  step: number;
+  loss: number;
+  /** Null when the eval set has no classification examples. */
+  accuracy: number | null;
+}
+
+/** Everything besides the optimizer and the weights that a resumed run needs. */
+export interface TrainerCheckpointState {
+  /** Batches consumed so far (skipped non-finite steps included). */
+  step: number;
+  sampler: SamplerState;
+  samplerOptions: { batchSize: number; seed: number; dropLast: boolean; withReplacement: boolean };
+  /** Fingerprint of the training set: a resumed run must see the same examples. */
+  train: { n: number; sha256: string };
+  totalSteps: number;
+  /** Wall time of the run so far, across resumes. */
+  elapsedMs: number;
+  evals: EvalRecord[];
+  best: EvalRecord | null;
+  /** Evaluations since the last improvement (early stopping). */
+  sinceImprovement: number;
+  /** Step directories of this run, oldest first (what keep prunes). */
+  history: string[];
+}
+
+export interface LoadedCheckpoint {
+  /** The checkpoint directory that was read. */
+  dir: string;
+  trainer: TrainerCheckpointState;
+  optimizer: OptimizerState;
+  /** The PEFT adapter directory, or null when the model had no adapters. */
+  adapterDir: string | null;
+  /** The saved base weights (HF directory), or null. */
+  baseDir: string | null;
+}
+
+export interface SaveCheckpointOptions {
+  model: Model;
+  optimizer: TrainableOptimizer;
+  state: TrainerCheckpointState;
+  /** Step checkpoints to keep (default 2). */
+  keep?: number;
+  /** Also write the base weights under base/ (default false). */
+  saveBase?: boolean;
+}
+
+interface TrainerJson {
+  format: string;
+  version: number;
+  trainer: TrainerCheckpointState;
+  optimizer: Record<string, unknown>;
+  files: { tensors: string[]; trajectory: boolean; adapter: boolean; base: boolean };
+}
+
+export const stepDirName = (step: number): string => `step-${String(step).padStart(6, '0')}`;
+const suffix = (): string => `${process.pid}-${randomBytes(4).toString('hex')}`;
+const badFile = (file: string, what: string, cause?: unknown): ZofoError =>
+  new ZofoError('ZOFO_BAD_FILE', `${file}: ${what}`, cause === undefined ? undefined : { cause });
+const ioError = (path: string, what: string, cause: unknown): ZofoError =>
+  cause instanceof ZofoError ? cause : new ZofoError('ZOFO_IO', `${path}: ${what}: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+
+/** fsync a file, or (best effort: Windows cannot open one) a directory. */
+async function syncPath(path: string, isDir = false): Promise<void> {
+  const handle = await open(path, 'r').catch((err) => {
+    if (isDir) return undefined;
+    throw err;
+  });
+  try {
+    await handle?.sync().catch((err) => {
+      if (!isDir) throw err;
+    });
+  } finally {
+    await handle?.close();
+  }
+}
+
+/** Every file and directory under `dir`, fsynced (children first). */
+async function syncTree(dir: string): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) await syncTree(join(dir, entry.name));
+    else await syncPath(join(dir, entry.name));
+  }
+  await syncPath(dir, true);
+}
+
+async function writeDurable(file: string, text: string): Promise<void> {
+  const handle = await open(file, 'wx');
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Replaces `file` atomically: temp file, fsync, rename, directory fsync. */
+async function replaceFile(file: string, text: string): Promise<void> {
+  const tmp = `${file}.tmp-${suffix()}`;
+  try {
+    await writeDurable(tmp, text);
+    await rename(tmp, file);
+    await syncPath(dirname(file), true);
+  } catch (err) {
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw ioError(file, 'could not write', err);
+  }
+}
+
+/** The base weights as an HF directory (not saveMerged: that would fold the adapters in). */
+async function writeBase(model: Model, dir: string): Promise<void> {
+  await mkdir(dir);
+  const tensors = new Map<string, TensorData>();
+  for (const name of model.parameterNames()) tensors.set(name, { dtype: 'F32', shape: model.tensorShape(name), data: await model.tensor(name) });
+  await writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  // The weights are fp32 now, whatever the source stored.
+  await writeDurable(join(dir, 'config.json'), `${JSON.stringify({ ...model.config.raw, torch_dtype: 'float32' }, null, 2)}\n`);
+  for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) {
+    if (existsSync(join(model.dir, f))) await copyFile(join(model.dir, f), join(dir, f));
+  }
+}
+
+/** Writes one complete checkpoint into the (new, empty) directory `dir`; trainer.json last. */
+async function writeContents(dir: string, opts: SaveCheckpointOptions): Promise<void> {
+  const { model, optimizer } = opts;
+  const opt = optimizer.state();
+  const tensors = new Map<string, TensorData>();
+  for (const [name, data] of opt.tensors) {
+    if (!(data instanceof Float32Array)) throw new ZofoError('ZOFO_INVALID_STATE', `optimizer.state(): tensor ${JSON.stringify(name)} is not a Float32Array`);
+    tensors.set(name, { dtype: 'F32', shape: [data.length], data });
+  }
+  await writeSafetensors(join(dir, OPTIMIZER_FILE), tensors);
+  if (opt.trajectory) await writeTrajectory(join(dir, TRAJECTORY_FILE), opt.trajectory);
+  const adapter = model.loraNames().length > 0;
+  if (adapter) await model.saveAdapter(join(dir, 'adapter'));
+  if (opts.saveBase) await writeBase(model, join(dir, 'base'));
+  const json: TrainerJson = {
+    format: CHECKPOINT_FORMAT,
+    version: CHECKPOINT_VERSION,
+    trainer: opts.state,
+    optimizer: opt.json,
+    files: { tensors: [...tensors.keys()], trajectory: opt.trajectory !== null, adapter, base: opts.saveBase ?? false },
+  };
+  await writeDurable(join(dir, TRAINER_JSON), `${JSON.stringify(json, null, 2)}\n`);
+  await syncTree(dir);
+}
+
+/** Writes `name` under `root` via a temp directory; returns the temp path (caller renames). */
+async function writeTempDir(root: string, name: string, opts: SaveCheckpointOptions): Promise<string> {
+  const tmp = join(root, `${name}.tmp-${suffix()}`);
+  try {
+    await mkdir(tmp, { recursive: true });
+    await writeContents(tmp, opts);
+    return tmp;
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    throw ioError(tmp, 'could not write the checkpoint', err);
+  }
+}
+
+async function readLatest(root: string): Promise<{ step: number; path: string } | null> {
+  const file = join(root, LATEST);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') return null;
+    throw ioError(file, 'could not read', err);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw badFile(file, `not valid JSON (${(err as Error).message})`, err);
+  }
+  const v = value as { step?: unknown; path?: unknown };
+  if (typeof value !== 'object' || value === null || !Number.isSafeInteger(v.step) || typeof v.path !== 'string' ||
+    v.path.length === 0 || v.path !== basename(v.path) || v.path.startsWith('.')) {
+    throw badFile(file, 'expected {"step": <integer>, "path": <a checkpoint directory name>}');
+  }
+  return { step: v.step as number, path: v.path };
+}
+
+/**
+ * Saves a step checkpoint under `root` and commits it as `latest`; then deletes this
+ * run's step checkpoints beyond `keep`. Returns the checkpoint's directory and the run's
+ * new history (also stored in it).
+ */
+export async function saveCheckpoint(root: string, opts: SaveCheckpointOptions): Promise<{ dir: string; history: string[] }> {
+  const keep = opts.keep ?? 2;
+  await mkdir(root, { recursive: true }).catch((err) => { throw ioError(root, 'could not create the directory', err); });
+  const latest = await readLatest(root).catch(() => null);
+  // The committed checkpoint is never replaced in place (a crash would leave latest dangling):
+  // a clash with it (a run resumed from an older checkpoint) gets a unique name instead.
+  let name = stepDirName(opts.state.step);
+  if (latest?.path === name) name = `${name}-${randomBytes(4).toString('hex')}`;
+  const history = [...opts.state.history.filter((h) => h !== name), name].slice(-keep);
+  const dropped = opts.state.history.filter((h) => !history.includes(h));
+  const tmp = await writeTempDir(root, name, { ...opts, state: { ...opts.state, history } });
+  const target = join(root, name);
+  let old: string | null = null;
+  try {
+    // An uncommitted directory of that name (crash leftover, abandoned run) is replaced.
+    if (existsSync(target)) {
+      old = join(root, `${name}.old-${suffix()}`);
+      await rename(target, old);
+    }
+    await rename(tmp, target);
+    await syncPath(root, true);
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    throw ioError(target, 'could not commit the checkpoint', err);
+  }
+  await replaceFile(join(root, LATEST), `${JSON.stringify({ step: opts.state.step, path: name })}\n`);
+  for (const d of [...dropped, ...(old ? [basename(old)] : [])]) await rm(join(root, d), { recursive: true, force: true }).catch(() => undefined);
+  return { dir: target, history };
+}
+
+/**
+ * Replaces `<root>/best` with a checkpoint of the current state. rename() cannot replace
+ * a non-empty directory, so: new one under a temp name, old one renamed away, new one
+ * renamed in, old one deleted. A crash in between leaves `best.old-*` (see loadCheckpoint).
+ */
+export async function saveBestCheckpoint(root: string, opts: SaveCheckpointOptions): Promise<string> {
+  await mkdir(root, { recursive: true }).catch((err) => { throw ioError(root, 'could not create the directory', err); });
+  const tmp = await writeTempDir(root, BEST, opts);
+  const target = join(root, BEST);
+  const old = join(root, `${BEST}.old-${suffix()}`);
+  try {
+    if (existsSync(target)) await rename(target, old);
+    await rename(tmp, target);
+    await syncPath(root, true);
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    throw ioError(target, 'could not commit the best checkpoint', err);
+  }
+  await rm(old, { recursive: true, force: true }).catch(() => undefined);
+  return target;
+}
+
+/** `<root>/best` missing after a crash between its two renames: the renamed-away copy is complete. */
+async function recoverBest(path: string): Promise<string | null> {
+  const root = dirname(path);
+  const names = await readdir(root).catch(() => [] as string[]);
+  const candidates = names.filter((n) => n.startsWith(`${BEST}.old-`) && existsSync(join(root, n, TRAINER_JSON)));
+  if (candidates.length === 0) return null;
+  const withTime = await Promise.all(candidates.map(async (n) => ({ n, t: (await stat(join(root, n))).mtimeMs })));
+  withTime.sort((a, b) => b.t - a.t);
+  return join(root, withTime[0].n);
+}
+
+const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+const isNum = (x: unknown): boolean => typeof x === 'number' || x === null; // JSON writes NaN as null
+
+function isEval(x: unknown): boolean {
+  const e = x as EvalRecord;
+  return typeof x === 'object' && x !== null && isCount(e.step) && isNum(e.loss) && (e.accuracy === null || typeof e.accuracy === 'number');
+}
+
+function checkTrainer(file: string, t: TrainerCheckpointState): void {
+  const fail = (field: string): never => { throw badFile(file, `trainer.${field} is missing or malformed`); };
+  if (typeof t !== 'object' || t === null) fail('');
+  if (!isCount(t.step)) fail('step');
+  if (typeof t.sampler !== 'object' || t.sampler === null || !isCount(t.sampler.epoch) || !isCount(t.sampler.position)) fail('sampler');
+  const so = t.samplerOptions;
+  if (typeof so !== 'object' || so === null || !isCount(so.batchSize) || !isCount(so.seed) || typeof so.dropLast !== 'boolean' ||
+    typeof so.withReplacement !== 'boolean') fail('samplerOptions');
+  if (typeof t.train !== 'object' || t.train === null || !isCount(t.train.n) || typeof t.train.sha256 !== 'string') fail('train');
+  if (!isCount(t.totalSteps)) fail('totalSteps');
+  if (typeof t.elapsedMs !== 'number') fail('elapsedMs');
+  if (!Array.isArray(t.evals) || !t.evals.every(isEval)) fail('evals');
+  if (t.best !== null && !isEval(t.best)) fail('best');
+  if (!isCount(t.sinceImprovement)) fail('sinceImprovement');
+  if (!Array.isArray(t.history) || !t.history.every((h) => typeof h === 'string')) fail('history');
+}
+
+/**
+ * Reads a checkpoint: `path` is a checkpoint root (its `latest` is followed) or one
+ * checkpoint directory (a step-… directory or best/). Anything missing or malformed is a
+ * ZOFO_BAD_FILE naming the file.
+ */
+export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
+  if (typeof path !== 'string' || path.length === 0) throw new ZofoError('ZOFO_INVALID_ARG', `Expected a checkpoint directory for path but received ${JSON.stringify(path)}`);
+  let dir = path;
+  const latest = await readLatest(path);
+  if (latest) {
+    dir = join(path, latest.path);
+    if (!existsSync(join(dir, TRAINER_JSON))) throw badFile(join(path, LATEST), `names ${latest.path}, which is not a complete checkpoint (no ${TRAINER_JSON})`);
+  } else if (!existsSync(join(path, TRAINER_JSON))) {
+    const recovered = basename(path) === BEST && !existsSync(path) ? await recoverBest(path) : null;
+    if (!recovered) throw badFile(path, `not a checkpoint: neither ${LATEST} nor ${TRAINER_JSON} is there`);
+    dir = recovered;
+  }
+  const file = join(dir, TRAINER_JSON);
+  let json: TrainerJson;
+  try {
+    json = JSON.parse(await readFile(file, 'utf8')) as TrainerJson;
+  } catch (err) {
+    throw badFile(file, `not valid JSON (${(err as Error).message})`, err);
+  }
+  if (typeof json !== 'object' || json === null || json.format !== CHECKPOINT_FORMAT) throw badFile(file, `not a zofo trainer checkpoint (format ${JSON.stringify((json as { format?: unknown })?.format)})`);
+  if (json.version !== CHECKPOINT_VERSION) throw badFile(file, `checkpoint version ${JSON.stringify(json.version)} is not supported (${CHECKPOINT_VERSION} is)`);
+  checkTrainer(file, json.trainer);
+  if (typeof json.optimizer !== 'object' || json.optimizer === null || Array.isArray(json.optimizer)) throw badFile(file, 'optimizer is missing or not an object');
+  const files = json.files;
+  if (typeof files !== 'object' || files === null || !Array.isArray(files.tensors) || typeof files.trajectory !== 'boolean' ||
+    typeof files.adapter !== 'boolean' || typeof files.base !== 'boolean') throw badFile(file, 'files is missing or malformed');
+
+  const tensorFile = join(dir, OPTIMIZER_FILE);
+  if (!existsSync(tensorFile)) throw badFile(tensorFile, 'missing');
+  const tensors = new Map<string, Float32Array>();
+  const st = await openSafetensors(tensorFile);
+  try {
+    const have = [...st.tensors.keys()].sort(), want = [...files.tensors].sort();
+    if (have.join('\n') !== want.join('\n')) throw badFile(tensorFile, `holds tensors [${have.join(', ')}] but ${TRAINER_JSON} lists [${want.join(', ')}]`);
+    for (const name of have) {
+      if (st.tensors.get(name)!.dtype !== 'F32') throw badFile(tensorFile, `tensor ${JSON.stringify(name)} is not F32`);
+      tensors.set(name, await st.read(name));
+    }
+  } finally {
+    st.close();
+  }
+
+  let trajectory: Trajectory | null = null;
+  if (files.trajectory) {
+    const tf = join(dir, TRAJECTORY_FILE);
+    if (!existsSync(tf)) throw badFile(tf, 'missing');
+    const { tornTail, ...rest } = await readTrajectory(tf);
+    // A checkpoint's log was fsynced whole: a torn tail means the file is damaged.
+    if (tornTail) throw badFile(tf, 'the trajectory log is truncated');
+    trajectory = rest;
+  }
+  const adapterDir = files.adapter ? join(dir, 'adapter') : null;
+  if (adapterDir) {
+    for (const f of ['adapter_config.json', 'adapter_model.safetensors']) if (!existsSync(join(adapterDir, f))) throw badFile(join(adapterDir, f), 'missing');
+  }
+  const baseDir = files.base ? join(dir, 'base') : null;
+  if (baseDir && !existsSync(join(baseDir, 'model.safetensors'))) throw badFile(join(baseDir, 'model.safetensors'), 'missing');
+  return { dir, trainer: json.trainer, optimizer: { json: json.optimizer, tensors, trajectory }, adapterDir, baseDir };
+}
+
+/**
+ * Puts a loaded checkpoint's adapters into the model and its state into the optimizer
+ * (which replays the trajectory onto the base weights).
+ */
+export async function restoreCheckpoint(ckpt: LoadedCheckpoint, model: Model, optimizer: TrainableOptimizer): Promise<void> {
+  if (ckpt.adapterDir) await model.loadAdapter(ckpt.adapterDir);
+  else if (model.loraNames().length > 0) throw new ZofoError('ZOFO_INVALID_STATE', `${ckpt.dir}: the checkpoint has no adapter but the model has LoRA adapters`);
+  // loadState replays the trajectory onto the base weights.
+  await optimizer.loadState(ckpt.optimizer);
+}
