@@ -3,26 +3,17 @@
 // HybridOptimizer options, under reshuffling SGD. A fixed scenario (seeds printed),
 // checked with margins: this is a convergence check, not a kernel comparison.
 import t from 'tap';
-import { loadModel, type ClassificationExample } from '../lib/model/model.js';
+import { loadModel } from '../lib/model/model.js';
 import { HybridOptimizer } from '../lib/train/optimizer.js';
 import { ReshufflingSampler } from '../lib/train/sampler.js';
 import type { HybridOptimizerOptions } from '../lib/train/types.js';
-import { randomCheckpoint, seededRandom, writeCheckpointDir } from './helpers/tiny-checkpoints.js';
+import { syntheticTask } from './helpers/synthetic-task.js';
+import { randomCheckpoint, writeCheckpointDir } from './helpers/tiny-checkpoints.js';
 
 const CKPT_SEED = 123, DATA_SEED = 5;
 t.comment(`checkpoint seed ${CKPT_SEED}, data seed ${DATA_SEED}`);
 
-// The label is carried by the first prompt token: 20–23 → candidate 1, 30–33 → candidate 0.
-function task(n: number, r: ReturnType<typeof seededRandom>): ClassificationExample[] {
-  return Array.from({ length: n }, () => {
-    const label = r.uniform() < 0.5 ? 0 : 1;
-    const key = (label ? 20 : 30) + Math.floor(r.uniform() * 4);
-    return { prompt: [key, ...Array.from({ length: 3 }, () => 10 + Math.floor(r.uniform() * 38))], candidates: [[5], [7]], label };
-  });
-}
-
-const r = seededRandom(DATA_SEED);
-const train = task(64, r), dev = task(64, r);
+const { train, dev } = syntheticTask(48, 64, 64, DATA_SEED);
 
 const modes: Array<{ name: string; opts: HybridOptimizerOptions; lora: boolean; steps: number }> = [
   { name: 'LoRA-only', opts: { fo: { lr: 0.5 } }, lora: true, steps: 100 },
