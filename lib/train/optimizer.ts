@@ -297,8 +297,17 @@ export class HybridOptimizer implements TrainableOptimizer {
   }
 }
 
-/** s_{k,j}: the perturbation seed of step k, perturbation j, under a run seed. */
+/**
+ * s_{k,j}: the perturbation seed of step k, perturbation j (both 0-based), under a run
+ * seed: Philox4x32-10 keyed by the run seed at counter (k, j, 0x5eed5eed), so nearby
+ * (seed, k, j) give unrelated seeds. The engine derives its seeds with the same function.
+ */
 export function stepSeed(runSeed: number | bigint, k: number, j: number): bigint {
+  if (typeof runSeed === 'number' ? !Number.isSafeInteger(runSeed) || runSeed < 0 : typeof runSeed !== 'bigint' || runSeed < 0n || runSeed >= 1n << 64n) {
+    throw invalidArg('a 64-bit unsigned seed (bigint or non-negative safe integer)', 'seed', runSeed);
+  }
+  if (!Number.isSafeInteger(k) || k < 0) throw invalidArg('a non-negative integer', 'k', k);
+  if (!Number.isSafeInteger(j) || j < 0 || j > 0xffffffff) throw invalidArg('a non-negative 32-bit integer', 'j', j);
   return cpuBinding().NativeOptimizer.stepSeed(BigInt(runSeed), k, j);
 }
 
