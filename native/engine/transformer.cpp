@@ -218,17 +218,44 @@ Transformer::Weight Transformer::p(const std::string& name) const { return weigh
 // the active perturbation. Perturbing into scratch instead of in place means the stored
 // x is only ever written by an update: exact restore in every storage dtype.
 Transformer::Weight Transformer::weight(int64_t offset) const {
-  auto it = by_offset_.find(offset);
-  if (it == by_offset_.end()) throw Error("ZOFO_INTERNAL", "no tensor starts at parameter offset " + std::to_string(offset));
-  const size_t i = it->second;
-  const bool perturbed = perturbing_ && perturb_.scale != 0.0f && (*perturb_.trainable)[i];
-  if (!perturbed && dtype_ == DType::F32) return Weight{(const float*)store_ + offset, nullptr};
+  const size_t i = tensor_at(offset);
+  const float a = perturbation_of(i);
+  if (a == 0.0f && dtype_ == DType::F32) return Weight{(const float*)store_ + offset, nullptr};
   const int64_t n = specs_[i].numel();
   Weight w{nullptr, std::make_shared<Scratch>(be_, n)};
-  be_.weight_view(w.scratch->p, (const char*)store_ + offset * dtype_size(dtype_), dtype_, (uint64_t)n, streams_[i],
-                  0, perturb_.seed, perturbed ? perturb_.scale : 0.0f);
+  be_.weight_view(w.scratch->p, (const char*)store_ + offset * dtype_size(dtype_), dtype_, (uint64_t)n, streams_[i], 0,
+                  perturb_.seed, a);
   w.ptr = w.scratch->p;
   return w;
+}
+
+size_t Transformer::tensor_at(int64_t offset) const {
+  auto it = by_offset_.find(offset);
+  if (it == by_offset_.end()) throw Error("ZOFO_INTERNAL", "no tensor starts at parameter offset " + std::to_string(offset));
+  return it->second;
+}
+
+// The scale a of the active perturbation for tensor i (0: read it unperturbed).
+float Transformer::perturbation_of(size_t i) const {
+  return perturbing_ && (*perturb_.trainable)[i] ? perturb_.scale : 0.0f;
+}
+
+// out (N, C) = rows ids of the (·, C) table at `offset`, as weight() would see them: a
+// lookup reads N rows, so only those rows are converted and perturbed (element index
+// id·C + c of the table's stream), never the whole vocabulary.
+void Transformer::embedding_rows(float* out, int64_t offset, const int32_t* ids, int64_t N, int64_t C) const {
+  const size_t i = tensor_at(offset);
+  const float a = perturbation_of(i);
+  if (a == 0.0f && dtype_ == DType::F32) {
+    be_.embedding_forward(out, (const float*)store_ + offset, ids, N, C);
+    return;
+  }
+  const char* table = (const char*)store_ + offset * dtype_size(dtype_);
+  for (int64_t n = 0; n < N; ++n) {
+    const uint64_t first = (uint64_t)ids[n] * (uint64_t)C;
+    be_.weight_view(out + n * C, table + first * dtype_size(dtype_), dtype_, (uint64_t)C, streams_[i], first,
+                    perturb_.seed, a);
+  }
 }
 
 Transformer::Scratch::Scratch(Backend& be, int64_t n) : be(be), p(be.alloc_scratch((size_t)n)) {}
@@ -435,25 +462,25 @@ void Transformer::forward(const Batch& batch, Activations& act) {
   // Embeddings (N, C).
   Buf x(be_, N * C);
   if (c.family == ModelConfig::Llama) {
-    be_.embedding_forward(x.get(), p("model.embed_tokens.weight").get(), batch.ids.data(), N, C);
+    embedding_rows(x.get(), spec("model.embed_tokens.weight").offset, batch.ids.data(), N, C);
   } else if (c.family == ModelConfig::OPT) {
     if (E != C) {  // token embeddings (N, E), kept for project_in's weight gradient
       act.embed = Buf(be_, N * E);
-      be_.embedding_forward(act.embed.get(), p("model.decoder.embed_tokens.weight").get(), batch.ids.data(), N, E);
+      embedding_rows(act.embed.get(), spec("model.decoder.embed_tokens.weight").offset, batch.ids.data(), N, E);
       be_.matmul(false, true, N, C, E, 1.0f, act.embed.get(), E, p("model.decoder.project_in.weight").get(), E, 0.0f, x.get(), C);
     } else {
-      be_.embedding_forward(x.get(), p("model.decoder.embed_tokens.weight").get(), batch.ids.data(), N, C);
+      embedding_rows(x.get(), spec("model.decoder.embed_tokens.weight").offset, batch.ids.data(), N, C);
     }
     // OPT: row = cumsum(mask)·mask − 1 + 2 (pads read row 1).
     std::vector<int32_t> rows(N);
     for (int64_t i = 0; i < N; ++i) rows[i] = batch.mask[i] ? batch.positions[i] + (int32_t)c.position_offset : 1;
     Buf pos(be_, N * C);
-    be_.embedding_forward(pos.get(), p("model.decoder.embed_positions.weight").get(), rows.data(), N, C);
+    embedding_rows(pos.get(), spec("model.decoder.embed_positions.weight").offset, rows.data(), N, C);
     be_.axpy(x.get(), pos.get(), 1.0f, (size_t)(N * C));
   } else {
-    be_.embedding_forward(x.get(), p("transformer.wte.weight").get(), batch.ids.data(), N, C);
+    embedding_rows(x.get(), spec("transformer.wte.weight").offset, batch.ids.data(), N, C);
     Buf pos(be_, N * C);
-    be_.embedding_forward(pos.get(), p("transformer.wpe.weight").get(), batch.positions.data(), N, C);
+    embedding_rows(pos.get(), spec("transformer.wpe.weight").offset, batch.positions.data(), N, C);
     be_.axpy(x.get(), pos.get(), 1.0f, (size_t)(N * C));
   }
 

@@ -140,6 +140,9 @@ class Transformer {
     const std::vector<uint8_t>* trainable = nullptr;
   };
   Weight weight(int64_t offset) const;
+  size_t tensor_at(int64_t offset) const;
+  float perturbation_of(size_t tensor) const;
+  void embedding_rows(float* out, int64_t offset, const int32_t* ids, int64_t N, int64_t C) const;
 
   void build();
   void forward(const Batch& batch, Activations& act);
