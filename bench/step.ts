@@ -7,10 +7,12 @@
  * fused update) and bookkeeping. Peak RSS of step vs forward-only comes from child
  * processes that each build the same model and run one phase.
  * Llama-shaped model with random weights; classification batch of B prompts × T tokens,
- * 2 single-token candidates each.
+ * 2 single-token candidates each (default 16 × 64: MeZO's preset batch). The two weight
+ * passes cost the same whatever the batch, so the ratio grows as the batch shrinks
+ * (about 1.12–1.19 at 8 × 64 on 2 cores).
  *
  *   node dist/bench/step.js [--small] [--layers 12] [--hidden 768] [--ffn 2048] [--vocab 32000]
- *                           [--batch 8] [--seq 64] [--reps 5]
+ *                           [--batch 16] [--seq 64] [--reps 5]
  */
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -22,7 +24,8 @@ import { numberArg } from './args.js';
 const small = process.argv.includes('--small');
 const L = numberArg('layers', small ? 4 : 12), C = numberArg('hidden', small ? 256 : 768);
 const F = numberArg('ffn', small ? 688 : 2048), V = numberArg('vocab', small ? 8000 : 32000);
-const B = numberArg('batch', 8), T = numberArg('seq', 64), reps = numberArg('reps', 5);
+const B = numberArg('batch', 16),  // MeZO's preset batch size
+      T = numberArg('seq', 64), reps = numberArg('reps', 5);
 const NH = Math.max(1, Math.round(C / 64)), HS = C / NH;
 const phaseAt = process.argv.indexOf('--phase');
 const phase = phaseAt < 0 ? null : process.argv[phaseAt + 1];

@@ -5,7 +5,11 @@
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { loadModel } from '../lib/model/model.js';
 import { loadCheckpoint } from '../lib/train/checkpoint.js';
+import { HybridOptimizer } from '../lib/train/optimizer.js';
+import { Trainer } from '../lib/train/trainer.js';
+import { syntheticTask } from './helpers/synthetic-task.js';
 import { freshSeed } from './helpers/reference.js';
 import { randomCheckpoint, writeCheckpointDir } from './helpers/tiny-checkpoints.js';
 
@@ -62,4 +66,36 @@ t.test('a run killed with SIGKILL and resumed equals an uninterrupted run', asyn
   const a = full.find((l) => l.type === 'final')!, b = after.find((l) => l.type === 'final')!;
   t.equal(b.base, a.base, 'base weights (replayed from the trajectory, then trained on) hash equal');
   t.equal(b.adapters, a.adapters, 'adapters bit-identical');
+});
+
+t.test('full fine-tuning resumes from the base saved whole in its checkpoint (no seed log exists)', async (t) => {
+  const root = t.testdir({});
+  const modelDir = join(root, 'model');
+  await writeCheckpointDir(modelDir, randomCheckpoint('opt', seed + 1), { dtype: 'F32' });
+  const { train } = syntheticTask(48, 12, 1, seed);
+  const run = async (ckptDir: string, stopAt: number | null, resume: boolean) => {
+    const model = await loadModel(modelDir);
+    const opt = new HybridOptimizer(model, { fo: { lr: 0.05, params: 'all', optimizer: 'momentum' } });
+    const ac = new AbortController();
+    const trainer = new Trainer(model, opt, { batchSize: 4, steps: 6, seed: 2, checkpoint: { dir: ckptDir }, signal: ac.signal });
+    const losses: number[] = [];
+    let reason = '';
+    for await (const ev of trainer.fit(train, resume ? { resumeFrom: ckptDir } : {})) {
+      if (ev.type === 'step') {
+        losses.push(ev.loss);
+        if (ev.step === stopAt) ac.abort();
+      }
+      if (ev.type === 'done') reason = ev.reason;
+    }
+    const weights = await Promise.all(model.parameterNames().map((n) => model.tensor(n)));
+    model.dispose();
+    return { losses, reason, weights };
+  };
+  const full = await run(join(root, 'a'), null, false);
+  const first = await run(join(root, 'b'), 3, false);
+  t.equal(first.reason, 'aborted');
+  t.ok((await loadCheckpoint(join(root, 'b'))).baseDir, 'the checkpoint holds the base weights whole');
+  const rest = await run(join(root, 'b'), null, true);
+  t.same([...first.losses, ...rest.losses], full.losses, 'losses equal the uninterrupted run');
+  t.ok(rest.weights.every((w, i) => Buffer.compare(Buffer.from(w.buffer), Buffer.from(full.weights[i].buffer)) === 0), 'base weights bit-identical');
 });

@@ -21,7 +21,7 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ZofoError } from '../errors.js';
-import { openSafetensors, writeSafetensors, type TensorData } from '../formats/safetensors.js';
+import { openCheckpoint, openSafetensors, writeSafetensors, type TensorData } from '../formats/safetensors.js';
 import type { Model } from '../model/model.js';
 import type { SamplerState } from './sampler.js';
 import { readTrajectory, writeTrajectory } from './trajectory.js';
@@ -171,13 +171,15 @@ async function writeContents(dir: string, opts: SaveCheckpointOptions): Promise<
   if (opt.trajectory) await writeTrajectory(join(dir, TRAJECTORY_FILE), opt.trajectory);
   const adapter = model.loraNames().length > 0;
   if (adapter) await model.saveAdapter(join(dir, 'adapter'));
-  if (opts.saveBase) await writeBase(model, join(dir, 'base'));
+  // Gradient updates of the base (full fine-tuning) have no seed log: save the base whole.
+  const saveBase = (opts.saveBase ?? false) || (opt.trajectory === null && optimizer.stepCount > 0);
+  if (saveBase) await writeBase(model, join(dir, 'base'));
   const json: TrainerJson = {
     format: CHECKPOINT_FORMAT,
     version: CHECKPOINT_VERSION,
     trainer: opts.state,
     optimizer: opt.json,
-    files: { tensors: [...tensors.keys()], trajectory: opt.trajectory !== null, adapter, base: opts.saveBase ?? false },
+    files: { tensors: [...tensors.keys()], trajectory: opt.trajectory !== null, adapter, base: saveBase },
   };
   await writeDurable(join(dir, TRAINER_JSON), `${JSON.stringify(json, null, 2)}\n`);
   await syncTree(dir);
@@ -378,12 +380,27 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
 }
 
 /**
- * Puts a loaded checkpoint's adapters into the model and its state into the optimizer
- * (which replays the trajectory onto the base weights).
+ * Puts a loaded checkpoint's adapters into the model and its state into the optimizer.
+ * The base weights come from the checkpoint's base/ when it has one, else the optimizer
+ * replays the trajectory onto the base the model holds.
  */
 export async function restoreCheckpoint(ckpt: LoadedCheckpoint, model: Model, optimizer: TrainableOptimizer): Promise<void> {
   if (ckpt.adapterDir) await model.loadAdapter(ckpt.adapterDir);
   else if (model.loraNames().length > 0) throw new ZofoError('ZOFO_INVALID_STATE', `${ckpt.dir}: the checkpoint has no adapter but the model has LoRA adapters`);
-  // loadState replays the trajectory onto the base weights.
-  await optimizer.loadState(ckpt.optimizer);
+  if (ckpt.baseDir) {
+    const base = await openCheckpoint(ckpt.baseDir);
+    try {
+      for (const name of model.parameterNames()) {
+        if (!base.tensors.has(name)) throw badFile(join(ckpt.baseDir, 'model.safetensors'), `has no tensor ${name}`);
+        const shape = base.tensors.get(name)!.shape;
+        if (shape.join(',') !== model.tensorShape(name).join(',')) throw badFile(join(ckpt.baseDir, 'model.safetensors'), `tensor ${name} has shape [${shape.join(', ')}], the model's is [${model.tensorShape(name).join(', ')}]`);
+        model.native.setTensor(name, await base.read(name));
+      }
+    } finally {
+      base.close();
+    }
+    await optimizer.loadState(ckpt.optimizer, { replay: false });
+  } else {
+    await optimizer.loadState(ckpt.optimizer);
+  }
 }

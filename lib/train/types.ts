@@ -137,7 +137,7 @@ export interface TrainableOptimizer {
   /** Everything needed to continue exactly: JSON-safe scalars and named fp32 tensors (moments). */
   state(): OptimizerState;
   /** Restores state(); replays its trajectory onto the base weights the model holds (async). */
-  loadState(state: OptimizerState): Promise<void>;
+  loadState(state: OptimizerState, opts?: { replay?: boolean }): Promise<void>;
   trajectory(): Trajectory;
   saveTrajectory(file: string): Promise<void>;
 }
