@@ -386,6 +386,9 @@ t.test('options are validated with messages naming the option', async (t) => {
   t.throws(() => opt.trajectory(), { code: 'ZOFO_INVALID_STATE' }, 'no trajectory before the first step');
   opt.dispose();
   await t.rejects(opt.step([{ prompt: [1], target: [2] }]), { code: 'ZOFO_DISPOSED' });
+  const other = new HybridOptimizer(model, { zo: { lr: 1e-3 } });
+  model.dispose();
+  await t.rejects(other.step([{ prompt: [1], target: [2] }]), { code: 'ZOFO_DISPOSED' }, "disposing the model disposes its optimizers");
 });
 
 t.test('foAt plus: 2 forwards, adapter gradient at x + μz; step is still exact', async (t) => {

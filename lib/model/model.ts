@@ -455,8 +455,17 @@ export class Model {
     return { result, grad, baseGrad };
   }
 
-  /** Frees the native model (in-flight calls finish first). Further calls throw ZOFO_DISPOSED. */
+  readonly #dependents = new Set<{ dispose(): void }>();
+
+  /** @internal disposed with the model (its optimizers). */
+  attach(dependent: { dispose(): void }): void {
+    this.#dependents.add(dependent);
+  }
+
+  /** Frees the native model and its optimizers (in-flight calls finish first). Further calls throw ZOFO_DISPOSED. */
   dispose(): void {
+    for (const d of this.#dependents) d.dispose();
+    this.#dependents.clear();
     this.#native?.dispose();
     this.#native = null;
   }

@@ -127,6 +127,7 @@ export class HybridOptimizer implements TrainableOptimizer {
     } catch (err) {
       rethrowNative(err, 'HybridOptimizer');
     }
+    model.attach(this);
   }
 
   #live(): NativeOptimizer {

@@ -29,26 +29,7 @@ class CpuBackend final : public Backend {
   // Freed buffers are kept by size and handed out again (zeroed): a forward allocates
   // the same shapes every step, and fresh pages cost a fault plus the kernel's zeroing
   // each time (a third of a small model's forward). At most kCacheBytes are kept.
-  float* alloc(size_t n) override {
-    n = n ? n : 1;
-    {
-      std::lock_guard<std::mutex> guard(lock_);
-      auto it = cache_.find(n);
-      if (it != cache_.end()) {
-        float* p = it->second;
-        cache_.erase(it);
-        cached_bytes_ -= n * sizeof(float);
-        sizes_[p] = n;
-        memset(p, 0, n * sizeof(float));
-        return p;
-      }
-    }
-    float* p = new (std::nothrow) float[n]();
-    if (!p) throw std::bad_alloc();
-    std::lock_guard<std::mutex> guard(lock_);
-    sizes_[p] = n;
-    return p;
-  }
+  float* alloc(size_t n) override { return take(n, true); }
   void free(float* p) override {
     if (!p) return;
     std::lock_guard<std::mutex> guard(lock_);
@@ -73,25 +54,7 @@ class CpuBackend final : public Backend {
   void fill(float* dst, float value, size_t n) override {
     for (size_t i = 0; i < n; ++i) dst[i] = value;
   }
-  float* alloc_scratch(size_t n) override {
-    n = n ? n : 1;
-    {
-      std::lock_guard<std::mutex> guard(lock_);
-      auto it = cache_.find(n);
-      if (it != cache_.end()) {
-        float* p = it->second;
-        cache_.erase(it);
-        cached_bytes_ -= n * sizeof(float);
-        sizes_[p] = n;
-        return p;
-      }
-    }
-    float* p = new (std::nothrow) float[n];
-    if (!p) throw std::bad_alloc();
-    std::lock_guard<std::mutex> guard(lock_);
-    sizes_[p] = n;
-    return p;
-  }
+  float* alloc_scratch(size_t n) override { return take(n, false); }
   void upload_raw(void* dst, const void* host, size_t bytes) override { memcpy(dst, host, bytes); }
   void download_raw(void* host, const void* src, size_t bytes) override { memcpy(host, src, bytes); }
 
@@ -219,6 +182,28 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // A buffer of n floats, from the cache when one of that size is free (zeroed on request).
+  float* take(size_t n, bool zero) {
+    n = n ? n : 1;
+    {
+      std::lock_guard<std::mutex> guard(lock_);
+      auto it = cache_.find(n);
+      if (it != cache_.end()) {
+        float* p = it->second;
+        cache_.erase(it);
+        cached_bytes_ -= n * sizeof(float);
+        sizes_[p] = n;
+        if (zero) memset(p, 0, n * sizeof(float));
+        return p;
+      }
+    }
+    float* p = zero ? new (std::nothrow) float[n]() : new (std::nothrow) float[n];
+    if (!p) throw std::bad_alloc();
+    std::lock_guard<std::mutex> guard(lock_);
+    sizes_[p] = n;
+    return p;
+  }
+
   static constexpr size_t kCacheBytes = size_t(1) << 30;
   std::mutex lock_;
   std::multimap<size_t, float*> cache_;          // free buffers by size
