@@ -8,11 +8,11 @@
  * Conv1D weights, stored [in, out], get the transpose), loadable by loadModel and by
  * transformers. Every file is written atomically (temp file, fsync, rename).
  */
-import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { invalidArg, ZofoError } from '../errors.js';
+import { badFile, ioError, writeFileAtomic } from './files.js';
 import { openSafetensors, writeSafetensors, type TensorData } from './safetensors.js';
 
 /** What a Model exposes to these formats (lib/model/model.ts implements it). */
@@ -31,23 +31,6 @@ export interface AdaptedModel {
 
 const GPT2_CONV1D = /\.(c_attn|c_proj|c_fc)$/;
 
-async function writeFileAtomic(file: string, text: string): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  try {
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file);
-  } catch (err) {
-    await unlink(tmp).catch(() => {});
-    throw new ZofoError('ZOFO_IO', `${file}: could not write: ${(err as Error).message}`, { cause: err });
-  }
-}
-
 /** JSON with object keys sorted at every level (PEFT's adapter_config.json is). */
 function sortedJson(value: unknown): string {
   const sort = (v: unknown): unknown => {
@@ -63,7 +46,7 @@ async function ensureDir(dir: string): Promise<void> {
   try {
     await mkdir(dir, { recursive: true });
   } catch (err) {
-    throw new ZofoError('ZOFO_IO', `${dir}: could not create the directory: ${(err as Error).message}`, { cause: err });
+    throw ioError(dir, 'could not create the directory', err);
   }
 }
 
@@ -85,7 +68,7 @@ export async function saveAdapter(model: AdaptedModel, dir: string): Promise<voi
     layers_pattern: null, layers_to_transform: null, lora_alpha: lora.alpha, lora_dropout: 0.0,
     modules_to_save: null, peft_type: 'LORA', r: lora.rank, rank_pattern: {}, revision: null,
     target_modules: [...lora.targets].sort(), task_type: 'CAUSAL_LM',
-  }));
+  }), 'could not write');
 }
 
 /**
@@ -104,9 +87,9 @@ export async function loadAdapter(model: AdaptedModel, dir: string): Promise<voi
   }
   if (cfg.peft_type !== 'LORA') throw new ZofoError('ZOFO_UNSUPPORTED', `${configFile}: peft_type ${JSON.stringify(cfg.peft_type)} is not supported (LORA is)`);
   const rank = cfg.r, alpha = cfg.lora_alpha, targets = cfg.target_modules;
-  if (!Number.isInteger(rank) || (rank as number) < 1) throw new ZofoError('ZOFO_BAD_FILE', `${configFile}: r must be a positive integer`);
-  if (typeof alpha !== 'number') throw new ZofoError('ZOFO_BAD_FILE', `${configFile}: lora_alpha must be a number`);
-  if (!Array.isArray(targets) || !targets.every((x) => typeof x === 'string')) throw new ZofoError('ZOFO_BAD_FILE', `${configFile}: target_modules must be a list of module names`);
+  if (!Number.isInteger(rank) || (rank as number) < 1) throw badFile(configFile, 'r must be a positive integer');
+  if (typeof alpha !== 'number') throw badFile(configFile, 'lora_alpha must be a number');
+  if (!Array.isArray(targets) || !targets.every((x) => typeof x === 'string')) throw badFile(configFile, 'target_modules must be a list of module names');
   if ((cfg.bias ?? 'none') !== 'none') throw new ZofoError('ZOFO_UNSUPPORTED', `${configFile}: bias ${JSON.stringify(cfg.bias)} is not supported (none is)`);
   const existing = model.loraConfig();
   if (!existing) model.addLoRA({ rank: rank as number, alpha, targets: targets as string[] });
@@ -119,7 +102,7 @@ export async function loadAdapter(model: AdaptedModel, dir: string): Promise<voi
     const have = new Set(file.tensors.keys());
     const missing = [...want].filter((n) => !have.has(n)), extra = [...have].filter((n) => !want.has(n));
     if (missing.length || extra.length) {
-      throw new ZofoError('ZOFO_BAD_FILE', `${file.file}: adapter tensors do not match the model's LoRA modules` +
+      throw badFile(file.file, "adapter tensors do not match the model's LoRA modules" +
         (missing.length ? `; missing ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}` : '') +
         (extra.length ? `; unexpected ${extra.slice(0, 3).join(', ')}${extra.length > 3 ? ', …' : ''}` : ''));
     }
@@ -160,7 +143,7 @@ export async function saveMerged(model: AdaptedModel, dir: string): Promise<void
     merged.set(name, { dtype: 'F32', shape, data });
   }
   await writeSafetensors(join(dir, 'model.safetensors'), merged, { format: 'pt' });
-  await writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify({ ...model.config.raw, torch_dtype: 'float32' }, null, 2)}\n`);
+  await writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify({ ...model.config.raw, torch_dtype: 'float32' }, null, 2)}\n`, 'could not write');
   for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) {
     if (existsSync(join(model.dir, f))) await copyFile(join(model.dir, f), join(dir, f));
   }

@@ -9,11 +9,11 @@
  * names the file and the problem. Only the header passes through the JS heap; tensor
  * bytes are read by native code (native/io/mapped_file.h), which checks bounds again.
  */
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { cpuBinding, type CpuBinding } from '../binding.js';
 import { awaitNative, describe, invalidArg, rethrowNative, ZofoError } from '../errors.js';
+import { badFile, ioError, isCount, isRecord, parseJsonHeader, writeFileAtomic } from './files.js';
 
 /** The storage dtypes zofo reads and writes. */
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
@@ -39,17 +39,6 @@ export interface TensorInfo {
 }
 
 type NativeFile = InstanceType<CpuBinding['MappedFile']>;
-
-function badFile(file: string, problem: string): ZofoError {
-  return new ZofoError('ZOFO_BAD_FILE', `${file}: ${problem}`);
-}
-
-function ioError(file: string, action: string, err: unknown): ZofoError {
-  return new ZofoError('ZOFO_IO', `${file}: ${action}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-}
-
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 /** Product of a shape, or undefined when it exceeds 2^53 − 1. */
 function numel(shape: readonly number[]): number | undefined {
@@ -91,18 +80,7 @@ function findDuplicateKey(text: string): { key: string; under?: string } | undef
 
 /** Parses and validates a header (the N bytes after the length prefix) against a data section of `dataLength` bytes. */
 function parseHeader(file: string, bytes: Uint8Array, dataLength: number): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
-    throw badFile(file, 'header is not valid UTF-8');
-  }
-  let header: unknown;
-  try {
-    header = JSON.parse(text);
-  } catch (err) {
-    throw badFile(file, `header is not valid JSON (${(err as Error).message})`);
-  }
+  const { text, value: header } = parseJsonHeader(file, bytes);
   if (!isRecord(header)) throw badFile(file, `header is not a JSON object but ${describe(header)}`);
   const dup = findDuplicateKey(text);
   if (dup) {
@@ -421,22 +399,6 @@ function buildHeader(names: readonly string[], tensors: ReadonlyMap<string, Tens
   return padded;
 }
 
-/** Writes all of `bytes` at the handle's position, in chunks (fs caps one write near 2 GiB). */
-async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
-  const CHUNK = 1 << 26;
-  for (let at = 0; at < bytes.length;) {
-    const { bytesWritten } = await handle.write(bytes, at, Math.min(CHUNK, bytes.length - at));
-    at += bytesWritten;
-  }
-}
-
-/** Makes a rename in `dir` durable. Best effort: Windows cannot open a directory. */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r').catch(() => undefined);
-  await handle?.sync().catch(() => undefined);
-  await handle?.close();
-}
-
 /**
  * Writes a safetensors file atomically: a temp file in the same directory, fsync, then
  * rename over `file`. On any error the temp file is removed and an existing `file` is
@@ -457,23 +419,8 @@ export async function writeSafetensors(
   const names = [...byName.keys()].sort();
   const header = buildHeader(names, byName, metadata);
 
-  const tmp = join(dirname(file), `${basename(file)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(tmp, 'wx');
-    const prefix = Buffer.alloc(8);
-    prefix.writeBigUInt64LE(BigInt(header.length));
-    await writeAll(handle, prefix);
-    await writeAll(handle, header);
-    for (const name of names) await writeAll(handle, bytes.get(name) as Uint8Array); // host order: little-endian
-    await handle.sync();
-    await handle.close();
-    handle = undefined;
-    await rename(tmp, file);
-    await syncDirectory(dirname(file));
-  } catch (err) {
-    await handle?.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    throw ioError(file, 'cannot write', err);
-  }
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(header.length));
+  // Host order is little-endian, as safetensors stores tensors.
+  await writeFileAtomic(file, [prefix, header, ...names.map((name) => bytes.get(name) as Uint8Array)]);
 }

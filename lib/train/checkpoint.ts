@@ -21,6 +21,7 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ZofoError } from '../errors.js';
+import { badFile, ioError, isCount, isRecord, syncDirectory, uniqueSuffix, writeFileAtomic } from '../formats/files.js';
 import { openCheckpoint, openSafetensors, writeSafetensors, type TensorData } from '../formats/safetensors.js';
 import type { Model } from '../model/model.js';
 import type { SamplerState } from './sampler.js';
@@ -92,24 +93,14 @@ interface TrainerJson {
 }
 
 export const stepDirName = (step: number): string => `step-${String(step).padStart(6, '0')}`;
-const suffix = (): string => `${process.pid}-${randomBytes(4).toString('hex')}`;
-const badFile = (file: string, what: string, cause?: unknown): ZofoError =>
-  new ZofoError('ZOFO_BAD_FILE', `${file}: ${what}`, cause === undefined ? undefined : { cause });
-const ioError = (path: string, what: string, cause: unknown): ZofoError =>
-  cause instanceof ZofoError ? cause : new ZofoError('ZOFO_IO', `${path}: ${what}: ${(cause as Error)?.message ?? String(cause)}`, { cause });
 
-/** fsync a file, or (best effort: Windows cannot open one) a directory. */
-async function syncPath(path: string, isDir = false): Promise<void> {
-  const handle = await open(path, 'r').catch((err) => {
-    if (isDir) return undefined;
-    throw err;
-  });
+/** fsync a file (directories: syncDirectory, best effort). */
+async function syncFile(file: string): Promise<void> {
+  const handle = await open(file, 'r');
   try {
-    await handle?.sync().catch((err) => {
-      if (!isDir) throw err;
-    });
+    await handle.sync();
   } finally {
-    await handle?.close();
+    await handle.close();
   }
 }
 
@@ -117,9 +108,9 @@ async function syncPath(path: string, isDir = false): Promise<void> {
 async function syncTree(dir: string): Promise<void> {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     if (entry.isDirectory()) await syncTree(join(dir, entry.name));
-    else await syncPath(join(dir, entry.name));
+    else await syncFile(join(dir, entry.name));
   }
-  await syncPath(dir, true);
+  await syncDirectory(dir);
 }
 
 async function writeDurable(file: string, text: string): Promise<void> {
@@ -129,19 +120,6 @@ async function writeDurable(file: string, text: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
-  }
-}
-
-/** Replaces `file` atomically: temp file, fsync, rename, directory fsync. */
-async function replaceFile(file: string, text: string): Promise<void> {
-  const tmp = `${file}.tmp-${suffix()}`;
-  try {
-    await writeDurable(tmp, text);
-    await rename(tmp, file);
-    await syncPath(dirname(file), true);
-  } catch (err) {
-    await rm(tmp, { force: true }).catch(() => undefined);
-    throw ioError(file, 'could not write', err);
   }
 }
 
@@ -172,7 +150,7 @@ async function writeContents(dir: string, opts: SaveCheckpointOptions): Promise<
   const adapter = model.loraNames().length > 0;
   if (adapter) await model.saveAdapter(join(dir, 'adapter'));
   // Gradient updates of the base (full fine-tuning) have no seed log: save the base whole.
-  const saveBase = (opts.saveBase ?? false) || (opt.trajectory === null && optimizer.stepCount > 0);
+  const saveBase = (opts.saveBase ?? false) || opt.baseNeedsSaving === true;
   if (saveBase) await writeBase(model, join(dir, 'base'));
   const json: TrainerJson = {
     format: CHECKPOINT_FORMAT,
@@ -187,7 +165,7 @@ async function writeContents(dir: string, opts: SaveCheckpointOptions): Promise<
 
 /** Writes `name` under `root` via a temp directory; returns the temp path (caller renames). */
 async function writeTempDir(root: string, name: string, opts: SaveCheckpointOptions): Promise<string> {
-  const tmp = join(root, `${name}.tmp-${suffix()}`);
+  const tmp = join(root, `${name}.tmp-${uniqueSuffix()}`);
   try {
     await mkdir(tmp, { recursive: true });
     await writeContents(tmp, opts);
@@ -242,16 +220,16 @@ export async function saveCheckpoint(root: string, opts: SaveCheckpointOptions):
   try {
     // An uncommitted directory of that name (crash leftover, abandoned run) is replaced.
     if (existsSync(target)) {
-      old = join(root, `${name}.old-${suffix()}`);
+      old = join(root, `${name}.old-${uniqueSuffix()}`);
       await rename(target, old);
     }
     await rename(tmp, target);
-    await syncPath(root, true);
+    await syncDirectory(root);
   } catch (err) {
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     throw ioError(target, 'could not commit the checkpoint', err);
   }
-  await replaceFile(join(root, LATEST), `${JSON.stringify({ step: opts.state.step, path: name })}\n`);
+  await writeFileAtomic(join(root, LATEST), `${JSON.stringify({ step: opts.state.step, path: name })}\n`, 'could not write');
   for (const d of [...dropped, ...(old ? [basename(old)] : [])]) await rm(join(root, d), { recursive: true, force: true }).catch(() => undefined);
   return { dir: target, history };
 }
@@ -265,11 +243,11 @@ export async function saveBestCheckpoint(root: string, opts: SaveCheckpointOptio
   await mkdir(root, { recursive: true }).catch((err) => { throw ioError(root, 'could not create the directory', err); });
   const tmp = await writeTempDir(root, BEST, opts);
   const target = join(root, BEST);
-  const old = join(root, `${BEST}.old-${suffix()}`);
+  const old = join(root, `${BEST}.old-${uniqueSuffix()}`);
   try {
     if (existsSync(target)) await rename(target, old);
     await rename(tmp, target);
-    await syncPath(root, true);
+    await syncDirectory(root);
   } catch (err) {
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     throw ioError(target, 'could not commit the best checkpoint', err);
@@ -289,7 +267,6 @@ async function recoverBest(path: string): Promise<string | null> {
   return join(root, withTime[0].n);
 }
 
-const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
 const isNum = (x: unknown): boolean => typeof x === 'number' || x === null; // JSON writes NaN as null
 
 function isEval(x: unknown): boolean {
@@ -341,7 +318,7 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   if (typeof json !== 'object' || json === null || json.format !== CHECKPOINT_FORMAT) throw badFile(file, `not a zofo trainer checkpoint (format ${JSON.stringify((json as { format?: unknown })?.format)})`);
   if (json.version !== CHECKPOINT_VERSION) throw badFile(file, `checkpoint version ${JSON.stringify(json.version)} is not supported (${CHECKPOINT_VERSION} is)`);
   checkTrainer(file, json.trainer);
-  if (typeof json.optimizer !== 'object' || json.optimizer === null || Array.isArray(json.optimizer)) throw badFile(file, 'optimizer is missing or not an object');
+  if (!isRecord(json.optimizer)) throw badFile(file, 'optimizer is missing or not an object');
   const files = json.files;
   if (typeof files !== 'object' || files === null || !Array.isArray(files.tensors) || typeof files.trajectory !== 'boolean' ||
     typeof files.adapter !== 'boolean' || typeof files.base !== 'boolean') throw badFile(file, 'files is missing or malformed');

@@ -249,6 +249,7 @@ export class HybridOptimizer implements TrainableOptimizer {
       },
       tensors,
       trajectory: full || this.#baseHash === null ? null : this.trajectory(),
+      baseNeedsSaving: full && this.#step > 0,
     };
   }
 

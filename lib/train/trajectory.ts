@@ -44,11 +44,10 @@
  * trailing records whose 48 bytes are all zero (never valid: their CRC would not match),
  * and a final step with fewer than q records. Anything else that is wrong is an error.
  */
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib'; // Node ≥ 20.15; package.json requires ≥ 20.17
 import { describe, invalidArg, ZofoError } from '../errors.js';
+import { badFile, ioError, isCount, isRecord, parseJsonHeader, writeAll, writeFileAtomic } from '../formats/files.js';
 import type { Trajectory, TrajectoryHeader, TrajectoryRecord, TrajectoryTensor } from './types.js';
 
 export const TRAJECTORY_VERSION = 1;
@@ -68,16 +67,6 @@ const HEADER_KEYS = ['base', 'estimator', 'mu', 'perturbations', 'seed', 'table'
 const BASE_KEYS = ['dtype', 'hash', 'parameters'];
 const TENSOR_KEYS = ['count', 'decay', 'name', 'trainable'];
 
-function badFile(file: string, problem: string): ZofoError {
-  return new ZofoError('ZOFO_BAD_FILE', `${file}: ${problem}`);
-}
-
-function ioError(file: string, action: string, err: unknown): ZofoError {
-  return new ZofoError('ZOFO_IO', `${file}: ${action}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-}
-
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const isFinite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 // JSON has no −0: normalizing it keeps the in-memory header equal to what the file holds.
 const noNegativeZero = (v: number): number => (v === 0 ? 0 : v);
@@ -305,18 +294,7 @@ function decode(bytes: Uint8Array, file: string): Decoded {
   if (length > size - PREAMBLE_BYTES) throw badFile(file, `header length ${length} runs past the end of the file (${size} bytes)`);
   if (length % 8 !== 0) throw badFile(file, `header length ${length} is not a multiple of 8`);
 
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(PREAMBLE_BYTES, PREAMBLE_BYTES + length));
-  } catch {
-    throw badFile(file, 'header is not valid UTF-8');
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw badFile(file, `header is not valid JSON (${(err as Error).message})`);
-  }
+  const json = parseJsonHeader(file, bytes.subarray(PREAMBLE_BYTES, PREAMBLE_BYTES + length)).value;
   const header = normalizeHeader(json, fileFieldError(file), (path, key) => badFile(file, `unknown header field ${path ? `${path}.${key}` : key}`));
 
   const start = PREAMBLE_BYTES + length;
@@ -392,40 +370,6 @@ export async function readTrajectory(file: string): Promise<Trajectory & { tornT
 
 // ---- writing ----
 
-/** Writes all of `bytes` at `position`. */
-async function writeAll(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
-  for (let done = 0; done < bytes.length;) {
-    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done);
-    done += bytesWritten;
-  }
-}
-
-/** Makes a rename in `dir` durable. Best effort: Windows cannot open a directory. */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r').catch(() => undefined);
-  await handle?.sync().catch(() => undefined);
-  await handle?.close();
-}
-
-/** Temp file in the same directory, fsync, rename over `file`: readers see the old file or the new one. */
-async function writeAtomically(file: string, bytes: Uint8Array): Promise<void> {
-  const tmp = join(dirname(file), `${basename(file)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(tmp, 'wx');
-    await writeAll(handle, bytes, 0);
-    await handle.sync();
-    await handle.close();
-    handle = undefined;
-    await rename(tmp, file);
-    await syncDirectory(dirname(file));
-  } catch (err) {
-    await handle?.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    throw ioError(file, 'cannot write', err);
-  }
-}
-
 /**
  * Writes a whole trajectory atomically. The records must be in log order and end
  * with a complete step (ZOFO_INVALID_ARG otherwise).
@@ -440,7 +384,7 @@ export async function writeTrajectory(file: string, t: Trajectory): Promise<void
   const bytes = new Uint8Array(head.length + body.length);
   bytes.set(head, 0);
   bytes.set(body, head.length);
-  await writeAtomically(file, bytes);
+  await writeFileAtomic(file, bytes);
 }
 
 /**
@@ -478,7 +422,7 @@ export class TrajectoryAppender {
       throw ioError(file, 'cannot open', err);
     });
     if (!handle) {
-      await writeAtomically(file, headerBytes(expected));
+      await writeFileAtomic(file, headerBytes(expected));
       handle = await open(file, 'r+').catch((err: unknown) => {
         throw ioError(file, 'cannot open', err);
       });

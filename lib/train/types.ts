@@ -146,4 +146,6 @@ export interface OptimizerState {
   json: Record<string, unknown>;
   tensors: Map<string, Float32Array>;
   trajectory: Trajectory | null;
+  /** The base weights changed in ways no trajectory records (full fine-tuning): checkpoints must save them whole. */
+  baseNeedsSaving?: boolean;
 }
