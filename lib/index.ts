@@ -23,9 +23,11 @@ export type { SamplerOptions, SamplerState } from './train/sampler.js';
 export { learningRate } from './train/schedule.js';
 export { HybridOptimizer, applyTrajectory, stepSeed } from './train/optimizer.js';
 export { replay } from './train/replay.js';
-export { Trainer } from './train/trainer.js';
+export { Trainer, evaluate } from './train/trainer.js';
 export type { TrainerOptions, TrainerEvent, EvalOptions, CheckpointOptions, FitOptions, BestInfo } from './train/trainer.js';
 export { loadCheckpoint } from './train/checkpoint.js';
+export { loadTask, sampleExamples, sampleIndices, splitTask, TASK_NAMES } from './data/tasks.js';
+export type { Task, TaskName } from './data/tasks.js';
 export type { ReplayOptions } from './train/replay.js';
 export { readTrajectory, writeTrajectory, TrajectoryAppender, TRAJECTORY_VERSION } from './train/trajectory.js';
 export type {

@@ -86,6 +86,27 @@ function fingerprint(train: Example[]): string {
   return hash.digest('hex');
 }
 
+/**
+ * Mean loss (weighted by examples) and accuracy of `model` over `data`, in minibatches;
+ * accuracy is null without classification examples.
+ */
+export async function evaluate(model: Model, data: Example[], batchSize = 16): Promise<{ loss: number; accuracy: number | null }> {
+  if (!Array.isArray(data) || data.length === 0) throw invalidArg('a non-empty array of examples', 'data', data);
+  if (!isPositiveInt(batchSize)) throw invalidArg('a positive integer', 'batchSize', batchSize);
+  // model.loss takes one kind per batch: classification and LM examples batch apart.
+  const groups = [data.filter(isClassification), data.filter((e) => !isClassification(e))];
+  let lossSum = 0, correct = 0;
+  for (const group of groups) {
+    for (let i = 0; i < group.length; i += batchSize) {
+      const batch = group.slice(i, i + batchSize);
+      const r = await model.loss(batch);
+      lossSum += r.loss * batch.length;
+      r.predictions?.forEach((p, j) => { if (p === (batch[j] as ClassificationExample).label) correct++; });
+    }
+  }
+  return { loss: lossSum / data.length, accuracy: groups[0].length > 0 ? correct / groups[0].length : null };
+}
+
 interface ResolvedEval { data: Example[]; every: number | null; batchSize: number; metric: 'loss' | 'accuracy' }
 
 export class Trainer {
@@ -142,19 +163,7 @@ export class Trainer {
 
   /** Mean loss (weighted by examples) and accuracy over the eval set; accuracy is null without classification examples. */
   async evaluate(data: Example[] = this.#eval?.data ?? [], batchSize = this.#eval?.batchSize ?? this.options.batchSize): Promise<{ loss: number; accuracy: number | null }> {
-    if (!Array.isArray(data) || data.length === 0) throw invalidArg('a non-empty array of examples', 'data', data);
-    // model.loss takes one kind per batch: classification and LM examples batch apart.
-    const groups = [data.filter(isClassification), data.filter((e) => !isClassification(e))];
-    let lossSum = 0, correct = 0;
-    for (const group of groups) {
-      for (let i = 0; i < group.length; i += batchSize) {
-        const batch = group.slice(i, i + batchSize);
-        const r = await this.model.loss(batch);
-        lossSum += r.loss * batch.length;
-        r.predictions?.forEach((p, j) => { if (p === (batch[j] as ClassificationExample).label) correct++; });
-      }
-    }
-    return { loss: lossSum / data.length, accuracy: groups[0].length > 0 ? correct / groups[0].length : null };
+    return evaluate(this.model, data, batchSize);
   }
 
   /** Trains on `train`, yielding events; ends with one 'done' event (errors other than non-finite steps and aborts are thrown). */

@@ -1,0 +1,164 @@
+/**
+ * `zofo` — the command line: train, eval, replay, merge, bench, demo. Arguments are
+ * parsed with commander; each command calls a function of lib/cli/commands.ts or
+ * lib/cli/demo.ts. A JSON config file (--config) fills the same fields as the flags;
+ * flags win.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { ZofoError } from '../errors.js';
+import { TASK_NAMES } from '../data/tasks.js';
+import { evalCommand, mergeCommand, MODES, readConfig, replayCommand, train, type TrainConfig } from './commands.js';
+import { demo } from './demo.js';
+
+const int = (name: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
+  return n;
+};
+const num = (name: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
+  return n;
+};
+const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
+
+// Flags → the TrainConfig shape (only the ones given, so a config file's values survive).
+function trainConfig(flags: Record<string, unknown>, file: Record<string, unknown>): TrainConfig {
+  const c: Record<string, unknown> = { ...file };
+  const zo = { ...(file.zo as object) } as Record<string, unknown>, fo = { ...(file.fo as object) } as Record<string, unknown>;
+  const lora = { ...(file.lora as object) } as Record<string, unknown>;
+  const set = (target: Record<string, unknown>, key: string, flag: string) => { if (flags[flag] !== undefined) target[key] = flags[flag]; };
+  for (const k of ['model', 'dtype', 'task', 'train', 'dev', 'trainSamples', 'devSamples', 'mode', 'steps', 'epochs', 'batchSize', 'seed', 'evalEvery', 'checkpointEvery', 'keep', 'out', 'resume']) set(c, k, k);
+  set(zo, 'lr', 'lrX'); set(zo, 'mu', 'mu'); set(zo, 'estimator', 'estimator'); set(zo, 'perturbations', 'perturbations'); set(zo, 'weightDecay', 'wdX');
+  set(fo, 'lr', 'lrY'); set(fo, 'optimizer', 'foOptimizer'); set(fo, 'weightDecay', 'wdY');
+  set(lora, 'rank', 'rank'); set(lora, 'alpha', 'alpha'); set(lora, 'targets', 'targets');
+  Object.assign(c, { zo, fo, lora });
+  for (const k of ['model', 'task', 'train', 'out']) {
+    if (typeof c[k] !== 'string' || c[k] === '') throw new ZofoError('ZOFO_INVALID_ARG', `zofo train: --${k} is required (or "${k}" in the --config file)`);
+  }
+  if (c.steps !== undefined && c.epochs !== undefined && flags.steps !== undefined && flags.epochs !== undefined) {
+    throw new ZofoError('ZOFO_INVALID_ARG', 'zofo train: give --steps or --epochs, not both');
+  }
+  if (flags.steps !== undefined) delete c.epochs;
+  if (flags.epochs !== undefined) delete c.steps;
+  return c as unknown as TrainConfig;
+}
+
+export function program(): Command {
+  const p = new Command('zofo')
+    .description('Hybrid zeroth-order / first-order fine-tuning of LLMs (ZO on all base weights, backprop on LoRA adapters)')
+    .showHelpAfterError();
+
+  p.command('train')
+    .description('fine-tune a HuggingFace model directory on a task; writes checkpoints, the PEFT adapter, the ZO trajectory and curves under --out')
+    .option('--config <file>', 'JSON file with the same fields (model, task, train, dev, mode, steps, zo: {...}, fo: {...}, lora: {...}, out, ...)')
+    .option('--model <dir>', 'HuggingFace model directory (config.json, safetensors, tokenizer.json)')
+    .addOption(new Option('--dtype <dtype>', 'storage of the base weights').choices(['f32', 'bf16', 'f16']))
+    .addOption(new Option('--task <name>', 'task format').choices([...TASK_NAMES]))
+    .option('--train <file>', 'training data file')
+    .option('--dev <file>', 'dev data file (evaluated during training; selects the best checkpoint)')
+    .option('--train-samples <n>', 'use the first n training examples', int('--train-samples'))
+    .option('--dev-samples <n>', 'use the first n dev examples', int('--dev-samples'))
+    .addOption(new Option('--mode <mode>', 'hybrid: ZO on base + LoRA by backprop; zo: MeZO; lora: LoRA only; full: backprop on every weight').choices([...MODES]))
+    .option('--steps <n>', 'optimizer steps', int('--steps'))
+    .option('--epochs <n>', 'epochs (default 1 when neither is given)', int('--epochs'))
+    .option('--batch-size <n>', 'examples per step (default 16)', int('--batch-size'))
+    .option('--lr-x <lr>', 'ZO learning rate of the base weights (default 1e-6)', num('--lr-x'))
+    .option('--lr-y <lr>', 'first-order learning rate (default 1e-4)', num('--lr-y'))
+    .option('--mu <mu>', 'ZO smoothing radius (default 1e-3)', num('--mu'))
+    .addOption(new Option('--estimator <name>', 'ZO estimator (default forward)').choices(['forward', 'central']))
+    .option('--perturbations <q>', 'ZO perturbations per step (default 1)', int('--perturbations'))
+    .option('--wd-x <wd>', 'ZO weight decay', num('--wd-x'))
+    .option('--wd-y <wd>', 'first-order weight decay', num('--wd-y'))
+    .addOption(new Option('--fo-optimizer <name>', 'first-order optimizer (default sgd)').choices(['sgd', 'momentum', 'adamw']))
+    .option('--rank <r>', 'LoRA rank (default 8)', int('--rank'))
+    .option('--alpha <a>', 'LoRA alpha (default 16)', num('--alpha'))
+    .option('--targets <list>', 'LoRA target modules, comma-separated (default q_proj,v_proj; c_attn for GPT-2)', list)
+    .option('--seed <n>', 'run seed (sampler and perturbations; default 0)', (v) => { const n = Number(v); if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('--seed must be a non-negative integer'); return n; })
+    .option('--eval-every <n>', 'evaluate on --dev every n steps (default once per epoch)', int('--eval-every'))
+    .option('--checkpoint-every <n>', 'write a checkpoint every n steps (default: at the end and on Ctrl-C)', int('--checkpoint-every'))
+    .option('--keep <n>', 'step checkpoints to keep (default 2)', int('--keep'))
+    .option('--out <dir>', 'output directory')
+    .option('--resume', 'continue from the latest checkpoint under --out')
+    .action(async (flags: Record<string, unknown>) => {
+      const file = typeof flags.config === 'string' ? await readConfig(flags.config) : {};
+      const summary = await train(trainConfig(flags, file));
+      const acc = summary.final?.accuracy;
+      console.log(`${summary.reason} after ${summary.steps} steps` +
+        (summary.final ? `; dev loss ${summary.final.loss.toFixed(4)}${acc === null || acc === undefined ? '' : `, accuracy ${(100 * acc).toFixed(1)}%`}` : '') +
+        (summary.best ? ` (best at step ${summary.best.step})` : ''));
+      for (const f of summary.files) console.log(`  ${f}`);
+      if (summary.reason === 'aborted') process.exitCode = 130;
+    });
+
+  p.command('eval')
+    .description('loss and accuracy of a model (optionally + ZO trajectory + adapter) on a task file')
+    .requiredOption('--model <dir>', 'HuggingFace model directory')
+    .option('--adapter <dir>', 'PEFT adapter directory')
+    .option('--log <file>', 'ZO trajectory to replay onto the model first')
+    .addOption(new Option('--task <name>', 'task format').choices([...TASK_NAMES]).makeOptionMandatory())
+    .requiredOption('--data <file>', 'data file')
+    .option('--samples <n>', 'use the first n examples', int('--samples'))
+    .option('--batch-size <n>', 'examples per forward (default 16)', int('--batch-size'))
+    .action(async (o: { model: string; adapter?: string; log?: string; task: TrainConfig['task']; data: string; samples?: number; batchSize?: number }) => {
+      const r = await evalCommand(o);
+      console.log(`${r.examples} examples: loss ${r.loss.toFixed(4)}${r.accuracy === null ? '' : `, accuracy ${(100 * r.accuracy).toFixed(1)}%`}`);
+    });
+
+  p.command('replay')
+    .description('rebuild a ZO-fine-tuned base from the base checkpoint and its trajectory log')
+    .requiredOption('--base <dir>', 'the base model directory the log starts from')
+    .requiredOption('--log <file>', 'trajectory log (trajectory.zlog)')
+    .requiredOption('--out <dir>', 'output HuggingFace directory')
+    .action(async (o: { base: string; log: string; out: string }) => {
+      await replayCommand(o);
+      console.log(`wrote ${o.out}`);
+    });
+
+  p.command('merge')
+    .description('merge a PEFT adapter (and optionally a ZO trajectory) into the base: one HuggingFace directory')
+    .requiredOption('--model <dir>', 'base model directory')
+    .requiredOption('--adapter <dir>', 'PEFT adapter directory')
+    .option('--log <file>', 'ZO trajectory to replay first')
+    .requiredOption('--out <dir>', 'output HuggingFace directory')
+    .action(async (o: { model: string; adapter: string; log?: string; out: string }) => {
+      await mergeCommand(o);
+      console.log(`wrote ${o.out}`);
+    });
+
+  p.command('bench')
+    .description('run the benchmark suite (perturbation engine, forward, hybrid step) and print its tables')
+    .action(() => {
+      const dist = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench');
+      for (const name of ['perturb', 'forward', 'step']) {
+        const file = join(dist, `${name}.js`);
+        if (!existsSync(file)) throw new ZofoError('ZOFO_LOAD_FAILED', `${file} is missing: run \`npm run build:ts\` first`);
+        const r = spawnSync(process.execPath, [file], { stdio: 'inherit' });
+        if (r.status !== 0) { process.exitCode = r.status ?? 1; return; }
+      }
+    });
+
+  p.command('demo')
+    .description('fine-tune the embedded pretrained model on the built-in task with hybrid, ZO-only and LoRA-only (same budget), print accuracy before/after, and plot it')
+    .option('--steps <n>', 'steps per mode', int('--steps'))
+    .option('--out <dir>', 'where the chart and CSV go (default ./zofo-demo)')
+    .option('--modes <list>', 'modes to run, comma-separated (default hybrid,zo,lora)', list)
+    .action(async (o: { steps?: number; out?: string; modes?: string[] }) => {
+      await demo({ steps: o.steps, out: o.out ?? 'zofo-demo', modes: o.modes as never });
+    });
+  return p;
+}
+
+export async function main(argv: string[] = process.argv): Promise<void> {
+  try {
+    await program().parseAsync(argv);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    process.stderr.write(`zofo: ${(err as Error).message}${code?.startsWith('ZOFO_') ? ` [${code}]` : ''}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,135 @@
+// The zofo CLI end to end on a tiny random Llama with a word-level tokenizer:
+// train → checkpoint → resume → eval → merge → loadModel, replay, config files, errors,
+// and Ctrl-C (SIGINT) during training leaving a loadable checkpoint.
+import t from 'tap';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadModel } from '../lib/model/model.js';
+import { loadCheckpoint } from '../lib/train/checkpoint.js';
+import { readTrajectory } from '../lib/train/trajectory.js';
+import { freshSeed } from './helpers/reference.js';
+import { randomCheckpoint, seededRandom, writeCheckpointDir } from './helpers/tiny-checkpoints.js';
+
+const here = import.meta.dirname ?? new URL('.', import.meta.url).pathname;
+const entry = join(here, 'helpers', 'cli-child.ts');
+const seed = freshSeed() % 1_000_000;
+t.comment(`input seed ${seed}`);
+
+const WORDS = ['<unk>', 'It', 'was', 'terrible', 'great', ...Array.from({ length: 43 }, (_, i) => `w${i}`)]; // 48 = the tiny vocab
+const tokenizer = {
+  version: '1.0', truncation: null, padding: null, added_tokens: [], normalizer: null,
+  pre_tokenizer: { type: 'WhitespaceSplit' }, post_processor: null, decoder: null,
+  model: { type: 'WordLevel', vocab: Object.fromEntries(WORDS.map((w, i) => [w, i])), unk_token: '<unk>' },
+};
+
+async function fixture(root: string): Promise<{ model: string; train: string; dev: string }> {
+  const model = join(root, 'model');
+  await writeCheckpointDir(model, randomCheckpoint('llama', seed), { dtype: 'F32' });
+  await writeFile(join(model, 'tokenizer.json'), JSON.stringify(tokenizer));
+  const r = seededRandom(seed);
+  const rows = (n: number) => ['sentence\tlabel', ...Array.from({ length: n }, () => {
+    const label = r.uniform() < 0.5 ? 0 : 1;
+    return `${label ? 'w1' : 'w2'} ${Array.from({ length: 4 }, () => `w${3 + Math.floor(r.uniform() * 40)}`).join(' ')}\t${label}`;
+  })].join('\n') + '\n';
+  await writeFile(join(root, 'train.tsv'), rows(24));
+  await writeFile(join(root, 'dev.tsv'), rows(8));
+  return { model, train: join(root, 'train.tsv'), dev: join(root, 'dev.tsv') };
+}
+
+function zofo(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [...process.execArgv, entry, ...args], { encoding: 'utf8', timeout: 120_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+t.test('train → resume → eval → merge → loadModel; replay', async (t) => {
+  const root = t.testdir({});
+  const f = await fixture(root);
+  const out = join(root, 'out');
+  const common = ['--model', f.model, '--task', 'sst2', '--train', f.train, '--dev', f.dev, '--mode', 'hybrid', '--batch-size', '4',
+    '--lr-x', '1e-3', '--lr-y', '0.05', '--rank', '2', '--seed', '3', '--eval-every', '2', '--checkpoint-every', '2', '--out', out];
+  const first = zofo(['train', ...common, '--steps', '4']);
+  t.equal(first.status, 0, `train exits 0 ${first.stderr}`);
+  t.match(first.stdout, /completed after 4 steps; dev loss [\d.]+, accuracy [\d.]+%/);
+  for (const f of ['adapter/adapter_config.json', 'adapter/adapter_model.safetensors', 'trajectory.zlog', 'curves.svg', 'curves.csv', 'checkpoints/latest']) {
+    t.ok(existsSync(join(out, f)), `wrote ${f}`);
+  }
+  t.match(first.stderr, /step 4\/4 loss/, 'plain progress lines when not a TTY');
+  t.match(first.stderr, /eval @ step 2: dev loss/);
+  t.equal((await loadCheckpoint(join(out, 'checkpoints'))).trainer.step, 4);
+
+  const more = zofo(['train', ...common, '--steps', '6', '--resume']);
+  t.equal(more.status, 0, `resumed train exits 0 ${more.stderr}`);
+  t.match(more.stdout, /completed after 6 steps/);
+  t.equal((await readTrajectory(join(out, 'trajectory.zlog'))).records.length, 6, 'the trajectory covers all 6 steps');
+
+  const ev = zofo(['eval', '--model', f.model, '--adapter', join(out, 'adapter'), '--log', join(out, 'trajectory.zlog'), '--task', 'sst2', '--data', f.dev]);
+  t.equal(ev.status, 0, ev.stderr);
+  t.match(ev.stdout, /^8 examples: loss [\d.]+, accuracy [\d.]+%/);
+
+  const merged = join(root, 'merged');
+  const mg = zofo(['merge', '--model', f.model, '--adapter', join(out, 'adapter'), '--log', join(out, 'trajectory.zlog'), '--out', merged]);
+  t.equal(mg.status, 0, mg.stderr);
+  const m = await loadModel(merged);
+  t.teardown(() => m.dispose());
+  t.ok(m.tokenizer, 'the merged directory carries the tokenizer');
+  const evMerged = zofo(['eval', '--model', merged, '--task', 'sst2', '--data', f.dev]);
+  const num = (s: string) => Number(/loss ([\d.]+)/.exec(s)?.[1]);
+  t.ok(Math.abs(num(evMerged.stdout) - num(ev.stdout)) < 1e-3, `merged model's loss ${num(evMerged.stdout)} = base + log + adapter's ${num(ev.stdout)}`);
+
+  const rp = zofo(['replay', '--base', f.model, '--log', join(out, 'trajectory.zlog'), '--out', join(root, 'replayed')]);
+  t.equal(rp.status, 0, rp.stderr);
+  const replayed = await loadModel(join(root, 'replayed'));
+  t.teardown(() => replayed.dispose());
+  t.not(await replayed.baseHash(), await (await loadModel(f.model)).baseHash(), 'the replayed base differs from the base');
+});
+
+t.test('a JSON config supplies the options; flags override it; errors name the problem', async (t) => {
+  const root = t.testdir({});
+  const f = await fixture(root);
+  const cfg = join(root, 'run.json');
+  await writeFile(cfg, JSON.stringify({ model: f.model, task: 'sst2', train: f.train, mode: 'zo', steps: 50, batchSize: 4, zo: { lr: 1e-3, mu: 1e-3 }, out: join(root, 'out') }));
+  const r = zofo(['train', '--config', cfg, '--steps', '2']);
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /completed after 2 steps/, '--steps overrides the file');
+  t.notOk(existsSync(join(root, 'out', 'adapter')), 'ZO-only writes no adapter');
+
+  const missing = zofo(['train', '--task', 'sst2', '--train', f.train, '--out', join(root, 'x')]);
+  t.equal(missing.status, 1);
+  t.match(missing.stderr, /--model is required/);
+  const badMode = zofo(['train', '--config', cfg, '--mode', 'sideways']);
+  t.not(badMode.status, 0);
+  t.match(badMode.stderr, /sideways/);
+  await writeFile(join(root, 'bad.tsv'), 'sentence\tlabel\nw1 w2\t7\n');
+  const badRow = zofo(['eval', '--model', f.model, '--task', 'sst2', '--data', join(root, 'bad.tsv')]);
+  t.equal(badRow.status, 1);
+  t.match(badRow.stderr, /bad\.tsv:2: .*label/, 'a bad row names the file and line');
+  const help = zofo(['train', '--help']);
+  t.match(help.stdout, /--lr-x <lr>/);
+});
+
+t.test('Ctrl-C (SIGINT) during training stops cleanly with a loadable checkpoint', async (t) => {
+  const root = t.testdir({});
+  const f = await fixture(root);
+  const out = join(root, 'out');
+  const p = spawn(process.execPath, [...process.execArgv, entry, 'train', '--model', f.model, '--task', 'sst2', '--train', f.train,
+    '--mode', 'hybrid', '--steps', '100000', '--batch-size', '4', '--lr-x', '1e-4', '--lr-y', '0.01', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '', out1 = '';
+  p.stdout.on('data', (d: Buffer) => { out1 += d.toString(); });
+  const code = await new Promise<number | null>((resolve) => {
+    p.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (/step \d+\/100000/.test(err) && !p.killed) p.kill('SIGINT');
+    });
+    p.on('close', (c) => resolve(c));
+  });
+  t.equal(code, 130, `exit code 130 after Ctrl-C ${err.slice(-300)}`);
+  t.match(err, /stopping: finishing or rolling back the current step/);
+  t.match(out1, /aborted after \d+ steps/);
+  const ckpt = await loadCheckpoint(join(out, 'checkpoints'));
+  t.ok(ckpt.trainer.step >= 1, `checkpoint at step ${ckpt.trainer.step}`);
+  t.ok(existsSync(join(out, 'adapter', 'adapter_model.safetensors')), 'adapter written');
+  const cfg = JSON.parse(await readFile(join(out, 'adapter', 'adapter_config.json'), 'utf8'));
+  t.equal(cfg.r, 8);
+});
