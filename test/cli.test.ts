@@ -65,6 +65,8 @@ t.test('train → resume → eval → merge → loadModel; replay', async (t) =>
   t.equal((await readTrajectory(join(out, 'trajectory.zlog'))).records.length, 6, 'the trajectory covers all 6 steps');
 
   const ev = zofo(['eval', '--model', f.model, '--adapter', join(out, 'adapter'), '--log', join(out, 'trajectory.zlog'), '--task', 'sst2', '--data', f.dev]);
+  const sampled = zofo(['eval', '--model', f.model, '--task', 'sst2', '--data', f.train, '--samples', '5', '--seed', '1']);
+  t.match(sampled.stdout, /^5 examples:/, '--samples draws k examples');
   t.equal(ev.status, 0, ev.stderr);
   t.match(ev.stdout, /^8 examples: loss [\d.]+, accuracy [\d.]+%/);
 

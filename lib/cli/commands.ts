@@ -6,7 +6,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { invalidArg, ZofoError } from '../errors.js';
-import { loadTask, TASK_NAMES, type TaskName } from '../data/tasks.js';
+import { loadTask, sampleIndices, TASK_NAMES, type TaskName } from '../data/tasks.js';
 import { loadModel, type Example, type LoraOptions, type Model } from '../model/model.js';
 import { HybridOptimizer, applyTrajectory } from '../train/optimizer.js';
 import { replay } from '../train/replay.js';
@@ -25,7 +25,7 @@ export interface TrainConfig {
   task: TaskName;
   train: string;
   dev?: string;
-  /** Use only the first N examples of each file (MeZO-style k-shot runs sample instead: trainSamples). */
+  /** Sample this many training / dev examples with the seed (MeZO-style k-shot; default: all). */
   trainSamples?: number;
   devSamples?: number;
   mode?: Mode;
@@ -81,9 +81,11 @@ async function modelWithTokenizer(dir: string, dtype?: TrainConfig['dtype']): Pr
   return model;
 }
 
-async function taskExamples(model: Model, task: TaskName, file: string, limit?: number): Promise<Example[]> {
+// k examples sampled MeZO's way (numpy permutation under the seed); every example without k.
+async function taskExamples(model: Model, task: TaskName, file: string, k?: number, seed = 0): Promise<Example[]> {
   if (!TASK_NAMES.includes(task)) throw invalidArg(TASK_NAMES.map((n) => `'${n}'`).join(', '), 'task', task);
-  const t = await loadTask(task, file, model.tokenizer!, { limit });
+  const pick = k === undefined ? undefined : (n: number) => sampleIndices(n, Math.min(k, n), seed);
+  const t = await loadTask(task, file, model.tokenizer!, { pick });
   if (t.examples.length === 0) throw new ZofoError('ZOFO_BAD_FILE', `${file}: no examples`);
   return t.examples;
 }
@@ -111,8 +113,8 @@ export async function train(c: TrainConfig, log: (line: string) => void = (l) =>
   };
   process.once('SIGINT', onSigint);
   try {
-    const trainSet = await taskExamples(model, c.task, c.train, c.trainSamples);
-    const devSet = c.dev ? await taskExamples(model, c.task, c.dev, c.devSamples) : undefined;
+    const trainSet = await taskExamples(model, c.task, c.train, c.trainSamples, c.seed);
+    const devSet = c.dev ? await taskExamples(model, c.task, c.dev, c.devSamples, c.seed) : undefined;
     if (mode === 'hybrid' || mode === 'lora') model.addLoRA(c.lora ?? {});
     const opt = new HybridOptimizer(model, optimizerOptions(mode, c));
     const batchSize = c.batchSize ?? 16;
@@ -180,7 +182,7 @@ export function rowsToChart(title: string, byMode: Record<string, Array<Record<s
   };
 }
 
-export interface EvalConfig { model: string; dtype?: TrainConfig['dtype']; adapter?: string; log?: string; task: TaskName; data: string; batchSize?: number; samples?: number }
+export interface EvalConfig { model: string; dtype?: TrainConfig['dtype']; adapter?: string; log?: string; task: TaskName; data: string; batchSize?: number; samples?: number; seed?: number }
 
 /** zofo eval: loss and accuracy of a model (+ trajectory, + adapter) on a task file. */
 export async function evalCommand(c: EvalConfig): Promise<{ loss: number; accuracy: number | null; examples: number }> {
@@ -189,7 +191,7 @@ export async function evalCommand(c: EvalConfig): Promise<{ loss: number; accura
   try {
     if (traj) await applyTrajectory(model, traj);
     if (c.adapter) await model.loadAdapter(c.adapter);
-    const data = await taskExamples(model, c.task, c.data, c.samples);
+    const data = await taskExamples(model, c.task, c.data, c.samples, c.seed);
     return { ...(await evaluate(model, data, c.batchSize ?? 16)), examples: data.length };
   } finally {
     model.dispose();

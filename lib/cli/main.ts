@@ -61,8 +61,8 @@ export function program(): Command {
     .addOption(new Option('--task <name>', 'task format').choices([...TASK_NAMES]))
     .option('--train <file>', 'training data file')
     .option('--dev <file>', 'dev data file (evaluated during training; selects the best checkpoint)')
-    .option('--train-samples <n>', 'use the first n training examples', int('--train-samples'))
-    .option('--dev-samples <n>', 'use the first n dev examples', int('--dev-samples'))
+    .option('--train-samples <n>', 'sample n training examples with --seed (MeZO-style k-shot; default all)', int('--train-samples'))
+    .option('--dev-samples <n>', 'sample n dev examples with --seed (default all)', int('--dev-samples'))
     .addOption(new Option('--mode <mode>', 'hybrid: ZO on base + LoRA by backprop; zo: MeZO; lora: LoRA only; full: backprop on every weight').choices([...MODES]))
     .option('--steps <n>', 'optimizer steps', int('--steps'))
     .option('--epochs <n>', 'epochs (default 1 when neither is given)', int('--epochs'))
@@ -102,9 +102,10 @@ export function program(): Command {
     .option('--log <file>', 'ZO trajectory to replay onto the model first')
     .addOption(new Option('--task <name>', 'task format').choices([...TASK_NAMES]).makeOptionMandatory())
     .requiredOption('--data <file>', 'data file')
-    .option('--samples <n>', 'use the first n examples', int('--samples'))
+    .option('--samples <n>', 'sample n examples with --seed (default all)', int('--samples'))
+    .option('--seed <n>', 'sampling seed (default 0)', (v) => Number(v))
     .option('--batch-size <n>', 'examples per forward (default 16)', int('--batch-size'))
-    .action(async (o: { model: string; adapter?: string; log?: string; task: TrainConfig['task']; data: string; samples?: number; batchSize?: number }) => {
+    .action(async (o: { model: string; adapter?: string; log?: string; task: TrainConfig['task']; data: string; samples?: number; batchSize?: number; seed?: number }) => {
       const r = await evalCommand(o);
       console.log(`${r.examples} examples: loss ${r.loss.toFixed(4)}${r.accuracy === null ? '' : `, accuracy ${(100 * r.accuracy).toFixed(1)}%`}`);
     });
