@@ -174,7 +174,8 @@ function findPackageRoot(): string {
   }
   return dir;
 }
-const packageRoot = findPackageRoot();
+/** The folder of zofo's package.json (native builds, demo/, bench/ live under it). */
+export const packageRoot = findPackageRoot();
 const require = createRequire(import.meta.url);
 
 function candidates(name: string): string[] {

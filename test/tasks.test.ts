@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { loadTokenizer, ZofoError } from '../lib/index.js';
 import type { ClassificationExample, LmExample, Tokenizer } from '../lib/index.js';
 import { loadTask, sampleExamples, sampleIndices, splitTask, TASK_NAMES, type TaskName } from '../lib/data/tasks.js';
+import { byteLevelBpe, special, template } from './helpers/bpe-tokenizer.js';
+import { caught } from './helpers/errors.js';
 
 // GPT-2's byte → printable-character map (bytes_to_unicode).
 function byteChars(): string[] {
@@ -23,9 +25,6 @@ function byteChars(): string[] {
   return chars;
 }
 
-const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
-const template = (...pieces: string[]) => pieces.map((p) => (p === '$A' ? { Sequence: { id: 'A', type_id: 0 } } : { SpecialToken: { id: p, type_id: 0 } }));
-
 function byteLevelTokenizer(withTemplate: boolean): object {
   const vocab: Record<string, number> = { '<s>': 0, '</s>': 1, '<pad>': 2 };
   for (const c of byteChars()) vocab[c] = Object.keys(vocab).length;
@@ -37,20 +36,7 @@ function byteLevelTokenizer(withTemplate: boolean): object {
       vocab[word.slice(0, i + 1)] ??= Object.keys(vocab).length;
     }
   }
-  return {
-    version: '1.0', truncation: null, padding: null,
-    added_tokens: [special(0, '<s>'), special(1, '</s>'), special(2, '<pad>')],
-    normalizer: null,
-    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
-    post_processor: withTemplate ? {
-      type: 'TemplateProcessing',
-      single: template('<s>', '$A', '</s>'),
-      pair: template('<s>', '$A', '</s>', '$A', '</s>'),
-      special_tokens: { '<s>': { id: '<s>', ids: [0], tokens: ['<s>'] }, '</s>': { id: '</s>', ids: [1], tokens: ['</s>'] } },
-    } : null,
-    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, vocab, merges },
-  };
+  return byteLevelBpe(vocab, merges, withTemplate);
 }
 
 const CONFIG = { bos_token: '<s>', eos_token: '</s>', pad_token: '<pad>' };
@@ -75,16 +61,6 @@ async function setup(t: Test, files: Record<string, string | Buffer> = {}): Prom
 }
 
 const jsonl = (...rows: unknown[]): string => rows.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n') + '\n';
-
-async function caught(promise: Promise<unknown>): Promise<ZofoError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof ZofoError) return err;
-    throw err;
-  }
-  throw new Error('expected a ZofoError, but nothing was thrown');
-}
 
 t.test('TASK_NAMES', async (t) => {
   t.same([...TASK_NAMES], ['sst2', 'wsc', 'winogrande', 'jsonl']);

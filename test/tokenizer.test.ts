@@ -4,9 +4,9 @@
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { loadTokenizer, ZofoError } from '../lib/index.js';
+import { byteLevelBpe } from './helpers/bpe-tokenizer.js';
+import { caught } from './helpers/errors.js';
 
-const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
-const template = (...pieces: string[]) => pieces.map((p) => (p === '$A' ? { Sequence: { id: 'A', type_id: 0 } } : { SpecialToken: { id: p, type_id: 0 } }));
 
 // ids: 0-2 special, 3-10 the bytes that occur ("Ġ" is the byte-level space), 11-19 merges.
 const VOCAB = {
@@ -17,25 +17,7 @@ const VOCAB = {
 // In rank order: "hello" merges h+e, l+l, he+ll, hell+o; "Ġworld" merges Ġ+w, o+r, Ġw+or, Ġwor+l, Ġworl+d.
 const MERGES = ['h e', 'l l', 'he ll', 'hell o', 'Ġ w', 'o r', 'Ġw or', 'Ġwor l', 'Ġworl d'];
 
-const TOKENIZER = {
-  version: '1.0',
-  truncation: null,
-  padding: null,
-  added_tokens: [special(0, '<s>'), special(1, '</s>'), special(2, '<pad>')],
-  normalizer: null,
-  pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
-  post_processor: {
-    type: 'TemplateProcessing',
-    single: template('<s>', '$A', '</s>'),
-    pair: template('<s>', '$A', '</s>', '$A', '</s>'),
-    special_tokens: {
-      '<s>': { id: '<s>', ids: [0], tokens: ['<s>'] },
-      '</s>': { id: '</s>', ids: [1], tokens: ['</s>'] },
-    },
-  },
-  decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-  model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, vocab: VOCAB, merges: MERGES },
-};
+const TOKENIZER = byteLevelBpe(VOCAB, MERGES, true) as Record<string, unknown> & { model: Record<string, unknown> };
 
 const TOKENIZER_CONFIG = {
   bos_token: '<s>',
@@ -45,16 +27,6 @@ const TOKENIZER_CONFIG = {
   clean_up_tokenization_spaces: false,
   model_max_length: 1024,
 };
-
-async function caught(promise: Promise<unknown>): Promise<ZofoError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof ZofoError) return err;
-    throw err;
-  }
-  throw new Error('expected a ZofoError, but nothing was thrown');
-}
 
 function modelDir(t: Test, files: Record<string, string> = {}): string {
   return t.testdir({ 'tokenizer.json': JSON.stringify(TOKENIZER), 'tokenizer_config.json': JSON.stringify(TOKENIZER_CONFIG), ...files });

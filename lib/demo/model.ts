@@ -3,27 +3,16 @@
  * language of ./language.ts (shipped in the package under demo/model/, made by
  * scripts/make-demo-model.ts), and the built-in sentiment task it is fine-tuned on.
  */
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../binding.js';
 import { ZofoError } from '../errors.js';
 import type { ClassificationExample } from '../model/model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { CANDIDATES, demoReviews, promptOf, type Review } from './language.js';
 
-function findPackageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) return dirname(fileURLToPath(import.meta.url));
-    dir = up;
-  }
-  return dir;
-}
-
 /** Absolute path of the shipped demo model (config.json, model.safetensors, tokenizer.json). */
 export function demoModelDir(): string {
-  return join(findPackageRoot(), 'demo', 'model');
+  return join(packageRoot, 'demo', 'model');
 }
 
 export interface DemoTaskOptions {
