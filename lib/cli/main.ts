@@ -12,6 +12,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { ZofoError } from '../errors.js';
 import { TASK_NAMES } from '../data/tasks.js';
 import { evalCommand, mergeCommand, MODES, readConfig, replayCommand, train, type TrainConfig } from './commands.js';
+import { compare } from './compare.js';
 import { demo } from './demo.js';
 
 const int = (name: string) => (v: string): number => {
@@ -150,6 +151,35 @@ export function program(): Command {
     .option('--modes <list>', 'modes to run, comma-separated (default hybrid,zo,lora)', list)
     .action(async (o: { steps?: number; out?: string; modes?: string[] }) => {
       await demo({ steps: o.steps, out: o.out ?? 'zofo-demo', modes: o.modes as never });
+    });
+  p.command('compare')
+    .description("the paper's experiment at your scale: hybrid, ZO-only, LoRA-only and full fine-tuning with the same model, task, batch and budget; accuracy over steps and time, steps to a target, peak memory, one chart")
+    .option('--model <dir>', 'HuggingFace model directory (default: the embedded demo model)')
+    .addOption(new Option('--task <name>', 'task format (with --train and --dev; default: the demo task)').choices([...TASK_NAMES]))
+    .option('--train <file>', 'training data file')
+    .option('--dev <file>', 'dev data file')
+    .option('--train-samples <n>', 'sample n training examples', int('--train-samples'))
+    .option('--dev-samples <n>', 'sample n dev examples', int('--dev-samples'))
+    .option('--steps <n>', 'step budget per mode (default 150)', int('--steps'))
+    .option('--seconds <s>', 'wall-time budget per mode instead (training time)', num('--seconds'))
+    .option('--batch-size <n>', 'examples per step (default 16)', int('--batch-size'))
+    .option('--eval-every <n>', 'evaluate every n steps (default steps/10)', int('--eval-every'))
+    .option('--target <accuracy>', 'target dev accuracy in [0, 1] (default 0.95 × the best any mode reaches)', num('--target'))
+    .option('--modes <list>', 'modes, comma-separated (default hybrid,zo,lora,full)', list)
+    .option('--memory-budget <bytes>', 'skip full fine-tuning when weights + gradients + 2 moments exceed this (default 2 GiB)', num('--memory-budget'))
+    .option('--seed <n>', 'seed (default 0)', (v) => Number(v))
+    .option('--no-isolate', 'run every mode in this process (no per-mode peak memory)')
+    .option('--out <dir>', 'where the chart, CSV and table go (default ./zofo-compare)')
+    .action(async (o: Record<string, unknown>) => {
+      const task = o.task ? { name: o.task as TrainConfig['task'], train: String(o.train), dev: String(o.dev), trainSamples: o.trainSamples as number | undefined, devSamples: o.devSamples as number | undefined } : undefined;
+      if (task && (!o.train || !o.dev)) throw new ZofoError('ZOFO_INVALID_ARG', 'zofo compare: --task needs --train and --dev');
+      const r = await compare({
+        out: (o.out as string | undefined) ?? 'zofo-compare', model: o.model as string | undefined, task, steps: o.steps as number | undefined,
+        seconds: o.seconds as number | undefined, batchSize: o.batchSize as number | undefined, evalEvery: o.evalEvery as number | undefined,
+        target: o.target as number | undefined, modes: o.modes as never, memoryBudget: o.memoryBudget as number | undefined,
+        seed: o.seed as number | undefined, isolate: o.isolate as boolean,
+      });
+      console.log(r.table);
     });
   return p;
 }
