@@ -277,8 +277,10 @@ async function runMode(job: ModeJob, onEvent: (e: ModeEvent) => void = () => {})
     const first = await evalNow();
     const rows: CompareRow[] = [{ step: 0, seconds: 0, loss: null, devLoss: first.loss, devAccuracy: first.accuracy }];
     (globalThis as { gc?: () => void }).gc?.();
-    const loadedRss = process.memoryUsage().rss;
     const rssReset = job.measureRss ? resetPeakRss() : null;
+    // Read after the reset: the mark then equals the RSS at this moment (the collector
+    // may still be returning pages, so an earlier reading could exceed it).
+    const loadedRss = rssReset ? peakRssBytes() : process.memoryUsage().rss;
     const base = model.parameterCounts().reduce((a, b) => a + b, 0);
     if (job.mode === 'hybrid' || job.mode === 'lora') model.addLoRA(job.lora);
     const trainable = job.mode === 'full' ? base : model.loraNames().reduce((a, n) => a + model.loraTensor(n).length, 0) + (job.mode === 'zo' || job.mode === 'hybrid' ? base : 0);

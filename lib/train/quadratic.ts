@@ -48,7 +48,23 @@ export interface QuadraticOptions {
   seed: number;
 }
 
-export interface QuadraticProblem {
+/**
+ * What `runHybrid` needs of a problem: a finite sum of n examples over (x, y) with the
+ * mean loss of a minibatch and its exact block gradients. `QuadraticProblem` is one; the
+ * convergence study (lib/theory/study.ts) supplies others.
+ */
+export interface HybridObjective {
+  readonly dimX: number;
+  readonly dimY: number;
+  readonly n: number;
+  /** Mean loss of the examples `indices` (default: all n, i.e. f itself). */
+  loss(x: Vec, y: Vec, indices?: readonly number[]): number;
+  /** ∇_x and ∇_y of that mean loss. */
+  gradX(x: Vec, y: Vec, indices?: readonly number[]): Float64Array;
+  gradY(x: Vec, y: Vec, indices?: readonly number[]): Float64Array;
+}
+
+export interface QuadraticProblem extends HybridObjective {
   readonly dimX: number;
   readonly dimY: number;
   readonly n: number;
@@ -306,6 +322,12 @@ export interface HybridRunOptions {
   y0?: Vec;
   /** Called after every step. */
   onStep?: (info: HybridStepInfo) => void;
+  /**
+   * Called with every record as it is appended to the history (the start, each epoch's
+   * end, the end of the run); returning true ends the run right there, and `steps` of the
+   * result then counts the steps taken.
+   */
+  onRecord?: (record: HybridRecord) => boolean | void;
 }
 
 export interface HybridStepInfo {
@@ -334,6 +356,7 @@ export interface HybridRecord {
 export interface HybridRun {
   x: Float32Array;
   y: Float64Array;
+  /** Steps taken (fewer than asked when `onRecord` stopped the run). */
   steps: number;
   /** Full loss and gradient norms at the start, after every epoch, and at the end. */
   history: HybridRecord[];
@@ -351,8 +374,11 @@ export interface HybridRun {
  * (scale −η_x c_j/q) applied after the last one: folding them into their own restore
  * would move the later perturbations off x_k while L0 stays the loss at x_k, adding a
  * (η_x/μ)-sized error to every later c_j.
+ *
+ * A step whose L0, g_y or some c_j is NaN or ±∞ (a diverged run) is rejected with
+ * ZOFO_NON_FINITE: the perturbation in flight is restored, and neither x nor y is updated.
  */
-export function runHybrid(problem: QuadraticProblem, opts: HybridRunOptions): HybridRun {
+export function runHybrid(problem: HybridObjective, opts: HybridRunOptions): HybridRun {
   if (typeof opts !== 'object' || opts === null) throw invalidArg('an options object', 'runHybrid options', opts);
   const { dimX, dimY, n } = problem;
   const mu = opts.mu ?? 1e-3, q = opts.q ?? 1, estimator = opts.estimator ?? 'forward';
@@ -378,9 +404,13 @@ export function runHybrid(problem: QuadraticProblem, opts: HybridRunOptions): Hy
   const record = (epoch: number, step: number) => {
     const gx = problem.gradX(x, y), gy = problem.gradY(x, y);
     const nx = Math.sqrt(dot(gx, gx)), ny = Math.sqrt(dot(gy, gy));
-    history.push({ epoch, step, loss: problem.loss(x, y), gradNorm: Math.hypot(nx, ny), gradNormX: nx, gradNormY: ny });
+    const r: HybridRecord = { epoch, step, loss: problem.loss(x, y), gradNorm: Math.hypot(nx, ny), gradNormX: nx, gradNormY: ny };
+    history.push(r);
+    return opts.onRecord?.(r) === true;
   };
-  record(0, 0);
+  if (record(0, 0)) return { x, y, steps: 0, history };
+  const nonFinite = (k: number, what: string, v: number) =>
+    new ZofoError('ZOFO_NON_FINITE', `runHybrid: step ${k}: ${what} is ${v}; the step was rejected (x and y unchanged)`);
 
   const stream = X_STREAM;
   for (let k = 0; k < total; k++) {
@@ -389,7 +419,9 @@ export function runHybrid(problem: QuadraticProblem, opts: HybridRunOptions): Hy
     const lrY = learningRate(opts.lrY, k, Math.max(1, total), opts.scheduleY);
     // 1. First-order part at (x_k, y_k).
     const loss0 = problem.loss(x, y, indices);
+    if (!Number.isFinite(loss0)) throw nonFinite(k, 'the minibatch loss L0', loss0);
     const gy = problem.gradY(x, y, indices);
+    for (let i = 0; i < dimY; i++) if (!Number.isFinite(gy[i])) throw nonFinite(k, `∇_y f[${i}]`, gy[i]);
     // 2.–3. Zeroth-order part, restores and the x-update.
     const seeds: bigint[] = [], cs: number[] = [];
     for (let j = 0; j < q; j++) {
@@ -405,6 +437,11 @@ export function runHybrid(problem: QuadraticProblem, opts: HybridRunOptions): Hy
         c = (plus - problem.loss(x, y, indices)) / (2 * mu);
         back = mu;
       }
+      if (!Number.isFinite(c)) {
+        // Back to x_k (to rounding); earlier j's were restored plainly and are not yet applied.
+        kernels.restoreUpdate(x, { seed, stream, scale: back });
+        throw nonFinite(k, `the projected gradient c_${j}`, c);
+      }
       seeds.push(seed);
       cs.push(c);
       const last = j === q - 1;
@@ -415,7 +452,9 @@ export function runHybrid(problem: QuadraticProblem, opts: HybridRunOptions): Hy
 
     opts.onStep?.({ step: k, epoch, indices, loss: loss0, seeds, projectedGrads: cs, lrX, lrY });
     const done = k + 1;
-    if (done % sampler.batchesPerEpoch === 0 || done === total) record(done / sampler.batchesPerEpoch, done);
+    if ((done % sampler.batchesPerEpoch === 0 || done === total) && record(done / sampler.batchesPerEpoch, done)) {
+      return { x, y, steps: done, history };
+    }
   }
   return { x, y, steps: total, history };
 }
