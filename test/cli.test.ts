@@ -135,3 +135,14 @@ t.test('Ctrl-C (SIGINT) during training stops cleanly with a loadable checkpoint
   const cfg = JSON.parse(await readFile(join(out, 'adapter', 'adapter_config.json'), 'utf8'));
   t.equal(cfg.r, 8);
 });
+
+t.test('zofo smoothness estimates L_x, L_y on the demo model and judges the given rates', async (t) => {
+  const r = zofo(['smoothness', '--batches', '2', '--iterations', '8', '--directions', '4', '--lr-x', '1e-9', '--lr-y', '5']);
+  t.equal(r.status, 0, r.stderr);
+  const ly = Number(/\| L_y \| ([\d.e+-]+) \|/.exec(r.stdout)?.[1]);
+  t.ok(ly > 0 && Number.isFinite(ly), `L_y = ${ly}`);
+  t.match(r.stdout, /\| L_x \| [\d.e+-]+ \|/, 'L_x by the full backward (a small model)');
+  t.match(r.stdout, /max vᵀ∇²ₓf v/);
+  t.match(r.stdout, new RegExp(`your lr_y 5: ${5 > 2 / ly ? 'above 2/L: expected to diverge' : 'above 1/L'}`));
+  t.match(r.stdout, /your lr_x 1e-9: (within the admissible range|conservative)/);
+});

@@ -14,6 +14,7 @@ import { TASK_NAMES } from '../data/tasks.js';
 import { evalCommand, mergeCommand, MODES, readConfig, replayCommand, train, type TrainConfig } from './commands.js';
 import { compare } from './compare.js';
 import { demo } from './demo.js';
+import { smoothness } from './smoothness.js';
 
 const int = (name: string) => (v: string): number => {
   const n = Number(v);
@@ -152,6 +153,25 @@ export function program(): Command {
     .action(async (o: { steps?: number; out?: string; modes?: string[] }) => {
       await demo({ steps: o.steps, out: o.out ?? 'zofo-demo', modes: o.modes as never });
     });
+  p.command('smoothness')
+    .description('estimate the hybrid smoothness constants L_x, L_y on a model and task, and judge learning rates against what the analysis admits')
+    .option('--model <dir>', 'HuggingFace model directory (default: the embedded demo model and task)')
+    .option('--adapter <dir>', 'PEFT adapter to estimate L_y at (default: fresh LoRA adapters)')
+    .addOption(new Option('--task <name>', 'task format').choices([...TASK_NAMES]))
+    .option('--data <file>', 'data file (minibatches are sampled from it)')
+    .option('--batches <n>', 'minibatches to estimate on (default 3)', int('--batches'))
+    .option('--batch-size <n>', 'examples per minibatch (default 16)', int('--batch-size'))
+    .option('--rank <r>', 'LoRA rank of fresh adapters (default 8)', int('--rank'))
+    .option('--lr-x <lr>', 'a ZO learning rate to judge', num('--lr-x'))
+    .option('--lr-y <lr>', 'a first-order learning rate to judge', num('--lr-y'))
+    .option('--perturbations <q>', 'ZO perturbations per step (default 1)', int('--perturbations'))
+    .option('--iterations <n>', 'power iterations (default 20)', int('--iterations'))
+    .option('--directions <n>', 'random directions for the forward-only curvature (default 8)', int('--directions'))
+    .option('--seed <n>', 'seed (default 0)', (v) => Number(v))
+    .action(async (o: Record<string, unknown>) => {
+      await smoothness(o as never);
+    });
+
   p.command('compare')
     .description("the paper's experiment at your scale: hybrid, ZO-only, LoRA-only and full fine-tuning with the same model, task, batch and budget; accuracy over steps and time, steps to a target, peak memory, one chart")
     .option('--model <dir>', 'HuggingFace model directory (default: the embedded demo model)')
