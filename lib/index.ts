@@ -29,6 +29,8 @@ export { loadCheckpoint } from './train/checkpoint.js';
 export { loadTask, sampleExamples, sampleIndices, splitTask, TASK_NAMES } from './data/tasks.js';
 export type { Task, TaskName } from './data/tasks.js';
 export { estimateSmoothness, stepSizeAdvice } from './theory/smoothness.js';
+export { makeObjective, runStudy, study, studyChart, OBJECTIVES } from './theory/study.js';
+export type { ObjectiveName, StudyOptions, StudyResult, StudyRun } from './theory/study.js';
 export type { SmoothnessTarget, SmoothnessOptions, SmoothnessReport, Estimate, CurvatureEstimate, StepSizeAdvice } from './theory/smoothness.js';
 export type { ReplayOptions } from './train/replay.js';
 export { readTrajectory, writeTrajectory, TrajectoryAppender, TRAJECTORY_VERSION } from './train/trajectory.js';

@@ -15,6 +15,7 @@ import { evalCommand, mergeCommand, MODES, readConfig, replayCommand, train, typ
 import { compare } from './compare.js';
 import { demo } from './demo.js';
 import { smoothness } from './smoothness.js';
+import { OBJECTIVES, study } from '../theory/study.js';
 
 const int = (name: string) => (v: string): number => {
   const n = Number(v);
@@ -170,6 +171,33 @@ export function program(): Command {
     .option('--seed <n>', 'seed (default 0)', (v) => Number(v))
     .action(async (o: Record<string, unknown>) => {
       await smoothness(o as never);
+    });
+
+  p.command('study')
+    .description('the convergence testbed: hybrid reshuffling SGD on objectives with KNOWN L_x, L_y (and one violating hybrid smoothness) for several rates; gradient norm vs epoch next to the theory\'s reference slope')
+    .addOption(new Option('--objective <name>', 'objective (default: all)').choices([...OBJECTIVES]))
+    .option('--dim-x <n>', 'dimension of x (default 16)', int('--dim-x'))
+    .option('--dim-y <n>', 'dimension of y (default 8)', int('--dim-y'))
+    .option('--n <n>', 'examples in the finite sum (default 32)', int('--n'))
+    .option('--batch-size <n>', 'minibatch size (default 8)', int('--batch-size'))
+    .option('--epochs <n>', 'epochs (default 300)', int('--epochs'))
+    .option('--lr-x <list>', "η_x values, comma-separated (default: the theory's 1/(4(d_x+4)L_x) × {1, 4})", list)
+    .option('--lr-y <list>', "η_y values, comma-separated (default: {0.5, 1, 2.5}/L_y)", list)
+    .option('--mu <list>', 'smoothing radii, comma-separated (default 1e-3)', list)
+    .option('--seed <n>', 'seed (default 0)', (v) => Number(v))
+    .option('--out <dir>', 'where the charts and CSVs go (default ./zofo-study)')
+    .action(async (o: Record<string, unknown>) => {
+      const nums = (v: unknown, name: string) => (v as string[]).map((x) => { const n = Number(x); if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name}: ${x} is not a positive number`); return n; });
+      const out = (o.out as string | undefined) ?? 'zofo-study';
+      for (const objective of o.objective ? [o.objective as (typeof OBJECTIVES)[number]] : OBJECTIVES) {
+        const r = await study({
+          objective, dimX: (o.dimX as number) ?? 16, dimY: (o.dimY as number) ?? 8, n: (o.n as number) ?? 32, batchSize: (o.batchSize as number) ?? 8,
+          epochs: (o.epochs as number) ?? 300, seed: (o.seed as number) ?? 0,
+          grid: { lrX: o.lrX ? nums(o.lrX, '--lr-x') : 'theory', lrY: o.lrY ? nums(o.lrY, '--lr-y') : 'theory', mu: o.mu ? nums(o.mu, '--mu') : [1e-3] },
+          out: join(out, objective),
+        });
+        console.log(`\n${objective}\n${r.table}\nchart: ${r.files.svg}`);
+      }
     });
 
   p.command('compare')
