@@ -7,7 +7,7 @@
 import t from 'tap';
 import { kernels } from '../lib/index.js';
 import { stepSeed } from '../lib/train/optimizer.js';
-import { projectedGradient, quadraticProblem, runHybrid, X_STREAM, type QuadraticProblem } from '../lib/train/quadratic.js';
+import { projectedGradient, quadraticProblem, runHybrid, xStream, type QuadraticProblem } from '../lib/train/quadratic.js';
 import { freshSeed } from './helpers/reference.js';
 
 const seed = freshSeed() % 1_000_000;
@@ -21,7 +21,7 @@ const norm = (u: ArrayLike<number>) => Math.sqrt(dot(u, u));
 /** A point away from the minimiser, drawn from zofo's generator. */
 const point = (name: string, d: number, s = seed) => Float64Array.from(kernels.gaussian(d, { seed: BigInt(s), name }));
 /** z of direction k, exactly as a step of runHybrid would draw it. */
-const direction = (s: number, k: number) => kernels.gaussian(DX, { seed: stepSeed(s, k, 0), stream: X_STREAM });
+const direction = (s: number, k: number) => kernels.gaussian(DX, { seed: stepSeed(s, k, 0), stream: xStream() });
 
 /** Whether symmetric S (row-major d × d) is positive definite (Cholesky succeeds). */
 function positiveDefinite(s: Float64Array, d: number): boolean {
@@ -199,7 +199,7 @@ t.test('a fused fp32 step equals its float64 formula (forward, central, q = 2)',
     const want = new Float64Array(x0);
     const bound = new Float64Array(DX);
     for (let j = 0; j < q; j++) {
-      const z = kernels.gaussian(DX, { seed: seeds[j], stream: X_STREAM });
+      const z = kernels.gaussian(DX, { seed: seeds[j], stream: xStream() });
       const c = projectedGradient(f, x0, z, mu, estimator);
       // Each fp32 pass rounds (≤ 2⁻²⁴ relative per element), and a later j starts from a
       // restore that is exact only to rounding: the points the kernel evaluates are within

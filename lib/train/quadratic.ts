@@ -279,8 +279,12 @@ export function quadraticProblem(opts: QuadraticOptions): QuadraticProblem {
 // ---------------------------------------------------------------------------------------
 // Seeds and the projected gradient
 
-/** The Philox stream id of the synthetic problem's x ("tensor" name 'x'). */
-export const X_STREAM: bigint = kernels.streamId('x');
+let xStreamId: bigint | undefined;
+/** The Philox stream id of the synthetic problem's x (FNV-1a of the name 'x'); computed on first use, so importing this module never loads the addon. */
+export function xStream(): bigint {
+  xStreamId ??= kernels.streamId('x');
+  return xStreamId;
+}
 
 /**
  * c, the projected gradient of §2 step 2, in float64 for a given direction z:
@@ -412,7 +416,7 @@ export function runHybrid(problem: HybridObjective, opts: HybridRunOptions): Hyb
   const nonFinite = (k: number, what: string, v: number) =>
     new ZofoError('ZOFO_NON_FINITE', `runHybrid: step ${k}: ${what} is ${v}; the step was rejected (x and y unchanged)`);
 
-  const stream = X_STREAM;
+  const stream = xStream();
   for (let k = 0; k < total; k++) {
     const { indices, epoch } = sampler.next();
     const lrX = learningRate(opts.lrX, k, Math.max(1, total), opts.scheduleX);
