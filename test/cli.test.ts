@@ -10,33 +10,14 @@ import { loadModel } from '../lib/model/model.js';
 import { loadCheckpoint } from '../lib/train/checkpoint.js';
 import { readTrajectory } from '../lib/train/trajectory.js';
 import { freshSeed } from './helpers/reference.js';
-import { randomCheckpoint, seededRandom, writeCheckpointDir } from './helpers/tiny-checkpoints.js';
+import { sst2Fixture } from './helpers/sst2-fixture.js';
 
 const here = import.meta.dirname ?? new URL('.', import.meta.url).pathname;
 const entry = join(here, 'helpers', 'cli-child.ts');
 const seed = freshSeed() % 1_000_000;
 t.comment(`input seed ${seed}`);
 
-const WORDS = ['<unk>', 'It', 'was', 'terrible', 'great', ...Array.from({ length: 43 }, (_, i) => `w${i}`)]; // 48 = the tiny vocab
-const tokenizer = {
-  version: '1.0', truncation: null, padding: null, added_tokens: [], normalizer: null,
-  pre_tokenizer: { type: 'WhitespaceSplit' }, post_processor: null, decoder: null,
-  model: { type: 'WordLevel', vocab: Object.fromEntries(WORDS.map((w, i) => [w, i])), unk_token: '<unk>' },
-};
-
-async function fixture(root: string): Promise<{ model: string; train: string; dev: string }> {
-  const model = join(root, 'model');
-  await writeCheckpointDir(model, randomCheckpoint('llama', seed), { dtype: 'F32' });
-  await writeFile(join(model, 'tokenizer.json'), JSON.stringify(tokenizer));
-  const r = seededRandom(seed);
-  const rows = (n: number) => ['sentence\tlabel', ...Array.from({ length: n }, () => {
-    const label = r.uniform() < 0.5 ? 0 : 1;
-    return `${label ? 'w1' : 'w2'} ${Array.from({ length: 4 }, () => `w${3 + Math.floor(r.uniform() * 40)}`).join(' ')}\t${label}`;
-  })].join('\n') + '\n';
-  await writeFile(join(root, 'train.tsv'), rows(24));
-  await writeFile(join(root, 'dev.tsv'), rows(8));
-  return { model, train: join(root, 'train.tsv'), dev: join(root, 'dev.tsv') };
-}
+const fixture = (root: string) => sst2Fixture(root, seed);
 
 function zofo(args: string[]): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [...process.execArgv, entry, ...args], { encoding: 'utf8', timeout: 120_000 });
