@@ -432,7 +432,7 @@ void Transformer::linear_backward(const Linear& l, const float* u, const float* 
 
 // ---- forward ----
 
-void Transformer::forward(const Batch& batch, Activations& act) {
+void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
   const ModelConfig& c = config_;
   const int64_t B = batch.B, T = batch.T, N = B * T, C = c.hidden, E = c.embed_dim, F = c.ffn;
   const int64_t NH = c.heads, NKV = c.kv_heads, HS = c.head_dim, Q = NH * HS, KV = NKV * HS;
@@ -551,6 +551,9 @@ void Transformer::forward(const Batch& batch, Activations& act) {
     } else {
       norm(L.ln2_w, L.ln2_b, a.s2.get(), x, a.n2_mean, a.n2_rstd);  // out = norm2(s2)
     }
+    // Without a backward, this layer's activations are dead: free them now, so a forward
+    // holds one layer's activations at a time instead of all of them.
+    if (!keep) a = Activations::PerLayer{};
   }
 
   // Final norm and OPT's project_out: z (N, E).
@@ -740,7 +743,7 @@ void check_rows(const Batch& batch, const std::vector<int32_t>& rows) {
 void Transformer::logits(const Batch& batch, const std::vector<int32_t>& rows, float* host_out) {
   check_rows(batch, rows);
   Activations act;
-  forward(batch, act);
+  forward(batch, act, false);
   const int64_t M = (int64_t)rows.size(), E = config_.embed_dim, V = config_.vocab;
   Buf zr(be_, M * E), out(be_, M * V);
   be_.gather_rows(zr.get(), act.z, rows.data(), M, E);
@@ -774,7 +777,7 @@ LossResult Transformer::loss_device(const Batch& batch, const LossSpec& s, float
   if (M == 0) throw invalid_arg("loss: no token to score");
   const bool want_grad = lora_grad != nullptr || base_grad != nullptr;
   Activations act;
-  forward(batch, act);
+  forward(batch, act, want_grad);
   Buf zr(be_, M * E), lg(be_, M * V);
   be_.gather_rows(zr.get(), act.z, s.rows.data(), M, E);
   const Weight Wv = p(head_name(config_));

@@ -145,7 +145,8 @@ class Transformer {
   void embedding_rows(float* out, int64_t offset, const int32_t* ids, int64_t N, int64_t C) const;
 
   void build();
-  void forward(const Batch& batch, Activations& act);
+  // keep = false: activations are freed layer by layer (no backward follows).
+  void forward(const Batch& batch, Activations& act, bool keep);
   std::pair<int64_t, int64_t> final_norm() const;
   void linear_forward(const Linear& lin, const float* u, float* y, int64_t N, float* lora_mid);
   void linear_backward(const Linear& lin, const float* u, const float* dy, float* du, int64_t N,
