@@ -138,10 +138,10 @@ t.test(`theory rates (η_x = {1, 4}/(4(d_x + 4)L_x), η_y = {½, 1}/L_y) cut ‖
           `running min of ‖∇f‖: ${run.start.toPrecision(3)} → ${rm(EPOCHS / 4).toPrecision(3)} (epoch ${EPOCHS / 4}) → ${rm(EPOCHS).toPrecision(3)} (epoch ${EPOCHS})`);
         t.ok(rb <= 3, `monotone-ish: no block of ${EPOCHS / 10} epochs has an RMS ‖∇f‖ above 3× the best earlier block (worst ${rb.toFixed(2)}×)`);
       } else if (objective === 'nonconvex') {
-        // Observed: no blow-up — the y-block's curvature β(1 + 2cos y) exceeds 2/η_y only in
-        // bounded regions and its quadratic part (curvature ≤ 1 = L_y/3.2) stays stable — but
-        // no convergence either: y keeps bouncing (‖∇_y f‖ stays near its start).
-        t.not(run.verdict, 'converges', `nonconvex η_y = 2.5/L_y does not converge: ${run.verdict} (${describeRun(run)})`);
+        // L_y = 3.2 is a global bound; the curvature β(1 + 2cos y) exceeds 2/η_y only in
+        // bounded regions, so at 2.5/L_y a run may stall or (depending on the data) still
+        // converge — but it never blows up. Past 2/(max β) it diverges (below).
+        t.not(run.verdict, 'diverges', `nonconvex η_y = 2.5/L_y stays bounded: ${run.verdict} (${describeRun(run)})`);
       } else {
         t.equal(run.verdict, 'diverges', `${objective} η_y = 2.5/L_y: ${run.verdict} (${describeRun(run)}; ${run.stopped})`);
       }
