@@ -113,19 +113,19 @@ export interface SmoothnessOptions {
 
 /** An estimate of one block's smoothness constant. */
 export interface Estimate {
-  /** The estimate: max over batches/restarts of |vᵀHv| of the final power-iteration vector. */
+  /** The estimate: max over batches/restarts of ‖Hv‖ (≥ |vᵀHv|) at the final power-iteration vector. */
   value: number;
   /** Mean of the samples. */
   mean: number;
   spread: { min: number; max: number; std: number };
-  /** One |Rayleigh quotient| per batch (model) or restart (plain). */
+  /** One max(‖Hv‖, |vᵀHv|) per batch (model) or restart (plain). */
   samples: number[];
   /** The signed Rayleigh quotients vᵀHv (negative: the largest-magnitude curvature is concave). */
   rayleigh: number[];
   /**
    * ‖Hv‖ of the same unit vectors: also ≤ ‖H‖ and converging to it, and unlike the Rayleigh
    * quotient it does not cancel when +λ and −λ are both extreme (power iteration then
-   * alternates between two vectors). A second opinion, not the estimate.
+   * alternates between two vectors). The samples are these (they bound |vᵀHv| from above).
    */
   hvNorms: number[];
   /** How it was measured, in words. */
@@ -249,7 +249,9 @@ async function powerIteration(v0: Float64Array, iterations: number, hvp: (v: Flo
 }
 
 function toEstimate(results: PowerResult[], method: string, keep: boolean): Estimate {
-  const samples = results.map((r) => Math.abs(r.rayleigh));
+  // ‖Hv‖ ≥ |vᵀHv| for a unit v, both ≤ ‖H‖; ‖Hv‖ also converges when +λ and −λ are both
+  // extreme (the Rayleigh quotient then cancels as the iterate alternates).
+  const samples = results.map((r) => Math.max(Math.abs(r.rayleigh), r.hvNorm));
   const s = stats(samples);
   const e: Estimate = {
     value: s.max, mean: s.mean, spread: { min: s.min, max: s.max, std: s.std }, samples,
