@@ -15,8 +15,8 @@
  * step that is cancelled, fails, or meets a non-finite loss leaves x and y
  * bit-identical, in every storage dtype (MeZO's +μ/−2μ/+μ does not in fp16).
  */
-import { cpuBinding, type NativeOptimizer } from '../binding.js';
-import { describe, invalidArg, rethrowNative, ZofoError } from '../errors.js';
+import { cpuBinding, type NativeOptimizer, type NativeStepResult } from '../binding.js';
+import { awaitNative, describe, invalidArg, rethrowNative, ZofoError } from '../errors.js';
 import { encodeLossBatch, splitScores, type ClassificationExample, type Example, type Model } from '../model/model.js';
 import { learningRate, type ScheduleOptions } from './schedule.js';
 import { TRAJECTORY_VERSION, writeTrajectory } from './trajectory.js';
@@ -170,37 +170,31 @@ export class HybridOptimizer implements TrainableOptimizer {
     this.#busy = true;
     const onAbort = () => native.cancel();
     signal?.addEventListener('abort', onAbort, { once: true });
-    let r;
+    let r: NativeStepResult | undefined;
     try {
       this.#baseHash ??= await this.model.baseHash(); // the trajectory starts from these weights
       if (signal?.aborted) throw abortError();
       const b = enc.b;
-      const stack = new Error();
-      try {
+      await awaitNative(async () => {
         r = await native.step(b.ids, b.positions, b.mask, b.B, b.T, enc.kind, enc.rows, enc.targets, enc.group,
           enc.candidateExample, enc.candidateIsLabel, enc.examples,
           { step: k, lrX, wdX: this.zo?.weightDecay ?? this.fo?.weightDecay ?? 0, lrY, wdY: this.fo?.weightDecay ?? 0 });
-      } catch (err) {
-        try {
-          rethrowNative(err, `step ${k}`);
-        } catch (wrapped) {
-          (wrapped as Error).stack = `${(wrapped as Error).name}: ${(wrapped as Error).message}\n${stack.stack?.split('\n').slice(1).join('\n') ?? ''}`;
-          throw wrapped;
-        }
-      }
+      }, `step ${k}`);
     } finally {
       signal?.removeEventListener('abort', onAbort);
       this.#busy = false;
     }
+    if (!r) throw new ZofoError('ZOFO_INTERNAL', `step ${k}: the engine returned no result`);
     if (r.status === 2) throw abortError();
     if (r.status === 1) throw new ZofoError('ZOFO_NON_FINITE', `step ${k} was rejected: ${r.reason}; no weight changed`);
     this.#step = k + 1;
     const seeds = Array.from(r.seeds);
     const projectedGrads = Array.from(r.projected);
     const q = seeds.length;
+    const { scales, etaLambda } = r;
     seeds.forEach((seed, j) => this.#records.push({
       step: k, j, q, seed, projectedGrad: projectedGrads[j], lr: Math.fround(lrX), weightDecay: Math.fround(this.zo!.weightDecay),
-      scale: r.scales[j], etaLambda: j === 0 ? Math.fround(r.etaLambda) : 0,
+      scale: scales[j], etaLambda: j === 0 ? Math.fround(etaLambda) : 0,
     }));
     const result: StepResult = { step: k, loss: r.loss, perturbedLosses: Array.from(r.perturbed), projectedGrads, seeds, lrX, lrY };
     if (enc.kind === 1) result.predictions = splitScores(batch as ClassificationExample[], r.scores).predictions;
@@ -337,9 +331,5 @@ export async function applyTrajectory(model: Model, traj: Trajectory): Promise<v
   });
   const trainable = Uint8Array.from(h.table, (t) => (t.trainable ? 1 : 0));
   const decay = Float32Array.from(h.table, (t) => t.decay);
-  try {
-    await model.native.applyUpdates(seeds, scales, etaLambdas, trainable, decay);
-  } catch (err) {
-    rethrowNative(err, 'applyTrajectory');
-  }
+  await awaitNative(() => model.native.applyUpdates(seeds, scales, etaLambdas, trainable, decay), 'applyTrajectory');
 }
