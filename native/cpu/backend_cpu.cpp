@@ -69,6 +69,11 @@ class CpuBackend final : public Backend {
   void fo_update(const FoHyper& h, float* x, const float* g, float* m, float* v, size_t n) override {
     cpu::fo_update(h, x, g, m, v, n, 0);
   }
+  bool all_finite(const float* p, size_t n) override {
+    bool finite = true;
+    for (size_t i = 0; i < n; ++i) finite &= isfinite(p[i]) != 0;
+    return finite;
+  }
 
   void matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
@@ -170,8 +175,14 @@ class CpuBackend final : public Backend {
   void copy2d(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols) override {
     for (int64_t r = 0; r < rows; ++r) memcpy(dst + r * dst_ld, src + r * src_ld, cols * sizeof(float));
   }
-  void embedding_forward(float* out, const float* table, const int32_t* ids, int64_t N, int64_t C) override {
-    for (int64_t n = 0; n < N; ++n) memcpy(out + n * C, table + (int64_t)ids[n] * C, C * sizeof(float));
+  void embedding_view(float* out, const void* table, DType dtype, const int32_t* ids, int64_t N, int64_t C,
+                      uint64_t stream, uint64_t seed, float a) override {
+    const size_t width = dtype_size(dtype);
+    for (int64_t n = 0; n < N; ++n) {
+      const uint64_t first = (uint64_t)ids[n] * (uint64_t)C;
+      if (a == 0.0f && dtype == DType::F32) memcpy(out + n * C, (const float*)table + first, C * sizeof(float));
+      else perturbed_copy(dtype, (const char*)table + first * width, out + n * C, (uint64_t)C, stream, first, seed, a, 1);
+    }
   }
   void gather_rows(float* out, const float* x, const int32_t* rows, int64_t M, int64_t C) override {
     for (int64_t m = 0; m < M; ++m) memcpy(out + m * C, x + (int64_t)rows[m] * C, C * sizeof(float));

@@ -1,8 +1,10 @@
 // The small interface the model engine is written against. The CPU backend
 // (native/cpu/backend_cpu.cpp) implements it; the CUDA backend implements the same
-// calls on device memory. All pointers are the backend's own memory; shapes use the
-// letters of native/cpu/*.h (N rows, C columns, B batch, T time, NH/NKV heads, HS
-// head size). Backwards accumulate (+=) into their input gradients.
+// calls on device memory. All pointers are the backend's own memory, index arrays
+// (ids, positions, mask, rows, targets) and the per-row doubles of the loss included:
+// the engine uploads a batch once per forward. Shapes use the letters of
+// native/cpu/*.h (N rows, C columns, B batch, T time, NH/NKV heads, HS head size).
+// Backwards accumulate (+=) into their input gradients.
 #pragma once
 
 #include <stddef.h>
@@ -41,6 +43,8 @@ class Backend {
                          uint64_t seed, float a, float eta_lambda) = 0;
   // First-order update of n fp32 values with gradient g and moments m, v (native/cpu/optim.h).
   virtual void fo_update(const FoHyper& h, float* x, const float* g, float* m, float* v, size_t n) = 0;
+  // Whether all n values are finite (the one scalar a step reads back besides its losses).
+  virtual bool all_finite(const float* p, size_t n) = 0;
 
   // C (M, N) = alpha·op(A)·op(B) + beta·C, row-major.
   virtual void matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -83,8 +87,11 @@ class Backend {
   virtual void log_softmax_at(float* logits, const int32_t* targets, double* logp, int64_t M, int64_t V,
                               bool probs) = 0;
   virtual void xent_backward(float* probs, const int32_t* targets, const double* drow, int64_t M, int64_t V) = 0;
-  // out (N, C) = table[ids[n]] (rows of a (V, C) table); ids are checked by the caller.
-  virtual void embedding_forward(float* out, const float* table, const int32_t* ids, int64_t N, int64_t C) = 0;
+  // out (N, C) = rows ids of a (V, C) table stored in dtype, as weight_view sees them:
+  // out[n, c] = fp32(table[ids[n], c]) + a·z(seed, stream, ids[n]·C + c). Only the N
+  // rows looked up are converted and perturbed. ids are checked by the caller.
+  virtual void embedding_view(float* out, const void* table, DType dtype, const int32_t* ids, int64_t N, int64_t C,
+                              uint64_t stream, uint64_t seed, float a) = 0;
   // Rows `rows` (M) of x (N, C) into out (M, C), and the scatter-add back.
   virtual void gather_rows(float* out, const float* x, const int32_t* rows, int64_t M, int64_t C) = 0;
   virtual void scatter_add_rows(float* dx, const float* dout, const int32_t* rows, int64_t M, int64_t C) = 0;

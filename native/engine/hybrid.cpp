@@ -73,14 +73,6 @@ struct PerturbationScope {
   ~PerturbationScope() { m.clear_perturbation(); }
 };
 
-bool all_finite(Backend& be, const float* p, int64_t n) {
-  std::vector<float> host((size_t)n);
-  be.download(host.data(), p, (size_t)n);
-  for (float v : host)
-    if (!isfinite(v)) return false;
-  return true;
-}
-
 }  // namespace
 
 StepOutcome HybridOptimizer::step(const Batch& batch, const LossSpec& spec, const StepArgs& a,
@@ -149,8 +141,8 @@ StepOutcome HybridOptimizer::step(const Batch& batch, const LossSpec& spec, cons
     if (!isfinite(out.perturbed[i])) return reject("perturbed loss " + std::to_string(i) + " is " + std::to_string(out.perturbed[i]));
   for (size_t j = 0; j < out.projected.size(); ++j)
     if (!isfinite(out.projected[j])) return reject("projected gradient " + std::to_string(j) + " is not finite");
-  if (grad_y_ && !all_finite(be, grad_y_, ny)) return reject("the adapter gradient has non-finite values");
-  if (grad_x_ && !all_finite(be, grad_x_, nx)) return reject("the base-weight gradient has non-finite values");
+  if (grad_y_ && !be.all_finite(grad_y_, (size_t)ny)) return reject("the adapter gradient has non-finite values");
+  if (grad_x_ && !be.all_finite(grad_x_, (size_t)nx)) return reject("the base-weight gradient has non-finite values");
   if (cancelled()) {
     out.status = StepOutcome::Cancelled;
     return out;

@@ -44,6 +44,21 @@ class Buf {
   int64_t n_ = 0;
 };
 
+// Host bytes copied into a fresh backend buffer (index arrays, per-row doubles).
+Buf upload_bytes(Backend& be, const void* host, size_t bytes) {
+  Buf b(be, (int64_t)((bytes + 3) / 4));
+  if (bytes) be.upload_raw(b.get(), host, bytes);
+  return b;
+}
+template <class T>
+Buf upload_vector(Backend& be, const std::vector<T>& v) {
+  return upload_bytes(be, v.data(), v.size() * sizeof(T));
+}
+template <class T>
+const T* as(const Buf& b) {
+  return reinterpret_cast<const T*>(b.get());
+}
+
 std::string join_shape(const std::vector<int64_t>& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
@@ -94,6 +109,9 @@ struct Transformer::Activations {
   Buf z_buf;                // project_out's output, when there is one
   const float* z = nullptr;  // (N, E) what the head reads: fin_norm, fin_in or z_buf
   std::vector<Buf> lora_mid;  // (N, rank) u·Aᵀ per LoRA linear
+  // The batch's index arrays in backend memory, uploaded once per forward: ids, positions
+  // (int32, N), mask (uint8, N) and OPT's position-table rows (int32, N).
+  Buf ids, positions, mask, embed_rows;
 };
 
 Transformer::Transformer(const ModelConfig& config, Backend& backend, DType storage)
@@ -240,22 +258,13 @@ float Transformer::perturbation_of(size_t i) const {
   return perturbing_ && (*perturb_.trainable)[i] ? perturb_.scale : 0.0f;
 }
 
-// out (N, C) = rows ids of the (·, C) table at `offset`, as weight() would see them: a
-// lookup reads N rows, so only those rows are converted and perturbed (element index
-// id·C + c of the table's stream), never the whole vocabulary.
+// out (N, C) = rows ids (backend memory) of the (·, C) table at `offset`, as weight()
+// would see them: a lookup reads N rows, so only those rows are converted and perturbed
+// (element index id·C + c of the table's stream), never the whole vocabulary.
 void Transformer::embedding_rows(float* out, int64_t offset, const int32_t* ids, int64_t N, int64_t C) const {
   const size_t i = tensor_at(offset);
-  const float a = perturbation_of(i);
-  if (a == 0.0f && dtype_ == DType::F32) {
-    be_.embedding_forward(out, (const float*)store_ + offset, ids, N, C);
-    return;
-  }
-  const char* table = (const char*)store_ + offset * dtype_size(dtype_);
-  for (int64_t n = 0; n < N; ++n) {
-    const uint64_t first = (uint64_t)ids[n] * (uint64_t)C;
-    be_.weight_view(out + n * C, table + first * dtype_size(dtype_), dtype_, (uint64_t)C, streams_[i], first,
-                    perturb_.seed, a);
-  }
+  be_.embedding_view(out, (const char*)store_ + offset * dtype_size(dtype_), dtype_, ids, N, C, streams_[i],
+                     perturb_.seed, perturbation_of(i));
 }
 
 Transformer::Scratch::Scratch(Backend& be, int64_t n) : be(be), p(be.alloc_scratch((size_t)n)) {}
@@ -442,6 +451,11 @@ void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
     if (c.family != ModelConfig::Llama && batch.mask[i] && batch.positions[i] >= c.max_positions)
       throw invalid_arg("sequence longer than the model's " + std::to_string(c.max_positions) + " positions");
   }
+  act.ids = upload_vector(be_, batch.ids);
+  act.positions = upload_vector(be_, batch.positions);
+  act.mask = upload_vector(be_, batch.mask);
+  const int32_t* ids = as<int32_t>(act.ids);
+  const int32_t* positions = as<int32_t>(act.positions);
   act.lora_mid.clear();
   for (auto& L : layers_)
     for (const Linear* l : {&L->qkv, &L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down, &L->fc1, &L->fc2})
@@ -462,25 +476,26 @@ void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
   // Embeddings (N, C).
   Buf x(be_, N * C);
   if (c.family == ModelConfig::Llama) {
-    embedding_rows(x.get(), spec("model.embed_tokens.weight").offset, batch.ids.data(), N, C);
+    embedding_rows(x.get(), spec("model.embed_tokens.weight").offset, ids, N, C);
   } else if (c.family == ModelConfig::OPT) {
     if (E != C) {  // token embeddings (N, E), kept for project_in's weight gradient
       act.embed = Buf(be_, N * E);
-      embedding_rows(act.embed.get(), spec("model.decoder.embed_tokens.weight").offset, batch.ids.data(), N, E);
+      embedding_rows(act.embed.get(), spec("model.decoder.embed_tokens.weight").offset, ids, N, E);
       be_.matmul(false, true, N, C, E, 1.0f, act.embed.get(), E, p("model.decoder.project_in.weight").get(), E, 0.0f, x.get(), C);
     } else {
-      embedding_rows(x.get(), spec("model.decoder.embed_tokens.weight").offset, batch.ids.data(), N, C);
+      embedding_rows(x.get(), spec("model.decoder.embed_tokens.weight").offset, ids, N, C);
     }
     // OPT: row = cumsum(mask)·mask − 1 + 2 (pads read row 1).
     std::vector<int32_t> rows(N);
     for (int64_t i = 0; i < N; ++i) rows[i] = batch.mask[i] ? batch.positions[i] + (int32_t)c.position_offset : 1;
+    act.embed_rows = upload_vector(be_, rows);
     Buf pos(be_, N * C);
-    embedding_rows(pos.get(), spec("model.decoder.embed_positions.weight").offset, rows.data(), N, C);
+    embedding_rows(pos.get(), spec("model.decoder.embed_positions.weight").offset, as<int32_t>(act.embed_rows), N, C);
     be_.axpy(x.get(), pos.get(), 1.0f, (size_t)(N * C));
   } else {
-    embedding_rows(x.get(), spec("transformer.wte.weight").offset, batch.ids.data(), N, C);
+    embedding_rows(x.get(), spec("transformer.wte.weight").offset, ids, N, C);
     Buf pos(be_, N * C);
-    embedding_rows(pos.get(), spec("transformer.wpe.weight").offset, batch.positions.data(), N, C);
+    embedding_rows(pos.get(), spec("transformer.wpe.weight").offset, positions, N, C);
     be_.axpy(x.get(), pos.get(), 1.0f, (size_t)(N * C));
   }
 
@@ -511,12 +526,12 @@ void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
       linear_forward(L.v, attn_in, a.v.get(), N, mid(L.v));
     }
     if (c.family == ModelConfig::Llama) {
-      be_.rope(a.q.get(), batch.positions.data(), B, T, NH, HS, c.rope_theta, false);
-      be_.rope(a.k.get(), batch.positions.data(), B, T, NKV, HS, c.rope_theta, false);
+      be_.rope(a.q.get(), positions, B, T, NH, HS, c.rope_theta, false);
+      be_.rope(a.k.get(), positions, B, T, NKV, HS, c.rope_theta, false);
     }
     a.att = Buf(be_, B * NH * T * T);
     a.y = Buf(be_, N * Q);
-    be_.attention_forward(a.y.get(), a.att.get(), a.q.get(), a.k.get(), a.v.get(), batch.mask.data(), B, T, NH, NKV,
+    be_.attention_forward(a.y.get(), a.att.get(), a.q.get(), a.k.get(), a.v.get(), as<uint8_t>(act.mask), B, T, NH, NKV,
                           HS, scale);
     a.s1 = Buf(be_, N * C);
     linear_forward(L.o, a.y.get(), a.s1.get(), N, mid(L.o));
@@ -671,8 +686,8 @@ void Transformer::backward(const Batch& batch, Activations& act, const float* dz
     be_.attention_backward(dq.get(), dk.get(), dv.get(), dy.get(), a.att.get(), a.q.get(), a.k.get(), a.v.get(), B, T,
                            NH, NKV, HS, scale);
     if (c.family == ModelConfig::Llama) {
-      be_.rope(dq.get(), batch.positions.data(), B, T, NH, HS, c.rope_theta, true);
-      be_.rope(dk.get(), batch.positions.data(), B, T, NKV, HS, c.rope_theta, true);
+      be_.rope(dq.get(), as<int32_t>(act.positions), B, T, NH, HS, c.rope_theta, true);
+      be_.rope(dk.get(), as<int32_t>(act.positions), B, T, NKV, HS, c.rope_theta, true);
     }
     const float* attn_in = c.pre_norm ? a.n1.get() : a.x.get();
     Buf dattn_in(be_, N * C);
@@ -702,11 +717,9 @@ void Transformer::embedding_backward(const Batch& batch, Activations& act, const
   const ModelConfig& c = config_;
   const int64_t N = batch.B * batch.T, C = c.hidden, E = c.embed_dim;
   if (c.family == ModelConfig::Llama) {
-    be_.scatter_add_rows(base_grad + spec("model.embed_tokens.weight").offset, dx, batch.ids.data(), N, C);
+    be_.scatter_add_rows(base_grad + spec("model.embed_tokens.weight").offset, dx, as<int32_t>(act.ids), N, C);
   } else if (c.family == ModelConfig::OPT) {
-    std::vector<int32_t> rows(N);
-    for (int64_t i = 0; i < N; ++i) rows[i] = batch.mask[i] ? batch.positions[i] + (int32_t)c.position_offset : 1;
-    be_.scatter_add_rows(base_grad + spec("model.decoder.embed_positions.weight").offset, dx, rows.data(), N, C);
+    be_.scatter_add_rows(base_grad + spec("model.decoder.embed_positions.weight").offset, dx, as<int32_t>(act.embed_rows), N, C);
     Buf dembed(be_, N * E);
     if (E != C) {  // project_in: x = embed · W_inᵀ, W_in [C, E]
       const Weight Wv = p("model.decoder.project_in.weight");
@@ -717,10 +730,10 @@ void Transformer::embedding_backward(const Batch& batch, Activations& act, const
     } else {
       be_.axpy(dembed.get(), dx, 1.0f, (size_t)(N * C));
     }
-    be_.scatter_add_rows(base_grad + spec("model.decoder.embed_tokens.weight").offset, dembed.get(), batch.ids.data(), N, E);
+    be_.scatter_add_rows(base_grad + spec("model.decoder.embed_tokens.weight").offset, dembed.get(), as<int32_t>(act.ids), N, E);
   } else {
-    be_.scatter_add_rows(base_grad + spec("transformer.wte.weight").offset, dx, batch.ids.data(), N, C);
-    be_.scatter_add_rows(base_grad + spec("transformer.wpe.weight").offset, dx, batch.positions.data(), N, C);
+    be_.scatter_add_rows(base_grad + spec("transformer.wte.weight").offset, dx, as<int32_t>(act.ids), N, C);
+    be_.scatter_add_rows(base_grad + spec("transformer.wpe.weight").offset, dx, as<int32_t>(act.positions), N, C);
   }
 }
 
@@ -746,7 +759,8 @@ void Transformer::logits(const Batch& batch, const std::vector<int32_t>& rows, f
   forward(batch, act, false);
   const int64_t M = (int64_t)rows.size(), E = config_.embed_dim, V = config_.vocab;
   Buf zr(be_, M * E), out(be_, M * V);
-  be_.gather_rows(zr.get(), act.z, rows.data(), M, E);
+  const Buf device_rows = upload_vector(be_, rows);
+  be_.gather_rows(zr.get(), act.z, as<int32_t>(device_rows), M, E);
   be_.matmul(false, true, M, V, E, 1.0f, zr.get(), E, p(head_name(config_)).get(), E, 0.0f, out.get(), V);
   be_.download(host_out, out.get(), (size_t)(M * V));
 }
@@ -779,13 +793,18 @@ LossResult Transformer::loss_device(const Batch& batch, const LossSpec& s, float
   Activations act;
   forward(batch, act, want_grad);
   Buf zr(be_, M * E), lg(be_, M * V);
-  be_.gather_rows(zr.get(), act.z, s.rows.data(), M, E);
+  const Buf rows = upload_vector(be_, s.rows), targets = upload_vector(be_, s.targets);
+  be_.gather_rows(zr.get(), act.z, as<int32_t>(rows), M, E);
   const Weight Wv = p(head_name(config_));
   const float* W = Wv.get();
   be_.matmul(false, true, M, V, E, 1.0f, zr.get(), E, W, E, 0.0f, lg.get(), V);
   // log p(target) per row; with grads, lg becomes the softmax rows (for the backward).
   std::vector<double> logp(M);
-  be_.log_softmax_at(lg.get(), s.targets.data(), logp.data(), M, V, want_grad);
+  {
+    Buf device_logp(be_, 2 * M);
+    be_.log_softmax_at(lg.get(), as<int32_t>(targets), reinterpret_cast<double*>(device_logp.get()), M, V, want_grad);
+    be_.download_raw(logp.data(), device_logp.get(), (size_t)M * sizeof(double));  // the loss scalars: the one read-back
+  }
   LossResult result;
   std::vector<double> drow(M);  // d loss / d log p(target_i)
   if (s.kind == 0) {
@@ -827,10 +846,11 @@ LossResult Transformer::loss_device(const Batch& batch, const LossSpec& s, float
   if (!want_grad) return result;
 
   // d loss / d logits_i = drow_i · (onehot(target_i) − softmax_i)
-  be_.xent_backward(lg.get(), s.targets.data(), drow.data(), M, V);
+  const Buf device_drow = upload_vector(be_, drow);
+  be_.xent_backward(lg.get(), as<int32_t>(targets), as<double>(device_drow), M, V);
   Buf dzr(be_, M * E), dz(be_, batch.B * batch.T * E);
   be_.matmul(false, false, M, E, V, 1.0f, lg.get(), V, W, E, 0.0f, dzr.get(), E);
-  be_.scatter_add_rows(dz.get(), dzr.get(), s.rows.data(), M, E);
+  be_.scatter_add_rows(dz.get(), dzr.get(), as<int32_t>(rows), M, E);
   Buf scratch_grad(lora_grad || n_lora_ == 0 ? Buf() : Buf(be_, n_lora_));  // adapters present but not asked for
   if (base_grad)  // d head [V, E] += dlogitsᵀ · z rows (tied: into the embedding)
     be_.matmul(true, false, V, E, M, 1.0f, lg.get(), V, zr.get(), E, 1.0f, base_grad + spec(head_name(config_)).offset, E);
