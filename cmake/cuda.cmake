@@ -14,7 +14,8 @@
 #     ZOFO_BUILD_CUDA            ON / OFF
 #     ZOFO_CUDA_ARCHITECTURES    "80;90" unless CMAKE_CUDA_ARCHITECTURES was given
 # Defines, when ON:
-#     zofo_cuda_kernels   static library from native/cuda/*.cu (PIC, static cudart);
+#     zofo_cuda_kernels   static library from native/cuda/*.cu: the kernels, the CUDA
+#                         backend and its cuBLAS matmul (PIC, static cudart);
 #                         its PUBLIC usage requirements carry the include path (native/)
 #                         and the bit-exactness flags (--fmad=false) to CUDA consumers
 #     zofo_cuda_test      test + benchmark executable (test/cuda/test_perturb.cu), built
@@ -115,7 +116,7 @@ if(NOT MSVC)
   target_compile_options(zofo_cuda_kernels PUBLIC $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-ffp-contract=off>)
 endif()
 # Static cudart: the built .node needs only the driver (libcuda) besides cuBLAS.
-target_link_libraries(zofo_cuda_kernels PUBLIC CUDA::cudart_static)
+target_link_libraries(zofo_cuda_kernels PUBLIC CUDA::cudart_static CUDA::cublas)
 
 # ---- test + benchmark ----
 # The CPU reference is compiled in: the CUDA results are compared bit for bit with it.

@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { cpuBinding, type NativeModel } from '../binding.js';
+import { cpuBinding, cudaBinding, cudaLoadErrors, type EngineBinding, type NativeModel } from '../binding.js';
 import { awaitNative, invalidArg, rethrowNative, ZofoError } from '../errors.js';
 import { openCheckpoint } from '../formats/safetensors.js';
 import { loadAdapter, saveAdapter, saveMerged } from '../formats/peft.js';
@@ -20,13 +20,38 @@ export interface LmExample { prompt: number[]; target: number[] }
 export type Example = ClassificationExample | LmExample;
 
 export interface LoadModelOptions {
-  /** 'cpu' (default), or 'auto' (the CPU until the CUDA engine lands). */
-  device?: 'cpu' | 'auto' | 'cuda';
   /**
-   * How the base weights are stored: 'f32' (default), or 'bf16' / 'f16' (half the memory;
-   * values rounded to nearest even on load and on every update; arithmetic stays fp32).
+   * Where the model runs: 'cpu' (default), 'cuda' (device 0; 'cuda:N' for device N: weights,
+   * adapters, optimizer state and activations in device memory), or 'auto' (CUDA when the
+   * CUDA addon loads and a device is usable, else the CPU). backendInfo().cuda says why
+   * CUDA is unavailable.
+   */
+  device?: 'cpu' | 'auto' | 'cuda' | `cuda:${number}`;
+  /**
+   * How the base weights are stored: 'f32', 'bf16' or 'f16' (half the memory; values
+   * rounded to nearest even on load and on every update; arithmetic stays fp32).
+   * Default: 'bf16' on CUDA, 'f32' on the CPU.
    */
   dtype?: 'f32' | 'bf16' | 'f16';
+}
+
+/** The addon and device string a model runs on. */
+function resolveDevice(device: unknown): { binding: EngineBinding; device: string } {
+  if (device === 'cpu') return { binding: cpuBinding(), device: 'cpu' };
+  if (device === 'auto') {
+    const cuda = cudaBinding();
+    return cuda ? { binding: cuda, device: 'cuda' } : { binding: cpuBinding(), device: 'cpu' };
+  }
+  if (typeof device === 'string' && /^cuda(:\d{1,3})?$/.test(device)) {
+    const cuda = cudaBinding();
+    if (!cuda) {
+      const why = cudaLoadErrors().map((a) => `\n  - ${a.file}: ${a.error}`).join('');
+      throw new ZofoError('ZOFO_CUDA', `loadModel: device '${device}' needs the CUDA addon, which did not load:${why}\n` +
+        "Build it on a machine with the CUDA toolkit and cuBLAS (npm rebuild zofo), or use device 'cpu' or 'auto'.");
+    }
+    return { binding: cuda, device };
+  }
+  throw invalidArg("'cpu', 'auto', 'cuda' or 'cuda:N'", 'device', device);
 }
 
 export interface LoraOptions {
@@ -64,12 +89,8 @@ interface Spec { name: string; shape: number[]; offset: number }
 /** Loads a HuggingFace model directory. */
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
   if (typeof dir !== 'string' || dir.length === 0) throw invalidArg('a model directory', 'dir', dir);
-  const device = opts.device ?? 'cpu';
-  if (device === 'cuda') {
-    throw new ZofoError('ZOFO_CUDA', 'loadModel: the model engine runs on the CPU in this release (device "cuda" is not available yet); use device "cpu" or "auto"');
-  }
-  if (device !== 'cpu' && device !== 'auto') throw invalidArg("'cpu', 'auto' or 'cuda'", 'device', device);
-  const dtype = opts.dtype ?? 'f32';
+  const { binding, device } = resolveDevice(opts.device ?? 'cpu');
+  const dtype = opts.dtype ?? (device === 'cpu' ? 'f32' : 'bf16');
   const dtypeCode = DTYPE_CODE[dtype];
   if (dtypeCode === undefined) throw invalidArg("'f32', 'bf16' or 'f16'", 'dtype', dtype);
   const config = await loadConfig(dir);
@@ -79,14 +100,14 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   }
   let native: NativeModel;
   try {
-    native = new (cpuBinding().NativeModel)({
+    native = new binding.NativeModel({
       family: FAMILY_CODE[config.family], vocab: config.vocabSize, hidden: config.hiddenSize, layers: config.numLayers,
       heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, ffn: config.ffnSize,
       maxPositions: config.maxPositions, embedDim: config.embedProjDim, positionOffset: config.positionOffset,
       rmsnorm: config.norm === 'rmsnorm', normEps: config.normEps, activation, ropeTheta: config.ropeTheta ?? 10000,
       tieEmbeddings: config.tieWordEmbeddings, attentionBias: config.attentionBias, outputBias: config.outputBias,
       mlpBias: config.mlpBias, preNorm: config.preNorm, finalNorm: config.finalNorm,
-    }, dtypeCode);
+    }, dtypeCode, device);
   } catch (err) {
     rethrowNative(err, `loadModel ${dir}`);
   }
@@ -99,7 +120,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     throw err;
   }
   const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? await loadTokenizer(dir) : null;
-  return new Model(dir, config, native, tokenizer, dtype, storedNames);
+  return new Model(dir, config, native, tokenizer, dtype, storedNames, binding, device);
 }
 
 // Every tensor the engine expects, from the checkpoint, shape-checked; anything left
@@ -239,6 +260,7 @@ export function splitScores(batch: ClassificationExample[], flat: Float64Array):
 
 export class Model {
   #native: NativeModel | null;
+  readonly #binding: EngineBinding;
   // The base tensor table never changes after loading: read it from native once.
   readonly #specs: Spec[];
   readonly #numel: number;
@@ -250,11 +272,20 @@ export class Model {
   /** @internal use loadModel() */
   constructor(readonly dir: string, readonly config: ModelConfig, native: NativeModel, readonly tokenizer: Tokenizer | null,
               /** Storage dtype of the base weights. */
-              readonly dtype: 'f32' | 'bf16' | 'f16' = 'f32', storedNames?: string[]) {
+              readonly dtype: 'f32' | 'bf16' | 'f16' = 'f32', storedNames?: string[],
+              binding?: EngineBinding,
+              /** Where the model runs: 'cpu', 'cuda' or 'cuda:N'. */
+              readonly device: string = 'cpu') {
     this.#native = native;
+    this.#binding = binding ?? cpuBinding();
     this.#specs = native.tensorSpecs() as Spec[];
     this.#numel = this.#specs.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
     this.#storedNames = storedNames ?? this.#specs.map((s) => s.name);
+  }
+
+  /** @internal the addon the model runs on (its optimizer must come from the same one). */
+  get binding(): EngineBinding {
+    return this.#binding;
   }
 
   /** @internal the engine handle, for the optimizer and replay in lib/train. */

@@ -117,7 +117,7 @@ export class HybridOptimizer implements TrainableOptimizer {
     if (this.zo && this.#trainable.every((t) => t === 0)) throw new ZofoError('ZOFO_INVALID_ARG', `zo.freeze freezes every base tensor (${names.length}); drop zo for an FO-only run`);
     this.#decay = new Float32Array(names.length).fill(1);
     try {
-      this.#native = new (cpuBinding().NativeOptimizer)(model.native, {
+      this.#native = new model.binding.NativeOptimizer(model.native, {
         zo: this.zo !== null, central: this.zo?.estimator === 'central', foAtPlus: this.zo?.foAt === 'plus',
         q: this.zo?.perturbations ?? 1, mu: this.zo?.mu ?? 1e-3, trainable: this.#trainable, decay: this.#decay,
         foAdapters: this.fo !== null && hasAdapters, foBase: this.fo?.params === 'all',

@@ -14,6 +14,7 @@
 #include "../common/error.h"
 #include "../common/param_table.h"
 #include "../common/philox.h"
+#include "../cpu/backend_cpu.h"
 #include "../cpu/matmul.h"
 #include "../cpu/parallel.h"
 #include "../cpu/perturb.h"
@@ -21,6 +22,14 @@
 #include "../io/mapped_file.h"
 #include "model_wrap.h"
 #include "napi_util.h"
+
+// This addon runs models on the CPU only; zofo_cuda.node (addon_cuda.cpp) adds devices.
+zofo::Backend& zofo::addon::choose_backend(const std::string& device, std::unique_ptr<zofo::Backend>&) {
+  if (device == "cpu") return zofo::cpu::cpu_backend();
+  if (device.rfind("cuda", 0) == 0)
+    throw zofo::Error("ZOFO_CUDA", "device '" + device + "' needs the CUDA addon (zofo_cuda.node); this is the CPU addon");
+  throw zofo::addon::arg_error("unknown device '" + device + "' (expected 'cpu' or 'cuda')");
+}
 
 namespace {
 

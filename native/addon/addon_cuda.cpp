@@ -1,9 +1,10 @@
 // N-API binding of the CUDA backend: zofo_cuda.node, a separate binary from the CPU
 // addon so that a missing driver, GPU or cuBLAS only ever fails this one to load.
 // Module init throws (and the loader falls back to the CPU addon, recording why) when
-// no CUDA device is usable. The kernels take host typed arrays, run on the device
-// and copy back: the conformance path the tests use to check CUDA against the CPU
-// backend bit for bit. Device-resident tensors arrive with the model engine.
+// no CUDA device is usable. It exports the model engine and the hybrid optimizer
+// (the same wraps as the CPU addon, model.cpp and optimizer.cpp) with models on the
+// device, and the perturbation kernels on host typed arrays (run on the device and
+// copied back: the conformance path the tests use to check CUDA against the CPU).
 #include <cuda_runtime.h>
 #include <napi.h>
 
@@ -11,8 +12,27 @@
 #include <string>
 #include <vector>
 
+#include "../cpu/backend_cpu.h"
+#include "../cuda/backend_cuda.h"
 #include "../cuda/perturb.cuh"
+#include "model_wrap.h"
 #include "napi_util.h"
+
+// "cuda" or "cuda:N" (device N); "cpu" still works here.
+zofo::Backend& zofo::addon::choose_backend(const std::string& device, std::unique_ptr<zofo::Backend>& owned) {
+  if (device == "cpu") return zofo::cpu::cpu_backend();
+  int index = 0;
+  if (device.rfind("cuda:", 0) == 0) {
+    const std::string digits = device.substr(5);
+    if (digits.empty() || digits.size() > 3 || digits.find_first_not_of("0123456789") != std::string::npos)
+      throw zofo::addon::arg_error("device '" + device + "': expected 'cuda' or 'cuda:N'");
+    index = std::stoi(digits);
+  } else if (device != "cuda") {
+    throw zofo::addon::arg_error("unknown device '" + device + "' (expected 'cpu', 'cuda' or 'cuda:N')");
+  }
+  owned = zofo::cuda::make_cuda_backend(index);
+  return *owned;
+}
 
 namespace {
 
@@ -79,6 +99,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("memoryBytes", Napi::Number::New(env, (double)prop.totalGlobalMem));
   exports.Set("gaussian", Napi::Function::New(env, Gaussian, "gaussian"));
   exports.Set("axpby", Napi::Function::New(env, Axpby, "axpby"));
+  exports.Set("NativeModel", model_class(env));
+  exports.Set("NativeOptimizer", optimizer_class(env));
   return exports;
 }
 

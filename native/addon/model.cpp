@@ -10,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "../cpu/backend_cpu.h"
 #include "../engine/transformer.h"
 #include "model_wrap.h"
 #include "napi_util.h"
@@ -102,7 +101,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         if (d != 0 && d != 1 && d != 2) throw arg_error("dtype code must be 0 (f32), 1 (bf16) or 2 (f16)");
         dtype = (DType)(int)d;
       }
-      state_->model = std::make_unique<Transformer>(config_from_js(info[0]), cpu::cpu_backend(), dtype);
+      std::string device = "cpu";
+      if (info.Length() > 2 && !info[2].IsUndefined()) {
+        if (!info[2].IsString()) throw arg_error("device must be a string ('cpu' or 'cuda')");
+        device = info[2].As<Napi::String>().Utf8Value();
+      }
+      Backend& backend = choose_backend(device, state_->backend);
+      state_->model = std::make_unique<Transformer>(config_from_js(info[0]), backend, dtype);
       return info.Env().Undefined();
     });
   }

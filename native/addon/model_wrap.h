@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "../engine/transformer.h"
@@ -13,11 +14,18 @@
 
 namespace zofo::addon {
 
-// One mutex per model serialises forwards, steps and weight writes.
+// One mutex per model serialises forwards, steps and weight writes. A model on a
+// device owns its backend (stream, memory pool); it is destroyed after the model.
 struct ModelState {
   std::mutex lock;
+  std::unique_ptr<Backend> backend;
   std::unique_ptr<Transformer> model;
 };
+
+// The backend a new model runs on, by device name ("cpu", "cuda", "cuda:N"). Each addon
+// links its own definition: addon.cpp (CPU only) and addon_cuda.cpp. A backend it
+// creates is handed to `owned`; the CPU one is shared.
+Backend& choose_backend(const std::string& device, std::unique_ptr<Backend>& owned);
 
 // The live state behind a JS NativeModel (throws ZOFO_DISPOSED / invalid argument).
 std::shared_ptr<ModelState> model_state_of(const Napi::Value& v);
