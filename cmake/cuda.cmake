@@ -2,7 +2,8 @@
 #
 # Included by the top-level CMakeLists.txt, after the CPU target:
 #     include(cmake/cuda.cmake)
-# and by scripts/gpu/CMakeLists.txt (standalone GPU test build).
+# scripts/test-gpu.sh configures the top-level project with plain CMake (no Node.js):
+# ZOFO_CUDA=1 and ZOFO_CUDA_TEST=ON build the CUDA library and its test programs.
 #
 # Whether to build it (a CMake variable ZOFO_CUDA, if set, wins over the environment):
 #     ZOFO_CUDA=0     never
@@ -18,9 +19,9 @@
 #                         backend and its cuBLAS matmul (PIC, static cudart);
 #                         its PUBLIC usage requirements carry the include path (native/)
 #                         and the bit-exactness flags (--fmad=false) to CUDA consumers
-#     zofo_cuda_test      test + benchmark executable (test/cuda/test_perturb.cu), built
-#                         by `all` only when ZOFO_CUDA_TEST is ON; otherwise build it
-#                         with `--target zofo_cuda_test`
+#     zofo_cuda_test, zofo_cuda_layers_test, zofo_cuda_attention_test,
+#     zofo_cuda_engine_test   the test + benchmark programs of test/cuda, built by `all`
+#                         only when ZOFO_CUDA_TEST is ON
 #
 # Bit-exactness with the CPU backend needs: nvcc --fmad=false (no a*b+c contraction),
 # no -use_fast_math (keeps IEEE sqrt, division and denormals), -prec-sqrt=true (the
@@ -118,19 +119,24 @@ endif()
 # Static cudart: the built .node needs only the driver (libcuda) besides cuBLAS.
 target_link_libraries(zofo_cuda_kernels PUBLIC CUDA::cudart_static CUDA::cublas)
 
-# ---- test + benchmark ----
-# The CPU reference is compiled in: the CUDA results are compared bit for bit with it.
-option(ZOFO_CUDA_TEST "Build zofo_cuda_test as part of the default target" OFF)
-# The published npm package ships no test/ folder: then there is simply no test target.
-if(EXISTS "${_zofo_root}/test/cuda/test_perturb.cu")
-  add_executable(zofo_cuda_test
-    "${_zofo_root}/test/cuda/test_perturb.cu"
-    "${_zofo_root}/native/cpu/perturb.cpp"
-    "${_zofo_root}/native/cpu/philox_chunk.cpp")
-  if(NOT ZOFO_CUDA_TEST)
-    set_target_properties(zofo_cuda_test PROPERTIES EXCLUDE_FROM_ALL ON)
+# ---- test + benchmark programs (test/cuda/*.cu; scripts/test-gpu.sh runs them) ----
+# Each compares the CUDA kernels or engine with the CPU backend, compiled in. Built by
+# `all` only when ZOFO_CUDA_TEST is ON; otherwise build them with --target NAME. The
+# published npm package ships no test/ folder: then there are no test targets.
+option(ZOFO_CUDA_TEST "Build the CUDA test programs as part of the default target" OFF)
+function(zofo_cuda_test_program name source)
+  if(NOT EXISTS "${_zofo_root}/${source}")
+    return()
   endif()
-  set_target_properties(zofo_cuda_test PROPERTIES
+  set(extra)
+  foreach(f ${ARGN})
+    list(APPEND extra "${_zofo_root}/${f}")
+  endforeach()
+  add_executable(${name} "${_zofo_root}/${source}" ${extra})
+  if(NOT ZOFO_CUDA_TEST)
+    set_target_properties(${name} PROPERTIES EXCLUDE_FROM_ALL ON)
+  endif()
+  set_target_properties(${name} PROPERTIES
     CUDA_ARCHITECTURES "${ZOFO_CUDA_ARCHITECTURES}"
     CUDA_SEPARABLE_COMPILATION OFF
     CUDA_RUNTIME_LIBRARY Static
@@ -138,11 +144,26 @@ if(EXISTS "${_zofo_root}/test/cuda/test_perturb.cu")
     CUDA_STANDARD_REQUIRED ON
     CXX_STANDARD 17
     CXX_STANDARD_REQUIRED ON)
+  target_include_directories(${name} PRIVATE "${_zofo_root}")
   if(NOT MSVC)
-    target_compile_options(zofo_cuda_test PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-O3 -ffp-contract=off -fno-math-errno -fno-trapping-math>)
+    target_compile_options(${name} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-O3 -ffp-contract=off -fno-math-errno -fno-trapping-math>)
   endif()
-  target_link_libraries(zofo_cuda_test PRIVATE zofo_cuda_kernels Threads::Threads)
-  add_test(NAME zofo_cuda_test COMMAND zofo_cuda_test --no-bench)  # effective where enable_testing() was called
+  target_link_libraries(${name} PRIVATE zofo_cuda_kernels Threads::Threads)
+  add_test(NAME ${name} COMMAND ${name} --no-bench)  # effective where enable_testing() was called
+endfunction()
+
+zofo_cuda_test_program(zofo_cuda_test test/cuda/test_perturb.cu native/cpu/perturb.cpp native/cpu/philox_chunk.cpp)
+zofo_cuda_test_program(zofo_cuda_layers_test test/cuda/test_layers.cu
+  native/cpu/norm.cpp native/cpu/activation.cpp native/cpu/rope.cpp native/cpu/optim.cpp native/cpu/perturb.cpp
+  native/cpu/philox_chunk.cpp)
+zofo_cuda_test_program(zofo_cuda_attention_test test/cuda/test_attention.cu
+  native/cpu/attention.cpp native/cpu/matmul.cpp native/cpu/perturb.cpp native/cpu/philox_chunk.cpp)
+# The engine test needs the whole CPU backend (zofo_cpu_backend, top-level CMakeLists.txt).
+if(TARGET zofo_cpu_backend)
+  zofo_cuda_test_program(zofo_cuda_engine_test test/cuda/test_engine.cu)
+  if(TARGET zofo_cuda_engine_test)
+    target_link_libraries(zofo_cuda_engine_test PRIVATE zofo_cpu_backend)
+  endif()
 endif()
 
 # ---- CUDA node addon ----

@@ -79,6 +79,47 @@ __global__ void __launch_bounds__(kThreads)
     groups::axpy_materialized_one<S>(x, z, a, 1.0f, i);
 }
 
+// dst: (n,) fp32; src: (n,) S::T; one thread per Philox block of the view.
+template <class S>
+__global__ void __launch_bounds__(kThreads)
+    weight_view_kernel(float* dst, const typename S::T* __restrict__ src, uint64_t n, uint64_t first,
+                       PhiloxKeys keys, uint64_t stream, float a) {
+  const uint64_t groups = groups::view_group_count(n, first);
+  const uint64_t step = (uint64_t)gridDim.x * blockDim.x;
+  for (uint64_t g = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += step)
+    groups::weight_view_group<S>(dst, src, n, first, keys, stream, a, g);
+}
+
+// out: (N, C) fp32; table: (V, C) S::T; ids: (N,). Rows on y, a row's groups on x: no
+// 64-bit division per thread (with a = 0 the body is only a load and a store).
+template <class S>
+__global__ void __launch_bounds__(kThreads)
+    embedding_view_kernel(float* out, const typename S::T* __restrict__ table, const int32_t* __restrict__ ids,
+                          uint64_t N, uint64_t C, PhiloxKeys keys, uint64_t stream, float a) {
+  const uint64_t per_row = groups::embedding_groups_per_row(C);
+  const uint64_t step = (uint64_t)gridDim.x * blockDim.x;
+  for (uint64_t r = blockIdx.y; r < N; r += gridDim.y)
+    for (uint64_t j = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; j < per_row; j += step)
+      groups::embedding_view_group<S>(out, table, ids, C, keys, stream, a, r, j);
+}
+
+template <class S>
+void launch_weight_view(float* dst, const void* src, uint64_t n, uint64_t first, const PhiloxKeys& keys,
+                        uint64_t stream, float a, cudaStream_t s) {
+  const unsigned grid = grid_for(groups::view_group_count(n, first));
+  weight_view_kernel<S><<<grid, kThreads, 0, s>>>(dst, (const typename S::T*)src, n, first, keys, stream, a);
+  check_launch("weight_view_kernel");
+}
+
+template <class S>
+void launch_embedding_view(float* out, const void* table, const int32_t* ids, uint64_t N, uint64_t C,
+                           const PhiloxKeys& keys, uint64_t stream, float a, cudaStream_t s) {
+  const uint64_t per_row = groups::embedding_groups_per_row(C);
+  const dim3 grid(grid_for(per_row), (unsigned)(N < 65535 ? N : 65535));
+  embedding_view_kernel<S><<<grid, kThreads, 0, s>>>(out, (const typename S::T*)table, ids, N, C, keys, stream, a);
+  check_launch("embedding_view_kernel");
+}
+
 template <class S>
 void launch_axpby_table(void* data, uint64_t n_elems, const ParamEntry* table, size_t n_entries,
                         const PhiloxKeys& keys, float a, float eta_lambda, cudaStream_t s) {
@@ -218,6 +259,50 @@ void materialize_then_axpy(DType dtype, void* x_device, uint64_t count, uint64_t
     case DType::F32: launch_axpy_materialized<groups::F32>(x_device, z_scratch_device, count, a, s); break;
     case DType::BF16: launch_axpy_materialized<groups::BF16>(x_device, z_scratch_device, count, a, s); break;
     case DType::F16: launch_axpy_materialized<groups::F16>(x_device, z_scratch_device, count, a, s); break;
+  }
+}
+
+// ---- weight views ----
+
+void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,
+                 uint64_t seed, float a, cudaStream_t s) {
+  if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
+    throw invalid_arg("weight_view: unknown dtype " + std::to_string((int)dtype));
+  if (n == 0) return;
+  if (first > UINT64_MAX - n) throw invalid_arg("weight_view: first + n overflows 64 bits");
+  if (n > kMaxElems) throw invalid_arg("weight_view: n " + std::to_string(n) + " is too large");
+  if (dst == nullptr) throw invalid_arg("weight_view: dst is null");
+  if (src == nullptr) throw invalid_arg("weight_view: src is null");
+  require_element_aligned(dst, sizeof(float), "weight_view: dst");
+  require_element_aligned(src, dtype_size(dtype), "weight_view: src");
+  const PhiloxKeys keys = philox_keys(seed);
+  switch (dtype) {
+    case DType::F32: launch_weight_view<groups::F32>(dst, src, n, first, keys, stream, a, s); break;
+    case DType::BF16: launch_weight_view<groups::BF16>(dst, src, n, first, keys, stream, a, s); break;
+    case DType::F16: launch_weight_view<groups::F16>(dst, src, n, first, keys, stream, a, s); break;
+  }
+}
+
+void embedding_view(float* out, const void* table, DType dtype, const int32_t* ids, int64_t N, int64_t C,
+                    uint64_t stream, uint64_t seed, float a, cudaStream_t s) {
+  if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
+    throw invalid_arg("embedding_view: unknown dtype " + std::to_string((int)dtype));
+  if (N < 0 || C < 0)
+    throw invalid_arg("embedding_view: negative size N=" + std::to_string(N) + " C=" + std::to_string(C));
+  if (N == 0 || C == 0) return;
+  if ((uint64_t)N > kMaxElems / (uint64_t)C) throw invalid_arg("embedding_view: N·C is too large");
+  if (out == nullptr) throw invalid_arg("embedding_view: out is null");
+  if (table == nullptr) throw invalid_arg("embedding_view: table is null");
+  if (ids == nullptr) throw invalid_arg("embedding_view: ids is null");
+  require_element_aligned(out, sizeof(float), "embedding_view: out");
+  require_element_aligned(table, dtype_size(dtype), "embedding_view: table");
+  require_element_aligned(ids, sizeof(int32_t), "embedding_view: ids");
+  const PhiloxKeys keys = philox_keys(seed);
+  const uint64_t n = (uint64_t)N, c = (uint64_t)C;
+  switch (dtype) {
+    case DType::F32: launch_embedding_view<groups::F32>(out, table, ids, n, c, keys, stream, a, s); break;
+    case DType::BF16: launch_embedding_view<groups::BF16>(out, table, ids, n, c, keys, stream, a, s); break;
+    case DType::F16: launch_embedding_view<groups::F16>(out, table, ids, n, c, keys, stream, a, s); break;
   }
 }
 

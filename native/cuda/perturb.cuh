@@ -70,4 +70,21 @@ void restore_update(DType dtype, void* data_device, const DeviceParamTable& tabl
 void materialize_then_axpy(DType dtype, void* x_device, uint64_t count, uint64_t stream, uint64_t first,
                            uint64_t seed, float a, float* z_scratch_device, cudaStream_t s);
 
+// ---- weight views (Backend::weight_view / embedding_view) ----
+// The perturbed fp32 weights of one tensor in scratch, the stored weights untouched:
+// bit-identical to zofo::cpu::perturbed_copy (a = 0: the plain fp32 conversion, no Philox).
+// Cheap argument checks only (null, alignment, sizes): these run once per tensor per forward.
+
+// dst[i] = fmaf(a, z(seed, stream, first + i), fp32(src[i])) for i < n.
+//   dst: (n,) fp32, device; src: (n,) of dtype, device, any element offset into a buffer.
+void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,
+                 uint64_t seed, float a, cudaStream_t s);
+
+// out[r·C + c] = fmaf(a, z(seed, stream, ids[r]·C + c), fp32(table[ids[r]·C + c])): weight_view of
+// each looked-up row, all N rows in one launch (repeated ids are fine).
+//   out: (N, C) fp32; table: (V, C) of dtype; ids: (N,) int32 in [0, V) (checked by the caller:
+//   the kernel cannot see V); all device memory.
+void embedding_view(float* out, const void* table, DType dtype, const int32_t* ids, int64_t N, int64_t C,
+                    uint64_t stream, uint64_t seed, float a, cudaStream_t s);
+
 }  // namespace zofo::cuda

@@ -211,4 +211,75 @@ ZOFO_HD void axpy_materialized_one(typename S::T* x, const float* z, float a, fl
   x[i] = S::store(fmaf(a, z[i], d * S::load(x[i])));
 }
 
+// ---- weight views: fp32 copies of stored weights, perturbed; the storage is untouched ----
+//
+// A view's groups lie on the tensor's Philox grid, not on the buffers' alignment:
+// group g covers tensor elements e = 4·(first/4 + g) .. +3, exactly one Philox block,
+// and writes dst[e − first] for those e in [first, first + n). Any `first` then costs
+// one block per 4 outputs (a dst-aligned grid would need two whenever first % 4 ≠ 0).
+
+// Groups of an n-element view starting at tensor element `first` (first + n must not
+// overflow: the launcher checks).
+ZOFO_HD uint64_t view_group_count(uint64_t n, uint64_t first) {
+  return n == 0 ? 0 : ((first + n - 1) >> 2) - (first >> 2) + 1;
+}
+
+// dst[i] = fmaf(a, z(first + i), load(src[i])) for the (up to 4) i of group g: the
+// expression of zofo::cpu::perturbed_copy, so the bits match. a == 0 is the CPU's plain
+// conversion (no Philox, and no fmaf, which would turn −0 into +0 and quiet NaNs).
+//   dst: (n,) fp32; src: (n,) storage S::T, any element alignment.
+template <class S>
+ZOFO_HD void weight_view_group(float* dst, const typename S::T* src, uint64_t n, uint64_t first,
+                               const PhiloxKeys& k, uint64_t stream, float a, uint64_t g) {
+  using T = typename S::T;
+  const uint64_t block = (first >> 2) + g;
+  const uint64_t e0 = block << 2;  // ≤ UINT64_MAX − 3: no overflow below
+  const bool noise = a != 0.0f;
+  float z[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  if (noise) gaussian_block(k, stream, block, z);
+  // Whole group inside the view with both pointers vector-aligned: one vector load/store.
+  if (e0 >= first && n >= 4 && e0 - first <= n - 4) {
+    const uint64_t i0 = e0 - first;
+    if ((uintptr_t)(dst + i0) % sizeof(float4) == 0 && (uintptr_t)(src + i0) % (4 * sizeof(T)) == 0) {
+      float x[4];
+      S::load4((const typename S::V*)(src + i0), x);
+      if (noise) {
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+        for (int j = 0; j < 4; ++j) x[j] = fmaf(a, z[j], x[j]);
+      }
+      F32::store4((float4*)(dst + i0), x);
+      return;
+    }
+  }
+  // View head/tail or misaligned buffers: element by element.
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int j = 0; j < 4; ++j) {
+    const uint64_t e = e0 + (uint64_t)j;
+    if (e < first || e - first >= n) continue;
+    const uint64_t i = e - first;
+    const float x = S::load(src[i]);
+    dst[i] = noise ? fmaf(a, z[j], x) : x;
+  }
+}
+
+// Embedding view: row r of out (N, C) is the weight view of table row ids[r], i.e.
+// tensor elements ids[r]·C .. +C−1. Groups per row: the most Philox blocks C consecutive
+// elements can touch (C + 3 when the row starts at lane 3, rounded up to blocks).
+ZOFO_HD uint64_t embedding_groups_per_row(uint64_t C) { return (C + 6) / 4; }
+
+// Group j of row r (j < embedding_groups_per_row(C); groups past the row's own
+// view_group_count do nothing).
+//   out: (N, C) fp32; table: (V, C) storage S::T; ids: (N,) int32 in [0, V), checked by the caller.
+template <class S>
+ZOFO_HD void embedding_view_group(float* out, const typename S::T* table, const int32_t* ids, uint64_t C,
+                                  const PhiloxKeys& k, uint64_t stream, float a, uint64_t r, uint64_t j) {
+  const uint64_t first = (uint64_t)(int64_t)ids[r] * C;
+  if (j >= view_group_count(C, first)) return;
+  weight_view_group<S>(out + r * C, table + first, C, first, k, stream, a, j);
+}
+
 }  // namespace zofo::cuda::groups

@@ -1,0 +1,339 @@
+// The CUDA backend: every Backend call as a launch on this backend's stream. Memory
+// comes from the device's stream-ordered pool (cudaMallocAsync), which keeps freed
+// blocks for reuse, so the per-weight scratch of the engine costs no allocation after
+// the first step. Uploads and downloads synchronise the stream (the engine does them
+// at the start of a forward and to read back the loss rows); nothing else does.
+#include "backend_cuda.h"
+
+#include <math.h>
+#include <string.h>
+
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "activation.cuh"
+#include "attention.cuh"
+#include "check.cuh"
+#include "elementwise.cuh"
+#include "gemm.cuh"
+#include "loss.cuh"
+#include "norm.cuh"
+#include "optim.cuh"
+#include "perturb.cuh"
+#include "rope.cuh"
+#include "rows.cuh"
+
+namespace zofo::cuda {
+
+DeviceInfo device_info(int index) {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess)
+    throw Error("ZOFO_CUDA", std::string("no usable CUDA device: ") + cudaGetErrorName(status) + " (" +
+                                 cudaGetErrorString(status) + ")");
+  if (index < 0 || index >= count)
+    throw Error("ZOFO_CUDA", "CUDA device " + std::to_string(index) + " does not exist (" + std::to_string(count) +
+                                 " device" + (count == 1 ? "" : "s") + " found)");
+  cudaDeviceProp prop;
+  cuda_check(cudaGetDeviceProperties(&prop, index), "cudaGetDeviceProperties");
+  DeviceInfo info;
+  info.index = index;
+  info.name = prop.name;
+  info.major = prop.major;
+  info.minor = prop.minor;
+  info.sms = prop.multiProcessorCount;
+  info.memory_bytes = prop.totalGlobalMem;
+  return info;
+}
+
+namespace {
+
+class CudaBackend final : public CudaBackendApi {
+ public:
+  explicit CudaBackend(int index) : device_(device_info(index).index) {
+    cuda_check(cudaSetDevice(device_), "cudaSetDevice");
+    cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    // Keep freed pool memory instead of returning it at every synchronisation.
+    cudaMemPool_t pool;
+    cuda_check(cudaDeviceGetDefaultMemPool(&pool, device_), "cudaDeviceGetDefaultMemPool");
+    uint64_t keep = UINT64_MAX;
+    cuda_check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "cudaMemPoolSetAttribute");
+    gemm_ = make_gemm(stream_);
+    cuda_check(cudaMalloc((void**)&flag_, sizeof(int)), "cudaMalloc (flag)");
+    cuda_check(cudaMallocHost((void**)&flag_host_, sizeof(int)), "cudaMallocHost (flag)");
+  }
+  ~CudaBackend() override {
+    cudaSetDevice(device_);
+    cudaStreamSynchronize(stream_);  // errors ignored: destructors must not throw
+    if (table_device_) cudaFree(table_device_);
+    cudaFree(flag_);
+    cudaFreeHost(flag_host_);
+    gemm_.reset();
+    cudaStreamDestroy(stream_);
+  }
+
+  const char* name() const override { return "cuda"; }
+
+  // ---- memory ----
+  float* alloc(size_t n) override {
+    float* p = alloc_scratch(n);
+    cuda_check(cudaMemsetAsync(p, 0, bytes_of(n), stream_), "cudaMemsetAsync");
+    return p;
+  }
+  float* alloc_scratch(size_t n) override {
+    on_device();
+    void* p = nullptr;
+    const size_t bytes = bytes_of(n);
+    const cudaError_t err = cudaMallocAsync(&p, bytes, stream_);
+    if (err != cudaSuccess) {
+      cudaGetLastError();  // clear the sticky-free error state of a failed allocation
+      throw Error("ZOFO_CUDA_OOM", "out of device memory allocating " + std::to_string(bytes >> 20) + " MiB (" +
+                                      std::to_string(in_use_ >> 20) + " MiB held by this model): " +
+                                      cudaGetErrorString(err));
+    }
+    std::lock_guard<std::mutex> guard(lock_);
+    sizes_[p] = bytes;
+    in_use_ += bytes;
+    if (in_use_ > peak_) peak_ = in_use_;
+    return static_cast<float*>(p);
+  }
+  void free(float* p) override {
+    if (!p) return;
+    on_device();
+    {
+      std::lock_guard<std::mutex> guard(lock_);
+      auto it = sizes_.find(p);
+      if (it != sizes_.end()) {
+        in_use_ -= it->second;
+        sizes_.erase(it);
+      }
+    }
+    cudaFreeAsync(p, stream_);  // no throw: called from destructors
+  }
+  void upload(float* dst, const float* host, size_t n) override { upload_raw(dst, host, n * sizeof(float)); }
+  void download(float* host, const float* src, size_t n) override { download_raw(host, src, n * sizeof(float)); }
+  // Synchronous: the host buffer may be freed as soon as this returns.
+  void upload_raw(void* dst, const void* host, size_t bytes) override {
+    if (!bytes) return;
+    on_device();
+    cuda_check(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, stream_), "upload (cudaMemcpyAsync)");
+    cuda_check(cudaStreamSynchronize(stream_), "upload (synchronize)");
+  }
+  void download_raw(void* host, const void* src, size_t bytes) override {
+    if (!bytes) return;
+    on_device();
+    cuda_check(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, stream_), "download (cudaMemcpyAsync)");
+    cuda_check(cudaStreamSynchronize(stream_), "download (synchronize)");
+  }
+  void fill(float* dst, float value, size_t n) override {
+    on_device();
+    if (value == 0.0f && !signbit(value)) cuda_check(cudaMemsetAsync(dst, 0, n * sizeof(float), stream_), "fill");
+    else cuda::fill(dst, value, n, stream_);
+  }
+
+  // ---- the optimizer's passes ----
+  void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,
+                   uint64_t seed, float a) override {
+    on_device();
+    cuda::weight_view(dst, src, dtype, n, stream, first, seed, a, stream_);
+  }
+  void zo_update(void* data, DType dtype, uint64_t n_elems, const ParamEntry* table, size_t n_entries, uint64_t seed,
+                 float a, float eta_lambda) override {
+    on_device();
+    const ParamEntry* device_table = upload_table(table, n_entries, n_elems);
+    uint64_t total = 0;
+    for (size_t i = 0; i < n_entries; ++i) total += table[i].count;
+    axpby_table(dtype, data, n_elems, device_table, n_entries, total, seed, a, eta_lambda, stream_);
+  }
+  void fo_update(const FoHyper& h, float* x, const float* g, float* m, float* v, size_t n) override {
+    on_device();
+    cuda::fo_update(h, x, g, m, v, n, stream_);
+  }
+  bool all_finite(const float* p, size_t n) override {
+    on_device();
+    cuda::all_finite(p, n, flag_, stream_);
+    cuda_check(cudaMemcpyAsync(flag_host_, flag_, sizeof(int), cudaMemcpyDeviceToHost, stream_), "all_finite (copy)");
+    cuda_check(cudaStreamSynchronize(stream_), "all_finite (synchronize)");
+    return *flag_host_ == 0;
+  }
+
+  // ---- layers ----
+  void matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+              const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
+    on_device();
+    gemm_->run(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+  void add_bias(float* y, const float* bias, int64_t N, int64_t C) override {
+    on_device();
+    cuda::add_bias(y, bias, N, C, stream_);
+  }
+  void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C) override {
+    on_device();
+    cuda::bias_backward(dbias, dy, N, C, stream_);
+  }
+  void axpy(float* y, const float* x, float alpha, size_t n) override {
+    on_device();
+    cuda::axpy(y, x, alpha, n, stream_);
+  }
+  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
+                       float eps) override {
+    on_device();
+    cuda::rmsnorm_forward(out, rstd, inp, weight, N, C, eps, stream_);
+  }
+  void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                        const float* rstd, int64_t N, int64_t C) override {
+    on_device();
+    cuda::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C, stream_);
+  }
+  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                         const float* bias, int64_t N, int64_t C, float eps) override {
+    on_device();
+    cuda::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps, stream_);
+  }
+  void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                          const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) override {
+    on_device();
+    cuda::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, stream_);
+  }
+  void rope(float* x, const int32_t* positions, int64_t B, int64_t T, int64_t NH, int64_t HS, float theta,
+            bool backward) override {
+    on_device();
+    cuda::rope(x, positions, B, T, NH, HS, theta, backward, stream_);
+  }
+  void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, const uint8_t* mask,
+                         int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS, float scale) override {
+    on_device();
+    cuda::attention_forward(out, att, q, k, v, mask, B, T, NH, NKV, HS, scale, stream_);
+  }
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att, const float* q,
+                          const float* k, const float* v, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS,
+                          float scale) override {
+    on_device();
+    float* scratch = alloc_scratch((size_t)(B * NH * T * T));
+    struct Release {
+      CudaBackend* be;
+      float* p;
+      ~Release() { be->free(p); }  // stream-ordered: freed after the kernels that use it
+    } release{this, scratch};
+    cuda::attention_backward(dq, dk, dv, dout, att, q, k, v, B, T, NH, NKV, HS, scale, scratch, stream_);
+  }
+  void activation_forward(int kind, float* out, const float* inp, int64_t N) override {
+    on_device();
+    cuda::activation_forward(kind, out, inp, N, stream_);
+  }
+  void activation_backward(int kind, float* dinp, const float* inp, const float* dout, int64_t N) override {
+    on_device();
+    cuda::activation_backward(kind, dinp, inp, dout, N, stream_);
+  }
+  void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) override {
+    on_device();
+    cuda::swiglu_forward(out, gate, up, N, stream_);
+  }
+  void swiglu_backward(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
+                       int64_t N) override {
+    on_device();
+    cuda::swiglu_backward(dgate, dup, gate, up, dout, N, stream_);
+  }
+  void copy2d(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols) override {
+    if (rows <= 0 || cols <= 0) return;
+    on_device();
+    cuda_check(cudaMemcpy2DAsync(dst, (size_t)dst_ld * sizeof(float), src, (size_t)src_ld * sizeof(float),
+                                 (size_t)cols * sizeof(float), (size_t)rows, cudaMemcpyDeviceToDevice, stream_),
+               "copy2d (cudaMemcpy2DAsync)");
+  }
+  void log_softmax_at(float* logits, const int32_t* targets, double* logp, int64_t M, int64_t V,
+                      bool probs) override {
+    on_device();
+    cuda::log_softmax_at(logits, targets, logp, M, V, probs, stream_);
+  }
+  void xent_backward(float* probs, const int32_t* targets, const double* drow, int64_t M, int64_t V) override {
+    on_device();
+    cuda::xent_backward(probs, targets, drow, M, V, stream_);
+  }
+  void embedding_view(float* out, const void* table, DType dtype, const int32_t* ids, int64_t N, int64_t C,
+                      uint64_t stream, uint64_t seed, float a) override {
+    on_device();
+    cuda::embedding_view(out, table, dtype, ids, N, C, stream, seed, a, stream_);
+  }
+  void gather_rows(float* out, const float* x, const int32_t* rows, int64_t M, int64_t C) override {
+    on_device();
+    cuda::gather_rows(out, x, rows, M, C, stream_);
+  }
+  void scatter_add_rows(float* dx, const float* dout, const int32_t* rows, int64_t M, int64_t C) override {
+    on_device();
+    cuda::scatter_add_rows(dx, dout, rows, M, C, stream_);
+  }
+
+  // ---- CudaBackendApi ----
+  void synchronize() override {
+    on_device();
+    cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+  }
+  size_t bytes_in_use() const override {
+    std::lock_guard<std::mutex> guard(lock_);
+    return in_use_;
+  }
+  size_t peak_bytes() const override {
+    std::lock_guard<std::mutex> guard(lock_);
+    return peak_;
+  }
+  void reset_peak() override {
+    std::lock_guard<std::mutex> guard(lock_);
+    peak_ = in_use_;
+  }
+  void* stream_handle() const override { return stream_; }
+
+ private:
+  // Calls arrive from the JS thread and from worker threads: each names the device.
+  void on_device() const { cuda_check(cudaSetDevice(device_), "cudaSetDevice"); }
+  static size_t bytes_of(size_t n) { return (n ? n : 1) * sizeof(float); }
+
+  // The update's parameter table is the same every step: upload it only when it changes.
+  const ParamEntry* upload_table(const ParamEntry* table, size_t n, uint64_t n_elems) {
+    validate_param_table(table, n, n_elems);
+    const size_t bytes = n * sizeof(ParamEntry);
+    if (same_table(table, n)) return table_device_;
+    if (n > table_capacity_) {
+      if (table_device_) cuda_check(cudaFree(table_device_), "cudaFree (parameter table)");
+      table_device_ = nullptr;
+      cuda_check(cudaMalloc((void**)&table_device_, bytes), "cudaMalloc (parameter table)");
+      table_capacity_ = n;
+    }
+    table_host_.clear();  // stays empty if the copy fails
+    cuda_check(cudaMemcpyAsync(table_device_, table, bytes, cudaMemcpyHostToDevice, stream_), "parameter table upload");
+    cuda_check(cudaStreamSynchronize(stream_), "parameter table upload");
+    table_host_.assign(table, table + n);
+    return table_device_;
+  }
+
+  bool same_table(const ParamEntry* table, size_t n) const {
+    if (table_host_.size() != n) return false;
+    for (size_t i = 0; i < n; ++i) {
+      const ParamEntry &a = table_host_[i], &b = table[i];
+      if (a.offset != b.offset || a.count != b.count || a.stream != b.stream || a.first != b.first ||
+          memcmp(&a.decay, &b.decay, sizeof a.decay) != 0)
+        return false;
+    }
+    return true;
+  }
+
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<Gemm> gemm_;
+  int* flag_ = nullptr;       // all_finite's result on the device
+  int* flag_host_ = nullptr;  // and its pinned read-back slot
+  std::vector<ParamEntry> table_host_;
+  ParamEntry* table_device_ = nullptr;
+  size_t table_capacity_ = 0;
+  mutable std::mutex lock_;
+  std::unordered_map<void*, size_t> sizes_;
+  size_t in_use_ = 0, peak_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<CudaBackendApi> make_cuda_backend(int index) { return std::make_unique<CudaBackend>(index); }
+
+}  // namespace zofo::cuda
