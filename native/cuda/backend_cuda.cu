@@ -1,8 +1,9 @@
 // The CUDA backend: every Backend call as a launch on this backend's stream. Memory
 // comes from the device's stream-ordered pool (cudaMallocAsync), which keeps freed
 // blocks for reuse, so the per-weight scratch of the engine costs no allocation after
-// the first step. Uploads and downloads synchronise the stream (the engine does them
-// at the start of a forward and to read back the loss rows); nothing else does.
+// the first step. Downloads synchronise the stream (the engine reads back only the loss
+// rows and one finiteness flag per step); small uploads go through pinned staging and
+// do not.
 #include "backend_cuda.h"
 
 #include <math.h>
@@ -63,6 +64,10 @@ class CudaBackend final : public CudaBackendApi {
     gemm_ = make_gemm(stream_);
     cuda_check(cudaMalloc((void**)&flag_, sizeof(int)), "cudaMalloc (flag)");
     cuda_check(cudaMallocHost((void**)&flag_host_, sizeof(int)), "cudaMallocHost (flag)");
+    for (Stage& slot : stages_) {
+      cuda_check(cudaMallocHost(&slot.host, kStageBytes), "cudaMallocHost (upload staging)");
+      cuda_check(cudaEventCreateWithFlags(&slot.done, cudaEventDisableTiming), "cudaEventCreate");
+    }
   }
   ~CudaBackend() override {
     cudaSetDevice(device_);
@@ -70,6 +75,10 @@ class CudaBackend final : public CudaBackendApi {
     if (table_device_) cudaFree(table_device_);
     cudaFree(flag_);
     cudaFreeHost(flag_host_);
+    for (Stage& slot : stages_) {
+      if (slot.host) cudaFreeHost(slot.host);
+      if (slot.done) cudaEventDestroy(slot.done);
+    }
     gemm_.reset();
     cudaStreamDestroy(stream_);
   }
@@ -114,12 +123,24 @@ class CudaBackend final : public CudaBackendApi {
   }
   void upload(float* dst, const float* host, size_t n) override { upload_raw(dst, host, n * sizeof(float)); }
   void download(float* host, const float* src, size_t n) override { download_raw(host, src, n * sizeof(float)); }
-  // Synchronous: the host buffer may be freed as soon as this returns.
+  // The host buffer may be freed as soon as this returns. Small uploads (a batch's index
+  // arrays) go through a ring of pinned staging slots and stay asynchronous; a slot is
+  // reused only after its previous copy has run (its event). Large ones (weights, at
+  // load time) are copied synchronously.
   void upload_raw(void* dst, const void* host, size_t bytes) override {
     if (!bytes) return;
     on_device();
-    cuda_check(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, stream_), "upload (cudaMemcpyAsync)");
-    cuda_check(cudaStreamSynchronize(stream_), "upload (synchronize)");
+    if (bytes > kStageBytes) {
+      cuda_check(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, stream_), "upload (cudaMemcpyAsync)");
+      cuda_check(cudaStreamSynchronize(stream_), "upload (synchronize)");
+      return;
+    }
+    Stage& slot = stages_[next_stage_];
+    next_stage_ = (next_stage_ + 1) % kStages;
+    cuda_check(cudaEventSynchronize(slot.done), "upload (staging slot)");
+    memcpy(slot.host, host, bytes);
+    cuda_check(cudaMemcpyAsync(dst, slot.host, bytes, cudaMemcpyHostToDevice, stream_), "upload (cudaMemcpyAsync)");
+    cuda_check(cudaEventRecord(slot.done, stream_), "upload (cudaEventRecord)");
   }
   void download_raw(void* host, const void* src, size_t bytes) override {
     if (!bytes) return;
@@ -319,8 +340,17 @@ class CudaBackend final : public CudaBackendApi {
     return true;
   }
 
+  struct Stage {
+    void* host = nullptr;
+    cudaEvent_t done = nullptr;
+  };
+  static constexpr int kStages = 16;
+  static constexpr size_t kStageBytes = size_t(1) << 20;
+
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
+  Stage stages_[kStages];
+  int next_stage_ = 0;
   std::unique_ptr<Gemm> gemm_;
   int* flag_ = nullptr;       // all_finite's result on the device
   int* flag_host_ = nullptr;  // and its pinned read-back slot

@@ -15,7 +15,8 @@ __global__ void __launch_bounds__(kNormMaxLanes)
     rmsnorm_forward_kernel(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
                            float eps) {
   const body::BlockLanes lanes = block_lanes();
-  for (int64_t n = blockIdx.x; n < N; n += gridDim.x) body::rmsnorm_forward_row(lanes, out, rstd, inp, weight, C, eps, n);
+  for (int64_t n = blockIdx.x; n < N; n += gridDim.x)
+    body::rmsnorm_forward_row(lanes, out, rstd, inp, weight, C, eps, n);
 }
 
 __global__ void __launch_bounds__(kNormMaxLanes)

@@ -790,10 +790,10 @@ LossResult Transformer::loss_device(const Batch& batch, const LossSpec& s, float
     if (y < 0 || y >= V) throw invalid_arg("loss: target token " + std::to_string(y) + " is outside the vocabulary");
   if (M == 0) throw invalid_arg("loss: no token to score");
   const bool want_grad = lora_grad != nullptr || base_grad != nullptr;
+  const Buf rows = upload_vector(be_, s.rows), targets = upload_vector(be_, s.targets);
   Activations act;
   forward(batch, act, want_grad);
   Buf zr(be_, M * E), lg(be_, M * V);
-  const Buf rows = upload_vector(be_, s.rows), targets = upload_vector(be_, s.targets);
   be_.gather_rows(zr.get(), act.z, as<int32_t>(rows), M, E);
   const Weight Wv = p(head_name(config_));
   const float* W = Wv.get();
