@@ -6,7 +6,7 @@
 //   swiglu (Llama MLP): out = silu(gate) · up, silu(g) = g·σ(g)
 #pragma once
 
-#include "elementwise.cuh"
+#include "lanes.cuh"
 
 namespace zofo::cuda {
 

@@ -6,7 +6,6 @@
 // do not.
 #include "backend_cuda.h"
 
-#include <math.h>
 #include <string.h>
 
 #include <mutex>
@@ -150,8 +149,7 @@ class CudaBackend final : public CudaBackendApi {
   }
   void fill(float* dst, float value, size_t n) override {
     on_device();
-    if (value == 0.0f && !signbit(value)) cuda_check(cudaMemsetAsync(dst, 0, n * sizeof(float), stream_), "fill");
-    else cuda::fill(dst, value, n, stream_);
+    cuda::fill(dst, value, n, stream_);
   }
 
   // ---- the optimizer's passes ----

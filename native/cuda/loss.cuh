@@ -10,7 +10,7 @@
 // xent_backward then adds nothing.
 #pragma once
 
-#include "elementwise.cuh"
+#include "lanes.cuh"
 
 namespace zofo::cuda {
 

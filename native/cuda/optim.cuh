@@ -10,7 +10,7 @@
 #include <math.h>
 
 #include "../common/fo_hyper.h"
-#include "elementwise.cuh"
+#include "lanes.cuh"
 
 namespace zofo::cuda {
 

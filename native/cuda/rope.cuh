@@ -7,7 +7,7 @@
 // rounding ties). The backward rotates by −θ (the rotation is orthogonal).
 #pragma once
 
-#include "elementwise.cuh"
+#include "lanes.cuh"
 
 namespace zofo::cuda {
 

@@ -8,7 +8,7 @@
 // at once so the loads overlap.
 #pragma once
 
-#include "elementwise.cuh"
+#include "lanes.cuh"
 
 namespace zofo::cuda {
 
