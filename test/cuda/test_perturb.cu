@@ -31,35 +31,15 @@
 #include "cuda/check.cuh"
 #include "cuda/perturb.cuh"
 #include "cuda/perturb_groups.cuh"
+#include "harness.h"
 
 using namespace zofo;
 
 // ---------------------------------------------------------------------------------
-// Tiny harness
+// The shared harness (test/cuda/harness.h)
 
-static int g_passed = 0, g_failed = 0;
-
-static void report(bool ok, const std::string& name, const std::string& detail = "") {
-  if (ok) {
-    ++g_passed;
-    printf("PASS %s\n", name.c_str());
-  } else {
-    ++g_failed;
-    printf("FAIL %s%s%s\n", name.c_str(), detail.empty() ? "" : ": ", detail.c_str());
-  }
-  fflush(stdout);
-}
-
-// Runs one test body; an exception is a failure that names its code and message.
-static void run_test(const std::string& name, const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const Error& e) {
-    report(false, name, "threw " + e.code + ": " + e.what());
-  } catch (const std::exception& e) {
-    report(false, name, std::string("threw: ") + e.what());
-  }
-}
+using zofo::test::report;
+using zofo::test::run_test;
 
 // Throws from test helpers: CUDA failures in the test itself.
 #define CK(call) zofo::cuda::cuda_check((call), #call)
@@ -669,6 +649,5 @@ int main(int argc, char** argv) {
       }
     }
   }
-  printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return zofo::test::summary();
 }
