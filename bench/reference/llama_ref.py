@@ -18,9 +18,16 @@ Step kinds:
            update x -= lr c z (z regenerated each pass), SGD on the adapters
   perturb  one MeZO perturbation pass alone over every base parameter
   all      every kind, each in a fresh subprocess (so peak RSS is per kind)
+  limits   not a step: the machine's limits as torch sees them (bench/limits.ts does zofo's):
+           Tensor.copy_ over --copy-mib MiB of fp32 (bytes read + written per second) and
+           torch.mm on a square --gemm-n fp32 GEMM (2 n^3 FLOP per call); prints
+           {kind, copy_bytes_per_s, gemm_flop_per_s, copy_mib, gemm_n, blas}
 
 Prints one JSON line per measured kind:
-  {kind, median_s, min_s, max_s, peak_rss_mib, built_rss_mib, rss_reset, params, torch, threads}
+  {kind, median_s, min_s, max_s, peak_rss_mib, built_rss_mib, rss_reset, params, reps, other_load, torch, threads}
+other_load: other processes' CPU use during the timed runs, in cores ((machine busy CPU-seconds from
+/proc/stat - this process's CPU-seconds) / wall seconds): how contended the shared machine was;
+null when the timed runs took under 0.5 s (/proc/stat counts 10 ms ticks).
 Peak RSS: resource.getrusage maxrss after 3 runs of the kind (warm-up included), with the
 peak mark reset after the model is built (Linux /proc/self/clear_refs 5), as bench/step.ts does.
 
@@ -107,16 +114,17 @@ class Llama(torch.nn.Module):
         self.lm_head = torch.nn.Linear(dim, vocab, bias=False)
         self.hd = dim // heads
 
-    def rope(self, T):
-        inv = 1.0 / (10000 ** (torch.arange(0, self.hd, 2).float() / self.hd))
-        f = torch.outer(torch.arange(T).float(), inv)
+    def rope(self, T, device, dtype):
+        inv = 1.0 / (10000 ** (torch.arange(0, self.hd, 2, device=device).float() / self.hd))
+        f = torch.outer(torch.arange(T, device=device).float(), inv)
         emb = torch.cat((f, f), dim=-1)
-        return emb.cos(), emb.sin()
+        return emb.cos().to(dtype), emb.sin().to(dtype)
 
-    def forward(self, ids):
+    def forward(self, ids):  # on the device and in the dtype of the weights (gpu_compare.py: bf16 on CUDA)
         T = ids.shape[1]
-        cos, sin = self.rope(T)
-        mask = torch.full((T, T), float("-inf")).triu(1)
+        w = self.embed_tokens.weight
+        cos, sin = self.rope(T, ids.device, w.dtype)
+        mask = torch.full((T, T), float("-inf"), device=ids.device, dtype=w.dtype).triu(1)
         x = self.embed_tokens(ids)
         for layer in self.layers:
             x = layer(x, cos, sin, mask)
@@ -232,6 +240,21 @@ class Stepper:
         zo_perturb_parameters(self.base, self.seed(), self.eps, 1)
 
 
+def machine_busy_seconds():
+    """CPU-seconds the whole machine has been busy (user, nice, system, irq, softirq, steal): /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / 100.0  # USER_HZ
+    except OSError:
+        return float("nan")
+
+
+def self_cpu_seconds():
+    r = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return r.ru_utime + r.ru_stime
+
+
 def rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -254,24 +277,71 @@ def measure(a, kind):
             built = next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
     fn()  # warm-up
     times = []
+    busy0, cpu0, wall0 = machine_busy_seconds(), self_cpu_seconds(), time.perf_counter()
     for _ in range(a.reps):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+    wall = time.perf_counter() - wall0
+    other = (machine_busy_seconds() - busy0 - (self_cpu_seconds() - cpu0)) / wall
     return {
         "kind": kind, "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
         "peak_rss_mib": rss_mib(), "built_rss_mib": built, "rss_reset": reset, "params": params,
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "reps": a.reps, "other_load": max(0.0, other) if math.isfinite(other) and wall >= 0.5 else None, "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
+
+
+def openblas_core():
+    """The core OpenBLAS picked (it honours OPENBLAS_CORETYPE), if torch's BLAS is OpenBLAS."""
+    import ctypes
+    for name in ("libopenblas.so.0", "libopenblas.so", "libblas.so.3"):
+        try:
+            lib = ctypes.CDLL(name)
+            f = lib.openblas_get_corename
+        except (OSError, AttributeError):
+            continue
+        f.restype = ctypes.c_char_p
+        return "OpenBLAS " + f().decode()
+    return "BLAS (not OpenBLAS, or not found)"
+
+
+def limits(a):
+    torch.set_num_threads(a.threads)
+
+    def timed(fn, reps):
+        fn()
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
+    n = a.copy_mib * 2 ** 20 // 4
+    x = torch.full((n,), 0.25)
+    y = torch.empty_like(x)
+    copy_s = timed(lambda: y.copy_(x), 7)
+    del x, y
+    g = a.gemm_n
+    A = torch.full((g, g), 0.01)
+    B = torch.full((g, g), 0.02)
+    C = torch.empty((g, g))
+    gemm_s = timed(lambda: torch.mm(A, B, out=C), 5)
+    return {"kind": "limits", "copy_bytes_per_s": 8 * n / copy_s, "gemm_flop_per_s": 2 * g ** 3 / gemm_s,
+            "copy_mib": a.copy_mib, "gemm_n": g, "blas": "torch.mm (%s)" % openblas_core(),
+            "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 def main():
     p = argparse.ArgumentParser()
     for k, d in [("dim", 288), ("layers", 6), ("heads", 6), ("ffn", 768), ("vocab", 32000),
-                 ("batch", 16), ("seq", 64), ("reps", 5), ("threads", 2)]:
+                 ("batch", 16), ("seq", 64), ("reps", 5), ("threads", 2), ("copy-mib", 256), ("gemm-n", 2048)]:
         p.add_argument("--" + k, type=int, default=d)
-    p.add_argument("--step", default="all", choices=KINDS + ["all"])
+    p.add_argument("--step", default="all", choices=KINDS + ["all", "limits"])
     a = p.parse_args()
+    if a.step == "limits":
+        print(json.dumps(limits(a)), flush=True)
+        return
     if a.step != "all":
         print(json.dumps(measure(a, a.step)), flush=True)
         return
