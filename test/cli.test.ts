@@ -6,6 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { backendInfo } from '../lib/index.js';
 import { loadModel } from '../lib/model/model.js';
 import { loadCheckpoint } from '../lib/train/checkpoint.js';
 import { readTrajectory } from '../lib/train/trajectory.js';
@@ -90,6 +91,14 @@ t.test('a JSON config supplies the options; flags override it; errors name the p
   t.match(badRow.stderr, /bad\.tsv:2: .*label/, 'a bad row names the file and line');
   const help = zofo(['train', '--help']);
   t.match(help.stdout, /--lr-x <lr>/);
+  t.match(help.stdout, /--device <device>/);
+  if (!backendInfo().cuda.available) {
+    const noGpu = zofo(['eval', '--model', f.model, '--device', 'cuda', '--task', 'sst2', '--data', f.dev]);
+    t.equal(noGpu.status, 1);
+    t.match(noGpu.stderr, /device 'cuda' needs the CUDA addon/, '--device cuda without a GPU says why');
+    const auto = zofo(['eval', '--model', f.model, '--device', 'auto', '--task', 'sst2', '--data', f.dev]);
+    t.equal(auto.status, 0, `--device auto falls back to the CPU ${auto.stderr}`);
+  }
 });
 
 t.test('Ctrl-C (SIGINT) during training stops cleanly with a loadable checkpoint', async (t) => {

@@ -7,7 +7,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { invalidArg, ZofoError } from '../errors.js';
 import { loadTask, sampleIndices, TASK_NAMES, type TaskName } from '../data/tasks.js';
-import { loadModel, type Example, type LoraOptions, type Model } from '../model/model.js';
+import { loadModel, type Example, type LoadModelOptions, type LoraOptions, type Model } from '../model/model.js';
 import { HybridOptimizer, applyTrajectory } from '../train/optimizer.js';
 import { replay } from '../train/replay.js';
 import { evaluate, Trainer, type TrainerOptions } from '../train/trainer.js';
@@ -21,6 +21,8 @@ export const MODES: readonly Mode[] = ['hybrid', 'zo', 'lora', 'full'];
 
 export interface TrainConfig {
   model: string;
+  /** 'cpu' (default), 'cuda', 'cuda:N' or 'auto' (see loadModel). */
+  device?: LoadModelOptions['device'];
   dtype?: 'f32' | 'bf16' | 'f16';
   task: TaskName;
   train: string;
@@ -72,8 +74,8 @@ export async function readConfig(file: string): Promise<Record<string, unknown>>
   }
 }
 
-async function modelWithTokenizer(dir: string, dtype?: TrainConfig['dtype']): Promise<Model> {
-  const model = await loadModel(dir, { dtype });
+async function modelWithTokenizer(dir: string, dtype?: TrainConfig['dtype'], device?: TrainConfig['device']): Promise<Model> {
+  const model = await loadModel(dir, { dtype, device });
   if (!model.tokenizer) {
     model.dispose();
     throw new ZofoError('ZOFO_BAD_FILE', `${dir}: no tokenizer.json; the CLI tokenizes task files with the model's tokenizer`);
@@ -103,7 +105,7 @@ export async function train(c: TrainConfig, log: (line: string) => void = (l) =>
   const mode = c.mode ?? 'hybrid';
   if (!MODES.includes(mode)) throw invalidArg(MODES.map((m) => `'${m}'`).join(', '), 'mode', mode);
   if (c.steps === undefined && c.epochs === undefined) c = { ...c, epochs: 1 };
-  const model = await modelWithTokenizer(c.model, c.dtype);
+  const model = await modelWithTokenizer(c.model, c.dtype, c.device);
   const ac = new AbortController();
   const onSigint = () => {
     if (ac.signal.aborted) return;
@@ -182,12 +184,12 @@ export function rowsToChart(title: string, byMode: Record<string, Array<Record<s
   };
 }
 
-export interface EvalConfig { model: string; dtype?: TrainConfig['dtype']; adapter?: string; log?: string; task: TaskName; data: string; batchSize?: number; samples?: number; seed?: number }
+export interface EvalConfig { model: string; device?: TrainConfig['device']; dtype?: TrainConfig['dtype']; adapter?: string; log?: string; task: TaskName; data: string; batchSize?: number; samples?: number; seed?: number }
 
 /** zofo eval: loss and accuracy of a model (+ trajectory, + adapter) on a task file. */
 export async function evalCommand(c: EvalConfig): Promise<{ loss: number; accuracy: number | null; examples: number }> {
   const traj = c.log ? await readTrajectory(c.log) : null;
-  const model = await modelWithTokenizer(c.model, c.dtype ?? logDtype(traj));
+  const model = await modelWithTokenizer(c.model, c.dtype ?? logDtype(traj), c.device);
   try {
     if (traj) await applyTrajectory(model, traj);
     if (c.adapter) await model.loadAdapter(c.adapter);

@@ -35,7 +35,7 @@ function trainConfig(flags: Record<string, unknown>, file: Record<string, unknow
   const zo = { ...(file.zo as object) } as Record<string, unknown>, fo = { ...(file.fo as object) } as Record<string, unknown>;
   const lora = { ...(file.lora as object) } as Record<string, unknown>;
   const set = (target: Record<string, unknown>, key: string, flag: string) => { if (flags[flag] !== undefined) target[key] = flags[flag]; };
-  for (const k of ['model', 'dtype', 'task', 'train', 'dev', 'trainSamples', 'devSamples', 'mode', 'steps', 'epochs', 'batchSize', 'seed', 'evalEvery', 'checkpointEvery', 'keep', 'out', 'resume']) set(c, k, k);
+  for (const k of ['model', 'device', 'dtype', 'task', 'train', 'dev', 'trainSamples', 'devSamples', 'mode', 'steps', 'epochs', 'batchSize', 'seed', 'evalEvery', 'checkpointEvery', 'keep', 'out', 'resume']) set(c, k, k);
   set(zo, 'lr', 'lrX'); set(zo, 'mu', 'mu'); set(zo, 'estimator', 'estimator'); set(zo, 'perturbations', 'perturbations'); set(zo, 'weightDecay', 'wdX');
   set(fo, 'lr', 'lrY'); set(fo, 'optimizer', 'foOptimizer'); set(fo, 'weightDecay', 'wdY');
   set(lora, 'rank', 'rank'); set(lora, 'alpha', 'alpha'); set(lora, 'targets', 'targets');
@@ -60,7 +60,8 @@ export function program(): Command {
     .description('fine-tune a HuggingFace model directory on a task; writes checkpoints, the PEFT adapter, the ZO trajectory and curves under --out')
     .option('--config <file>', 'JSON file with the same fields (model, task, train, dev, mode, steps, zo: {...}, fo: {...}, lora: {...}, out, ...)')
     .option('--model <dir>', 'HuggingFace model directory (config.json, safetensors, tokenizer.json)')
-    .addOption(new Option('--dtype <dtype>', 'storage of the base weights').choices(['f32', 'bf16', 'f16']))
+    .option('--device <device>', "where to run: cpu (default), cuda, cuda:N, or auto (CUDA when usable)")
+    .addOption(new Option('--dtype <dtype>', 'storage of the base weights (default bf16 on CUDA, f32 on the CPU)').choices(['f32', 'bf16', 'f16']))
     .addOption(new Option('--task <name>', 'task format').choices([...TASK_NAMES]))
     .option('--train <file>', 'training data file')
     .option('--dev <file>', 'dev data file (evaluated during training; selects the best checkpoint)')
@@ -101,6 +102,7 @@ export function program(): Command {
   p.command('eval')
     .description('loss and accuracy of a model (optionally + ZO trajectory + adapter) on a task file')
     .requiredOption('--model <dir>', 'HuggingFace model directory')
+    .option('--device <device>', "where to run: cpu (default), cuda, cuda:N, or auto")
     .option('--adapter <dir>', 'PEFT adapter directory')
     .option('--log <file>', 'ZO trajectory to replay onto the model first')
     .addOption(new Option('--task <name>', 'task format').choices([...TASK_NAMES]).makeOptionMandatory())
