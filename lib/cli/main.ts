@@ -137,13 +137,16 @@ export function program(): Command {
     });
 
   p.command('bench')
-    .description('run the benchmark suite (perturbation engine, forward, hybrid step) and print its tables')
-    .action(() => {
+    .description('run the benchmark suite (perturbation engine, forward, hybrid step) and print its tables; --torch: side by side with the plain-PyTorch reference, writing bench/RESULTS.md')
+    .option('--torch', 'zofo vs the PyTorch reference (MeZO, LoRA, hybrid), machine limits and scaling (needs python3-torch; installs it with apt when missing)')
+    .option('--large', 'with --torch: add the ~134M model')
+    .action((o: { torch?: boolean; large?: boolean }) => {
       const dist = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench');
-      for (const name of ['perturb', 'forward', 'step']) {
+      const runs = o.torch ? [['torch', ...(o.large ? ['--large'] : [])]] : [['perturb'], ['forward'], ['step']];
+      for (const [name, ...args] of runs) {
         const file = join(dist, `${name}.js`);
         if (!existsSync(file)) throw new ZofoError('ZOFO_LOAD_FAILED', `${file} is missing: run \`npm run build:ts\` first`);
-        const r = spawnSync(process.execPath, [file], { stdio: 'inherit' });
+        const r = spawnSync(process.execPath, [file, ...args], { stdio: 'inherit' });
         if (r.status !== 0) { process.exitCode = r.status ?? 1; return; }
       }
     });
