@@ -97,7 +97,7 @@ class CudaBackend final : public CudaBackendApi {
     const cudaError_t err = cudaMallocAsync(&p, bytes, stream_);
     if (err != cudaSuccess) {
       cudaGetLastError();  // clear the sticky-free error state of a failed allocation
-      throw Error("ZOFO_CUDA_OOM", "out of device memory allocating " + std::to_string(bytes >> 20) + " MiB (" +
+      throw Error("ZOFO_OUT_OF_MEMORY", "out of CUDA device memory allocating " + std::to_string(bytes >> 20) + " MiB (" +
                                       std::to_string(in_use_ >> 20) + " MiB held by this model): " +
                                       cudaGetErrorString(err));
     }
