@@ -96,9 +96,9 @@ class CudaBackend final : public CudaBackendApi {
     const size_t bytes = bytes_of(n);
     const cudaError_t err = cudaMallocAsync(&p, bytes, stream_);
     if (err != cudaSuccess) {
-      cudaGetLastError();  // clear the sticky-free error state of a failed allocation
+      cudaGetLastError();  // not sticky: clear it so no later check reports it again
       throw Error("ZOFO_OUT_OF_MEMORY", "out of CUDA device memory allocating " + std::to_string(bytes >> 20) + " MiB (" +
-                                      std::to_string(in_use_ >> 20) + " MiB held by this model): " +
+                                      std::to_string(bytes_in_use() >> 20) + " MiB held by this model): " +
                                       cudaGetErrorString(err));
     }
     std::lock_guard<std::mutex> guard(lock_);
@@ -107,9 +107,9 @@ class CudaBackend final : public CudaBackendApi {
     if (in_use_ > peak_) peak_ = in_use_;
     return static_cast<float*>(p);
   }
-  void free(float* p) override {
+  void free(float* p) override {  // called from destructors: never throws
     if (!p) return;
-    on_device();
+    cudaSetDevice(device_);
     {
       std::lock_guard<std::mutex> guard(lock_);
       auto it = sizes_.find(p);
@@ -118,7 +118,7 @@ class CudaBackend final : public CudaBackendApi {
         sizes_.erase(it);
       }
     }
-    cudaFreeAsync(p, stream_);  // no throw: called from destructors
+    cudaFreeAsync(p, stream_);
   }
   void upload(float* dst, const float* host, size_t n) override { upload_raw(dst, host, n * sizeof(float)); }
   void download(float* host, const float* src, size_t n) override { download_raw(host, src, n * sizeof(float)); }
