@@ -180,8 +180,7 @@ class CpuBackend final : public Backend {
     const size_t width = dtype_size(dtype);
     for (int64_t n = 0; n < N; ++n) {
       const uint64_t first = (uint64_t)ids[n] * (uint64_t)C;
-      if (a == 0.0f && dtype == DType::F32) memcpy(out + n * C, (const float*)table + first, C * sizeof(float));
-      else perturbed_copy(dtype, (const char*)table + first * width, out + n * C, (uint64_t)C, stream, first, seed, a, 1);
+      perturbed_copy(dtype, (const char*)table + first * width, out + n * C, (uint64_t)C, stream, first, seed, a, 1);
     }
   }
   void gather_rows(float* out, const float* x, const int32_t* rows, int64_t M, int64_t C) override {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "check.cuh"
+#include "lanes.cuh"
 
 namespace zofo::cuda {
 
@@ -53,17 +54,9 @@ struct BlockReduce {
 #endif
 };
 
-int sm_count() {
-  int dev = 0, sms = 0;
-  cuda_check(cudaGetDevice(&dev), "cudaGetDevice");
-  cuda_check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
-  return sms > 0 ? sms : 1;
-}
-
-// Blocks for `items` of work, at most per_sm blocks per SM (grid-stride loops do the rest).
 unsigned grid_for(int64_t items, int64_t per_block, int per_sm) {
   const int64_t want = (items + per_block - 1) / per_block;
-  const int64_t cap = (int64_t)sm_count() * per_sm;
+  const int64_t cap = (int64_t)launch::sm_count() * per_sm;
   return (unsigned)(want < cap ? (want > 0 ? want : 1) : cap);
 }
 

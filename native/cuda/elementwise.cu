@@ -44,9 +44,7 @@ void fill(float* dst, float value, size_t n, cudaStream_t s) {
 }
 
 void add_bias(float* y, const float* bias, int64_t N, int64_t C, cudaStream_t s) {
-  launch::require_size("add_bias", "N", N);
-  launch::require_size("add_bias", "C", C);
-  if (N == 0 || C == 0) return;
+  if (!launch::require_matrix("add_bias", "N", N, "C", C)) return;
   launch::require_ptr("add_bias", "y", y);
   launch::require_ptr("add_bias", "bias", bias);
   const int lanes = body::lanes_for(C, kThreads);
@@ -55,9 +53,7 @@ void add_bias(float* y, const float* bias, int64_t N, int64_t C, cudaStream_t s)
 }
 
 void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C, cudaStream_t s) {
-  launch::require_size("bias_backward", "N", N);
-  launch::require_size("bias_backward", "C", C);
-  if (N == 0 || C == 0) return;
+  if (!launch::require_matrix("bias_backward", "N", N, "C", C)) return;
   launch::require_ptr("bias_backward", "dbias", dbias);
   launch::require_ptr("bias_backward", "dy", dy);
   launch_column_sums(dbias, body::ColumnOf{dy, C}, N, C, s, "bias_backward (column_sums_kernel)");

@@ -197,6 +197,13 @@ inline void require_size(const char* fn, const char* arg, int64_t v) {
   if (v < 0) throw invalid_arg(std::string(fn) + ": " + arg + " is negative (" + std::to_string(v) + ")");
 }
 
+// Checks a (rows, cols) launch's sizes (named in the error); false when it is empty.
+inline bool require_matrix(const char* fn, const char* rows_name, int64_t rows, const char* cols_name, int64_t cols) {
+  require_size(fn, rows_name, rows);
+  require_size(fn, cols_name, cols);
+  return rows > 0 && cols > 0;
+}
+
 inline void require_ptr(const char* fn, const char* arg, const void* p) {
   if (p == nullptr) throw invalid_arg(std::string(fn) + ": " + arg + " is null");
 }

@@ -19,17 +19,11 @@ __global__ void __launch_bounds__(launch::kThreads)
   for (int64_t i = blockIdx.x; i < M; i += gridDim.x) body::xent_backward_row(lanes, probs, targets, drow, V, i);
 }
 
-bool check_shape(const char* fn, int64_t M, int64_t V) {
-  launch::require_size(fn, "M", M);
-  launch::require_size(fn, "V", V);
-  return M > 0 && V > 0;
-}
-
 }  // namespace
 
 void log_softmax_at(float* logits, const int32_t* targets, double* logp, int64_t M, int64_t V, bool probs,
                     cudaStream_t s) {
-  if (!check_shape("log_softmax_at", M, V)) return;
+  if (!launch::require_matrix("log_softmax_at", "M", M, "V", V)) return;
   launch::require_ptr("log_softmax_at", "logits", logits);
   launch::require_ptr("log_softmax_at", "targets", targets);
   launch::require_ptr("log_softmax_at", "logp", logp);
@@ -39,7 +33,7 @@ void log_softmax_at(float* logits, const int32_t* targets, double* logp, int64_t
 }
 
 void xent_backward(float* probs, const int32_t* targets, const double* drow, int64_t M, int64_t V, cudaStream_t s) {
-  if (!check_shape("xent_backward", M, V)) return;
+  if (!launch::require_matrix("xent_backward", "M", M, "V", V)) return;
   launch::require_ptr("xent_backward", "probs", probs);
   launch::require_ptr("xent_backward", "targets", targets);
   launch::require_ptr("xent_backward", "drow", drow);

@@ -43,18 +43,11 @@ __global__ void __launch_bounds__(kNormMaxLanes)
     body::layernorm_backward_row(lanes, dinp, dout, inp, weight, mean, rstd, C, n);
 }
 
-// Shared checks; false when there is nothing to do.
-bool check_shape(const char* fn, int64_t N, int64_t C) {
-  launch::require_size(fn, "N", N);
-  launch::require_size(fn, "C", C);
-  return N > 0 && C > 0;
-}
-
 }  // namespace
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C, float eps,
                      cudaStream_t s) {
-  if (!check_shape("rmsnorm_forward", N, C)) return;
+  if (!launch::require_matrix("rmsnorm_forward", "N", N, "C", C)) return;
   launch::require_ptr("rmsnorm_forward", "out", out);
   launch::require_ptr("rmsnorm_forward", "rstd", rstd);
   launch::require_ptr("rmsnorm_forward", "inp", inp);
@@ -66,7 +59,7 @@ void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* wei
 
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                       const float* rstd, int64_t N, int64_t C, cudaStream_t s) {
-  if (!check_shape("rmsnorm_backward", N, C)) return;
+  if (!launch::require_matrix("rmsnorm_backward", "N", N, "C", C)) return;
   launch::require_ptr("rmsnorm_backward", "dinp", dinp);
   launch::require_ptr("rmsnorm_backward", "dout", dout);
   launch::require_ptr("rmsnorm_backward", "inp", inp);
@@ -82,7 +75,7 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
                        int64_t N, int64_t C, float eps, cudaStream_t s) {
-  if (!check_shape("layernorm_forward", N, C)) return;
+  if (!launch::require_matrix("layernorm_forward", "N", N, "C", C)) return;
   launch::require_ptr("layernorm_forward", "out", out);
   launch::require_ptr("layernorm_forward", "mean", mean);
   launch::require_ptr("layernorm_forward", "rstd", rstd);
@@ -97,7 +90,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
                         cudaStream_t s) {
-  if (!check_shape("layernorm_backward", N, C)) return;
+  if (!launch::require_matrix("layernorm_backward", "N", N, "C", C)) return;
   launch::require_ptr("layernorm_backward", "dinp", dinp);
   launch::require_ptr("layernorm_backward", "dout", dout);
   launch::require_ptr("layernorm_backward", "inp", inp);

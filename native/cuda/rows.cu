@@ -20,16 +20,10 @@ __global__ void __launch_bounds__(kThreads)
   grid_stride((uint64_t)C, [=](uint64_t c) { body::scatter_add_column(dx, dout, rows, M, C, (int64_t)c); });
 }
 
-bool check_shape(const char* fn, int64_t M, int64_t C) {
-  launch::require_size(fn, "M", M);
-  launch::require_size(fn, "C", C);
-  return M > 0 && C > 0;
-}
-
 }  // namespace
 
 void gather_rows(float* out, const float* x, const int32_t* rows, int64_t M, int64_t C, cudaStream_t s) {
-  if (!check_shape("gather_rows", M, C)) return;
+  if (!launch::require_matrix("gather_rows", "M", M, "C", C)) return;
   launch::require_ptr("gather_rows", "out", out);
   launch::require_ptr("gather_rows", "x", x);
   launch::require_ptr("gather_rows", "rows", rows);
@@ -39,7 +33,7 @@ void gather_rows(float* out, const float* x, const int32_t* rows, int64_t M, int
 }
 
 void scatter_add_rows(float* dx, const float* dout, const int32_t* rows, int64_t M, int64_t C, cudaStream_t s) {
-  if (!check_shape("scatter_add_rows", M, C)) return;
+  if (!launch::require_matrix("scatter_add_rows", "M", M, "C", C)) return;
   launch::require_ptr("scatter_add_rows", "dx", dx);
   launch::require_ptr("scatter_add_rows", "dout", dout);
   launch::require_ptr("scatter_add_rows", "rows", rows);
