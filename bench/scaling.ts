@@ -2,10 +2,10 @@
  * The scaling part of bench/torch.ts: which points to measure (model size at a fixed batch,
  * batch × sequence at a fixed model), and what to write from the measurements: one long CSV
  * (bench/scaling.csv), one SVG chart per sweep (bench/img/scaling-*.svg, drawn with
- * lib/cli/chart.ts) and the Markdown section of bench/RESULTS.md.
+ * lib/chart.ts) and the Markdown section of bench/RESULTS.md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { renderChart, toCsv, type ChartPanel, type ChartPoint, type ChartRow, type ChartSeries } from '../lib/cli/chart.js';
+import { renderChart, toCsv, type ChartPanel, type ChartPoint, type ChartRow, type ChartSeries } from '../lib/chart.js';
 
 export interface Shape { name: string; dim: number; layers: number; heads: number; ffn: number; vocab: number }
 export interface Result {

@@ -21,7 +21,7 @@ import {
   type ChartPoint,
   type ChartRow,
   type ChartSpec,
-} from '../lib/cli/chart.js';
+} from '../lib/chart.js';
 
 // ---------------------------------------------------------------------------------
 // A tiny XML parser: elements, attributes (double-quoted), text, the five predefined

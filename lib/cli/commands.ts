@@ -13,7 +13,7 @@ import { replay } from '../train/replay.js';
 import { evaluate, Trainer, type TrainerOptions } from '../train/trainer.js';
 import { readTrajectory } from '../train/trajectory.js';
 import type { FoOptions, HybridOptimizerOptions, ZoOptions } from '../train/types.js';
-import { writeChartFiles } from './chart.js';
+import { writeChartFiles } from '../chart.js';
 import { createProgress } from './progress.js';
 
 export type Mode = 'hybrid' | 'zo' | 'lora' | 'full';

@@ -31,7 +31,7 @@ import { loadModel, type Example, type LoraOptions, type Model } from '../model/
 import { HybridOptimizer } from '../train/optimizer.js';
 import { evaluate, Trainer } from '../train/trainer.js';
 import type { FoOptions, HybridOptimizerOptions, ZoOptions } from '../train/types.js';
-import { writeChartFiles, type ChartRow, type ChartSpec } from './chart.js';
+import { writeChartFiles, type ChartRow, type ChartSpec } from '../chart.js';
 import { MODES, type Mode } from './commands.js';
 import { DEMO_PRESETS } from './demo.js';
 import { createProgress, type Progress } from './progress.js';

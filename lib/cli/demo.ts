@@ -11,7 +11,7 @@ import { loadModel } from '../model/model.js';
 import { HybridOptimizer } from '../train/optimizer.js';
 import { evaluate, Trainer } from '../train/trainer.js';
 import type { HybridOptimizerOptions } from '../train/types.js';
-import { writeChartFiles } from './chart.js';
+import { writeChartFiles } from '../chart.js';
 import { rowsToChart } from './commands.js';
 import { createProgress } from './progress.js';
 

@@ -34,7 +34,7 @@
  */
 import { invalidArg, ZofoError } from '../errors.js';
 import * as kernels from '../kernels.js';
-import { writeChartFiles, type ChartPoint, type ChartRow, type ChartSeries, type ChartSpec } from '../cli/chart.js';
+import { writeChartFiles, type ChartPoint, type ChartRow, type ChartSeries, type ChartSpec } from '../chart.js';
 import { quadraticProblem, runHybrid, type HybridObjective, type HybridRecord, type Vec } from '../train/quadratic.js';
 
 export type ObjectiveName = 'quadratic-well' | 'quadratic-ill' | 'nonconvex' | 'violates';

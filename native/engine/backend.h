@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/compute.h"
 #include "../common/dtype.h"
 #include "../common/fo_hyper.h"
 #include "../common/param_table.h"
@@ -20,6 +21,11 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
+
+  // Compute precision of matmul operands (native/common/compute.h). Set once, before the
+  // first forward; a backend that cannot honour a mode throws ZOFO_INVALID_ARG.
+  virtual void set_compute(Compute c) { compute_ = c; }
+  Compute compute() const { return compute_; }
 
   // Memory (zero-initialised) and host transfers.
   virtual float* alloc(size_t n) = 0;
@@ -95,6 +101,9 @@ class Backend {
   // Rows `rows` (M) of x (N, C) into out (M, C), and the scatter-add back.
   virtual void gather_rows(float* out, const float* x, const int32_t* rows, int64_t M, int64_t C) = 0;
   virtual void scatter_add_rows(float* dx, const float* dout, const int32_t* rows, int64_t M, int64_t C) = 0;
+
+ protected:
+  Compute compute_ = Compute::FP32;
 };
 
 }  // namespace zofo
