@@ -18,6 +18,8 @@ export { loadConfig, parseConfig } from './model/config.js';
 export type { ModelConfig, ModelFamily, Activation } from './model/config.js';
 export { loadTokenizer } from './model/tokenizer.js';
 export { loadModel, Model } from './model/model.js';
+export { randomModel, LLAMA_SHAPES } from './model/shapes.js';
+export type { LlamaShape, RandomModelOptions } from './model/shapes.js';
 export { ReshufflingSampler, epochPermutation } from './train/sampler.js';
 export type { SamplerOptions, SamplerState } from './train/sampler.js';
 export { learningRate } from './train/schedule.js';

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ZofoError } from '../errors.js';
 import { TASK_NAMES } from '../data/tasks.js';
+import { LLAMA_SHAPES } from '../model/shapes.js';
 import { evalCommand, mergeCommand, MODES, readConfig, replayCommand, train, type TrainConfig } from './commands.js';
 import { compare } from './compare.js';
 import { demo } from './demo.js';
@@ -137,12 +138,22 @@ export function program(): Command {
     });
 
   p.command('bench')
-    .description('run the benchmark suite (perturbation engine, forward, hybrid step) and print its tables; --torch: side by side with the plain-PyTorch reference, writing bench/RESULTS.md')
+    .description('run the benchmark suite (perturbation engine, forward, hybrid step) and print its tables; --torch: side by side with the plain-PyTorch reference, writing bench/RESULTS.md; `bench memory`: peak memory of a large random model')
+    .argument('[suite]', "'memory': a random Llama-shaped model of --shape, hybrid steps, one JSON line of weight bytes, peak RSS and step time")
     .option('--torch', 'zofo vs the PyTorch reference (MeZO, LoRA, hybrid), machine limits and scaling (needs python3-torch; installs it with apt when missing)')
     .option('--large', 'with --torch: add the ~134M model')
-    .action((o: { torch?: boolean; large?: boolean }) => {
+    .option('--shape <name>', `memory: the model shape (${Object.keys(LLAMA_SHAPES).join(', ')})`, 'llama-1b')
+    .option('--dtype <dtype>', 'memory: storage dtype (f32, bf16, f16)', 'bf16')
+    .option('--device <device>', 'memory: cpu (CUDA figures come from npm run test:gpu)', 'cpu')
+    .option('--steps <n>', 'memory: hybrid steps to run', '2')
+    .option('--batch <n>', 'memory: examples per step', '1')
+    .option('--seq <n>', 'memory: tokens per example', '64')
+    .option('--checkpoint', 'memory: write the random model to a temporary checkpoint first, load it back and report the load too')
+    .action((suite: string | undefined, o: { torch?: boolean; large?: boolean; shape: string; dtype: string; device: string; steps: string; batch: string; seq: string; checkpoint?: boolean }) => {
       const dist = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench');
-      const runs = o.torch ? [['torch', ...(o.large ? ['--large'] : [])]] : [['perturb'], ['forward'], ['step']];
+      if (suite !== undefined && suite !== 'memory') throw new ZofoError('ZOFO_INVALID_ARG', `bench: unknown suite ${JSON.stringify(suite)} (the one named suite is 'memory')`);
+      const memory = ['memory', '--shape', o.shape, '--dtype', o.dtype, '--device', o.device, '--steps', o.steps, '--batch', o.batch, '--seq', o.seq, ...(o.checkpoint ? ['--checkpoint'] : [])];
+      const runs = suite === 'memory' ? [memory] : o.torch ? [['torch', ...(o.large ? ['--large'] : [])]] : [['perturb'], ['forward'], ['step']];
       for (const [name, ...args] of runs) {
         const file = join(dist, `${name}.js`);
         if (!existsSync(file)) throw new ZofoError('ZOFO_LOAD_FAILED', `${file} is missing: run \`npm run build:ts\` first`);

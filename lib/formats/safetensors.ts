@@ -170,6 +170,17 @@ async function readHeader(file: string): Promise<{ size: number; headerLength: n
   }
 }
 
+/** Where one tensor's bytes lie in a safetensors file (SafetensorsFile.location). */
+export interface TensorLocation {
+  file: string;
+  /** The file's size in bytes, as validated at open. */
+  fileSize: number;
+  /** Absolute byte offset of the tensor's first element. */
+  offset: number;
+  nbytes: number;
+  dtype: SafetensorsDtype;
+}
+
 /** An open safetensors file. Call close() when done (a finalizer is only a safety net). */
 export class SafetensorsFile {
   /** @internal use openSafetensors(). */
@@ -192,6 +203,16 @@ export class SafetensorsFile {
     if (!info) throw new ZofoError('ZOFO_INVALID_ARG', `${what}: no tensor ${JSON.stringify(name)} in ${this.file}`);
     const [begin, end] = info.dataOffsets;
     return { info, native: this.native, offset: this.dataStart + begin, nbytes: end - begin };
+  }
+
+  /**
+   * Where a tensor's bytes lie in the file: its absolute byte offset and length, its
+   * dtype, and the file's size when its header was validated. For loaders that read
+   * straight into their own buffers.
+   */
+  location(name: string): TensorLocation {
+    const { info, native, offset, nbytes } = this.locate(name, 'location');
+    return { file: this.file, fileSize: native.size, offset, nbytes, dtype: info.dtype };
   }
 
   /** A tensor's values converted to fp32 (exact for F16/BF16), row-major: shape `info.shape`. */

@@ -89,28 +89,9 @@ interface Spec { name: string; shape: number[]; offset: number }
 /** Loads a HuggingFace model directory. */
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
   if (typeof dir !== 'string' || dir.length === 0) throw invalidArg('a model directory', 'dir', dir);
-  const { binding, device } = resolveDevice(opts.device ?? 'cpu');
-  const dtype = opts.dtype ?? (device === 'cpu' ? 'f32' : 'bf16');
-  const dtypeCode = DTYPE_CODE[dtype];
-  if (dtypeCode === undefined) throw invalidArg("'f32', 'bf16' or 'f16'", 'dtype', dtype);
+  const target = resolveTarget(opts);
   const config = await loadConfig(dir);
-  const activation = ACTIVATION_CODE[config.activation];
-  if (activation === undefined) {
-    throw new ZofoError('ZOFO_UNSUPPORTED', `${join(dir, 'config.json')}: activation ${JSON.stringify(config.activation)} is not implemented by the engine (gelu_new, relu, silu are)`);
-  }
-  let native: NativeModel;
-  try {
-    native = new binding.NativeModel({
-      family: FAMILY_CODE[config.family], vocab: config.vocabSize, hidden: config.hiddenSize, layers: config.numLayers,
-      heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, ffn: config.ffnSize,
-      maxPositions: config.maxPositions, embedDim: config.embedProjDim, positionOffset: config.positionOffset,
-      rmsnorm: config.norm === 'rmsnorm', normEps: config.normEps, activation, ropeTheta: config.ropeTheta ?? 10000,
-      tieEmbeddings: config.tieWordEmbeddings, attentionBias: config.attentionBias, outputBias: config.outputBias,
-      mlpBias: config.mlpBias, preNorm: config.preNorm, finalNorm: config.finalNorm,
-    }, dtypeCode, device);
-  } catch (err) {
-    rethrowNative(err, `loadModel ${dir}`);
-  }
+  const native = createNative(config, target, join(dir, 'config.json'), `loadModel ${dir}`);
   let storedNames: string[];
   try {
     storedNames = await loadWeights(dir, config, native);
@@ -120,7 +101,41 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     throw err;
   }
   const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? await loadTokenizer(dir) : null;
-  return new Model(dir, config, native, tokenizer, dtype, storedNames, binding, device);
+  return new Model(dir, config, native, tokenizer, target.dtype, storedNames, target.binding, target.device);
+}
+
+/** Where and how a model's weights live: addon, device and storage dtype (@internal). */
+export interface ModelTarget { binding: EngineBinding; device: string; dtype: 'f32' | 'bf16' | 'f16' }
+
+/** Validates the placement options of loadModel and friends (@internal). */
+export function resolveTarget(opts: LoadModelOptions): ModelTarget {
+  const { binding, device } = resolveDevice(opts.device ?? 'cpu');
+  const dtype = opts.dtype ?? (device === 'cpu' ? 'f32' : 'bf16');
+  if (DTYPE_CODE[dtype] === undefined) throw invalidArg("'f32', 'bf16' or 'f16'", 'dtype', dtype);
+  return { binding, device, dtype };
+}
+
+/**
+ * The engine's model for a config, its parameters zero (@internal). Nothing is read here:
+ * the caller fills the weights. `configFile` names the config in errors.
+ */
+export function createNative(config: ModelConfig, target: ModelTarget, configFile: string, context: string): NativeModel {
+  const activation = ACTIVATION_CODE[config.activation];
+  if (activation === undefined) {
+    throw new ZofoError('ZOFO_UNSUPPORTED', `${configFile}: activation ${JSON.stringify(config.activation)} is not implemented by the engine (gelu_new, relu, silu are)`);
+  }
+  try {
+    return new target.binding.NativeModel({
+      family: FAMILY_CODE[config.family], vocab: config.vocabSize, hidden: config.hiddenSize, layers: config.numLayers,
+      heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, ffn: config.ffnSize,
+      maxPositions: config.maxPositions, embedDim: config.embedProjDim, positionOffset: config.positionOffset,
+      rmsnorm: config.norm === 'rmsnorm', normEps: config.normEps, activation, ropeTheta: config.ropeTheta ?? 10000,
+      tieEmbeddings: config.tieWordEmbeddings, attentionBias: config.attentionBias, outputBias: config.outputBias,
+      mlpBias: config.mlpBias, preNorm: config.preNorm, finalNorm: config.finalNorm,
+    }, DTYPE_CODE[target.dtype], target.device);
+  } catch (err) {
+    rethrowNative(err, context);
+  }
 }
 
 // Every tensor the engine expects, from the checkpoint, shape-checked; anything left
@@ -131,6 +146,7 @@ async function loadWeights(dir: string, config: ModelConfig, native: NativeModel
   try {
     const used = new Set<string>();
     const stored: string[] = [];
+    const perFile = new Map<string, { fileSize: number; names: string[]; offsets: number[]; dtypes: number[] }>();
     for (const spec of native.tensorSpecs() as Spec[]) {
       // GPT-2 checkpoints store keys with or without the `transformer.` prefix.
       const candidates = config.family === 'gpt2' ? [spec.name, spec.name.replace(/^transformer\./, '')] : [spec.name];
@@ -140,7 +156,12 @@ async function loadWeights(dir: string, config: ModelConfig, native: NativeModel
       if (info.shape.join(',') !== spec.shape.join(',')) {
         throw new ZofoError('ZOFO_BAD_FILE', `${dir}: tensor ${key} has shape [${info.shape.join(', ')}] but config.json implies [${spec.shape.join(', ')}]`);
       }
-      native.setTensor(spec.name, await ckpt.read(key));
+      const at = ckpt.fileOf(key).location(key);
+      let group = perFile.get(at.file);
+      if (!group) perFile.set(at.file, group = { fileSize: at.fileSize, names: [], offsets: [], dtypes: [] });
+      group.names.push(spec.name);
+      group.offsets.push(at.offset);
+      group.dtypes.push(DTYPE_CODE[at.dtype.toLowerCase()]);
       used.add(key);
       stored.push(key);
     }
@@ -148,6 +169,11 @@ async function loadWeights(dir: string, config: ModelConfig, native: NativeModel
       if (used.has(key) || IGNORED.some((re) => re.test(key))) continue;
       if (config.tieWordEmbeddings && /^lm_head\.weight$/.test(key)) continue; // tied: HF uses the embedding
       throw new ZofoError('ZOFO_BAD_FILE', `${dir}: the checkpoint has a tensor ${key} that a ${config.architecture} with this config.json does not use`);
+    }
+    // Everything checked: now read straight into the model's buffer, off the JS thread.
+    for (const [file, g] of perFile) {
+      await awaitNative(() => native.loadTensors(file, g.fileSize, g.names, Float64Array.from(g.offsets), Uint8Array.from(g.dtypes)),
+        `loadModel: reading ${file}`);
     }
     return stored;
   } finally {

@@ -4,6 +4,7 @@
 // mutex per model serialises them with weight updates.
 #include <napi.h>
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "../engine/transformer.h"
+#include "../io/mapped_file.h"
 #include "model_wrap.h"
 #include "napi_util.h"
 
@@ -79,6 +81,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return DefineClass(env, "NativeModel",
                        {InstanceMethod<&ModelWrap::TensorSpecs>("tensorSpecs"),
                         InstanceMethod<&ModelWrap::SetTensor>("setTensor"),
+                        InstanceMethod<&ModelWrap::LoadTensors>("loadTensors"),
                         InstanceMethod<&ModelWrap::GetTensor>("getTensor"),
                         InstanceMethod<&ModelWrap::AddLora>("addLoRA"),
                         InstanceMethod<&ModelWrap::LoraSpecs>("loraSpecs"),
@@ -153,6 +156,70 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value GetTensor(const Napi::CallbackInfo& info) { return TensorIO<false, false>(info); }
   Napi::Value SetLoraTensor(const Napi::CallbackInfo& info) { return TensorIO<true, true>(info); }
   Napi::Value GetLoraTensor(const Napi::CallbackInfo& info) { return TensorIO<true, false>(info); }
+
+  // loadTensors(path, fileSize, names: string[], offsets: Float64Array, dtypes: Uint8Array)
+  //   → Promise<void>: tensor i ← the file's bytes from offsets[i] (its shape's element
+  //   count of dtype dtypes[i]: 0 f32, 1 bf16, 2 f16), converted to the storage dtype.
+  // Read straight into the parameter buffer in bounded chunks, each chunk's file pages
+  // given back once copied: loading never holds a second copy of the weights. fileSize
+  // is the size whose header the caller validated; a file that changed is refused.
+  Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      auto s = live();
+      if (!info[0].IsString()) throw arg_error("path must be a string");
+      const std::string path = info[0].As<Napi::String>().Utf8Value();
+      const double size = get_number(info[1], "fileSize");
+      if (!info[2].IsArray()) throw arg_error("names must be an array of strings");
+      Napi::Array arr = info[2].As<Napi::Array>();
+      auto names = std::make_shared<std::vector<std::string>>();
+      for (uint32_t i = 0; i < arr.Length(); ++i) {
+        Napi::Value v = arr.Get(i);
+        if (!v.IsString()) throw arg_error("names must be an array of strings");
+        names->push_back(v.As<Napi::String>().Utf8Value());
+      }
+      auto offsets = std::make_shared<std::vector<double>>(copy_array<double>(info[3], "offsets", napi_float64_array));
+      auto codes = std::make_shared<std::vector<uint8_t>>(copy_array<uint8_t>(info[4], "dtypes", napi_uint8_array));
+      if (offsets->size() != names->size() || codes->size() != names->size())
+        throw arg_error("loadTensors: names, offsets and dtypes must have one value per tensor");
+      for (size_t i = 0; i < names->size(); ++i) {
+        s->model->spec((*names)[i]);  // throws naming an unknown tensor, before any I/O
+        const double o = (*offsets)[i];
+        if (!(o >= 0 && o <= 9007199254740991.0) || o != (double)(uint64_t)o)
+          throw arg_error("loadTensors: offsets must be non-negative safe integers");
+        if ((*codes)[i] > 2) throw arg_error("loadTensors: dtype codes must be 0 (f32), 1 (bf16) or 2 (f16)");
+      }
+      auto* w = new PromiseWorker(
+          info.Env(),
+          [s, path, size, names, offsets, codes] {
+            zofo::io::MappedFile file(path);
+            if ((double)file.size() != size)
+              throw Error("ZOFO_BAD_FILE", path + ": file changed size while loading (" + std::to_string((uint64_t)size) +
+                                               " → " + std::to_string(file.size()) + " bytes)");
+            constexpr int64_t kChunk = 1 << 20;  // elements: 4 MiB of fp32 staging
+            std::vector<float> staging;
+            for (size_t i = 0; i < names->size(); ++i) {
+              const DType dtype = (DType)(*codes)[i];
+              const uint64_t width = dtype_size(dtype), base = (uint64_t)(*offsets)[i];
+              std::lock_guard<std::mutex> guard(s->lock);
+              if (!s->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
+              const int64_t n = s->model->spec((*names)[i]).numel();
+              file.check_range(base, (uint64_t)n * width);
+              staging.resize((size_t)std::min(n, kChunk));
+              for (int64_t first = 0; first < n; first += kChunk) {
+                const int64_t count = std::min(kChunk, n - first);
+                const uint64_t at = base + (uint64_t)first * width;
+                file.read_f32(at, dtype, (uint64_t)count, staging.data(), 0);
+                s->model->set_tensor_range((*names)[i], first, staging.data(), count);
+                file.release(at, (uint64_t)count * width);
+              }
+            }
+          },
+          [](Napi::Env env) { return env.Undefined(); }, {});
+      Napi::Promise p = w->promise();
+      w->Queue();
+      return p;
+    });
+  }
 
   // addLoRA(targets: string[], rank, alpha) → specs
   Napi::Value AddLora(const Napi::CallbackInfo& info) {

@@ -329,13 +329,22 @@ void Transformer::set_tensor(const std::string& name, const float* host, int64_t
   if (n != s.numel())
     throw invalid_arg("tensor " + name + ": got " + std::to_string(n) + " values, its shape " + join_shape(s.shape) +
                       " holds " + std::to_string(s.numel()));
+  set_tensor_range(name, 0, host, n);
+}
+
+void Transformer::set_tensor_range(const std::string& name, int64_t first, const float* host, int64_t n) {
+  const TensorSpec& s = spec(name);
+  if (first < 0 || n < 0 || first > s.numel() || n > s.numel() - first)
+    throw invalid_arg("tensor " + name + ": elements [" + std::to_string(first) + ", " + std::to_string(first) + " + " +
+                      std::to_string(n) + ") are outside its " + std::to_string(s.numel()));
+  const int64_t at = s.offset + first;
   if (dtype_ == DType::F32) {
-    be_.upload((float*)store_ + s.offset, host, (size_t)n);
+    be_.upload((float*)store_ + at, host, (size_t)n);
     return;
   }
   std::vector<uint16_t> low((size_t)n);  // round to nearest even, as every update does
   for (int64_t i = 0; i < n; ++i) low[i] = dtype_ == DType::BF16 ? f32_to_bf16(host[i]) : f32_to_f16(host[i]);
-  be_.upload_raw((uint16_t*)store_ + s.offset, low.data(), (size_t)n * 2);
+  be_.upload_raw((uint16_t*)store_ + at, low.data(), (size_t)n * 2);
 }
 
 void Transformer::get_tensor(const std::string& name, float* host, int64_t n) const {

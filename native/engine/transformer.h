@@ -83,6 +83,8 @@ class Transformer {
   int64_t total_parameters() const { return n_params_; }
   DType dtype() const { return dtype_; }  // storage of the base weights; arithmetic is fp32
   void set_tensor(const std::string& name, const float* host, int64_t n);
+  // Elements [first, first + n) of a tensor, so a loader can stream it in bounded chunks.
+  void set_tensor_range(const std::string& name, int64_t first, const float* host, int64_t n);
   void get_tensor(const std::string& name, float* host, int64_t n) const;
 
   // LoRA on every linear whose module name ends with one of `targets` (e.g. "q_proj").

@@ -161,4 +161,17 @@ void MappedFile::read_f32(uint64_t offset, DType dtype, uint64_t count, float* o
   });
 }
 
+void MappedFile::release(uint64_t offset, uint64_t nbytes) const {
+  check_range(offset, nbytes);
+#ifndef _WIN32
+  const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  const uint64_t lo = (offset + page - 1) / page * page, hi = (offset + nbytes) / page * page;  // whole pages inside
+  if (map_ && hi > lo) madvise(const_cast<uint8_t*>(map_) + lo, (size_t)(hi - lo), MADV_DONTNEED);
+  if (fd_ >= 0 && nbytes > 0) posix_fadvise(fd_, (off_t)offset, (off_t)nbytes, POSIX_FADV_DONTNEED);
+#else
+  (void)offset;
+  (void)nbytes;
+#endif
+}
+
 }  // namespace zofo::io

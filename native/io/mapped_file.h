@@ -38,6 +38,11 @@ class MappedFile {
   // converted to fp32 (exact: every f16/bf16 value is an f32). threads 0 = default.
   void read_f32(uint64_t offset, DType dtype, uint64_t count, float* out, int threads) const;
 
+  // Gives back the memory of bytes [offset, offset + nbytes) once they have been read:
+  // mapped pages are dropped (they refault from the file if read again) and the page
+  // cache is told they are not needed, so loading a checkpoint never holds a second copy.
+  void release(uint64_t offset, uint64_t nbytes) const;
+
  private:
   std::string path_;
   uint64_t size_ = 0;
