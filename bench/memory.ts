@@ -1,12 +1,15 @@
 /**
  * Memory at scale: a random Llama-shaped model of a named size (lib/model/shapes.ts),
  * built in memory (no checkpoint), a few hybrid steps, and one JSON line: weight bytes,
- * peak RSS (or peak device memory) during the steps, step time, and peak ÷ weight bytes.
+ * peak memory during the steps (RSS on the CPU; the backend's device memory on CUDA),
+ * step time, and peak ÷ weight bytes.
  * --checkpoint first writes the random model to a temporary fp32 checkpoint in a child
  * process, then loads it back (as --dtype) and reports the load's peak too.
  *
  *   node dist/bench/memory.js --shape llama-7b --dtype bf16 --device cpu [--checkpoint]
- *                             [--steps 2] [--batch 1] [--seq 64] [--keep-checkpoint DIR]
+ *                             [--steps 2] [--batch 1] [--seq 64] [--keep-checkpoint DIR] [--record]
+ *
+ * --record keeps the JSON line in bench/RESULTS.md's memory section.
  *
  * Peak RSS is the kernel's high-water mark (VmHWM), reset right before the measured
  * phase (Linux: /proc/self/clear_refs 5), so it counts everything resident: weights,
@@ -16,16 +19,18 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { HybridOptimizer, loadModel, type LmExample, type Model } from '../lib/index.js';
 import { LLAMA_SHAPES, randomModel, type LlamaShape } from '../lib/model/shapes.js';
+import { readSection, writeSection } from './results-section.js';
 
 const GiB = 1024 ** 3;
 
 interface Args {
   shape: LlamaShape; dtype: 'f32' | 'bf16' | 'f16'; device: string; steps: number; batch: number; seq: number;
-  checkpoint: boolean; keep?: string; phase?: string; dir?: string;
+  checkpoint: boolean; keep?: string; phase?: string; dir?: string; record: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -46,7 +51,7 @@ function parseArgs(argv: string[]): Args {
   if (!['f32', 'bf16', 'f16'].includes(dtype)) throw new Error(`--dtype must be f32, bf16 or f16, got ${dtype}`);
   return {
     shape, dtype, device: get('device') ?? 'cpu', steps: int('steps', 2), batch: int('batch', 1), seq: int('seq', 64),
-    checkpoint: argv.includes('--checkpoint'), keep: get('keep-checkpoint'), phase: get('phase'), dir: get('dir'),
+    checkpoint: argv.includes('--checkpoint'), record: argv.includes('--record'), keep: get('keep-checkpoint'), phase: get('phase'), dir: get('dir'),
   };
 }
 
@@ -119,7 +124,8 @@ const lmBatch = (args: Args, vocab: number): LmExample[] => {
 interface Measured {
   parameters: number; weightBytes: number; baselineRssBytes: number; loadPeakBytes?: number; loadSeconds?: number;
   stepPeakBytes: number; stepSeconds: number[]; peakMark: 'VmHWM reset' | 'process maximum';
-  devicePeakBytes?: number;
+  /** CUDA: the backend's peak device memory during the steps, and up to them (building or loading). */
+  devicePeakBytes?: number; deviceLoadPeakBytes?: number;
 }
 
 async function measure(args: Args): Promise<Measured> {
@@ -144,6 +150,7 @@ async function measure(args: Args): Promise<Measured> {
   const batch = lmBatch(args, model.config.vocabSize);
   (globalThis as { gc?: () => void }).gc?.();
   reset = resetPeak() && reset;
+  const deviceLoad = model.native.deviceMemory(true); // and resets the device peak for the steps
   const stepSeconds: number[] = [];
   for (let i = 0; i < args.steps; i++) {
     const t0 = performance.now();
@@ -151,9 +158,37 @@ async function measure(args: Args): Promise<Measured> {
     stepSeconds.push((performance.now() - t0) / 1000);
   }
   const stepPeakBytes = peakRssBytes();
+  const devicePeakBytes = model.native.deviceMemory(false)?.peak;
   opt.dispose();
   model.dispose();
-  return { parameters, weightBytes, baselineRssBytes, loadPeakBytes, loadSeconds, stepPeakBytes, stepSeconds, peakMark: reset ? 'VmHWM reset' : 'process maximum' };
+  return {
+    parameters, weightBytes, baselineRssBytes, loadPeakBytes, loadSeconds, stepPeakBytes, stepSeconds,
+    peakMark: reset ? 'VmHWM reset' : 'process maximum', devicePeakBytes, deviceLoadPeakBytes: deviceLoad?.peak,
+  };
+}
+
+// RESULTS.md's memory section: one JSON line per (shape, dtype, device, checkpoint), the
+// newest replacing an older one of the same key.
+function record(line: string, args: Args): void {
+  const file = fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
+  const key = (l: string) => {
+    const o = JSON.parse(l);
+    return `${o.shape}|${o.dtype}|${o.device}|${o.loadPeakBytes !== undefined}`;
+  };
+  const old = readSection(file, 'memory').split('\n').filter((l) => l.startsWith('{'));
+  const lines = [...old.filter((l) => key(l) !== key(line)), line].sort();
+  writeSection(file, 'memory', [
+    '## Memory at scale (`zofo bench memory`)',
+    '',
+    'A random Llama-shaped model built in memory, LoRA r8 on q_proj/v_proj, hybrid steps on one',
+    `${args.batch} × ${args.seq}-token example; one JSON line per run (\`npm run bench:memory -- --shape S [--checkpoint] --record\`).`,
+    'Peaks are the process\'s resident high-water mark (VmHWM) reset before the phase (device memory on CUDA);',
+    'target: peak ≤ 1.15 × weight bytes + 0.5 GiB. `--checkpoint` lines load an fp32 checkpoint as bf16. CPU lines only: no GPU line was measured.',
+    '',
+    '```jsonl',
+    ...lines,
+    '```',
+  ].join('\n'));
 }
 
 function child(phase: string, argv: string[]): string {
@@ -170,8 +205,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(await measure(args)));
     return;
   }
-  if (args.device !== 'cpu') throw new Error('bench memory: this build measures --device cpu; the CUDA figures come from npm run test:gpu');
-  const plain = argv.filter((a, i) => !['--checkpoint', '--keep-checkpoint'].includes(a) && argv[i - 1] !== '--keep-checkpoint');
+  const plain = argv.filter((a, i) => !['--checkpoint', '--keep-checkpoint', '--record'].includes(a) && argv[i - 1] !== '--keep-checkpoint');
   let dir: string | undefined;
   try {
     if (args.checkpoint) {
@@ -179,20 +213,29 @@ async function main(): Promise<void> {
       child('write', [...plain, '--dir', dir]);
     }
     const m: Measured = JSON.parse(child('measure', dir ? [...plain, '--dir', dir] : plain));
+    // On a GPU the figures are the device's: the process's RSS holds no weights there.
+    if (m.devicePeakBytes !== undefined) {
+      m.stepPeakBytes = m.devicePeakBytes;
+      if (m.loadPeakBytes !== undefined) m.loadPeakBytes = m.deviceLoadPeakBytes;
+      m.baselineRssBytes = 0;
+    }
     const budget = 1.15 * m.weightBytes + 0.5 * GiB;
     const median = [...m.stepSeconds].sort((a, b) => a - b)[Math.floor(m.stepSeconds.length / 2)];
-    console.log(JSON.stringify({
+    const line = JSON.stringify({
       shape: args.shape, device: args.device, dtype: args.dtype, batch: `${args.batch}x${args.seq}`,
       parameters: m.parameters, weightBytes: m.weightBytes, baselineRssBytes: m.baselineRssBytes,
-      stepPeakRssBytes: m.stepPeakBytes, stepPeakRatio: +(m.stepPeakBytes / m.weightBytes).toFixed(3),
+      memory: m.devicePeakBytes !== undefined ? 'device' : 'rss',
+      stepPeakBytes: m.stepPeakBytes, stepPeakRatio: +(m.stepPeakBytes / m.weightBytes).toFixed(3),
       stepWithinTarget: m.stepPeakBytes <= budget, stepSeconds: +median.toFixed(3), steps: m.stepSeconds.length,
       ...(m.loadPeakBytes !== undefined ? {
-        loadPeakRssBytes: m.loadPeakBytes, loadPeakRatio: +(m.loadPeakBytes / m.weightBytes).toFixed(3),
+        loadPeakBytes: m.loadPeakBytes, loadPeakRatio: +(m.loadPeakBytes / m.weightBytes).toFixed(3),
         loadWithinTarget: m.loadPeakBytes <= budget, loadSeconds: +m.loadSeconds!.toFixed(2),
       } : {}),
       targetBytes: Math.round(budget), peakMark: m.peakMark,
-      env: { OPENBLAS_CORETYPE: process.env.OPENBLAS_CORETYPE ?? null, node: process.version },
-    }));
+      env: { OPENBLAS_CORETYPE: process.env.OPENBLAS_CORETYPE ?? null, node: process.version, cpus: cpus().length, memoryBytes: totalmem() },
+    });
+    console.log(line);
+    if (args.record) record(line, args);
   } finally {
     if (dir && !args.keep) rmSync(dir, { recursive: true, force: true });
   }

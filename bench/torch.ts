@@ -29,13 +29,14 @@
  *                            [--seq 64] [--threads 2] [--no-scaling] [--no-install]
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { backendInfo, kernels, Model, parseConfig, type ClassificationExample } from '../lib/index.js';
 import { HybridOptimizer } from '../lib/train/optimizer.js';
 import { cpuBinding } from '../lib/binding.js';
 import { numberArg } from './args.js';
+import { ownedSections } from './results-section.js';
 import { forwardFlops, perturbBytes, zofoLimits, type Limits } from './limits.js';
 import { SCALING_KINDS, scalingMarkdown, scalingPoints, writeScaling, type Measured, type Pair, type Point, type Result, type Shape } from './scaling.js';
 
@@ -401,7 +402,9 @@ async function main(): Promise<void> {
     const written = writeScaling(root, scaling, `${threads} threads, ${os.cpus().length}-CPU shared machine`);
     process.stderr.write(`wrote ${written.join(', ')}\n`);
   }
-  writeFileSync(root('bench/RESULTS.md'), out.join('\n') + '\n');
+  // Sections other benchmarks own (bench memory) survive this rewrite.
+  const kept = existsSync(root('bench/RESULTS.md')) ? ownedSections(readFileSync(root('bench/RESULTS.md'), 'utf8')) : [];
+  writeFileSync(root('bench/RESULTS.md'), [...out, ...kept.flatMap((s) => ['', s])].join('\n') + '\n');
   console.log(out.join('\n'));
   console.log(`\n(wrote ${root('bench/RESULTS.md')}; ${minutes.toFixed(1)} min)`);
 }

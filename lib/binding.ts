@@ -65,6 +65,7 @@ export interface NativeTensorSpec { name: string; shape: number[]; offset: numbe
 export interface NativeModel {
   tensorSpecs(): NativeTensorSpec[];
   setTensor(name: string, data: Float32Array): void;
+  deviceMemory(resetPeak: boolean): { inUse: number; peak: number } | null;
   loadTensors(path: string, fileSize: number, names: string[], offsets: Float64Array, dtypes: Uint8Array): Promise<void>;
   getTensor(name: string, out: Float32Array): void;
   addLoRA(targets: string[], rank: number, alpha: number): NativeTensorSpec[];

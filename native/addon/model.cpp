@@ -82,6 +82,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                        {InstanceMethod<&ModelWrap::TensorSpecs>("tensorSpecs"),
                         InstanceMethod<&ModelWrap::SetTensor>("setTensor"),
                         InstanceMethod<&ModelWrap::LoadTensors>("loadTensors"),
+                        InstanceMethod<&ModelWrap::DeviceMemory>("deviceMemory"),
                         InstanceMethod<&ModelWrap::GetTensor>("getTensor"),
                         InstanceMethod<&ModelWrap::AddLora>("addLoRA"),
                         InstanceMethod<&ModelWrap::LoraSpecs>("loraSpecs"),
@@ -218,6 +219,21 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       Napi::Promise p = w->promise();
       w->Queue();
       return p;
+    });
+  }
+
+  // deviceMemory(resetPeak: boolean) → { inUse, peak } bytes of device memory the
+  // model's backend holds (peak: since the last reset), or null on the CPU.
+  Napi::Value DeviceMemory(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      auto s = live();
+      Backend& be = s->model->backend();
+      if (std::string(be.name()) == "cpu") return info.Env().Null();
+      Napi::Object o = Napi::Object::New(info.Env());
+      o.Set("inUse", Napi::Number::New(info.Env(), (double)be.bytes_in_use()));
+      o.Set("peak", Napi::Number::New(info.Env(), (double)be.peak_bytes()));
+      if (info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value()) be.reset_peak();
+      return o;
     });
   }
 

@@ -27,6 +27,13 @@ class Backend {
   virtual void set_compute(Compute c) { compute_ = c; }
   Compute compute() const { return compute_; }
 
+  // Device memory the backend holds now, and the most it has held since reset_peak():
+  // the memory figures of the benchmarks. 0 on the CPU, whose memory is the process's
+  // (measure its resident set instead).
+  virtual size_t bytes_in_use() const { return 0; }
+  virtual size_t peak_bytes() const { return 0; }
+  virtual void reset_peak() {}
+
   // Memory (zero-initialised) and host transfers.
   virtual float* alloc(size_t n) = 0;
   virtual void free(float* p) = 0;
