@@ -8,7 +8,8 @@
 #    folder), one hybrid step on the embedded demo model (demoModelDir()), two worker
 #    threads loading zofo at once;
 #  - CommonJS require('zofo');
-#  - a TypeScript consumer compiled with --strict and no @types/node.
+#  - a TypeScript consumer compiled with --strict and no @types/node (lib ES2022 plus
+#    ESNext.Disposable, for the models' Symbol.asyncDispose).
 # Ends with "N passed, N failed"; exits non-zero on any failure.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -23,13 +24,12 @@ ts_version="$(node -p "require('$root/node_modules/typescript/package.json').ver
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-# Only node and npm on PATH.
+# Every install and run below sees a PATH with only node and npm on it.
 mkdir -p "$work/bin"
 for tool in node npm npx; do ln -s "$(command -v "$tool")" "$work/bin/$tool"; done
-export PATH="$work/bin"
-for tool in cc gcc g++ c++ clang cmake make python3; do
-  if command -v "$tool" >/dev/null 2>&1; then echo "PATH still has $tool" >&2; exit 1; fi
-done
+bare() { PATH="$work/bin" "$@"; }
+bare "$BASH" -c 'for t in cc gcc g++ c++ clang cmake make python3 sh; do
+  if command -v "$t" >/dev/null 2>&1; then echo "PATH still has $t" >&2; exit 1; fi; done'
 
 app="$work/my app"
 mkdir -p "$app"
@@ -37,8 +37,8 @@ cd "$app"
 cat > package.json <<'EOF'
 { "name": "consumer", "version": "1.0.0", "private": true, "type": "module" }
 EOF
-echo "== npm install --ignore-scripts (PATH: node, npm, npx only)"
-npm install --ignore-scripts --no-audit --no-fund --prefer-offline "$zofo_tgz" "$platform_tgz" "typescript@$ts_version"
+echo "== npm install --ignore-scripts (PATH: node, npm and npx only)"
+bare npm install --ignore-scripts --no-audit --no-fund --prefer-offline "$zofo_tgz" "$platform_tgz" "typescript@$ts_version"
 
 cat > esm.mjs <<'EOF'
 // ESM consumer: by package name, the platform package's addon, a hybrid step.
@@ -78,7 +78,7 @@ const batch = [
 const before = await model.baseHash();
 const opt = new HybridOptimizer(model, { zo: { lr: 1e-3, mu: 1e-3 }, fo: { lr: 1e-2 }, seed: 7 });
 const r = await opt.step(batch);
-check(Number.isFinite(r.loss) && r.perturbedLosses.every(Number.isFinite), 'a hybrid step on the demo model gives finite losses', JSON.stringify(r));
+check(Number.isFinite(r.loss) && r.perturbedLosses.every(Number.isFinite), 'a hybrid step on the demo model gives finite losses', `${r.loss} ${r.perturbedLosses}`);
 check((await model.baseHash()) !== before, 'the step moved the base weights (ZO update)');
 model.dispose();
 
@@ -124,6 +124,7 @@ export async function oneStep(): Promise<number> {
   const info: BackendInfo = backendInfo();
   const model = await loadModel(demoModelDir());
   model.addLoRA({ rank: 4 });
+  if (!model.tokenizer) throw new ZofoError('ZOFO_BAD_FILE', 'the demo model has no tokenizer');
   const ids: number[] = model.tokenizer.encode('the soup was great . It was', { addSpecialTokens: false });
   const opt = new HybridOptimizer(model, { zo: { lr: 1e-3, mu: 1e-3 }, fo: { lr: 1e-2 } });
   const r: StepResult = await opt.step([{ prompt: ids, target: ids.slice(0, 1) }]);
@@ -136,7 +137,7 @@ cat > tsconfig.json <<'EOF'
 {
   "compilerOptions": {
     "strict": true, "noEmit": true, "skipLibCheck": false, "types": [],
-    "target": "ES2022", "lib": ["ES2022"], "module": "NodeNext", "moduleResolution": "NodeNext"
+    "target": "ES2022", "lib": ["ES2022", "ESNext.Disposable"], "module": "NodeNext", "moduleResolution": "NodeNext"
   },
   "files": ["consumer.ts"]
 }
@@ -154,11 +155,11 @@ tally() {  # adds a step's "N passed, N failed" line, or one failure when it pri
 }
 echo "== ESM"
 set +e
-out="$(node esm.mjs "@zofo/$target" 2>&1)"; rc=$?; echo "$out"; tally "$out" "$rc"
+out="$(bare node esm.mjs "@zofo/$target" 2>&1)"; rc=$?; echo "$out"; tally "$out" "$rc"
 echo "== CommonJS"
-out="$(node cjs.cjs "@zofo/$target" 2>&1)"; rc=$?; echo "$out"; tally "$out" "$rc"
+out="$(bare node cjs.cjs "@zofo/$target" 2>&1)"; rc=$?; echo "$out"; tally "$out" "$rc"
 echo "== TypeScript --strict, no @types/node"
-out="$(node node_modules/typescript/bin/tsc -p tsconfig.json 2>&1)"; rc=$?; echo "$out"
+out="$(bare node node_modules/typescript/bin/tsc -p tsconfig.json 2>&1)"; rc=$?; echo "$out"
 if [[ "$rc" -eq 0 ]]; then echo "PASS tsc"; total_pass=$((total_pass + 1)); else echo "FAIL tsc"; total_fail=$((total_fail + 1)); status=1; fi
 set -e
 echo "$total_pass passed, $total_fail failed"
