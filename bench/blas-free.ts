@@ -15,7 +15,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { numberArg } from './args.js';
 import { addonFiles, cpuBinding, packageRoot } from '../lib/binding.js';
@@ -91,8 +91,8 @@ function compare(label: string, prebuilt: string, source: string, env: NodeJS.Pr
   console.log(`\n${label}`);
   console.log('| binary | BLAS | forward (median of ' + times.prebuilt.length + ') | tokens/s |');
   console.log('|---|---|---:|---:|');
-  console.log(`| prebuilt ${seen.prebuilt.file} | ${seen.prebuilt.blas} (static) | ${(p * 1e3).toFixed(0)} ms | ${(N / p).toFixed(0)} |`);
-  console.log(`| source ${seen.source.file} | ${seen.source.blas} (system .so) | ${(s * 1e3).toFixed(0)} ms | ${(N / s).toFixed(0)} |`);
+  console.log(`| prebuilt ${relative(packageRoot, seen.prebuilt.file)} | ${seen.prebuilt.blas} (static) | ${(p * 1e3).toFixed(0)} ms | ${(N / p).toFixed(0)} |`);
+  console.log(`| source ${relative(packageRoot, seen.source.file)} | ${seen.source.blas} (system .so) | ${(s * 1e3).toFixed(0)} ms | ${(N / s).toFixed(0)} |`);
   console.log(`speed prebuilt ÷ source: ${(s / p).toFixed(3)} (target ≥ 0.9); logits agree: ${agree ? 'yes' : 'NO'}`);
   return s / p;
 }
