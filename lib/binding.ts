@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ZofoError } from './errors.js';
-import { cpuPackageName, cudaPackageNames, nvidiaDriverPresent, platformTarget } from './platform.js';
+import { CPU_TARGETS, cpuPackageName, cudaPackageNames, nvidiaDriverPresent, platformTarget } from './platform.js';
 
 /** The raw CPU binding (native/addon/addon.cpp). Arguments are validated in kernels.ts. */
 export interface CpuBinding {
@@ -201,7 +201,8 @@ function candidates(name: AddonName): LoadAttempt[] {
   if (process.env.ZOFO_BINDING_ONLY === '1') return dirs.map((d) => ({ file: join(d, `${name}.node`), error: '' }));
   dirs.push(join(packageRoot, 'build', 'Release'), join(packageRoot, 'build', 'Debug'));
   const found: LoadAttempt[] = dirs.map((d) => ({ file: join(d, `${name}.node`), error: '' }));
-  const packages = name === 'zofo_cpu' ? [cpuPackageName()] : cudaPackageNames();
+  const prebuilt = CPU_TARGETS.includes(platformTarget());
+  const packages = name === 'zofo_cpu' ? (prebuilt ? [cpuPackageName()] : []) : cudaPackageNames();
   const driver = name === 'zofo_cpu' || nvidiaDriverPresent();
   for (const pkg of packages) {
     const label = `${pkg}/${name}.node`;
@@ -215,7 +216,7 @@ function candidates(name: AddonName): LoadAttempt[] {
       found.push({ file: label, error: `the package ${pkg} is not installed` });
     }
   }
-  if (name === 'zofo_cpu' && packages.length === 0) found.push({ file: cpuPackageName(), error: 'no prebuilt package for this platform' });
+  if (name === 'zofo_cpu' && !prebuilt) found.push({ file: cpuPackageName(), error: `no prebuilt package for ${platformTarget()}` });
   return found;
 }
 
@@ -271,9 +272,11 @@ export function cpuBinding(): CpuBinding {
       `zofo could not load its native addon (${platformTarget()}, Node.js ${process.version}). Tried:` +
         attempts.map((a) => `\n  - ${a.file}: ${a.error}`).join('') +
         cudaNote +
-        `\nFix: install this platform's prebuilt package (\`npm install ${cpuPackageName()}@${packageVersion()}\`;` +
-        ' it is an optional dependency of zofo, so --omit=optional or --no-optional leaves it out),' +
-        ' or compile the addon from the installed sources with `npx zofo build` (cmake-js, or node-gyp when' +
+        '\nFix: ' + (CPU_TARGETS.includes(platformTarget())
+          ? `install this platform's prebuilt package (\`npm install ${cpuPackageName()}@${packageVersion()}\`;` +
+            ' it is an optional dependency of zofo, so --omit=optional or --no-optional leaves it out), or '
+          : '') +
+        'compile the addon from the installed sources with `npx zofo build` (cmake-js, or node-gyp when' +
         ' cmake is missing; needs a C++17 compiler, no network). Set ZOFO_BINDING_DIR to load a build from elsewhere.',
     );
   }

@@ -13,6 +13,9 @@ export const PLATFORM_SCOPE = '@zofo';
 /** CUDA major versions that have a prebuilt CUDA variant (newest first). */
 export const CUDA_MAJORS: readonly number[] = [13];
 
+/** The targets with a prebuilt CPU package (packages/<target>/). */
+export const CPU_TARGETS: readonly string[] = ['linux-x64-gnu', 'linux-arm64-gnu', 'darwin-arm64', 'win32-x64'];
+
 /** The platforms whose CUDA variants are published (the CUDA backend is Linux x64 only). */
 const CUDA_TARGETS: readonly string[] = ['linux-x64-gnu'];
 
@@ -39,7 +42,7 @@ export function platformTarget(platform: string = process.platform, arch: string
   return platform === 'linux' ? `${platform}-${arch}-${libc()}` : `${platform}-${arch}`;
 }
 
-/** The npm name of the CPU package of a target, e.g. `@zofo/linux-x64-gnu`. */
+/** The npm name of the CPU package of a target, e.g. `@zofo/linux-x64-gnu` (whether or not one is published: CPU_TARGETS). */
 export function cpuPackageName(target: string = platformTarget()): string {
   return `${PLATFORM_SCOPE}/${target}`;
 }

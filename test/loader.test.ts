@@ -30,8 +30,8 @@ t.test('the loader order in an installed layout', { skip }, async (t) => {
   writeFileSync(join(platformDir, 'package.json'), JSON.stringify({ name: cpuPackageName(), version: '0.0.0' }));
   copyFileSync(addon, join(platformDir, 'zofo_cpu.node'));
 
-  const loaded = (env: Record<string, string> = {}) => {
-    const script = `import(${JSON.stringify(pathToFileURL(join(zofo, 'dist', 'lib', 'index.js')).href)}).then((z) => {
+  const loaded = (env: Record<string, string> = {}, preamble = '') => {
+    const script = `${preamble}import(${JSON.stringify(pathToFileURL(join(zofo, 'dist', 'lib', 'index.js')).href)}).then((z) => {
       try { console.log(JSON.stringify({ file: z.backendInfo().cpu.file })); }
       catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); } });`;
     const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ZOFO_BINDING')));
@@ -61,6 +61,13 @@ t.test('the loader order in an installed layout', { skip }, async (t) => {
   t.ok(order.every((i) => i >= 0) && order[0] < order[1] && order[1] < order[2], `lists ZOFO_BINDING_DIR, build/, the package, in order:\n${message}`);
   t.match(message, /npx zofo build/, 'gives the fix: compile from the installed sources');
   t.match(message, new RegExp(`npm install ${cpuPackageName().replace('/', '\\/')}@`), 'or install the platform package');
+
+  // A platform without a prebuilt package: say so, and offer only the source build.
+  const other = loaded({}, "Object.defineProperty(process, 'platform', { value: 'freebsd' });");
+  t.equal(other.code, 'ZOFO_LOAD_FAILED');
+  t.match(other.message ?? '', `no prebuilt package for freebsd-${process.arch}`, 'names the platform');
+  t.notMatch(other.message ?? '', /npm install @zofo/, 'offers no package that does not exist');
+  t.match(other.message ?? '', /npx zofo build/, 'offers the source build');
   for (const cuda of cudaPackageNames()) {
     t.match(message, cuda, `lists the CUDA variant ${cuda}`);
     if (!nvidiaDriverPresent()) t.match(message, `${cuda}/zofo_cuda.node: skipped: no NVIDIA driver`, 'not opened without a driver');

@@ -6,7 +6,7 @@ import t from 'tap';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { CUDA_MAJORS, cpuPackageName, cudaPackageNames, platformTarget } from '../lib/platform.js';
+import { CPU_TARGETS, CUDA_MAJORS, cpuPackageName, cudaPackageNames, platformTarget } from '../lib/platform.js';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const rootManifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string; scripts: Record<string, string> };
@@ -41,14 +41,15 @@ t.test("each package's fields say what its folder name says", async (t) => {
 
 t.test("the loader's package names reach every package, and only those", async (t) => {
   const named = new Set<string>();
-  for (const [os, archs] of [['linux', ['x64', 'arm64']], ['darwin', ['arm64']], ['win32', ['x64']]] as const) {
+  for (const [os, archs] of [['linux', ['x64', 'arm64']], ['darwin', ['arm64', 'x64']], ['win32', ['x64', 'arm64']]] as const) {
     for (const arch of archs) {
       const target = platformTarget(os, arch, () => 'gnu');
-      named.add(cpuPackageName(target));
+      if (CPU_TARGETS.includes(target)) named.add(cpuPackageName(target));
       for (const n of cudaPackageNames(target)) named.add(n);
     }
   }
   t.same([...named].sort(), [...manifests.values()].map((m) => m.name).sort());
+  t.same([...CPU_TARGETS].sort(), [...manifests.keys()].filter((d) => !d.includes('-cuda')).sort(), 'CPU_TARGETS are the CPU package folders');
   t.equal(platformTarget('linux', 'x64', () => 'musl'), 'linux-x64-musl', 'musl is a separate target');
   t.same(cudaPackageNames('darwin-arm64'), [], 'no CUDA variant on macOS');
 });
