@@ -194,38 +194,46 @@ const require = createRequire(import.meta.url);
 
 type AddonName = 'zofo_cpu' | 'zofo_cuda';
 
-// Where an addon may be, in the order tried; a place that cannot hold it says why.
-function candidates(name: AddonName): LoadAttempt[] {
+/** A place an addon may be; `unavailable` says why it cannot be there without looking. */
+interface Place { file: string; unavailable?: string }
+
+let target: string | undefined;
+const thisTarget = () => (target ??= platformTarget());
+const hasPrebuilt = () => CPU_TARGETS.includes(thisTarget());
+
+// Where an addon may be, in the order tried.
+function candidates(name: AddonName): Place[] {
   const dirs = process.env.ZOFO_BINDING_DIR ? [resolve(process.env.ZOFO_BINDING_DIR)] : []; // relative to the cwd
   // ZOFO_BINDING_ONLY=1: look nowhere else (tests of the loader, pinned deployments).
-  if (process.env.ZOFO_BINDING_ONLY === '1') return dirs.map((d) => ({ file: join(d, `${name}.node`), error: '' }));
-  dirs.push(join(packageRoot, 'build', 'Release'), join(packageRoot, 'build', 'Debug'));
-  const found: LoadAttempt[] = dirs.map((d) => ({ file: join(d, `${name}.node`), error: '' }));
-  const prebuilt = CPU_TARGETS.includes(platformTarget());
-  const packages = name === 'zofo_cpu' ? (prebuilt ? [cpuPackageName()] : []) : cudaPackageNames();
+  if (process.env.ZOFO_BINDING_ONLY !== '1') dirs.push(join(packageRoot, 'build', 'Release'), join(packageRoot, 'build', 'Debug'));
+  const places: Place[] = dirs.map((d) => ({ file: join(d, `${name}.node`) }));
+  if (process.env.ZOFO_BINDING_ONLY === '1') return places;
+  if (name === 'zofo_cpu' && !hasPrebuilt()) {
+    return [...places, { file: cpuPackageName(thisTarget()), unavailable: `no prebuilt package for ${thisTarget()}` }];
+  }
+  const packages = name === 'zofo_cpu' ? [cpuPackageName(thisTarget())] : cudaPackageNames(thisTarget());
   const driver = name === 'zofo_cpu' || nvidiaDriverPresent();
   for (const pkg of packages) {
     const label = `${pkg}/${name}.node`;
     if (!driver) {
-      found.push({ file: label, error: 'skipped: no NVIDIA driver is loaded (/proc/driver/nvidia/version)' });
+      places.push({ file: label, unavailable: 'skipped: no NVIDIA driver is loaded (/proc/driver/nvidia/version)' });
       continue;
     }
     try {
-      found.push({ file: join(dirname(require.resolve(`${pkg}/package.json`)), `${name}.node`), error: '' });
+      places.push({ file: join(dirname(require.resolve(`${pkg}/package.json`)), `${name}.node`) });
     } catch {
-      found.push({ file: label, error: `the package ${pkg} is not installed` });
+      places.push({ file: label, unavailable: `the package ${pkg} is not installed` });
     }
   }
-  if (name === 'zofo_cpu' && !prebuilt) found.push({ file: cpuPackageName(), error: `no prebuilt package for ${platformTarget()}` });
-  return found;
+  return places;
 }
 
 const loadedFrom: Partial<Record<AddonName, string>> = {};
 
 function tryLoad<T>(name: AddonName, attempts: LoadAttempt[]): T | undefined {
-  for (const { file, error } of candidates(name)) {
-    if (error) {
-      attempts.push({ file, error });
+  for (const { file, unavailable } of candidates(name)) {
+    if (unavailable) {
+      attempts.push({ file, error: unavailable });
       continue;
     }
     if (!existsSync(file)) {
@@ -269,11 +277,11 @@ export function cpuBinding(): CpuBinding {
     const cudaNote = cudaBinding() ? '' : cudaAttempts.map((a) => `\n  - ${a.file}: ${a.error}`).join('');
     throw new ZofoError(
       'ZOFO_LOAD_FAILED',
-      `zofo could not load its native addon (${platformTarget()}, Node.js ${process.version}). Tried:` +
+      `zofo could not load its native addon (${thisTarget()}, Node.js ${process.version}). Tried:` +
         attempts.map((a) => `\n  - ${a.file}: ${a.error}`).join('') +
         cudaNote +
-        '\nFix: ' + (CPU_TARGETS.includes(platformTarget())
-          ? `install this platform's prebuilt package (\`npm install ${cpuPackageName()}@${packageVersion()}\`;` +
+        '\nFix: ' + (hasPrebuilt()
+          ? `install this platform's prebuilt package (\`npm install ${cpuPackageName(thisTarget())}@${packageVersion()}\`;` +
             ' it is an optional dependency of zofo, so --omit=optional or --no-optional leaves it out), or '
           : '') +
         'compile the addon from the installed sources with `npx zofo build` (cmake-js, or node-gyp when' +
