@@ -19,12 +19,15 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const artifacts = join(root, 'artifacts');
-const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+// The npm that runs this script (`npm run pack:all` sets npm_execpath), through node: no
+// shell, so paths with spaces are safe on every platform.
+const npm = process.env.npm_execpath ? [process.execPath, process.env.npm_execpath] : ['npm'];
 const LIFECYCLE = ['preinstall', 'install', 'postinstall', 'prepare'];
 
-function sh(cmd, args, cwd) {
-  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], shell: process.platform === 'win32' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed in ${cwd}`);
+function npmIn(cwd, args) {
+  const [cmd, ...pre] = npm;
+  const r = spawnSync(cmd, [...pre, ...args], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (r.status !== 0) throw new Error(`npm ${args.join(' ')} failed in ${cwd}`);
   return r.stdout;
 }
 const readJson = (file) => JSON.parse(readFileSync(file, 'utf8'));
@@ -49,7 +52,7 @@ export function platformPackages() {
 }
 
 function packTo(dir) {
-  const [{ filename }] = JSON.parse(sh(npm, ['pack', '--ignore-scripts', '--json', '--pack-destination', artifacts], dir));
+  const [{ filename }] = JSON.parse(npmIn(dir, ['pack', '--ignore-scripts', '--json', '--pack-destination', artifacts]));
   return join(artifacts, filename);
 }
 
@@ -70,7 +73,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   // Stage exactly the files `npm pack` would take, with the published package.json.
   const stage = join(artifacts, 'stage', 'zofo');
   rmSync(stage, { recursive: true, force: true });
-  const [{ files }] = JSON.parse(sh(npm, ['pack', '--dry-run', '--ignore-scripts', '--json'], root));
+  const [{ files }] = JSON.parse(npmIn(root, ['pack', '--dry-run', '--ignore-scripts', '--json']));
   for (const { path } of files) {
     mkdirSync(dirname(join(stage, path)), { recursive: true });
     copyFileSync(join(root, path), join(stage, path));
