@@ -1,13 +1,17 @@
 /**
  * Loads the native addons. The CUDA addon (zofo_cuda.node) is a separate binary so a
- * missing driver or cuBLAS can never break the CPU one (zofo_cpu.node). If no addon
- * loads, ONE error lists every attempt, why it failed, and what to do.
+ * missing driver or cuBLAS can never break the CPU one (zofo_cpu.node). Each is looked
+ * for, in order: in ZOFO_BINDING_DIR; in a local source build (build/Release, then
+ * build/Debug); in the prebuilt platform package of this machine (lib/platform.ts; the
+ * CUDA variants only when an NVIDIA driver is loaded). If the CPU addon loads from
+ * none of them, ONE error lists every attempt, why it failed, and what to do.
  */
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ZofoError } from './errors.js';
+import { CPU_TARGETS, cpuPackageName, cudaPackageNames, nvidiaDriverPresent, platformTarget } from './platform.js';
 
 /** The raw CPU binding (native/addon/addon.cpp). Arguments are validated in kernels.ts. */
 export interface CpuBinding {
@@ -190,26 +194,76 @@ function findPackageRoot(): string {
 export const packageRoot = findPackageRoot();
 const require = createRequire(import.meta.url);
 
-function candidates(name: string): string[] {
+type AddonName = 'zofo_cpu' | 'zofo_cuda';
+
+/** A place an addon may be; `unavailable` says why it cannot be there without looking. */
+interface Place { file: string; unavailable?: string }
+
+let target: string | undefined;
+const thisTarget = () => (target ??= platformTarget());
+const hasPrebuilt = () => CPU_TARGETS.includes(thisTarget());
+
+// Where an addon may be, in the order tried.
+function candidates(name: AddonName): Place[] {
   const dirs = process.env.ZOFO_BINDING_DIR ? [resolve(process.env.ZOFO_BINDING_DIR)] : []; // relative to the cwd
   // ZOFO_BINDING_ONLY=1: look nowhere else (tests of the loader, pinned deployments).
   if (process.env.ZOFO_BINDING_ONLY !== '1') dirs.push(join(packageRoot, 'build', 'Release'), join(packageRoot, 'build', 'Debug'));
-  return dirs.map((d) => join(d, `${name}.node`));
+  const places: Place[] = dirs.map((d) => ({ file: join(d, `${name}.node`) }));
+  if (process.env.ZOFO_BINDING_ONLY === '1') return places;
+  if (name === 'zofo_cpu' && !hasPrebuilt()) {
+    return [...places, { file: cpuPackageName(thisTarget()), unavailable: `no prebuilt package for ${thisTarget()}` }];
+  }
+  const packages = name === 'zofo_cpu' ? [cpuPackageName(thisTarget())] : cudaPackageNames(thisTarget());
+  const driver = name === 'zofo_cpu' || nvidiaDriverPresent();
+  for (const pkg of packages) {
+    const label = `${pkg}/${name}.node`;
+    if (!driver) {
+      places.push({ file: label, unavailable: 'skipped: no NVIDIA driver is loaded (/proc/driver/nvidia/version)' });
+      continue;
+    }
+    try {
+      places.push({ file: join(dirname(require.resolve(`${pkg}/package.json`)), `${name}.node`) });
+    } catch {
+      places.push({ file: label, unavailable: `the package ${pkg} is not installed` });
+    }
+  }
+  return places;
 }
 
-function tryLoad<T>(name: string, attempts: LoadAttempt[]): T | undefined {
-  for (const file of candidates(name)) {
+const loadedFrom: Partial<Record<AddonName, string>> = {};
+
+function tryLoad<T>(name: AddonName, attempts: LoadAttempt[]): T | undefined {
+  for (const { file, unavailable } of candidates(name)) {
+    if (unavailable) {
+      attempts.push({ file, error: unavailable });
+      continue;
+    }
     if (!existsSync(file)) {
       attempts.push({ file, error: 'not found' });
       continue;
     }
     try {
-      return require(file) as T;
+      const binding = require(file) as T;
+      loadedFrom[name] = file;
+      return binding;
     } catch (err) {
       attempts.push({ file, error: err instanceof Error ? err.message : String(err) });
     }
   }
   return undefined;
+}
+
+/** The .node file each addon was loaded from (absent: not loaded, or not yet). */
+export function addonFiles(): { cpu?: string; cuda?: string } {
+  return { cpu: loadedFrom.zofo_cpu, cuda: loadedFrom.zofo_cuda };
+}
+
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version?: string }).version ?? 'latest';
+  } catch {
+    return 'latest';
+  }
 }
 
 let cpu: CpuBinding | undefined;
@@ -225,11 +279,15 @@ export function cpuBinding(): CpuBinding {
     const cudaNote = cudaBinding() ? '' : cudaAttempts.map((a) => `\n  - ${a.file}: ${a.error}`).join('');
     throw new ZofoError(
       'ZOFO_LOAD_FAILED',
-      'zofo could not load its native addon. Tried:' +
+      `zofo could not load its native addon (${thisTarget()}, Node.js ${process.version}). Tried:` +
         attempts.map((a) => `\n  - ${a.file}: ${a.error}`).join('') +
         cudaNote +
-        '\nFix: rebuild it with `npm rebuild zofo` (needs cmake or python3 + make + a C++17 compiler;' +
-        ' no network is needed). Set ZOFO_BINDING_DIR to load a build from elsewhere.',
+        '\nFix: ' + (hasPrebuilt()
+          ? `install this platform's prebuilt package (\`npm install ${cpuPackageName(thisTarget())}@${packageVersion()}\`;` +
+            ' it is an optional dependency of zofo, so --omit=optional or --no-optional leaves it out), or '
+          : '') +
+        'compile the addon from the installed sources with `npx zofo build` (cmake-js, or node-gyp when' +
+        ' cmake is missing; needs a C++17 compiler, no network). Set ZOFO_BINDING_DIR to load a build from elsewhere.',
     );
   }
   return cpu;

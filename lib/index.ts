@@ -6,7 +6,7 @@
  * (`HybridOptimizer`, trajectory logs and `replay`) and the trainer.
  */
 import * as kernels from './kernels.js';
-import { cpuBinding, cudaBinding, cudaLoadErrors } from './binding.js';
+import { addonFiles, cpuBinding, cudaBinding, cudaLoadErrors } from './binding.js';
 
 export { kernels };
 export { ZofoError } from './errors.js';
@@ -38,7 +38,7 @@ export type { ReplayOptions } from './train/replay.js';
 export { readTrajectory, writeTrajectory, TrajectoryAppender, TRAJECTORY_VERSION } from './train/trajectory.js';
 export type {
   ZoOptions, FoOptions, HybridOptimizerOptions, StepResult, StepOptions, TrajectoryRecord, TrajectoryTensor,
-  TrajectoryHeader, Trajectory, OptimizerState, TrainableOptimizer,
+  TrajectoryHeader, Trajectory, OptimizerState, TrainableOptimizer, AbortSignalLike,
 } from './train/types.js';
 export type { ScheduleOptions } from './train/schedule.js';
 export type {
@@ -50,9 +50,14 @@ export type {
   Device, Dtype, U64, GaussianOptions, PerturbOptions, RestoreUpdateOptions, TensorSlice, MatmulOptions,
 } from './kernels.js';
 
+export { demoModelDir } from './demo/model.js';
+
+/** What backendInfo() reports. */
 export interface BackendInfo {
-  cpu: { simd: string; philox: string; blas: string; threads: number };
-  cuda: { available: boolean; reasons: string[] };
+  /** `file`: the zofo_cpu.node that was loaded (a source build, or a prebuilt platform package). */
+  cpu: { simd: string; philox: string; blas: string; threads: number; file: string };
+  /** `file`: the zofo_cuda.node that was loaded, when one was. */
+  cuda: { available: boolean; reasons: string[]; file?: string };
 }
 
 /** What this installation runs on: the CPU build's SIMD level, BLAS, and CUDA status. */
@@ -60,7 +65,11 @@ export function backendInfo(): BackendInfo {
   const cpu = cpuBinding();
   const cuda = cudaBinding();
   return {
-    cpu: { simd: cpu.simd, philox: cpu.philoxImpl, blas: cpu.blas, threads: cpu.defaultThreads },
-    cuda: { available: cuda !== null, reasons: cuda ? [] : cudaLoadErrors().map((a) => `${a.file}: ${a.error}`) },
+    cpu: { simd: cpu.simd, philox: cpu.philoxImpl, blas: cpu.blas, threads: cpu.defaultThreads, file: addonFiles().cpu ?? '' },
+    cuda: {
+      available: cuda !== null,
+      reasons: cuda ? [] : cudaLoadErrors().map((a) => `${a.file}: ${a.error}`),
+      ...(cuda ? { file: addonFiles().cuda } : {}),
+    },
   };
 }

@@ -41,6 +41,17 @@ function cpuCount() {
   }
 }
 
+// The node-gyp inside npm's own install, next to this Node (Unix: <prefix>/lib/node_modules,
+// Windows: <prefix>/node_modules).
+function npmBundledNodeGyp() {
+  const bin = dirname(process.execPath);
+  for (const npmDir of [join(dirname(bin), 'lib', 'node_modules', 'npm'), join(bin, 'node_modules', 'npm')]) {
+    const gyp = join(npmDir, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+    if (existsSync(gyp)) return gyp;
+  }
+  return null;
+}
+
 function nodeGyp() {
   // npm exposes its bundled node-gyp to scripts; otherwise use ours from devDependencies.
   let gyp = process.env.npm_config_node_gyp;
@@ -51,6 +62,7 @@ function nodeGyp() {
       gyp = null;
     }
   }
+  if (!gyp) gyp = npmBundledNodeGyp(); // `npx zofo build` in a project without node-gyp
   if (!gyp) {
     console.error('zofo: node-gyp not found (it ships with npm; or `npm i -D node-gyp`).');
     return false;

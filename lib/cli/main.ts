@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { packageRoot } from '../binding.js';
 import { ZofoError } from '../errors.js';
 import { TASK_NAMES } from '../data/tasks.js';
 import { LLAMA_SHAPES } from '../model/shapes.js';
@@ -160,6 +161,13 @@ export function program(): Command {
         const r = spawnSync(process.execPath, [file, ...args], { stdio: 'inherit' });
         if (r.status !== 0) { process.exitCode = r.status ?? 1; return; }
       }
+    });
+
+  p.command('build')
+    .description('compile the native addon from the installed sources into build/Release (cmake-js, or node-gyp when cmake is missing; needs a C++17 compiler): for platforms without a prebuilt package')
+    .action(() => {
+      const r = spawnSync(process.execPath, [join(packageRoot, 'scripts', 'build.mjs')], { cwd: packageRoot, stdio: 'inherit' });
+      process.exitCode = r.status ?? 1;
     });
 
   p.command('demo')

@@ -10,7 +10,11 @@ import type { ClassificationExample } from '../model/model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { CANDIDATES, demoReviews, promptOf, type Review } from './language.js';
 
-/** Absolute path of the shipped demo model (config.json, model.safetensors, tokenizer.json). */
+/**
+ * Absolute path of the demo model shipped inside the zofo package (config.json,
+ * model.safetensors, tokenizer.json): a tiny pretrained Llama for trying the API,
+ * e.g. `await loadModel(demoModelDir())`, without guessing `node_modules/zofo/demo/model`.
+ */
 export function demoModelDir(): string {
   return join(packageRoot, 'demo', 'model');
 }

@@ -15,7 +15,7 @@ import { ReshufflingSampler } from './sampler.js';
 import {
   loadCheckpoint, restoreCheckpoint, saveBestCheckpoint, saveCheckpoint, type EvalRecord, type TrainerCheckpointState,
 } from './checkpoint.js';
-import type { TrainableOptimizer } from './types.js';
+import type { AbortSignalLike, TrainableOptimizer } from './types.js';
 
 export interface EvalOptions {
   data: Example[];
@@ -54,7 +54,7 @@ export interface TrainerOptions {
   checkpoint?: CheckpointOptions;
   /** A step whose loss is not finite: skip its batch, or stop the run (default). */
   onNonFinite?: 'skip' | 'stop';
-  signal?: AbortSignal;
+  signal?: AbortSignalLike;
 }
 
 export interface BestInfo { step: number; loss: number; accuracy: number | null }

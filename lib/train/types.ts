@@ -73,9 +73,20 @@ export interface StepResult {
   predictions?: number[];
 }
 
+/**
+ * An AbortSignal, as zofo's typings name it: the members zofo uses, so the declarations
+ * need neither @types/node nor the DOM library. Pass a real `AbortSignal`
+ * (`new AbortController().signal`); anything else is rejected at run time.
+ */
+export interface AbortSignalLike {
+  readonly aborted: boolean;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
 export interface StepOptions {
   /** Aborting before the update phase rejects with ZOFO_ABORTED and leaves every weight as it was. */
-  signal?: AbortSignal;
+  signal?: AbortSignalLike;
 }
 
 /**
