@@ -35,7 +35,7 @@ function trainConfig(flags: Record<string, unknown>, file: Record<string, unknow
   const zo = { ...(file.zo as object) } as Record<string, unknown>, fo = { ...(file.fo as object) } as Record<string, unknown>;
   const lora = { ...(file.lora as object) } as Record<string, unknown>;
   const set = (target: Record<string, unknown>, key: string, flag: string) => { if (flags[flag] !== undefined) target[key] = flags[flag]; };
-  for (const k of ['model', 'device', 'dtype', 'task', 'train', 'dev', 'trainSamples', 'devSamples', 'mode', 'steps', 'epochs', 'batchSize', 'seed', 'evalEvery', 'checkpointEvery', 'keep', 'out', 'resume']) set(c, k, k);
+  for (const k of ['model', 'device', 'dtype', 'compute', 'task', 'train', 'dev', 'trainSamples', 'devSamples', 'mode', 'steps', 'epochs', 'batchSize', 'seed', 'evalEvery', 'checkpointEvery', 'keep', 'out', 'resume']) set(c, k, k);
   set(zo, 'lr', 'lrX'); set(zo, 'mu', 'mu'); set(zo, 'estimator', 'estimator'); set(zo, 'perturbations', 'perturbations'); set(zo, 'weightDecay', 'wdX');
   set(fo, 'lr', 'lrY'); set(fo, 'optimizer', 'foOptimizer'); set(fo, 'weightDecay', 'wdY');
   set(lora, 'rank', 'rank'); set(lora, 'alpha', 'alpha'); set(lora, 'targets', 'targets');
@@ -62,6 +62,7 @@ export function program(): Command {
     .option('--model <dir>', 'HuggingFace model directory (config.json, safetensors, tokenizer.json)')
     .option('--device <device>', "where to run: cpu (default), cuda, cuda:N, or auto (CUDA when usable)")
     .addOption(new Option('--dtype <dtype>', 'storage of the base weights (default bf16 on CUDA, f32 on the CPU)').choices(['f32', 'bf16', 'f16']))
+    .addOption(new Option('--compute <precision>', 'matmul operand precision (default bf16 on CUDA, fp32 on the CPU; docs/precision.md)').choices(['fp32', 'tf32', 'bf16']))
     .addOption(new Option('--task <name>', 'task format').choices([...TASK_NAMES]))
     .option('--train <file>', 'training data file')
     .option('--dev <file>', 'dev data file (evaluated during training; selects the best checkpoint)')

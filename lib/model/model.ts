@@ -33,7 +33,19 @@ export interface LoadModelOptions {
    * Default: 'bf16' on CUDA, 'f32' on the CPU.
    */
   dtype?: 'f32' | 'bf16' | 'f16';
+  /**
+   * Precision of the matmul operands, separate from the storage dtype: 'fp32', 'tf32'
+   * (operands rounded to a 10-bit mantissa) or 'bf16' (operands rounded to bf16), products
+   * and sums in fp32 in every case. Norms, softmax, the loss, reductions, LoRA masters and
+   * optimizer moments stay fp32. Default: 'bf16' on CUDA (tensor cores), 'fp32' on the
+   * CPU, where 'bf16' and 'tf32' emulate the tensor cores' numerics (slower than 'fp32';
+   * docs/precision.md). On CUDA, the deprecated ZOFO_CUDA_TF32=1 makes the default 'tf32'.
+   */
+  compute?: Compute;
 }
+
+/** Compute precision of a model's matmuls (LoadModelOptions.compute). */
+export type Compute = 'fp32' | 'tf32' | 'bf16';
 
 /** The addon and device string a model runs on. */
 function resolveDevice(device: unknown): { binding: EngineBinding; device: string } {
@@ -79,6 +91,17 @@ export interface LoraGradients {
 
 const FAMILY_CODE = { llama: 0, opt: 1, gpt2: 2 } as const;
 const DTYPE_CODE: Record<string, number> = { f32: 0, bf16: 1, f16: 2 };
+const COMPUTE_CODE: Record<string, number> = { fp32: 0, tf32: 1, bf16: 2 };
+
+/** The compute precision asked for, or the device's default (LoadModelOptions.compute). */
+function resolveCompute(compute: unknown, device: string): Compute {
+  if (compute === undefined) {
+    if (device === 'cpu') return 'fp32';
+    return process.env.ZOFO_CUDA_TF32 === '1' ? 'tf32' : 'bf16'; // the env var is a deprecated alias
+  }
+  if (typeof compute !== 'string' || !Object.hasOwn(COMPUTE_CODE, compute)) throw invalidArg("'fp32', 'tf32' or 'bf16'", 'compute', compute);
+  return compute as Compute;
+}
 const ACTIVATION_CODE: Record<string, number> = { gelu_new: 0, relu: 1, silu: 2 };
 // Checkpoint tensors that HF itself ignores when loading these models.
 const IGNORED = [/\.attn\.(masked_)?bias$/, /\.rotary_emb\.inv_freq$/];
@@ -93,6 +116,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const dtype = opts.dtype ?? (device === 'cpu' ? 'f32' : 'bf16');
   const dtypeCode = DTYPE_CODE[dtype];
   if (dtypeCode === undefined) throw invalidArg("'f32', 'bf16' or 'f16'", 'dtype', dtype);
+  const compute = resolveCompute(opts.compute, device);
   const config = await loadConfig(dir);
   const activation = ACTIVATION_CODE[config.activation];
   if (activation === undefined) {
@@ -107,7 +131,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
       rmsnorm: config.norm === 'rmsnorm', normEps: config.normEps, activation, ropeTheta: config.ropeTheta ?? 10000,
       tieEmbeddings: config.tieWordEmbeddings, attentionBias: config.attentionBias, outputBias: config.outputBias,
       mlpBias: config.mlpBias, preNorm: config.preNorm, finalNorm: config.finalNorm,
-    }, dtypeCode, device);
+    }, dtypeCode, device, COMPUTE_CODE[compute]);
   } catch (err) {
     rethrowNative(err, `loadModel ${dir}`);
   }
@@ -120,7 +144,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     throw err;
   }
   const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? await loadTokenizer(dir) : null;
-  return new Model(dir, config, native, tokenizer, dtype, storedNames, binding, device);
+  return new Model(dir, config, native, tokenizer, dtype, storedNames, binding, device, compute);
 }
 
 // Every tensor the engine expects, from the checkpoint, shape-checked; anything left
@@ -275,7 +299,9 @@ export class Model {
               readonly dtype: 'f32' | 'bf16' | 'f16' = 'f32', storedNames?: string[],
               binding?: EngineBinding,
               /** Where the model runs: 'cpu', 'cuda' or 'cuda:N'. */
-              readonly device: string = 'cpu') {
+              readonly device: string = 'cpu',
+              /** Precision of the matmul operands (LoadModelOptions.compute); must match the engine's. */
+              readonly compute: Compute = 'fp32') {
     this.#native = native;
     this.#binding = binding ?? cpuBinding();
     this.#specs = native.tensorSpecs() as Spec[];
