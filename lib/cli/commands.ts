@@ -47,9 +47,9 @@ export interface TrainConfig {
   resume?: boolean;
 }
 
-/** Defaults: MeZO's presets (ε = 1e-3; lr 1e-6 for ZO, 1e-4 for LoRA), batch 16. */
+/** Defaults: MeZO's presets (lr 1e-6 for ZO, 1e-4 for LoRA), batch 16; μ: HybridOptimizer's, by the model's compute. */
 export function optimizerOptions(mode: Mode, c: Pick<TrainConfig, 'zo' | 'fo' | 'seed'>): HybridOptimizerOptions {
-  const zo: ZoOptions = { lr: 1e-6, mu: 1e-3, ...c.zo };
+  const zo: ZoOptions = { lr: 1e-6, ...c.zo };
   const fo: FoOptions = { lr: 1e-4, ...c.fo };
   switch (mode) {
     case 'hybrid': return { zo, fo, seed: c.seed ?? 0 };

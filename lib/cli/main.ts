@@ -74,7 +74,7 @@ export function program(): Command {
     .option('--batch-size <n>', 'examples per step (default 16)', int('--batch-size'))
     .option('--lr-x <lr>', 'ZO learning rate of the base weights (default 1e-6)', num('--lr-x'))
     .option('--lr-y <lr>', 'first-order learning rate (default 1e-4)', num('--lr-y'))
-    .option('--mu <mu>', 'ZO smoothing radius (default 1e-3)', num('--mu'))
+    .option('--mu <mu>', 'ZO smoothing radius (default 1e-3; 3e-3 under bf16 compute)', num('--mu'))
     .addOption(new Option('--estimator <name>', 'ZO estimator (default forward)').choices(['forward', 'central']))
     .option('--perturbations <q>', 'ZO perturbations per step (default 1)', int('--perturbations'))
     .option('--wd-x <wd>', 'ZO weight decay', num('--wd-x'))
