@@ -6,14 +6,14 @@
  * cost is the rounding passes (and their memory traffic), not cheaper arithmetic.
  *
  *   node dist/bench/compute.js [--layers 4] [--hidden 512] [--ffn 1408] [--vocab 8000]
- *                              [--batch 4] [--seq 64] [--reps 5]
+ *                              [--batch 4] [--seq 64] [--reps 7]
  */
 import { backendInfo } from '../lib/index.js';
 import { cpuBinding, type NativeModel } from '../lib/binding.js';
 import { numberArg } from './args.js';
 
 const L = numberArg('layers', 4), C = numberArg('hidden', 512), F = numberArg('ffn', 1408), V = numberArg('vocab', 8000);
-const B = numberArg('batch', 4), T = numberArg('seq', 64), reps = numberArg('reps', 5);
+const B = numberArg('batch', 4), T = numberArg('seq', 64), reps = numberArg('reps', 7);
 const NH = Math.max(1, Math.round(C / 64)), HS = C / NH, N = B * T;
 const COMPUTES = ['fp32', 'tf32', 'bf16'] as const;
 

@@ -3,8 +3,10 @@
  * and `<!-- precision:end -->` markers): the ZO estimator's projected gradient under fp32,
  * tf32 and bf16 compute against the true directional derivative, over many directions z
  * and several μ, on the demo model (scripts/precision-study.ts says how each number is
- * obtained). Run: npm run precision   (about 4 minutes on 2 cores)
+ * obtained), and the CPU emulation's cost (bench/compute.ts).
+ * Run: npm run precision   (about 4 minutes on 2 busy cores)
  */
+import { execFileSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -72,10 +74,18 @@ const body = [
   ...bestRows,
 ];
 
+// The CPU emulation's cost: bench/compute.ts, its output as printed.
+const bench = execFileSync(process.execPath, [join(packageRoot, 'dist', 'bench', 'compute.js')], { encoding: 'utf8' }).trim();
+
 const file = join(packageRoot, 'docs', 'precision.md');
-const md = await readFile(file, 'utf8');
-const begin = '<!-- precision:begin -->', end = '<!-- precision:end -->';
-const a = md.indexOf(begin), b = md.indexOf(end);
-if (a < 0 || b < a) throw new Error(`${file}: the ${begin} … ${end} markers are missing`);
-await writeFile(file, `${md.slice(0, a + begin.length)}\n${body.join('\n')}\n${md.slice(b)}`);
-console.log(body.join('\n'));
+let md = await readFile(file, 'utf8');
+const fill = (name: string, text: string) => {
+  const begin = `<!-- ${name}:begin -->`, end = `<!-- ${name}:end -->`;
+  const a = md.indexOf(begin), b = md.indexOf(end);
+  if (a < 0 || b < a) throw new Error(`${file}: the ${begin} … ${end} markers are missing`);
+  md = `${md.slice(0, a + begin.length)}\n${text}\n${md.slice(b)}`;
+};
+fill('precision', body.join('\n'));
+fill('compute-bench', ['```', bench, '```'].join('\n'));
+await writeFile(file, md);
+console.log(`${body.join('\n')}\n\n${bench}`);
