@@ -6,28 +6,17 @@
 import t from 'tap';
 import { loadModel, type ClassificationExample, type Model } from '../lib/model/model.js';
 import { HybridOptimizer } from '../lib/train/optimizer.js';
-import { bf16ToNumber, freshSeed, numberToBf16 } from './helpers/reference.js';
+import { bf16ToNumber, freshSeed, numberToBf16, roundToSignificand } from './helpers/reference.js';
 import { ReferenceModel } from './helpers/reference-model.js';
 import { randomCheckpoint, randomLora, seededRandom, storedCheckpoint, writeCheckpointDir, type TinyFamily } from './helpers/tiny-checkpoints.js';
 
 const seed0 = freshSeed() % 1_000_000;
 t.comment(`input seed ${seed0}`);
 
-/** A float32 value rounded to p significand bits, nearest even (normal range), in float64. */
-function roundSig(x: number, p: number): number {
-  if (x === 0 || !Number.isFinite(x)) return x;
-  const a = Math.abs(x);
-  let e = Math.floor(Math.log2(a));
-  if (2 ** e > a) e -= 1;
-  if (2 ** (e + 1) <= a) e += 1;
-  const step = 2 ** (e - p + 1);
-  const q = a / step, fl = Math.floor(q), frac = q - fl;
-  return Math.sign(x) * (frac > 0.5 || (frac === 0.5 && fl % 2 === 1) ? fl + 1 : fl) * step;
-}
 // The reference reads each operand as the engine holds it (fp32), then rounds it.
 const OPERAND = {
   bf16: { u: 2 ** -8, round: (x: number) => bf16ToNumber(numberToBf16(Math.fround(x))) },
-  tf32: { u: 2 ** -11, round: (x: number) => roundSig(Math.fround(x), 11) },
+  tf32: { u: 2 ** -11, round: (x: number) => roundToSignificand(Math.fround(x), 11) },
 } as const;
 
 const rms = (a: number[]) => Math.sqrt(a.reduce((s, x) => s + x * x, 0) / a.length);

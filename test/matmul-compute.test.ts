@@ -3,20 +3,7 @@
 // of the operands rounded here independently, and against the unrounded float64 product.
 import t from 'tap';
 import { backendInfo, kernels } from '../lib/index.js';
-import { freshSeed, rng } from './helpers/reference.js';
-
-/** x (a float32 value) rounded to p significand bits, nearest even, in float64 (normal range). */
-function roundSig(x: number, p: number): number {
-  if (x === 0 || !Number.isFinite(x)) return x;
-  const a = Math.abs(x);
-  let e = Math.floor(Math.log2(a));
-  if (2 ** e > a) e -= 1;
-  if (2 ** (e + 1) <= a) e += 1;
-  const step = 2 ** (e - p + 1);
-  const q = a / step, fl = Math.floor(q), frac = q - fl;
-  const r = frac > 0.5 || (frac === 0.5 && fl % 2 === 1) ? fl + 1 : fl;
-  return Math.sign(x) * r * step;
-}
+import { freshSeed, rng, roundToSignificand } from './helpers/reference.js';
 
 // Significand bits p and unit roundoff u = 2^-p of each operand format.
 const FORMATS = { bf16: 8, tf32: 11 } as const;
@@ -56,7 +43,7 @@ t.test('bf16 and tf32 operands: equal to float64 on the rounded operands, within
         for (const tB of [false, true]) {
           const A = rand(M * K), B = rand(K * N), C0 = rand(M * N);
           const alpha = 0.5 + r(), beta = r() < 0.5 ? 0 : r();
-          const rounded = reference(M, N, K, A, B, tA, tB, alpha, beta, C0, (x) => roundSig(x, p));
+          const rounded = reference(M, N, K, A, B, tA, tB, alpha, beta, C0, (x) => roundToSignificand(x, p));
           const exact = reference(M, N, K, A, B, tA, tB, alpha, beta, C0, (x) => x);
           for (const impl of impls) {
             const C = C0.slice();
@@ -83,7 +70,7 @@ t.test('the option changes the product: fp32 operands miss the rounded reference
   const r = rng(freshSeed());
   const M = 64, N = 33, K = 129;
   const A = Float32Array.from({ length: M * K }, () => r() * 2 - 1), B = Float32Array.from({ length: K * N }, () => r() * 2 - 1);
-  const rounded = reference(M, N, K, A, B, false, false, 1, 0, new Float32Array(M * N), (x) => roundSig(x, 8));
+  const rounded = reference(M, N, K, A, B, false, false, 1, 0, new Float32Array(M * N), (x) => roundToSignificand(x, 8));
   const worst = (C: Float32Array) => {
     let w = 0;
     for (let i = 0; i < M * N; i++) w = Math.max(w, Math.abs(C[i] - rounded.value[i]) / ((K + 3) * U32 * rounded.magnitude[i]));
