@@ -38,8 +38,8 @@ export interface LoadModelOptions {
    * (operands rounded to a 10-bit mantissa) or 'bf16' (operands rounded to bf16), products
    * and sums in fp32 in every case. Norms, softmax, the loss, reductions, LoRA masters and
    * optimizer moments stay fp32. Default: 'bf16' on CUDA (tensor cores), 'fp32' on the
-   * CPU, where 'bf16' and 'tf32' emulate the tensor cores' numerics (slower than 'fp32';
-   * docs/precision.md). On CUDA, the deprecated ZOFO_CUDA_TF32=1 makes the default 'tf32'.
+   * CPU, where 'bf16' and 'tf32' emulate the tensor cores' numerics (fp32 GEMMs plus
+   * operand rounding; docs/precision.md). On CUDA, the deprecated ZOFO_CUDA_TF32=1 makes the default 'tf32'.
    */
   compute?: Compute;
 }
@@ -93,6 +93,13 @@ const FAMILY_CODE = { llama: 0, opt: 1, gpt2: 2 } as const;
 const DTYPE_CODE: Record<string, number> = { f32: 0, bf16: 1, f16: 2 };
 const COMPUTE_CODE: Record<string, number> = { fp32: 0, tf32: 1, bf16: 2 };
 
+const ACTIVATION_CODE: Record<string, number> = { gelu_new: 0, relu: 1, silu: 2 };
+// Checkpoint tensors that HF itself ignores when loading these models.
+const IGNORED = [/\.attn\.(masked_)?bias$/, /\.rotary_emb\.inv_freq$/];
+const PEFT_PREFIX = 'base_model.model.';
+
+interface Spec { name: string; shape: number[]; offset: number }
+
 /** The compute precision asked for, or the device's default (LoadModelOptions.compute). */
 function resolveCompute(compute: unknown, device: string): Compute {
   if (compute === undefined) {
@@ -102,12 +109,6 @@ function resolveCompute(compute: unknown, device: string): Compute {
   if (typeof compute !== 'string' || !Object.hasOwn(COMPUTE_CODE, compute)) throw invalidArg("'fp32', 'tf32' or 'bf16'", 'compute', compute);
   return compute as Compute;
 }
-const ACTIVATION_CODE: Record<string, number> = { gelu_new: 0, relu: 1, silu: 2 };
-// Checkpoint tensors that HF itself ignores when loading these models.
-const IGNORED = [/\.attn\.(masked_)?bias$/, /\.rotary_emb\.inv_freq$/];
-const PEFT_PREFIX = 'base_model.model.';
-
-interface Spec { name: string; shape: number[]; offset: number }
 
 /** Loads a HuggingFace model directory. */
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
