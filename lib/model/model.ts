@@ -92,7 +92,6 @@ export interface LoraGradients {
 const FAMILY_CODE = { llama: 0, opt: 1, gpt2: 2 } as const;
 const DTYPE_CODE: Record<string, number> = { f32: 0, bf16: 1, f16: 2 };
 const COMPUTE_CODE: Record<string, number> = { fp32: 0, tf32: 1, bf16: 2 };
-
 const ACTIVATION_CODE: Record<string, number> = { gelu_new: 0, relu: 1, silu: 2 };
 // Checkpoint tensors that HF itself ignores when loading these models.
 const IGNORED = [/\.attn\.(masked_)?bias$/, /\.rotary_emb\.inv_freq$/];
