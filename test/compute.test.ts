@@ -123,3 +123,17 @@ for (const dtype of ['f32', 'bf16'] as const) {
     t.same(differ, [], `after 6 steps with lr_x = 0, no ${dtype} weight differs`);
   });
 }
+
+t.test('zo.mu defaults by the model compute: 1e-3 (fp32, tf32), 3e-3 (bf16), and the step uses it', async (t) => {
+  const dir = t.testdir({});
+  await writeCheckpointDir(dir, randomCheckpoint('llama', seed0 + 20), { dtype: 'F32' });
+  for (const [compute, mu] of [['fp32', 1e-3], ['tf32', 1e-3], ['bf16', 3e-3]] as const) {
+    const model = await loadModel(dir, { compute });
+    t.teardown(() => model.dispose());
+    const batch = classificationBatch(model.config.vocabSize, 2, seed0 + 21);
+    const implicit = new HybridOptimizer(model, { zo: { lr: 0 }, seed: 5 });
+    const explicit = new HybridOptimizer(model, { zo: { lr: 0, mu }, seed: 5 });
+    t.equal(implicit.zo?.mu, mu, `${compute}: default μ ${mu}`);
+    t.same((await implicit.step(batch)).projectedGrads, (await explicit.step(batch)).projectedGrads, `${compute}: the step ran with μ = ${mu}`);
+  }
+});
