@@ -42,7 +42,7 @@ export type {
 } from './train/types.js';
 export type { ScheduleOptions } from './train/schedule.js';
 export type {
-  Example, ClassificationExample, LmExample, LoadModelOptions, LoraOptions, LossResult, LoraGradients,
+  Example, ClassificationExample, LmExample, LoadModelOptions, LoraOptions, LossResult, LoraGradients, Compute,
 } from './model/model.js';
 export type { Tokenizer } from './model/tokenizer.js';
 export type { ZofoErrorCode } from './errors.js';

@@ -303,6 +303,11 @@ export interface MatmulOptions {
   /** 'auto' (BLAS when built with one), 'blas', or 'builtin' (the portable kernel). */
   impl?: 'auto' | 'blas' | 'builtin';
   threads?: number;
+  /**
+   * Operand precision: 'fp32' (default), or 'bf16' / 'tf32', which round op(A) and op(B)
+   * to nearest even first and then multiply and add in fp32, as tensor cores do.
+   */
+  compute?: 'fp32' | 'tf32' | 'bf16';
 }
 
 /** C (M×N) = alpha·op(A)·op(B) + beta·C, row-major Float32Arrays. */
@@ -315,9 +320,12 @@ export function matmul(M: number, N: number, K: number, A: Float32Array, B: Floa
   checkWritable(C, 'C');
   const impl = opts.impl ?? 'auto';
   if (!['auto', 'blas', 'builtin'].includes(impl)) throw invalidArg("'auto', 'blas' or 'builtin'", 'impl', impl);
+  const compute = opts.compute ?? 'fp32';
+  if (!['fp32', 'tf32', 'bf16'].includes(compute)) throw invalidArg("'fp32', 'tf32' or 'bf16'", 'compute', compute);
   try {
     cpuBinding().sgemm(!!opts.transA, !!opts.transB, m, n, k, toFinite(opts.alpha ?? 1, 'alpha'), A, B,
-      toFinite(opts.beta ?? 0, 'beta'), C, { auto: 0, blas: 1, builtin: 2 }[impl], toThreads(opts.threads));
+      toFinite(opts.beta ?? 0, 'beta'), C, { auto: 0, blas: 1, builtin: 2 }[impl], toThreads(opts.threads),
+      { fp32: 0, tf32: 1, bf16: 2 }[compute]);
   } catch (err) {
     rethrowNative(err, 'matmul');
   }

@@ -22,7 +22,7 @@ async function main() {
   if (!info.cuda.available) return;
   const dir = demoModelDir();
   const cpu = await loadModel(dir);
-  const gpu = await loadModel(dir, { device: 'cuda', dtype: 'f32' });
+  const gpu = await loadModel(dir, { device: 'cuda', dtype: 'f32', compute: 'fp32' });
   const auto = await loadModel(dir, { device: 'auto' });
   check(gpu.device === 'cuda' && auto.device === 'cuda' && auto.dtype === 'bf16', "device 'cuda' and 'auto' run on CUDA, bf16 by default");
   const { train } = demoTask(cpu.tokenizer, { seed: 1 });

@@ -68,12 +68,12 @@ t.test('loadModel: device choices without a usable CUDA addon', { skip: info.cud
 });
 
 // The engine on the device against the engine on the CPU, through the public API.
-// fp32 storage: the same weights, so losses and gradients agree to float rounding
+// fp32 storage and compute: the same weights, so losses and gradients agree to float rounding
 // (different summation orders); bf16: the CUDA default, exact restore with lr_x = 0.
 t.test('a model on CUDA computes what the CPU computes', { skip: !info.cuda.available && 'no usable CUDA device (see backendInfo().cuda.reasons)' }, async (t) => {
   const seed = freshSeed();
   const dir = await tinyLlama(t, seed);
-  const cpu = await loadModel(dir), gpu = await loadModel(dir, { device: 'cuda', dtype: 'f32' });
+  const cpu = await loadModel(dir), gpu = await loadModel(dir, { device: 'cuda', dtype: 'f32', compute: 'fp32' });
   t.teardown(() => { cpu.dispose(); gpu.dispose(); });
   t.equal(gpu.device, 'cuda');
   const close = (a: number, b: number, what: string): void => {
@@ -107,6 +107,7 @@ t.test('a model on CUDA computes what the CPU computes', { skip: !info.cuda.avai
   const low: Model = await loadModel(dir, { device: 'cuda' });
   t.teardown(() => low.dispose());
   t.equal(low.dtype, 'bf16', 'bf16 is the CUDA default');
+  t.equal(low.compute, 'bf16', 'bf16 compute is the CUDA default');
   low.addLoRA({ rank: 4, alpha: 8, seed });
   const before = await low.baseHash();
   const opt = new HybridOptimizer(low, { zo: { lr: 0, mu: 1e-2 }, fo: { lr: 0.05 }, seed });

@@ -24,6 +24,8 @@ export interface TrainConfig {
   /** 'cpu' (default), 'cuda', 'cuda:N' or 'auto' (see loadModel). */
   device?: LoadModelOptions['device'];
   dtype?: 'f32' | 'bf16' | 'f16';
+  /** Matmul operand precision (see loadModel; default bf16 on CUDA, fp32 on the CPU). */
+  compute?: LoadModelOptions['compute'];
   task: TaskName;
   train: string;
   dev?: string;
@@ -45,9 +47,9 @@ export interface TrainConfig {
   resume?: boolean;
 }
 
-/** Defaults: MeZO's presets (ε = 1e-3; lr 1e-6 for ZO, 1e-4 for LoRA), batch 16. */
+/** Defaults: MeZO's presets (lr 1e-6 for ZO, 1e-4 for LoRA), batch 16; μ: HybridOptimizer's, by the model's compute. */
 export function optimizerOptions(mode: Mode, c: Pick<TrainConfig, 'zo' | 'fo' | 'seed'>): HybridOptimizerOptions {
-  const zo: ZoOptions = { lr: 1e-6, mu: 1e-3, ...c.zo };
+  const zo: ZoOptions = { lr: 1e-6, ...c.zo };
   const fo: FoOptions = { lr: 1e-4, ...c.fo };
   switch (mode) {
     case 'hybrid': return { zo, fo, seed: c.seed ?? 0 };
@@ -74,8 +76,8 @@ export async function readConfig(file: string): Promise<Record<string, unknown>>
   }
 }
 
-async function modelWithTokenizer(dir: string, dtype?: TrainConfig['dtype'], device?: TrainConfig['device']): Promise<Model> {
-  const model = await loadModel(dir, { dtype, device });
+async function modelWithTokenizer(dir: string, dtype?: TrainConfig['dtype'], device?: TrainConfig['device'], compute?: TrainConfig['compute']): Promise<Model> {
+  const model = await loadModel(dir, { dtype, device, compute });
   if (!model.tokenizer) {
     model.dispose();
     throw new ZofoError('ZOFO_BAD_FILE', `${dir}: no tokenizer.json; the CLI tokenizes task files with the model's tokenizer`);
@@ -105,7 +107,7 @@ export async function train(c: TrainConfig, log: (line: string) => void = (l) =>
   const mode = c.mode ?? 'hybrid';
   if (!MODES.includes(mode)) throw invalidArg(MODES.map((m) => `'${m}'`).join(', '), 'mode', mode);
   if (c.steps === undefined && c.epochs === undefined) c = { ...c, epochs: 1 };
-  const model = await modelWithTokenizer(c.model, c.dtype, c.device);
+  const model = await modelWithTokenizer(c.model, c.dtype, c.device, c.compute);
   const ac = new AbortController();
   const onSigint = () => {
     if (ac.signal.aborted) return;

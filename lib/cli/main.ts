@@ -37,7 +37,7 @@ function trainConfig(flags: Record<string, unknown>, file: Record<string, unknow
   const zo = { ...(file.zo as object) } as Record<string, unknown>, fo = { ...(file.fo as object) } as Record<string, unknown>;
   const lora = { ...(file.lora as object) } as Record<string, unknown>;
   const set = (target: Record<string, unknown>, key: string, flag: string) => { if (flags[flag] !== undefined) target[key] = flags[flag]; };
-  for (const k of ['model', 'device', 'dtype', 'task', 'train', 'dev', 'trainSamples', 'devSamples', 'mode', 'steps', 'epochs', 'batchSize', 'seed', 'evalEvery', 'checkpointEvery', 'keep', 'out', 'resume']) set(c, k, k);
+  for (const k of ['model', 'device', 'dtype', 'compute', 'task', 'train', 'dev', 'trainSamples', 'devSamples', 'mode', 'steps', 'epochs', 'batchSize', 'seed', 'evalEvery', 'checkpointEvery', 'keep', 'out', 'resume']) set(c, k, k);
   set(zo, 'lr', 'lrX'); set(zo, 'mu', 'mu'); set(zo, 'estimator', 'estimator'); set(zo, 'perturbations', 'perturbations'); set(zo, 'weightDecay', 'wdX');
   set(fo, 'lr', 'lrY'); set(fo, 'optimizer', 'foOptimizer'); set(fo, 'weightDecay', 'wdY');
   set(lora, 'rank', 'rank'); set(lora, 'alpha', 'alpha'); set(lora, 'targets', 'targets');
@@ -64,6 +64,7 @@ export function program(): Command {
     .option('--model <dir>', 'HuggingFace model directory (config.json, safetensors, tokenizer.json)')
     .option('--device <device>', "where to run: cpu (default), cuda, cuda:N, or auto (CUDA when usable)")
     .addOption(new Option('--dtype <dtype>', 'storage of the base weights (default bf16 on CUDA, f32 on the CPU)').choices(['f32', 'bf16', 'f16']))
+    .addOption(new Option('--compute <precision>', 'matmul operand precision (default bf16 on CUDA, fp32 on the CPU; docs/precision.md)').choices(['fp32', 'tf32', 'bf16']))
     .addOption(new Option('--task <name>', 'task format').choices([...TASK_NAMES]))
     .option('--train <file>', 'training data file')
     .option('--dev <file>', 'dev data file (evaluated during training; selects the best checkpoint)')
@@ -75,7 +76,7 @@ export function program(): Command {
     .option('--batch-size <n>', 'examples per step (default 16)', int('--batch-size'))
     .option('--lr-x <lr>', 'ZO learning rate of the base weights (default 1e-6)', num('--lr-x'))
     .option('--lr-y <lr>', 'first-order learning rate (default 1e-4)', num('--lr-y'))
-    .option('--mu <mu>', 'ZO smoothing radius (default 1e-3)', num('--mu'))
+    .option('--mu <mu>', 'ZO smoothing radius (default 1e-3; 3e-3 under bf16 compute)', num('--mu'))
     .addOption(new Option('--estimator <name>', 'ZO estimator (default forward)').choices(['forward', 'central']))
     .option('--perturbations <q>', 'ZO perturbations per step (default 1)', int('--perturbations'))
     .option('--wd-x <wd>', 'ZO weight decay', num('--wd-x'))

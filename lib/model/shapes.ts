@@ -77,5 +77,5 @@ export async function randomModel(shape: LlamaShape, opts: RandomModelOptions = 
     native.dispose();
     throw err;
   }
-  return new Model(source, config, native, null, target.dtype, undefined, target.binding, target.device);
+  return new Model(source, config, native, null, target.dtype, undefined, target.binding, target.device, target.compute);
 }

@@ -17,7 +17,7 @@
  */
 import { cpuBinding, type NativeOptimizer, type NativeStepResult } from '../binding.js';
 import { awaitNative, describe, invalidArg, rethrowNative, ZofoError } from '../errors.js';
-import { encodeLossBatch, splitScores, type ClassificationExample, type Example, type Model } from '../model/model.js';
+import { encodeLossBatch, splitScores, type ClassificationExample, type Compute, type Example, type Model } from '../model/model.js';
 import { learningRate, type ScheduleOptions } from './schedule.js';
 import { TRAJECTORY_VERSION, writeTrajectory } from './trajectory.js';
 import type {
@@ -26,6 +26,9 @@ import type {
 } from './types.js';
 
 const FO_KIND = { sgd: 0, momentum: 1, adamw: 2 } as const;
+
+/** zo.mu when not given, by the model's compute precision (chosen from the measurements in docs/precision.md). */
+export const DEFAULT_MU: Readonly<Record<Compute, number>> = { fp32: 1e-3, tf32: 1e-3, bf16: 3e-3 };
 const STATE_VERSION = 1;
 
 interface ResolvedZo extends Required<Omit<ZoOptions, 'freeze' | 'schedule'>> { freeze: Array<string | RegExp>; schedule: ScheduleOptions }
@@ -38,7 +41,7 @@ function finiteAtLeast(value: unknown, min: number, name: string, strict = false
   return value;
 }
 
-function resolveZo(zo: ZoOptions): ResolvedZo {
+function resolveZo(zo: ZoOptions, defaultMu: number): ResolvedZo {
   if (typeof zo !== 'object') throw invalidArg('an object', 'zo', zo);
   const estimator = zo.estimator ?? 'forward';
   if (estimator !== 'forward' && estimator !== 'central') throw invalidArg("'forward' or 'central'", 'zo.estimator', estimator);
@@ -51,7 +54,7 @@ function resolveZo(zo: ZoOptions): ResolvedZo {
   if (!Array.isArray(freeze) || !freeze.every((f) => (typeof f === 'string' && f.length > 0) || f instanceof RegExp)) {
     throw invalidArg('an array of non-empty strings or RegExps', 'zo.freeze', freeze);
   }
-  const mu = finiteAtLeast(zo.mu ?? 1e-3, 0, 'zo.mu', true);
+  const mu = finiteAtLeast(zo.mu ?? defaultMu, 0, 'zo.mu', true);
   if (Math.fround(mu) === 0) throw invalidArg('a mu representable in fp32 (≥ 1e-38)', 'zo.mu', mu);
   return {
     lr: finiteAtLeast(zo.lr, 0, 'zo.lr'), mu, estimator, perturbations, foAt, freeze,
@@ -97,7 +100,7 @@ export class HybridOptimizer implements TrainableOptimizer {
   constructor(model: Model, options: HybridOptimizerOptions) {
     if (typeof options !== 'object' || options === null) throw invalidArg('an options object', 'options', options);
     this.model = model;
-    this.zo = options.zo ? resolveZo(options.zo) : null;
+    this.zo = options.zo ? resolveZo(options.zo, DEFAULT_MU[model.compute]) : null;
     this.fo = options.fo ? resolveFo(options.fo) : null;
     if (!this.zo && !this.fo) throw new ZofoError('ZOFO_INVALID_ARG', 'HybridOptimizer: give zo (zeroth-order on the base weights), fo (first-order), or both');
     if (this.zo && this.fo?.params === 'all') throw new ZofoError('ZOFO_INVALID_ARG', "HybridOptimizer: fo.params 'all' (full fine-tuning) updates every base weight by backprop and cannot be combined with zo");

@@ -10,7 +10,7 @@ import type { ScheduleOptions } from './schedule.js';
 export interface ZoOptions {
   /** η_x, the base-weight learning rate (before its schedule). */
   lr: number;
-  /** Smoothing radius μ (default 1e-3). */
+  /** Smoothing radius μ (default by the model's compute precision: 1e-3 for fp32 and tf32, 3e-3 for bf16; docs/precision.md). */
   mu?: number;
   /** 'forward' (default; (L⁺ − L0)/μ) or 'central' (MeZO's SPSA, (L⁺ − L⁻)/2μ). */
   estimator?: 'forward' | 'central';

@@ -24,8 +24,9 @@
 #include "napi_util.h"
 
 // This addon runs models on the CPU only; zofo_cuda.node (addon_cuda.cpp) adds devices.
-zofo::Backend& zofo::addon::choose_backend(const std::string& device, std::unique_ptr<zofo::Backend>&) {
-  if (device == "cpu") return zofo::cpu::cpu_backend();
+zofo::Backend& zofo::addon::choose_backend(const std::string& device, zofo::Compute compute,
+                                           std::unique_ptr<zofo::Backend>&) {
+  if (device == "cpu") return zofo::cpu::cpu_backend(compute);
   if (device.rfind("cuda", 0) == 0)
     throw zofo::Error("ZOFO_CUDA", "device '" + device + "' needs the CUDA addon (zofo_cuda.node); this is the CPU addon");
   throw zofo::addon::arg_error("unknown device '" + device + "' (expected 'cpu' or 'cuda')");
@@ -131,7 +132,8 @@ Napi::Value Axpby(const Napi::CallbackInfo& info) {
 
 // ---- matmul ----
 
-// sgemm(transA, transB, M, N, K, alpha, A, B, beta, C, impl: 0 auto | 1 blas | 2 builtin, threads)
+// sgemm(transA, transB, M, N, K, alpha, A, B, beta, C, impl: 0 auto | 1 blas | 2 builtin, threads,
+//       compute: 0 fp32 | 1 tf32 | 2 bf16 operands)
 Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     const bool ta = info[0].ToBoolean(), tb = info[1].ToBoolean();
@@ -148,9 +150,12 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
     const double impl = get_number(info[10], "impl");
     const auto which = impl == 1 ? zofo::cpu::MatmulImpl::Blas
                                  : impl == 2 ? zofo::cpu::MatmulImpl::Builtin : zofo::cpu::MatmulImpl::Auto;
-    zofo::cpu::sgemm(ta, tb, m, n, k, (float)get_number(info[5], "alpha"), static_cast<float*>(A.data), ta ? m : k,
-                     static_cast<float*>(B.data), tb ? k : n, (float)get_number(info[8], "beta"),
-                     static_cast<float*>(C.data), n, which, get_threads(info[11]));
+    const double compute = info.Length() > 12 && !info[12].IsUndefined() ? get_number(info[12], "compute") : 0;
+    if (compute != 0 && compute != 1 && compute != 2) throw arg_error("compute code must be 0 (fp32), 1 (tf32) or 2 (bf16)");
+    zofo::cpu::sgemm_compute((zofo::Compute)(int)compute, ta, tb, m, n, k, (float)get_number(info[5], "alpha"),
+                             static_cast<float*>(A.data), ta ? m : k, static_cast<float*>(B.data), tb ? k : n,
+                             (float)get_number(info[8], "beta"), static_cast<float*>(C.data), n, which,
+                             get_threads(info[11]));
     return info.Env().Undefined();
   });
 }

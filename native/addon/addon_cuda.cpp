@@ -19,8 +19,9 @@
 #include "napi_util.h"
 
 // "cuda" or "cuda:N" (device N); "cpu" still works here.
-zofo::Backend& zofo::addon::choose_backend(const std::string& device, std::unique_ptr<zofo::Backend>& owned) {
-  if (device == "cpu") return zofo::cpu::cpu_backend();
+zofo::Backend& zofo::addon::choose_backend(const std::string& device, zofo::Compute compute,
+                                           std::unique_ptr<zofo::Backend>& owned) {
+  if (device == "cpu") return zofo::cpu::cpu_backend(compute);
   int index = 0;
   if (device.rfind("cuda:", 0) == 0) {
     const std::string digits = device.substr(5);
@@ -31,6 +32,7 @@ zofo::Backend& zofo::addon::choose_backend(const std::string& device, std::uniqu
     throw zofo::addon::arg_error("unknown device '" + device + "' (expected 'cpu', 'cuda' or 'cuda:N')");
   }
   owned = zofo::cuda::make_cuda_backend(index);
+  owned->set_compute(compute);
   return *owned;
 }
 

@@ -110,7 +110,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         if (!info[2].IsString()) throw arg_error("device must be a string ('cpu' or 'cuda')");
         device = info[2].As<Napi::String>().Utf8Value();
       }
-      Backend& backend = choose_backend(device, state_->backend);
+      Compute compute = Compute::FP32;
+      if (info.Length() > 3 && !info[3].IsUndefined()) {
+        const double c = get_number(info[3], "compute");
+        if (c != 0 && c != 1 && c != 2) throw arg_error("compute code must be 0 (fp32), 1 (tf32) or 2 (bf16)");
+        compute = (Compute)(int)c;
+      }
+      Backend& backend = choose_backend(device, compute, state_->backend);
       state_->model = std::make_unique<Transformer>(config_from_js(info[0]), backend, dtype);
       return info.Env().Undefined();
     });

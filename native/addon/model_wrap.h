@@ -22,10 +22,11 @@ struct ModelState {
   std::unique_ptr<Transformer> model;
 };
 
-// The backend a new model runs on, by device name ("cpu", "cuda", "cuda:N"). Each addon
-// links its own definition: addon.cpp (CPU only) and addon_cuda.cpp. A backend it
-// creates is handed to `owned`; the CPU one is shared.
-Backend& choose_backend(const std::string& device, std::unique_ptr<Backend>& owned);
+// The backend a new model runs on, by device name ("cpu", "cuda", "cuda:N"), with its
+// matmuls at precision `compute` (set before the first forward). Each addon links its
+// own definition: addon.cpp (CPU only) and addon_cuda.cpp. A backend it creates is
+// handed to `owned`; the CPU ones (one per compute precision) are shared.
+Backend& choose_backend(const std::string& device, Compute compute, std::unique_ptr<Backend>& owned);
 
 // The live state behind a JS NativeModel (throws ZOFO_DISPOSED / invalid argument).
 std::shared_ptr<ModelState> model_state_of(const Napi::Value& v);

@@ -77,7 +77,7 @@ class CpuBackend final : public Backend {
 
   void matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
-    sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    sgemm_compute(compute_, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
   void add_bias(float* y, const float* bias, int64_t N, int64_t C) override {
     parallel_ranges((uint64_t)N, 0, 64, [&](uint64_t lo, uint64_t hi) {
@@ -223,9 +223,14 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-Backend& cpu_backend() {
-  static CpuBackend backend;
-  return backend;
+Backend& cpu_backend(Compute compute) {
+  // One shared backend per compute precision: its buffer cache serves every model of it.
+  static CpuBackend backends[3];
+  static std::once_flag once;
+  std::call_once(once, [] {
+    for (const Compute c : {Compute::FP32, Compute::TF32, Compute::BF16}) backends[(int)c].set_compute(c);
+  });
+  return backends[(int)compute];
 }
 
 }  // namespace zofo::cpu

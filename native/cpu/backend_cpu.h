@@ -6,6 +6,7 @@
 
 namespace zofo::cpu {
 
-Backend& cpu_backend();
+// The CPU backend whose matmuls have the operand precision `compute` (sgemm_compute).
+Backend& cpu_backend(Compute compute = Compute::FP32);
 
 }  // namespace zofo::cpu

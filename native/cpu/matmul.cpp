@@ -1,6 +1,7 @@
 #include "matmul.h"
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -125,6 +126,35 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   }
 #endif
   sgemm_builtin(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+}
+
+namespace {
+// A (rows, cols) block with row stride ld, rounded into a new contiguous (rows, cols).
+std::unique_ptr<float[]> rounded_copy(Compute compute, const float* src, int64_t rows, int64_t cols, int64_t ld,
+                                      int threads) {
+  std::unique_ptr<float[]> dst(new float[(size_t)(rows * cols)]);
+  parallel_ranges((uint64_t)rows, threads, std::max<uint64_t>(1, (1u << 15) / (uint64_t)std::max<int64_t>(1, cols)),
+                  [&](uint64_t lo, uint64_t hi) {
+    for (uint64_t r = lo; r < hi; ++r)
+      for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = round_operand(compute, src[r * ld + c]);
+  });
+  return dst;
+}
+}  // namespace
+
+void sgemm_compute(Compute compute, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                   MatmulImpl impl, int threads) {
+  if (compute == Compute::FP32 || M <= 0 || N <= 0 || K <= 0)
+    return sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, impl, threads);
+  if (lda < (trans_a ? M : K) || ldb < (trans_b ? K : N))  // sgemm's own message, before reading out of bounds
+    return sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, impl, threads);
+  // Stored as A is: (M, K), or (K, M) when transposed; likewise B. The copies are packed.
+  const int64_t a_rows = trans_a ? K : M, a_cols = trans_a ? M : K;
+  const int64_t b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
+  const auto a = rounded_copy(compute, A, a_rows, a_cols, lda, threads);
+  const auto b = rounded_copy(compute, B, b_rows, b_cols, ldb, threads);
+  sgemm(trans_a, trans_b, M, N, K, alpha, a.get(), a_cols, b.get(), b_cols, beta, C, ldc, impl, threads);
 }
 
 }  // namespace zofo::cpu

@@ -58,6 +58,9 @@ const GELU_C = Math.sqrt(2 / Math.PI);
 export class Tape {
   private readonly steps: (() => void)[] = [];
 
+  /** `operand`, when given, rounds both operands of every linear() (a matmul's inputs as tensor cores read them). */
+  constructor(private readonly operand?: (x: number) => number) {}
+
   private record(out: Var, step: () => void): Var {
     if (out.requiresGrad) this.steps.push(step);
     return out;
@@ -77,10 +80,11 @@ export class Tape {
     if (WIN !== IN) throw new Error(`linear: x has ${IN} columns, W is ${JSON.stringify(w.shape)}`);
     if (b?.requiresGrad) throw new Error('linear: bias gradients are not supported');
     const y = new Float64Array(N * OUT);
+    const xs = this.operand ? x.data.map(this.operand) : x.data, ws = this.operand ? w.data.map(this.operand) : w.data;
     for (let n = 0; n < N; n++) {
       for (let o = 0; o < OUT; o++) {
         let acc = 0;
-        for (let i = 0; i < IN; i++) acc += x.data[n * IN + i] * w.data[o * IN + i];
+        for (let i = 0; i < IN; i++) acc += xs[n * IN + i] * ws[o * IN + i];
         y[n * OUT + o] = b ? acc + b.data[o] : acc;
       }
     }
@@ -116,10 +120,11 @@ export class Tape {
     if (WIN !== IN) throw new Error(`conv1d: x has ${IN} columns, W is ${JSON.stringify(w.shape)}`);
     if (w.requiresGrad || b.requiresGrad) throw new Error('conv1d: weight gradients are not supported');
     const y = new Float64Array(N * OUT);
+    const xs = this.operand ? x.data.map(this.operand) : x.data, ws = this.operand ? w.data.map(this.operand) : w.data;
     for (let n = 0; n < N; n++) {
       for (let o = 0; o < OUT; o++) {
         let acc = 0;
-        for (let i = 0; i < IN; i++) acc += x.data[n * IN + i] * w.data[i * OUT + o];
+        for (let i = 0; i < IN; i++) acc += xs[n * IN + i] * ws[i * OUT + o];
         y[n * OUT + o] = acc + b.data[o];
       }
     }

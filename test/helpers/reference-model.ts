@@ -33,6 +33,8 @@ export interface ForwardOptions {
   lora?: LoraWeights;
   /** Sees intermediate activations (full padded batch), named after HF modules. */
   trace?: (name: string, data: Float64Array, shape: number[]) => void;
+  /** Rounds both operands of every matmul of a linear layer (emulated bf16/tf32 compute). */
+  operand?: (x: number) => number;
 }
 
 export interface LossOptions extends ForwardOptions {
@@ -143,7 +145,7 @@ function causalAllowed(batch: Padded): (b: number, i: number, j: number) => bool
 // ---- one forward pass: the tape, the LoRA leaves, bookkeeping ----
 
 class Run {
-  readonly tape = new Tape();
+  readonly tape: Tape;
   readonly loraVars = new Map<string, Var>();
   readonly usedLora = new Set<string>();
 
@@ -151,7 +153,9 @@ class Run {
     readonly lora: LoraWeights | undefined,
     readonly withGrad: boolean,
     readonly trace: ForwardOptions['trace'],
+    operand?: ForwardOptions['operand'],
   ) {
+    this.tape = new Tape(operand);
     for (const [name, t] of lora?.tensors ?? []) {
       if (t.shape.length !== 2) throw new Error(`LoRA tensor ${name} must be 2-D, is ${JSON.stringify(t.shape)}`);
       this.loraVars.set(name, withGrad ? parameter(t.data, t.shape) : constant(t.data, t.shape));
@@ -447,7 +451,7 @@ export class ReferenceModel {
    * padded (right by default) with an attention mask, as HF does with attention_mask.
    */
   forward(ids: number[][], opts: ForwardOptions = {}): Float64Array[] {
-    const run = new Run(opts.lora, false, opts.trace);
+    const run = new Run(opts.lora, false, opts.trace, opts.operand);
     const batch = pad(ids, opts.padding ?? 'right', opts.padId ?? 0);
     const h = this.hidden(run, batch);
     const rows: number[] = [];
@@ -519,7 +523,7 @@ export class ReferenceModel {
 
   /** One example: score_c = mean (or sum) log p(candidate c | prompt); loss = CE(softmax(scores), label). */
   classificationLoss(example: ClassificationExample, opts: LossOptions = {}): { loss: number; scores: Float64Array; prediction: number } {
-    const run = new Run(opts.lora, false, opts.trace);
+    const run = new Run(opts.lora, false, opts.trace, opts.operand);
     const { loss, scores } = this.classificationGraph(run, [example], opts);
     run.checkAllLoraUsed();
     return { loss: loss.data[0], scores: scores[0], prediction: argmax(scores[0]) };
@@ -527,7 +531,7 @@ export class ReferenceModel {
 
   /** A batch: loss = mean over examples of their classification losses. */
   classificationBatchLoss(examples: readonly ClassificationExample[], opts: LossOptions = {}): { loss: number; scores: Float64Array[]; predictions: number[] } {
-    const run = new Run(opts.lora, false, opts.trace);
+    const run = new Run(opts.lora, false, opts.trace, opts.operand);
     const { loss, scores } = this.classificationGraph(run, examples, opts);
     run.checkAllLoraUsed();
     return { loss: loss.data[0], scores, predictions: scores.map(argmax) };
@@ -540,7 +544,7 @@ export class ReferenceModel {
 
   /** A batch: mean over all target tokens of all examples. */
   lmBatchLoss(examples: readonly LmExample[], opts: ForwardOptions = {}): { loss: number } {
-    const run = new Run(opts.lora, false, opts.trace);
+    const run = new Run(opts.lora, false, opts.trace, opts.operand);
     const loss = this.lmGraph(run, examples, opts);
     run.checkAllLoraUsed();
     return { loss: loss.data[0] };
@@ -552,7 +556,7 @@ export class ReferenceModel {
     kind: 'classification' | 'lm',
     opts: LossOptions & { lora: LoraWeights },
   ): { loss: number; grads: Map<string, Float64Array> } {
-    const run = new Run(opts.lora, true, opts.trace);
+    const run = new Run(opts.lora, true, opts.trace, opts.operand);
     const loss = kind === 'classification'
       ? this.classificationGraph(run, batch as readonly ClassificationExample[], opts).loss
       : this.lmGraph(run, batch as readonly LmExample[], opts);

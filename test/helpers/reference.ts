@@ -129,3 +129,15 @@ export function rng(seed: number): () => number {
 export function freshSeed(): number {
   return (Date.now() ^ (process.pid << 8) ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
 }
+
+/** x rounded to p significand bits, nearest even, in float64 (normal range; 0, ±inf, NaN pass through): bf16 p = 8, TF32 p = 11. */
+export function roundToSignificand(x: number, p: number): number {
+  if (x === 0 || !Number.isFinite(x)) return x;
+  const a = Math.abs(x);
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e -= 1;
+  if (2 ** (e + 1) <= a) e += 1;
+  const step = 2 ** (e - p + 1);
+  const q = a / step, fl = Math.floor(q), frac = q - fl;
+  return Math.sign(x) * (frac > 0.5 || (frac === 0.5 && fl % 2 === 1) ? fl + 1 : fl) * step;
+}
