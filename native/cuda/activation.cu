@@ -25,8 +25,9 @@ __global__ void __launch_bounds__(kThreads)
   grid_stride(N, [=](uint64_t i) { body::relu_backward_one(dinp, inp, dout, i); });
 }
 
+template <class OutT>
 __global__ void __launch_bounds__(kThreads)
-    swiglu_forward_kernel(float* out, const float* gate, const float* up, int64_t N) {
+    swiglu_forward_kernel(OutT* out, const float* gate, const float* up, int64_t N) {
   grid_stride(N, [=](uint64_t i) { body::swiglu_forward_one(out, gate, up, i); });
 }
 
@@ -76,7 +77,9 @@ void activation_backward(int kind, float* dinp, const float* inp, const float* d
   }
 }
 
-void swiglu_forward(float* out, const float* gate, const float* up, int64_t N, cudaStream_t s) {
+namespace {
+template <class OutT>
+void launch_swiglu_forward(OutT* out, const float* gate, const float* up, int64_t N, cudaStream_t s) {
   launch::require_size("swiglu_forward", "N", N);
   if (N == 0) return;
   launch::require_ptr("swiglu_forward", "out", out);
@@ -84,6 +87,16 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t N, c
   launch::require_ptr("swiglu_forward", "up", up);
   swiglu_forward_kernel<<<launch::flat_grid((uint64_t)N), kThreads, 0, s>>>(out, gate, up, N);
   check_launch("swiglu_forward_kernel");
+}
+
+}  // namespace
+
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t N, cudaStream_t s) {
+  launch_swiglu_forward(out, gate, up, N, s);
+}
+
+void swiglu_forward(uint16_t* out, const float* gate, const float* up, int64_t N, cudaStream_t s) {
+  launch_swiglu_forward(out, gate, up, N, s);
 }
 
 void swiglu_backward(float* dgate, float* dup, const float* gate, const float* up, const float* dout, int64_t N,

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "lanes.cuh"
+#include "store.cuh"
 
 namespace zofo::cuda {
 
@@ -15,6 +16,8 @@ void activation_forward(int kind, float* out, const float* inp, int64_t N, cudaS
 // dinp += dout · act'(inp)
 void activation_backward(int kind, float* dinp, const float* inp, const float* dout, int64_t N, cudaStream_t s);
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t N, cudaStream_t s);
+// The same with out (N) in bf16 (nearest even): the operand of the next matmul.
+void swiglu_forward(uint16_t* out, const float* gate, const float* up, int64_t N, cudaStream_t s);
 // dgate += dout · up · σ(g)(1 + g(1 − σ(g))); dup += dout · silu(g)
 void swiglu_backward(float* dgate, float* dup, const float* gate, const float* up, const float* dout, int64_t N,
                      cudaStream_t s);
@@ -44,8 +47,9 @@ ZOFO_HD void relu_backward_one(float* dinp, const float* inp, const float* dout,
   dinp[i] += inp[i] > 0.0f ? dout[i] : 0.0f;
 }
 
-ZOFO_HD void swiglu_forward_one(float* out, const float* gate, const float* up, uint64_t i) {
-  out[i] = gate[i] * sigmoid(gate[i]) * up[i];
+template <class OutT>  // float, or uint16_t for a bf16 output (the next matmul's operand)
+ZOFO_HD void swiglu_forward_one(OutT* out, const float* gate, const float* up, uint64_t i) {
+  store_as(out + i, gate[i] * sigmoid(gate[i]) * up[i]);
 }
 
 ZOFO_HD void swiglu_backward_one(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
