@@ -106,14 +106,26 @@ void reference(const Case& c, Compute mode, const Data& d, std::vector<double>& 
                bool rounded = true) {
   want.assign(d.C0.size(), 0.0);
   mag.assign(d.C0.size(), 0.0);
+  // op(A) (M, K) and op(B)ᵀ (N, K) as rounded doubles, rows contiguous.
+  std::vector<double> a((size_t)(c.M * c.K)), bt((size_t)(c.N * c.K));
+  for (int64_t r = 0; r < c.M; ++r)
+    for (int64_t k = 0; k < c.K; ++k) {
+      const float x = at(d.A, d.lda, c.ta, r, k);
+      a[(size_t)(r * c.K + k)] = rounded ? ref_operand(mode, x) : x;
+    }
+  for (int64_t col = 0; col < c.N; ++col)
+    for (int64_t k = 0; k < c.K; ++k) {
+      const float x = at(d.B, d.ldb, c.tb, k, col);
+      bt[(size_t)(col * c.K + k)] = rounded ? ref_operand(mode, x) : x;
+    }
   for (int64_t r = 0; r < c.M; ++r)
     for (int64_t col = 0; col < c.N; ++col) {
       double acc = 0, m = 0;
+      const double* ar = a.data() + r * c.K;
+      const double* br = bt.data() + col * c.K;
       for (int64_t k = 0; k < c.K; ++k) {
-        const float a = at(d.A, d.lda, c.ta, r, k), b = at(d.B, d.ldb, c.tb, k, col);
-        const double x = rounded ? ref_operand(mode, a) : a, y = rounded ? ref_operand(mode, b) : b;
-        acc += x * y;
-        m += std::fabs(x * y);
+        acc += ar[k] * br[k];
+        m += std::fabs(ar[k] * br[k]);
       }
       const size_t i = (size_t)(r * d.ldc + col);
       const double cin = c.beta == 0.0f ? 0.0 : d.C0[i];
@@ -239,8 +251,8 @@ void device_gemm_tests(Rng& rng, cudaStream_t st) {
   auto backend_gemm = cuda::make_gemm(st);
   for (Compute mode : {Compute::FP32, Compute::TF32, Compute::BF16}) {
     std::vector<Case> cs = cases();
-    cs.push_back({false, true, 512, 1024, 2048, 0, 1.0f, 0.0f});  // a model-sized product
-    cs.push_back({true, false, 256, 384, 4096, 8, 1.0f, 1.0f});   // a weight-gradient shape
+    cs.push_back({false, true, 256, 512, 1024, 0, 1.0f, 0.0f});  // a model-sized product
+    cs.push_back({true, false, 128, 384, 4096, 8, 1.0f, 1.0f});  // a weight-gradient shape (long K)
     for (const Case& c : cs) {
       const std::string name = case_name(c, mode);
       run_test("device: " + name, [&] {
