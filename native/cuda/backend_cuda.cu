@@ -12,8 +12,10 @@
 // producer (weight_view rounds W + a·z once, the norms, swiglu and attention store
 // rounded values): half the bytes written and read. Any other fp32 operand (an fp32
 // weight read unperturbed, a gradient in the backward) is rounded into a workspace that
-// grows to the largest operand seen and is then reused. Outputs stay fp32, and so do
-// everything the norms, softmax, loss, reductions and optimizers touch.
+// grows to the largest operand seen and is then reused. With bf16 storage, a weight read
+// unperturbed is its stored bf16 values themselves (operand_view: no copy). Outputs
+// stay fp32, and so does everything the norms, softmax, loss, reductions and
+// optimizers touch. The precision is set once, before the first forward.
 #include "backend_cuda.h"
 
 #include <string.h>
@@ -138,17 +140,31 @@ class CudaBackend final : public CudaBackendApi {
     bf16_operands_[p] = n;
     return p;
   }
+  // BF16 compute, bf16 storage: the stored weights are the operand (no copy); the range
+  // is remembered as a bf16 operand until the buffer holding it is freed.
+  const float* operand_view(const void* stored, DType dtype, size_t n) override {
+    if (compute() != Compute::BF16 || dtype != DType::BF16 || n == 0 || !stored) return nullptr;
+    std::lock_guard<std::mutex> guard(lock_);
+    auto [it, inserted] = bf16_operands_.emplace(stored, n);
+    if (!inserted && it->second != n)
+      throw Error("ZOFO_INTERNAL", "operand_view: stored weights seen with " + std::to_string(it->second) + " and " +
+                                       std::to_string(n) + " values");
+    return static_cast<const float*>(stored);
+  }
   void free(float* p) override {  // called from destructors: never throws
     if (!p) return;
     cudaSetDevice(device_);
     {
       std::lock_guard<std::mutex> guard(lock_);
       auto it = sizes_.find(p);
+      size_t freed = 1;
       if (it != sizes_.end()) {
+        freed = it->second;
         in_use_ -= it->second;
         sizes_.erase(it);
       }
-      bf16_operands_.erase(p);
+      // p's own entry, and any stored-weight ranges inside it (operand_view).
+      bf16_operands_.erase(bf16_operands_.lower_bound(p), bf16_operands_.lower_bound((const char*)p + freed));
     }
     cudaFreeAsync(p, stream_);
   }
@@ -383,7 +399,7 @@ class CudaBackend final : public CudaBackendApi {
     --it;
     const char* base = static_cast<const char*>(it->first);
     const size_t count = it->second;
-    if (static_cast<const char*>(p) >= base + ((count + 1) / 2) * sizeof(float)) return nullptr;
+    if (static_cast<const char*>(p) >= base + count * sizeof(uint16_t)) return nullptr;
     if (p != it->first || n > count)
       throw Error("ZOFO_INTERNAL", std::string(what) + ": a bf16 operand buffer is used at an offset or past its " +
                                        std::to_string(count) + " values");

@@ -41,6 +41,13 @@ class Backend {
   // compute precision is narrower than fp32 may keep it narrower (CUDA in bf16 compute:
   // n bf16 values, half the bytes to write and to read). Not zeroed; released by free().
   virtual float* alloc_operand(size_t n) { return alloc_scratch(n); }
+  // A matmul operand reading n stored weights of `dtype` in place (no copy), or null when
+  // the backend needs a weight_view instead (the default). CUDA in bf16 compute reads
+  // bf16 storage directly. The stored weights must outlive every use of the pointer.
+  virtual const float* operand_view(const void* stored, DType dtype, size_t n) {
+    (void)stored, (void)dtype, (void)n;
+    return nullptr;
+  }
   // Raw bytes (low-precision parameter storage).
   virtual void upload_raw(void* dst, const void* host, size_t bytes) = 0;
   virtual void download_raw(void* host, const void* src, size_t bytes) = 0;

@@ -243,9 +243,11 @@ Transformer::Weight Transformer::weight(int64_t offset, bool operand) const {
   const float a = perturbation_of(i);
   if (a == 0.0f && dtype_ == DType::F32) return Weight{(const float*)store_ + offset, nullptr};
   const int64_t n = specs_[i].numel();
+  const void* stored = (const char*)store_ + offset * dtype_size(dtype_);
+  if (a == 0.0f && operand)  // the backend's matmul may read the stored weights as they are
+    if (const float* direct = be_.operand_view(stored, dtype_, (size_t)n)) return Weight{direct, nullptr};
   Weight w{nullptr, std::make_shared<Scratch>(be_, n, operand)};
-  be_.weight_view(w.scratch->p, (const char*)store_ + offset * dtype_size(dtype_), dtype_, (uint64_t)n, streams_[i], 0,
-                  perturb_.seed, a);
+  be_.weight_view(w.scratch->p, stored, dtype_, (uint64_t)n, streams_[i], 0, perturb_.seed, a);
   w.ptr = w.scratch->p;
   return w;
 }
