@@ -9,8 +9,8 @@
 // matmul in that mode. BF16: the matmul takes bf16 operands and sums in fp32. Buffers
 // the engine allocates with alloc_operand (weight views, pre-norm outputs, the MLP
 // activation, the attention output) are then held as bf16, written so by their
-// producer (weight_view rounds W + a·z once, the norms, swiglu and attention store
-// rounded values): half the bytes written and read. Any other fp32 operand (an fp32
+// producer (weight_view rounds W + a·z once, the norms, activations and attention
+// store rounded values): half the bytes written and read. Any other fp32 operand (an fp32
 // weight read unperturbed, a gradient in the backward) is rounded into a workspace that
 // grows to the largest operand seen and is then reused. With bf16 storage, a weight read
 // unperturbed is its stored bf16 values themselves (operand_view: no copy). Outputs
@@ -277,8 +277,10 @@ class CudaBackend final : public CudaBackendApi {
   void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                          const float* bias, int64_t N, int64_t C, float eps) override {
     on_device();
-    produce(out, (size_t)(N * C), "layernorm_forward",
-            [&](float* o) { cuda::layernorm_forward(o, mean, rstd, inp, weight, bias, N, C, eps, stream_); });
+    if (uint16_t* out16 = bf16_operand(out, (size_t)(N * C), "layernorm_forward"))
+      cuda::layernorm_forward(out16, mean, rstd, inp, weight, bias, N, C, eps, stream_);
+    else
+      cuda::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps, stream_);
   }
   void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                           const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) override {
@@ -315,8 +317,10 @@ class CudaBackend final : public CudaBackendApi {
   }
   void activation_forward(int kind, float* out, const float* inp, int64_t N) override {
     on_device();
-    produce(out, (size_t)N, "activation_forward",
-            [&](float* o) { cuda::activation_forward(kind, o, inp, N, stream_); });
+    if (uint16_t* out16 = bf16_operand(out, (size_t)N, "activation_forward"))
+      cuda::activation_forward(kind, out16, inp, N, stream_);
+    else
+      cuda::activation_forward(kind, out, inp, N, stream_);
   }
   void activation_backward(int kind, float* dinp, const float* inp, const float* dout, int64_t N) override {
     on_device();
@@ -404,24 +408,6 @@ class CudaBackend final : public CudaBackendApi {
       throw Error("ZOFO_INTERNAL", std::string(what) + ": a bf16 operand buffer is used at an offset or past its " +
                                        std::to_string(count) + " values");
     return static_cast<uint16_t*>(const_cast<void*>(p));
-  }
-
-  // An fp32 producer writing into a bf16 operand buffer: into fp32 scratch, then rounded.
-  template <class F>
-  void produce(float* out, size_t n, const char* what, F&& run) {
-    uint16_t* out16 = bf16_operand(out, n, what);
-    if (!out16) {
-      run(out);
-      return;
-    }
-    float* tmp = alloc_scratch(n);
-    struct Release {
-      CudaBackend* be;
-      float* p;
-      ~Release() { be->free(p); }
-    } release{this, tmp};
-    run(tmp);
-    to_bf16_matrix(out16, tmp, 1, (int64_t)n, (int64_t)n, stream_);
   }
 
   // op-shaped (rows, cols, leading dimension ld) operand X as bf16: X itself when it is

@@ -24,6 +24,9 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
 // out = (inp − mean) · rstd · weight + bias (biased variance); mean, rstd (N) saved; bias nullable.
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
                        int64_t N, int64_t C, float eps, cudaStream_t s);
+// The same with out (N, C) in bf16 (nearest even): the operand of the next matmul.
+void layernorm_forward(uint16_t* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, int64_t N, int64_t C, float eps, cudaStream_t s);
 // dinp += rstd · (g − mean(g) − x̂ · mean(g · x̂)); dweight += Σ dout · x̂; dbias += Σ dout
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
@@ -81,11 +84,11 @@ struct RmsnormDweightTerm {  // dout[n, c] · x̂[n, c]
   ZOFO_HD double operator()(int64_t n, int64_t c) const { return (double)dout[n * C + c] * (inp[n * C + c] * rstd[n]); }
 };
 
-template <class Lanes>
-ZOFO_HD void layernorm_forward_row(const Lanes& lanes, float* out, float* mean, float* rstd, const float* inp,
+template <class Lanes, class OutT>
+ZOFO_HD void layernorm_forward_row(const Lanes& lanes, OutT* out, float* mean, float* rstd, const float* inp,
                                    const float* weight, const float* bias, int64_t C, float eps, int64_t n) {
   const float* x = inp + n * C;
-  float* y = out + n * C;
+  OutT* y = out + n * C;
   const double sum = lanes.sum([&](int lane, int nlanes) {
     double part = 0;
     for (int64_t c = lane; c < C; c += nlanes) part += x[c];
@@ -103,7 +106,7 @@ ZOFO_HD void layernorm_forward_row(const Lanes& lanes, float* out, float* mean, 
       mean[n] = m;
       rstd[n] = r;
     }
-    for (int64_t c = lane; c < C; c += nlanes) y[c] = (x[c] - m) * r * weight[c] + (bias ? bias[c] : 0.0f);
+    for (int64_t c = lane; c < C; c += nlanes) store_as(y + c, (x[c] - m) * r * weight[c] + (bias ? bias[c] : 0.0f));
   });
 }
 
