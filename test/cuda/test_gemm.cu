@@ -215,7 +215,8 @@ void host_gemm_tests(Rng& rng) {
         for (size_t i = 0; i < exact.size(); ++i)
           if (!std::isnan(exact[i]) && mag0[i] > 0) moved = std::max(moved, std::fabs(got[i] - exact[i]) / mag0[i]);
         const double floor = (c.K + 2) * std::ldexp(1.0, -23);
-        report(moved > 4 * floor, name + ": operands rounded (moved " + std::to_string(moved) + ")");
+        report(moved > 4 * floor, name + ": operands rounded",
+               "moved only " + std::to_string(moved) + " of Σ|a·b| from the unrounded product");
       }
     }
   // Argument checks (before any launch: testable without a GPU).
