@@ -234,10 +234,12 @@ const TensorSpec& Transformer::spec(const std::string& name) const {
 // Named weights are the embeddings tied to the head and OPT's projections: matmul operands.
 Transformer::Weight Transformer::p(const std::string& name) const { return weight(spec(name).offset, true); }
 
-// The fp32 values the forward and backward read for the tensor at `offset`: the stored
+// The values the forward and backward read for the tensor at `offset`: the stored
 // weights themselves (fp32, unperturbed), or scratch holding their fp32 conversion plus
 // the active perturbation. Perturbing into scratch instead of in place means the stored
-// x is only ever written by an update: exact restore in every storage dtype.
+// x is only ever written by an update: exact restore in every storage dtype. With
+// `operand` (read by matmul only) the backend may hold the view in its compute precision
+// (alloc_operand) or, unperturbed, read the stored weights in place (operand_view).
 Transformer::Weight Transformer::weight(int64_t offset, bool operand) const {
   const size_t i = tensor_at(offset);
   const float a = perturbation_of(i);
