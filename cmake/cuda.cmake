@@ -19,7 +19,7 @@
 #                         backend and its cuBLAS matmul (PIC, static cudart);
 #                         its PUBLIC usage requirements carry the include path (native/)
 #                         and the bit-exactness flags (--fmad=false) to CUDA consumers
-#     zofo_cuda_test, zofo_cuda_layers_test, zofo_cuda_attention_test,
+#     zofo_cuda_test, zofo_cuda_layers_test, zofo_cuda_attention_test, zofo_cuda_gemm_test,
 #     zofo_cuda_engine_test   the test + benchmark programs of test/cuda, built by `all`
 #                         only when ZOFO_CUDA_TEST is ON
 #
@@ -158,6 +158,7 @@ zofo_cuda_test_program(zofo_cuda_layers_test test/cuda/test_layers.cu
   native/cpu/philox_chunk.cpp)
 zofo_cuda_test_program(zofo_cuda_attention_test test/cuda/test_attention.cu
   native/cpu/attention.cpp native/cpu/matmul.cpp native/cpu/perturb.cpp native/cpu/philox_chunk.cpp)
+zofo_cuda_test_program(zofo_cuda_gemm_test test/cuda/test_gemm.cu)
 # The engine test needs the whole CPU backend (zofo_cpu_backend, top-level CMakeLists.txt).
 if(TARGET zofo_cpu_backend)
   zofo_cuda_test_program(zofo_cuda_engine_test test/cuda/test_engine.cu)

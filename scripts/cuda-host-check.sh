@@ -2,8 +2,9 @@
 # CUDA checks that need nvcc and the CUDA runtime but no GPU and no cuBLAS (CI):
 #  1. host emulation: the CUDA test programs run the kernels' per-thread bodies on the
 #     host (--host-only) against the CPU backend and float64 references: perturbation
-#     (bit-exact), layers (norms, activations, RoPE, elementwise, optimizers, rows, loss)
-#     and attention + weight views;
+#     (bit-exact), layers (norms, activations, RoPE, elementwise, optimizers, rows, loss;
+#     the bf16-output variants), attention (fused, lse-saving) + weight views (fp32 and
+#     bf16 destinations), and the GEMM in every compute precision (fp32, tf32, bf16);
 #  2. the whole CUDA addon (engine, CUDA backend, every kernel; the matmul through the
 #     tiled kernel in place of cuBLAS) is compiled, linked and loaded: without a usable
 #     GPU it must fail to load with a clear reason while the CPU addon keeps working,
@@ -65,6 +66,9 @@ echo "== host emulation of the CUDA kernel bodies"
 "$nvcc" "${flags[@]}" test/cuda/test_attention.cu "${objects[@]}" native/cpu/attention.cpp native/cpu/matmul.cpp \
   native/cpu/perturb.cpp native/cpu/philox_chunk.cpp -o "$tmp/attention_test" -lpthread
 "$tmp/attention_test" --host-only
+"$nvcc" "${flags[@]}" test/cuda/test_gemm.cu "$tmp/native_cuda_gemm_tiled.cu.o" \
+  "$tmp/test_cuda_gemm_without_cublas.cu.o" -o "$tmp/gemm_test"
+"$tmp/gemm_test" --host-only
 
 echo "== the CUDA addon: compile, link, load (or fail to load cleanly)"
 napi_inc="$(node -p "require('node-api-headers').include_dir")"

@@ -22,6 +22,7 @@ async function main() {
   if (!info.cuda.available) return;
   const dir = demoModelDir();
   const cpu = await loadModel(dir);
+  // fp32 compute: the CUDA engine agrees with the CPU to float rounding.
   const gpu = await loadModel(dir, { device: 'cuda', dtype: 'f32', compute: 'fp32' });
   const auto = await loadModel(dir, { device: 'auto' });
   check(gpu.device === 'cuda' && auto.device === 'cuda' && auto.dtype === 'bf16', "device 'cuda' and 'auto' run on CUDA, bf16 by default");
@@ -29,6 +30,14 @@ async function main() {
   const batch = train.slice(0, 8);
   const [a, b] = [await gpu.loss(batch), await cpu.loss(batch)];
   close(a.loss, b.loss, 'loss of the demo batch');
+  // The CUDA default compute (bf16 operands, fp32 sums) against the CPU in fp32: each
+  // operand rounded once (2⁻⁹ relative), the loss within 32 · 2⁻⁹ of max(1, |loss|).
+  for (const compute of ['bf16', 'tf32']) {
+    const m = await loadModel(dir, { device: 'cuda', dtype: 'f32', compute });
+    const c = await m.loss(batch);
+    close(c.loss, b.loss, `loss of the demo batch in ${compute} compute`, 32 * 2 ** -9 * Math.max(1, Math.abs(b.loss)), 0);
+    m.dispose();
+  }
   for (const m of [cpu, gpu, auto]) m.addLoRA({ rank: 4, alpha: 8, seed: 3 });
   const opts = { zo: { lr: 1e-4, mu: 1e-3 }, fo: { lr: 1e-2 }, seed: 5 };
   const oc = new HybridOptimizer(cpu, opts), og = new HybridOptimizer(gpu, opts);

@@ -4,23 +4,29 @@
 #  1. builds the CUDA backend and its test programs with plain CMake (top-level
 #     CMakeLists.txt with ZOFO_CUDA=1 ZOFO_CUDA_TEST=ON) in $BUILD_DIR (build-gpu);
 #  2. tests: the perturbation kernels bit-exact against the CPU backend
-#     (test/cuda/test_perturb.cu), every layer kernel and attention against the CPU
-#     backend and float64 references (test_layers.cu, test_attention.cu), and the engine
-#     on CUDA against the engine on the CPU (test_engine.cu: losses, gradients, hybrid
-#     steps, bf16 exact restore);
-#  3. benchmarks: the perturbation pass vs device copy and the generator alone, and a
-#     ~1B Llama-shaped model (forward vs its GEMM floor, hybrid step vs 2 forwards + 1
-#     adapter backward, peak memory) — one table, numbers in $OUT/gpu-results.json
+#     (test/cuda/test_perturb.cu), every layer kernel (and its bf16-output variant) and
+#     the fused attention against the CPU backend and float64 references (test_layers.cu,
+#     test_attention.cu), the matmul in each compute precision (fp32, tf32, bf16: cuBLAS
+#     and the tiled reference against float64 with rounded operands, test_gemm.cu), and
+#     the engine on CUDA in each compute precision against the engine on the CPU
+#     (test_engine.cu: losses, gradients, hybrid steps, bf16 exact restore);
+#  3. benchmarks, bf16 storage and bf16 compute (the CUDA default): the ~1B and ~7B
+#     Llama shapes (forward vs the bf16 cuBLAS rate of its own GEMMs in this run, hybrid
+#     step vs 2 forwards + 1 adapter backward, peak memory; the 1B also in fp32 compute),
+#     the perturbation pass vs device copy, and on a GPU with ≥ 120 GiB the llama-30b
+#     shape's peak memory ÷ weight bytes — one table, numbers in $OUT/gpu-results.json
 #     (or $BUILD_DIR/gpu-results.json);
 #  4. with Node.js and the built JavaScript present (or packed by scripts/gpu-carry.sh):
 #     builds zofo_cuda.node and runs scripts/gpu-smoke.mjs (the API on CUDA vs the CPU);
-#  5. with python3 + PyTorch + CUDA: the plain-PyTorch reference on the same ~1B shape
-#     (bench/reference/llama_ref.py), and the zofo ÷ PyTorch ratios.
+#  5. with python3 + PyTorch + CUDA: the plain-PyTorch reference in bf16 (autocast, bf16
+#     weights) on the same shapes (bench/reference/gpu_compare.py: MeZO's ZO step, the
+#     PEFT-style LoRA step, the hybrid step), and the target ratios side by side
+#     ($OUT/gpu-vs-torch.json).
 # Exits non-zero on any failure; the last line is "N passed, N failed".
 #
 #   scripts/test-gpu.sh               everything
 #   scripts/test-gpu.sh --no-bench    tests only
-#   scripts/test-gpu.sh --large       also the ~7B-shaped benchmark
+#   scripts/test-gpu.sh --large       accepted for older callers (the ~7B shape always runs)
 # Environment: BUILD_DIR (default build-gpu), CUDACXX (nvcc), ZOFO_CUDA_ARCH (default:
 # the GPU's compute capability, e.g. 90), OUT (a folder for the JSON results).
 set -uo pipefail
@@ -113,11 +119,13 @@ if [[ "$bench" -eq 1 ]]; then
   run zofo_cuda_test 120
   run zofo_cuda_layers_test 120
   run zofo_cuda_attention_test 120
-  run zofo_cuda_engine_test 300 --json "$out/gpu-results.json" "${large[@]}"
+  run zofo_cuda_gemm_test 120
+  run zofo_cuda_engine_test 300 --json "$out/gpu-results.json"
 else
   run zofo_cuda_test 120 --no-bench
   run zofo_cuda_layers_test 120
   run zofo_cuda_attention_test 120
+  run zofo_cuda_gemm_test 120
   run zofo_cuda_engine_test 180 --no-bench
 fi
 

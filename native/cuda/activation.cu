@@ -7,7 +7,8 @@ namespace {
 
 using launch::kThreads;
 
-__global__ void __launch_bounds__(kThreads) gelu_new_forward_kernel(float* out, const float* inp, int64_t N) {
+template <class OutT>
+__global__ void __launch_bounds__(kThreads) gelu_new_forward_kernel(OutT* out, const float* inp, int64_t N) {
   grid_stride(N, [=](uint64_t i) { body::gelu_new_forward_one(out, inp, i); });
 }
 
@@ -16,7 +17,8 @@ __global__ void __launch_bounds__(kThreads)
   grid_stride(N, [=](uint64_t i) { body::gelu_new_backward_one(dinp, inp, dout, i); });
 }
 
-__global__ void __launch_bounds__(kThreads) relu_forward_kernel(float* out, const float* inp, int64_t N) {
+template <class OutT>
+__global__ void __launch_bounds__(kThreads) relu_forward_kernel(OutT* out, const float* inp, int64_t N) {
   grid_stride(N, [=](uint64_t i) { body::relu_forward_one(out, inp, i); });
 }
 
@@ -25,8 +27,9 @@ __global__ void __launch_bounds__(kThreads)
   grid_stride(N, [=](uint64_t i) { body::relu_backward_one(dinp, inp, dout, i); });
 }
 
+template <class OutT>
 __global__ void __launch_bounds__(kThreads)
-    swiglu_forward_kernel(float* out, const float* gate, const float* up, int64_t N) {
+    swiglu_forward_kernel(OutT* out, const float* gate, const float* up, int64_t N) {
   grid_stride(N, [=](uint64_t i) { body::swiglu_forward_one(out, gate, up, i); });
 }
 
@@ -43,7 +46,9 @@ void check_kind(const char* fn, int kind) {
 
 }  // namespace
 
-void activation_forward(int kind, float* out, const float* inp, int64_t N, cudaStream_t s) {
+namespace {
+template <class OutT>
+void launch_activation_forward(int kind, OutT* out, const float* inp, int64_t N, cudaStream_t s) {
   check_kind("activation_forward", kind);
   launch::require_size("activation_forward", "N", N);
   if (N == 0) return;
@@ -57,6 +62,15 @@ void activation_forward(int kind, float* out, const float* inp, int64_t N, cudaS
     relu_forward_kernel<<<grid, kThreads, 0, s>>>(out, inp, N);
     check_launch("relu_forward_kernel");
   }
+}
+}  // namespace
+
+void activation_forward(int kind, float* out, const float* inp, int64_t N, cudaStream_t s) {
+  launch_activation_forward(kind, out, inp, N, s);
+}
+
+void activation_forward(int kind, uint16_t* out, const float* inp, int64_t N, cudaStream_t s) {
+  launch_activation_forward(kind, out, inp, N, s);
 }
 
 void activation_backward(int kind, float* dinp, const float* inp, const float* dout, int64_t N, cudaStream_t s) {
@@ -76,7 +90,9 @@ void activation_backward(int kind, float* dinp, const float* inp, const float* d
   }
 }
 
-void swiglu_forward(float* out, const float* gate, const float* up, int64_t N, cudaStream_t s) {
+namespace {
+template <class OutT>
+void launch_swiglu_forward(OutT* out, const float* gate, const float* up, int64_t N, cudaStream_t s) {
   launch::require_size("swiglu_forward", "N", N);
   if (N == 0) return;
   launch::require_ptr("swiglu_forward", "out", out);
@@ -84,6 +100,16 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t N, c
   launch::require_ptr("swiglu_forward", "up", up);
   swiglu_forward_kernel<<<launch::flat_grid((uint64_t)N), kThreads, 0, s>>>(out, gate, up, N);
   check_launch("swiglu_forward_kernel");
+}
+
+}  // namespace
+
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t N, cudaStream_t s) {
+  launch_swiglu_forward(out, gate, up, N, s);
+}
+
+void swiglu_forward(uint16_t* out, const float* gate, const float* up, int64_t N, cudaStream_t s) {
+  launch_swiglu_forward(out, gate, up, N, s);
 }
 
 void swiglu_backward(float* dgate, float* dup, const float* gate, const float* up, const float* dout, int64_t N,

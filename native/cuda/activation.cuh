@@ -7,14 +7,19 @@
 #pragma once
 
 #include "lanes.cuh"
+#include "store.cuh"
 
 namespace zofo::cuda {
 
 // kind: 0 gelu_new, 1 relu (anything else: ZOFO_INVALID_ARG).
 void activation_forward(int kind, float* out, const float* inp, int64_t N, cudaStream_t s);
+// The same with out (N) in bf16 (nearest even): the operand of the next matmul.
+void activation_forward(int kind, uint16_t* out, const float* inp, int64_t N, cudaStream_t s);
 // dinp += dout · act'(inp)
 void activation_backward(int kind, float* dinp, const float* inp, const float* dout, int64_t N, cudaStream_t s);
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t N, cudaStream_t s);
+// The same with out (N) in bf16 (nearest even): the operand of the next matmul.
+void swiglu_forward(uint16_t* out, const float* gate, const float* up, int64_t N, cudaStream_t s);
 // dgate += dout · up · σ(g)(1 + g(1 − σ(g))); dup += dout · silu(g)
 void swiglu_backward(float* dgate, float* dup, const float* gate, const float* up, const float* dout, int64_t N,
                      cudaStream_t s);
@@ -26,9 +31,10 @@ constexpr float kGeluCubic = 0.044715f;
 
 ZOFO_HD float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-ZOFO_HD void gelu_new_forward_one(float* out, const float* inp, uint64_t i) {
+template <class OutT>  // float, or uint16_t for a bf16 output (the next matmul's operand)
+ZOFO_HD void gelu_new_forward_one(OutT* out, const float* inp, uint64_t i) {
   const float x = inp[i];
-  out[i] = 0.5f * x * (1.0f + tanhf(kGeluScale * (x + kGeluCubic * x * x * x)));
+  store_as(out + i, 0.5f * x * (1.0f + tanhf(kGeluScale * (x + kGeluCubic * x * x * x))));
 }
 
 ZOFO_HD void gelu_new_backward_one(float* dinp, const float* inp, const float* dout, uint64_t i) {
@@ -38,14 +44,18 @@ ZOFO_HD void gelu_new_backward_one(float* dinp, const float* inp, const float* d
   dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * dt);
 }
 
-ZOFO_HD void relu_forward_one(float* out, const float* inp, uint64_t i) { out[i] = inp[i] > 0.0f ? inp[i] : 0.0f; }
+template <class OutT>
+ZOFO_HD void relu_forward_one(OutT* out, const float* inp, uint64_t i) {
+  store_as(out + i, inp[i] > 0.0f ? inp[i] : 0.0f);
+}
 
 ZOFO_HD void relu_backward_one(float* dinp, const float* inp, const float* dout, uint64_t i) {
   dinp[i] += inp[i] > 0.0f ? dout[i] : 0.0f;
 }
 
-ZOFO_HD void swiglu_forward_one(float* out, const float* gate, const float* up, uint64_t i) {
-  out[i] = gate[i] * sigmoid(gate[i]) * up[i];
+template <class OutT>  // float, or uint16_t for a bf16 output (the next matmul's operand)
+ZOFO_HD void swiglu_forward_one(OutT* out, const float* gate, const float* up, uint64_t i) {
+  store_as(out + i, gate[i] * sigmoid(gate[i]) * up[i]);
 }
 
 ZOFO_HD void swiglu_backward_one(float* dgate, float* dup, const float* gate, const float* up, const float* dout,

@@ -1,9 +1,8 @@
-// CUDA attention: launchers and thin kernels over the bodies in attention.cuh.
-// Forward: scores + masked softmax (one block per score row), then out = P·V.
-// Backward: dS (one block per row, into the caller's scratch), then dq = dS·K and
-// dk = dSᵀ·Q, dv = Pᵀ·dO, one thread per output element summing in a fixed order.
-// Attention is a small share of a step (the projections dominate), so the products
-// read global memory directly through L1/L2 rather than tiling in shared memory.
+// CUDA attention: launchers and thin kernels over the fused row bodies in attention.cuh.
+// One warp per row (query rows for the forward and dq, key rows for dk/dv), 8 warps per
+// block; the warps of a block take consecutive rows, so the query rows of one head (or
+// the key rows of one position) share their K/V (Q/dO) reads through L1. The products
+// run on CUDA cores in fp32; nothing of size T×T is stored.
 #include "attention.cuh"
 
 #include <string>
@@ -15,102 +14,67 @@ namespace zofo::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;        // element kernels, and the most a row kernel uses
-constexpr int kBlocksPerSm = 8;      // grid cap for the element kernels (grid-stride beyond)
-constexpr int kRowBlocksPerSm = 32;  // grid cap for the row kernels
+constexpr int kWarpsPerBlock = 8;
+constexpr int kThreads = kWarpsPerBlock * attn::kLanes;
+constexpr int kBlocksPerSm = 16;  // grid cap (grid-stride over rows beyond)
 
-// Block-wide reductions for the row bodies: blockDim.x a multiple of 32, every thread
-// calls them and gets the result. Fixed shuffle tree + fixed warp order: deterministic.
-struct BlockReduce {
+// Sum over the 32 lanes of a warp by an xor butterfly: every lane gets the same bits.
+struct WarpReduce {
   ZOFO_HD float sum(float v) const {
 #if defined(__CUDA_ARCH__)
-    __shared__ float part[32];
-    return reduce(v, part, false);
-#else
-    return v;  // never used on the host (test harnesses bring their own)
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
 #endif
-  }
-  ZOFO_HD float max(float v) const {
-#if defined(__CUDA_ARCH__)
-    __shared__ float part[32];
-    return reduce(v, part, true);
-#else
-    return v;
-#endif
-  }
-#if defined(__CUDA_ARCH__)
-  __device__ static float combine(float a, float b, bool is_max) { return is_max ? fmaxf(a, b) : a + b; }
-  __device__ static float reduce(float v, float* part, bool is_max) {
-    const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    for (int o = 16; o > 0; o >>= 1) v = combine(v, __shfl_xor_sync(0xffffffffu, v, o), is_max);
-    __syncthreads();  // the previous reduction's readers are done with part[]
-    if (lane == 0) part[warp] = v;
-    __syncthreads();
-    // Every warp folds the partials itself: the result lands in all threads, no third sync.
-    v = lane < nwarps ? part[lane] : (is_max ? -INFINITY : 0.0f);
-    for (int o = 16; o > 0; o >>= 1) v = combine(v, __shfl_xor_sync(0xffffffffu, v, o), is_max);
     return v;
   }
-#endif
 };
 
-unsigned grid_for(int64_t items, int64_t per_block, int per_sm) {
-  const int64_t want = (items + per_block - 1) / per_block;
-  const int64_t cap = (int64_t)launch::sm_count() * per_sm;
+unsigned grid_for_rows(int64_t rows) {
+  const int64_t want = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  const int64_t cap = (int64_t)launch::sm_count() * kBlocksPerSm;
   return (unsigned)(want < cap ? (want > 0 ? want : 1) : cap);
 }
 
-// Row kernels: one warp per 32 columns up to kThreads (a short row leaves no idle warps).
-int row_threads(int64_t T) { return T >= kThreads ? kThreads : (int)((T + 31) / 32 * 32); }
+// Warp w of the grid takes rows w, w + warps, … (warp-uniform loop: the shuffles see all lanes).
+#define ZOFO_FOR_EACH_WARP_ROW(r, rows)                                                              \
+  const int lane = (int)(threadIdx.x % attn::kLanes);                                                \
+  const int64_t warps = (int64_t)gridDim.x * kWarpsPerBlock;                                         \
+  for (int64_t r = (int64_t)blockIdx.x * kWarpsPerBlock + threadIdx.x / attn::kLanes; r < (rows); r += warps)
 
-// ---- kernels ----
-
-// att: (B, NH, T, T); one block per score row (grid-stride over rows, block-uniform).
+template <class OutT>
 __global__ void __launch_bounds__(kThreads)
-    softmax_forward_kernel(float* att, const float* __restrict__ q, const float* __restrict__ k,
-                           const uint8_t* __restrict__ mask, attn::Shape sh, float scale) {
-  const BlockReduce red;
-  for (int64_t r = blockIdx.x; r < sh.rows(); r += gridDim.x)
-    attn::softmax_forward_row(att, q, k, mask, sh, scale, r, threadIdx.x, blockDim.x, red);
+    attention_forward_kernel(OutT* out, float* saved, const float* __restrict__ q, const float* __restrict__ k,
+                             const float* __restrict__ v, const uint8_t* __restrict__ mask, attn::Shape sh,
+                             float scale) {
+  const WarpReduce red;
+  ZOFO_FOR_EACH_WARP_ROW(r, sh.rows())
+  attn::forward_row<attn::kDevicePerLane>(out, saved, q, k, v, mask, sh, scale, r, lane, attn::kLanes, red);
 }
 
-// out: (B, T, NH, HS); one thread per element.
 __global__ void __launch_bounds__(kThreads)
-    attention_out_kernel(float* out, const float* __restrict__ att, const float* __restrict__ v, attn::Shape sh,
-                         int64_t n) {
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    attn::attention_out_one(out, att, v, sh, i);
+    attention_dq_kernel(float* dq, float* D, const float* __restrict__ dout, const float* __restrict__ saved,
+                        const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                        attn::Shape sh, float scale) {
+  const WarpReduce red;
+  ZOFO_FOR_EACH_WARP_ROW(r, sh.rows())
+  attn::backward_dq_row<attn::kDevicePerLane>(dq, D, dout, saved, q, k, v, sh, scale, r, lane, attn::kLanes, red);
 }
 
-// dS: (B, NH, T, T); one block per score row.
 __global__ void __launch_bounds__(kThreads)
-    softmax_backward_kernel(float* dS, const float* __restrict__ att, const float* __restrict__ dout,
-                            const float* __restrict__ v, attn::Shape sh, float scale) {
-  const BlockReduce red;
-  for (int64_t r = blockIdx.x; r < sh.rows(); r += gridDim.x)
-    attn::softmax_backward_row(dS, att, dout, v, sh, scale, r, threadIdx.x, blockDim.x, red);
+    attention_dkdv_kernel(float* dk, float* dv, const float* __restrict__ D, const float* __restrict__ dout,
+                          const float* __restrict__ saved, const float* __restrict__ q, const float* __restrict__ k,
+                          const float* __restrict__ v, attn::Shape sh, float scale) {
+  const WarpReduce red;
+  ZOFO_FOR_EACH_WARP_ROW(r, sh.key_rows())
+  attn::backward_dkdv_row<attn::kDevicePerLane>(dk, dv, D, dout, saved, q, k, v, sh, scale, r, lane, attn::kLanes,
+                                                red);
 }
 
-// dq: (B, T, NH, HS); one thread per element.
-__global__ void __launch_bounds__(kThreads)
-    attention_dq_kernel(float* dq, const float* __restrict__ dS, const float* __restrict__ k, attn::Shape sh,
-                        int64_t n) {
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    attn::attention_dq_one(dq, dS, k, sh, i);
-}
-
-// dk, dv: (B, T, NKV, HS); one thread per element of both.
-__global__ void __launch_bounds__(kThreads)
-    attention_dkdv_kernel(float* dk, float* dv, const float* __restrict__ dS, const float* __restrict__ att,
-                          const float* __restrict__ q, const float* __restrict__ dout, attn::Shape sh, int64_t n) {
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    attn::attention_dkdv_one(dk, dv, dS, att, q, dout, sh, i);
-}
+#undef ZOFO_FOR_EACH_WARP_ROW
 
 // ---- argument checks ----
 
-// Sizes ≥ 0 and NH a multiple of NKV; false when there is nothing to do. The largest
-// index, B·NH·T·T (att), must fit in int64 with room to spare.
+// Sizes ≥ 0, NH a multiple of NKV, HS ≤ kMaxHS; false when there is nothing to do. The
+// largest index, B·T·NH·HS, must fit in int64 with room to spare.
 bool check_shape(const char* kernel, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS) {
   if (B < 0 || T < 0 || NH < 0 || NKV < 0 || HS < 0)
     throw invalid_arg(std::string(kernel) + ": negative size (B=" + std::to_string(B) + " T=" + std::to_string(T) +
@@ -119,10 +83,13 @@ bool check_shape(const char* kernel, int64_t B, int64_t T, int64_t NH, int64_t N
   if (NKV == 0 || NH % NKV != 0)
     throw invalid_arg(std::string(kernel) + ": NH=" + std::to_string(NH) + " is not a multiple of NKV=" +
                       std::to_string(NKV));
+  if (HS > attn::kMaxHS)
+    throw invalid_arg(std::string(kernel) + ": head size HS=" + std::to_string(HS) + " exceeds the kernel's " +
+                      std::to_string(attn::kMaxHS));
   const int64_t kMax = (int64_t)1 << 62;
   int64_t n = B;
-  for (const int64_t f : {NH, T, T > HS ? T : HS}) {
-    if (n > kMax / f) throw invalid_arg(std::string(kernel) + ": sizes too large (B·NH·T·max(T, HS) overflows)");
+  for (const int64_t f : {NH, T, HS}) {
+    if (n > kMax / f) throw invalid_arg(std::string(kernel) + ": sizes too large (B·T·NH·HS overflows)");
     n *= f;
   }
   return true;
@@ -136,26 +103,27 @@ void require(const void* p, const char* kernel, const char* arg) {
 
 // ---- launchers ----
 
-void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, const uint8_t* mask,
-                       int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS, float scale, cudaStream_t s) {
+void attention_forward(void* out, bool out_bf16, float* saved, const float* q, const float* k, const float* v,
+                       const uint8_t* mask, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS, float scale,
+                       cudaStream_t s) {
   const char* K = "attention_forward";
   if (!check_shape(K, B, T, NH, NKV, HS)) return;
   require(out, K, "out");
-  require(att, K, "att");
+  require(saved, K, "saved");
   require(q, K, "q");
   require(k, K, "k");
   require(v, K, "v");
   require(mask, K, "mask");
   const attn::Shape sh{B, T, NH, NKV, HS};
-  softmax_forward_kernel<<<grid_for(sh.rows(), 1, kRowBlocksPerSm), row_threads(T), 0, s>>>(att, q, k, mask, sh,
-                                                                                           scale);
-  check_launch("softmax_forward_kernel");
-  const int64_t n = B * T * NH * HS;
-  attention_out_kernel<<<grid_for(n, kThreads, kBlocksPerSm), kThreads, 0, s>>>(out, att, v, sh, n);
-  check_launch("attention_out_kernel");
+  const unsigned grid = grid_for_rows(sh.rows());
+  if (out_bf16)
+    attention_forward_kernel<uint16_t><<<grid, kThreads, 0, s>>>((uint16_t*)out, saved, q, k, v, mask, sh, scale);
+  else
+    attention_forward_kernel<float><<<grid, kThreads, 0, s>>>((float*)out, saved, q, k, v, mask, sh, scale);
+  check_launch("attention_forward_kernel");
 }
 
-void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att, const float* q,
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* saved, const float* q,
                         const float* k, const float* v, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS,
                         float scale, float* scratch, cudaStream_t s) {
   const char* K = "attention_backward";
@@ -164,20 +132,16 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   require(dk, K, "dk");
   require(dv, K, "dv");
   require(dout, K, "dout");
-  require(att, K, "att");
+  require(saved, K, "saved");
   require(q, K, "q");
   require(k, K, "k");
   require(v, K, "v");
   require(scratch, K, "scratch");
   const attn::Shape sh{B, T, NH, NKV, HS};
-  float* dS = scratch;
-  softmax_backward_kernel<<<grid_for(sh.rows(), 1, kRowBlocksPerSm), row_threads(T), 0, s>>>(dS, att, dout, v, sh,
-                                                                                            scale);
-  check_launch("softmax_backward_kernel");
-  const int64_t nq = B * T * NH * HS, nk = B * T * NKV * HS;
-  attention_dq_kernel<<<grid_for(nq, kThreads, kBlocksPerSm), kThreads, 0, s>>>(dq, dS, k, sh, nq);
+  float* D = scratch;
+  attention_dq_kernel<<<grid_for_rows(sh.rows()), kThreads, 0, s>>>(dq, D, dout, saved, q, k, v, sh, scale);
   check_launch("attention_dq_kernel");
-  attention_dkdv_kernel<<<grid_for(nk, kThreads, kBlocksPerSm), kThreads, 0, s>>>(dk, dv, dS, att, q, dout, sh, nk);
+  attention_dkdv_kernel<<<grid_for_rows(sh.key_rows()), kThreads, 0, s>>>(dk, dv, D, dout, saved, q, k, v, sh, scale);
   check_launch("attention_dkdv_kernel");
 }
 

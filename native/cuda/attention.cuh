@@ -1,23 +1,26 @@
 // CUDA causal multi-head attention with a padding mask and grouped KV heads (GQA),
-// forward beside backward: the device twin of native/cpu/attention.h, same shapes and
-// semantics.
+// fused (flash-style): no (T, T) matrix is ever stored. Forward beside backward; same
+// semantics as native/cpu/attention.h.
 //   q, dq, out, dout (B, T, NH, HS); k, v, dk, dv (B, T, NKV, HS); mask (B, T) uint8,
-//   1 = real token; att (B, NH, T, T) the softmax probabilities (row t is exactly 0 past
-//   t and at masked keys; a query with no visible key has an all-zero row and outputs
-//   zeros). Query head h reads KV head h / (NH / NKV). Scores are scale·q·k.
+//   1 = real token. Query t sees keys s ≤ t with mask 1; a query with no visible key
+//   outputs zeros. Query head h reads KV head h / (NH / NKV). Scores are scale·q·k.
 //
-// Launchers (namespace zofo::cuda) are asynchronous on stream `s`, take device memory,
-// return at once on empty sizes and throw zofo::Error ("ZOFO_INVALID_ARG" naming the
-// kernel and argument, "ZOFO_CUDA" for launch failures); none exits. Deterministic:
-// no atomics, every sum runs in a fixed order.
+// Forward: one warp per query row (b, h, t) walks its visible keys once with a running
+// max and sum (online softmax, fp32), keeps its share of the output row in registers,
+// and saves only the row's log-sum-exp. The saved state (`saved`, saved_size floats):
+//   lse (B, NH, T): log Σ_s exp(score) of the row, +inf for a row with no visible key;
+//   maskf (B, T): the mask as floats (so the backward needs no mask argument).
+// Backward (recompute from lse, nothing else saved): per query row, D = Σ_s P·dP
+// (= dout·out) then dq += Σ_s dS·k; per key row (b, s, g), over the group's query heads
+// and t ≥ s: dk += Σ dS·q, dv += Σ P·dout; with P = exp(score − lse), dP = dout·v,
+// dS = P·(dP − D)·scale. No atomics: every sum runs in a fixed order (deterministic).
+// The output may be written as bf16 (the operand of the next matmul in BF16 compute).
 //
-// The per-row and per-element math below (namespace zofo::cuda::attn) is
-// __host__ __device__ so the tests run these exact bodies on the CPU
-// (test/cuda/test_attention.cu --host-only). The kernels in attention.cu are thin
-// wrappers: one block per score row for the softmax rows (the row body strides its
-// columns over the block's threads and reduces through `R`), one thread per output
-// element for the products (threads along HS: the att/dS reads are warp broadcasts,
-// the q/k/v/dout reads are coalesced).
+// The row bodies below (namespace zofo::cuda::attn) are __host__ __device__ templates on
+// a reducer R (sum across the lanes of one row; on the device a warp's xor shuffle,
+// which gives every lane the same bits) so the tests run these exact bodies on the CPU
+// (test/cuda/test_attention.cu --host-only) with one lane or several std::threads.
+// A lane owns the head dimensions d = lane, lane + nlanes, …: kPerLane ≥ ⌈HS / nlanes⌉.
 #pragma once
 
 #include <math.h>
@@ -25,33 +28,43 @@
 
 #include <cuda_runtime.h>
 
+#include "../common/dtype.h"
 #include "../common/philox.h"  // ZOFO_HD
+#include "store.cuh"
 
 namespace zofo::cuda {
 
-// out (B, T, NH, HS) = softmax(scale·q·kᵀ, causal, masked)·v; att (B, NH, T, T) = the
-// probabilities (every entry written).
-void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, const uint8_t* mask,
-                       int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS, float scale, cudaStream_t s);
+// Floats of attention_forward's saved state for these sizes.
+inline int64_t attention_saved_size(int64_t B, int64_t T, int64_t NH) { return B * NH * T + B * T; }
 
-// dq, dk, dv += the gradients of attention_forward's out given dout, from its att.
-//   scratch: B·NH·T·T floats of device memory owned by the caller (dS; overwritten whole,
-//   must not alias any argument).
-void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att, const float* q,
+// out (B, T, NH, HS) = softmax(scale·q·kᵀ, causal, masked)·v, written as fp32 or, with
+// out_bf16, as bf16 (uint16 bit patterns, nearest even); saved: attention_saved_size floats.
+void attention_forward(void* out, bool out_bf16, float* saved, const float* q, const float* k, const float* v,
+                       const uint8_t* mask, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS, float scale,
+                       cudaStream_t s);
+
+// dq, dk, dv += the gradients of attention_forward's out given dout, from its saved state.
+//   scratch: B·NH·T floats of device memory owned by the caller (D; overwritten whole).
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* saved, const float* q,
                         const float* k, const float* v, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS,
                         float scale, float* scratch, cudaStream_t s);
 
 namespace attn {
+
+constexpr int kLanes = 32;     // lanes per row on the device (one warp)
+constexpr int kMaxHS = 256;    // largest head size the kernels take
+constexpr int kDevicePerLane = kMaxHS / kLanes;
 
 struct Shape {
   int64_t B, T, NH, NKV, HS;
   ZOFO_HD int64_t rep() const { return NH / NKV; }  // query heads per KV head
   ZOFO_HD int64_t qw() const { return NH * HS; }     // row stride of q, dq, out, dout
   ZOFO_HD int64_t kw() const { return NKV * HS; }    // row stride of k, v, dk, dv
-  ZOFO_HD int64_t rows() const { return B * NH * T; }  // score rows (b, h, t) of att
+  ZOFO_HD int64_t rows() const { return B * NH * T; }  // query rows (b, h, t)
+  ZOFO_HD int64_t key_rows() const { return B * T * NKV; }  // key rows (b, s, g)
 };
 
-// Score row r = (b·NH + h)·T + t of att.
+// Query row r = (b·NH + h)·T + t (the index of lse).
 struct Row {
   int64_t b, h, g, t;
 };
@@ -65,129 +78,198 @@ ZOFO_HD Row row_of(const Shape& sh, int64_t r) {
   return o;
 }
 
-// Σ_d x[d]·y[d], d ascending.
-ZOFO_HD float dot(const float* x, const float* y, int64_t n) {
-  float acc = 0.0f;
-  for (int64_t d = 0; d < n; ++d) acc += x[d] * y[d];
-  return acc;
+// This lane's share of x·y over the head dimensions, with x already in registers.
+template <int kPerLane>
+ZOFO_HD float partial_dot(const float (&x)[kPerLane], const float* y, int64_t HS, int lane, int nlanes) {
+  float part = 0.0f;
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int j = 0; j < kPerLane; ++j) {
+    const int64_t d = lane + (int64_t)j * nlanes;
+    if (d < HS) part += x[j] * y[d];
+  }
+  return part;
+}
+
+// x[j] = row[lane + j·nlanes] (0 past HS).
+template <int kPerLane>
+ZOFO_HD void load_lane(float (&x)[kPerLane], const float* row, int64_t HS, int lane, int nlanes) {
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int j = 0; j < kPerLane; ++j) {
+    const int64_t d = lane + (int64_t)j * nlanes;
+    x[j] = d < HS ? row[d] : 0.0f;
+  }
 }
 
 // ---- forward ----
 
-// Scores and the masked causal softmax of row r of att, in place. This lane handles
-// columns s = lane, lane + nlanes, …; red.max / red.sum combine the lanes (on the
-// device a block reduction, every thread gets the result; on the host with one lane
-// the identity). Every lane calls the reducer the same number of times.
+// Query row r: its output row (this lane's dimensions) and, from lane 0, lse[r]; for
+// rows with h = 0, lane 0 also writes maskf[b, t]. Keys are visited in ascending order;
+// the running max m only grows, and when it does the sum and the output are rescaled.
 #if defined(__CUDACC__)  // R may be a host-only reducer (the tests' emulation)
 #pragma nv_exec_check_disable
 #endif
-template <class R>
-ZOFO_HD void softmax_forward_row(float* att, const float* q, const float* k, const uint8_t* mask, const Shape& sh,
-                                 float scale, int64_t r, int64_t lane, int64_t nlanes, const R& red) {
+template <int kPerLane, class OutT, class R>
+ZOFO_HD void forward_row(OutT* out, float* saved, const float* q, const float* k, const float* v, const uint8_t* mask,
+                         const Shape& sh, float scale, int64_t r, int lane, int nlanes, const R& red) {
   const Row o = row_of(sh, r);
   const int64_t T = sh.T, HS = sh.HS;
-  const float* qr = q + (o.b * T + o.t) * sh.qw() + o.h * HS;
   const float* kb = k + o.b * T * sh.kw() + o.g * HS;
+  const float* vb = v + o.b * T * sh.kw() + o.g * HS;
   const uint8_t* mb = mask + o.b * T;
-  float* p = att + r * T;
-  // Visible keys: s ≤ t and real; the others are never computed (and never read below).
-  float mx = -INFINITY;
-  for (int64_t s = lane; s <= o.t; s += nlanes) {
-    if (!mb[s]) continue;
-    const float sc = scale * dot(qr, kb + s * sh.kw(), HS);
-    p[s] = sc;
-    mx = fmaxf(mx, sc);
+  float qv[kPerLane], acc[kPerLane];
+  load_lane(qv, q + (o.b * T + o.t) * sh.qw() + o.h * HS, HS, lane, nlanes);
+  for (int j = 0; j < kPerLane; ++j) acc[j] = 0.0f;
+  float m = -INFINITY, l = 0.0f;
+  for (int64_t s = 0; s <= o.t; ++s) {
+    if (!mb[s]) continue;  // the same for every lane of the row
+    const float sc = scale * red.sum(partial_dot(qv, kb + s * sh.kw(), HS, lane, nlanes));
+    if (sc > m) {  // every lane holds the same sc and m: the branch is uniform
+      const float corr = expf(m - sc);  // m = −inf: 0 (nothing to rescale yet)
+      l *= corr;
+      for (int j = 0; j < kPerLane; ++j) acc[j] *= corr;
+      m = sc;
+    }
+    const float p = expf(sc - m);
+    l += p;
+    const float* vr = vb + s * sh.kw();
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+    for (int j = 0; j < kPerLane; ++j) {
+      const int64_t d = lane + (int64_t)j * nlanes;
+      if (d < HS) acc[j] += p * vr[d];
+    }
   }
-  mx = red.max(mx);
-  if (mx == -INFINITY) {  // no visible key (a padding query): the row stays all zeros
-    for (int64_t s = lane; s < T; s += nlanes) p[s] = 0.0f;
-    return;
+  // l ≥ 1 when any key was visible (the max term is exp(0)); none: zeros and lse = +inf.
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  OutT* orow = out + (o.b * T + o.t) * sh.qw() + o.h * HS;
+  for (int j = 0; j < kPerLane; ++j) {
+    const int64_t d = lane + (int64_t)j * nlanes;
+    if (d < HS) store_as(orow + d, acc[j] * inv);
   }
-  float sum = 0.0f;
-  for (int64_t s = lane; s < T; s += nlanes) {
-    const float e = (s <= o.t && mb[s]) ? expf(p[s] - mx) : 0.0f;
-    p[s] = e;
-    sum += e;
+  if (lane == 0) {
+    saved[r] = l > 0.0f ? m + logf(l) : INFINITY;
+    if (o.h == 0) saved[sh.rows() + o.b * T + o.t] = mb[o.t] ? 1.0f : 0.0f;
   }
-  sum = red.sum(sum);
-  const float inv = 1.0f / sum;  // sum ≥ 1: the max term is exp(0)
-  for (int64_t s = lane; s <= o.t; s += nlanes) p[s] *= inv;
-}
-
-// out element i = ((b·T + t)·NH + h)·HS + d: Σ_{s ≤ t} att[b,h,t,s]·v[b,s,g,d] (att is
-// zero past t, so the sum stops there).
-ZOFO_HD void attention_out_one(float* out, const float* att, const float* v, const Shape& sh, int64_t i) {
-  const int64_t d = i % sh.HS, bth = i / sh.HS;
-  const int64_t h = bth % sh.NH, bt = bth / sh.NH;
-  const int64_t t = bt % sh.T, b = bt / sh.T, g = h / sh.rep();
-  const float* p = att + ((b * sh.NH + h) * sh.T + t) * sh.T;
-  const float* vb = v + b * sh.T * sh.kw() + g * sh.HS + d;
-  float acc = 0.0f;
-  for (int64_t s = 0; s <= t; ++s) acc += p[s] * vb[s * sh.kw()];
-  out[i] = acc;
 }
 
 // ---- backward ----
 
-// Row r of dS (B, NH, T, T) = P ⊙ (dP − Σ_s P·dP) · scale with dP = dout·vᵀ (the CPU's
-// softmax backward), every entry written; dP is only computed where P ≠ 0 (elsewhere
-// the product is 0 anyway), so padded keys and padding queries cost nothing. Lanes and
-// reducer as in softmax_forward_row.
-#if defined(__CUDACC__)  // R may be a host-only reducer (the tests' emulation)
+// P and dP of (query row r, key s) from the saved lse: P = exp(scale·q·k − lse).
+#if defined(__CUDACC__)
 #pragma nv_exec_check_disable
 #endif
-template <class R>
-ZOFO_HD void softmax_backward_row(float* dS, const float* att, const float* dout, const float* v, const Shape& sh,
-                                  float scale, int64_t r, int64_t lane, int64_t nlanes, const R& red) {
+template <int kPerLane, class R>
+ZOFO_HD void prob_and_dprob(float& p, float& dp, const float (&qv)[kPerLane], const float (&dov)[kPerLane],
+                            const float* krow, const float* vrow, float lse, float scale, int64_t HS, int lane,
+                            int nlanes, const R& red) {
+  p = expf(scale * red.sum(partial_dot(qv, krow, HS, lane, nlanes)) - lse);
+  dp = red.sum(partial_dot(dov, vrow, HS, lane, nlanes));
+}
+
+// Query row r: D[r] = Σ_s P·dP (lane 0 writes it) and dq (this lane's dimensions) +=
+// Σ_s dS·k, dS = P·(dP − D)·scale. A row with no visible key: D = 0, dq unchanged.
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <int kPerLane, class R>
+ZOFO_HD void backward_dq_row(float* dq, float* D, const float* dout, const float* saved, const float* q,
+                             const float* k, const float* v, const Shape& sh, float scale, int64_t r, int lane,
+                             int nlanes, const R& red) {
   const Row o = row_of(sh, r);
   const int64_t T = sh.T, HS = sh.HS;
-  const float* dor = dout + (o.b * T + o.t) * sh.qw() + o.h * HS;
-  const float* vb = v + o.b * T * sh.kw() + o.g * HS;
-  const float* p = att + r * T;
-  float* ds = dS + r * T;
-  float pdp = 0.0f;
-  for (int64_t s = lane; s <= o.t; s += nlanes) {
-    const float ps = p[s];
-    const float dp = ps != 0.0f ? dot(dor, vb + s * sh.kw(), HS) : 0.0f;
-    ds[s] = dp;
-    pdp += ps * dp;
+  const float lse = saved[r];
+  if (lse == INFINITY) {
+    if (lane == 0) D[r] = 0.0f;
+    return;
   }
-  pdp = red.sum(pdp);
-  for (int64_t s = lane; s < T; s += nlanes) ds[s] = s <= o.t ? p[s] * (ds[s] - pdp) * scale : 0.0f;
-}
-
-// dq element i (indexed as q): += Σ_{s ≤ t} dS[b,h,t,s]·k[b,s,g,d].
-ZOFO_HD void attention_dq_one(float* dq, const float* dS, const float* k, const Shape& sh, int64_t i) {
-  const int64_t d = i % sh.HS, bth = i / sh.HS;
-  const int64_t h = bth % sh.NH, bt = bth / sh.NH;
-  const int64_t t = bt % sh.T, b = bt / sh.T, g = h / sh.rep();
-  const float* ds = dS + ((b * sh.NH + h) * sh.T + t) * sh.T;
-  const float* kb = k + b * sh.T * sh.kw() + g * sh.HS + d;
-  float acc = 0.0f;
-  for (int64_t s = 0; s <= t; ++s) acc += ds[s] * kb[s * sh.kw()];
-  dq[i] += acc;
-}
-
-// dk, dv element i = ((b·T + s)·NKV + g)·HS + d (indexed as k): over the group's query
-// heads h, then t ≥ s (dS and P are zero above the diagonal):
-//   dk += Σ_h Σ_t dS[b,h,t,s]·q[b,t,h,d],  dv += Σ_h Σ_t P[b,h,t,s]·dout[b,t,h,d].
-ZOFO_HD void attention_dkdv_one(float* dk, float* dv, const float* dS, const float* att, const float* q,
-                                const float* dout, const Shape& sh, int64_t i) {
-  const int64_t d = i % sh.HS, bsg = i / sh.HS;
-  const int64_t g = bsg % sh.NKV, bs = bsg / sh.NKV;
-  const int64_t s = bs % sh.T, b = bs / sh.T;
-  const int64_t T = sh.T, rep = sh.rep();
-  float ak = 0.0f, av = 0.0f;
-  for (int64_t h = g * rep; h < (g + 1) * rep; ++h) {
-    const int64_t col = (b * sh.NH + h) * T * T + s;  // (b, h, t = 0, s) of att / dS
-    const int64_t qi = b * T * sh.qw() + h * sh.HS + d;  // (b, t = 0, h, d) of q / dout
-    for (int64_t t = s; t < T; ++t) {
-      ak += dS[col + t * T] * q[qi + t * sh.qw()];
-      av += att[col + t * T] * dout[qi + t * sh.qw()];
+  const float* maskf = saved + sh.rows() + o.b * T;
+  const float* kb = k + o.b * T * sh.kw() + o.g * HS;
+  const float* vb = v + o.b * T * sh.kw() + o.g * HS;
+  const int64_t qi = (o.b * T + o.t) * sh.qw() + o.h * HS;
+  float qv[kPerLane], dov[kPerLane], acc[kPerLane];
+  load_lane(qv, q + qi, HS, lane, nlanes);
+  load_lane(dov, dout + qi, HS, lane, nlanes);
+  float Dsum = 0.0f;
+  for (int64_t s = 0; s <= o.t; ++s) {
+    if (maskf[s] == 0.0f) continue;
+    float p, dp;
+    prob_and_dprob(p, dp, qv, dov, kb + s * sh.kw(), vb + s * sh.kw(), lse, scale, HS, lane, nlanes, red);
+    Dsum += p * dp;
+  }
+  for (int j = 0; j < kPerLane; ++j) acc[j] = 0.0f;
+  for (int64_t s = 0; s <= o.t; ++s) {
+    if (maskf[s] == 0.0f) continue;
+    float p, dp;
+    const float* kr = kb + s * sh.kw();
+    prob_and_dprob(p, dp, qv, dov, kr, vb + s * sh.kw(), lse, scale, HS, lane, nlanes, red);
+    const float ds = p * (dp - Dsum) * scale;
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+    for (int j = 0; j < kPerLane; ++j) {
+      const int64_t d = lane + (int64_t)j * nlanes;
+      if (d < HS) acc[j] += ds * kr[d];
     }
   }
-  dk[i] += ak;
-  dv[i] += av;
+  for (int j = 0; j < kPerLane; ++j) {
+    const int64_t d = lane + (int64_t)j * nlanes;
+    if (d < HS) dq[qi + d] += acc[j];
+  }
+  if (lane == 0) D[r] = Dsum;
+}
+
+// Key row kr = (b·T + s)·NKV + g (indexed as k): over the group's query heads h (in
+// order), then t = s … T−1: dk += Σ dS·q_t, dv += Σ P·dout_t. Needs D from backward_dq_row.
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <int kPerLane, class R>
+ZOFO_HD void backward_dkdv_row(float* dk, float* dv, const float* D, const float* dout, const float* saved,
+                               const float* q, const float* k, const float* v, const Shape& sh, float scale,
+                               int64_t kr, int lane, int nlanes, const R& red) {
+  const int64_t g = kr % sh.NKV, bs = kr / sh.NKV;
+  const int64_t s = bs % sh.T, b = bs / sh.T;
+  const int64_t T = sh.T, HS = sh.HS, rep = sh.rep();
+  if (saved[sh.rows() + b * T + s] == 0.0f) return;  // a padded key: no query sees it
+  float kv[kPerLane], vv[kPerLane], ak[kPerLane], av[kPerLane];
+  load_lane(kv, k + kr * HS, HS, lane, nlanes);
+  load_lane(vv, v + kr * HS, HS, lane, nlanes);
+  for (int j = 0; j < kPerLane; ++j) ak[j] = av[j] = 0.0f;
+  for (int64_t h = g * rep; h < (g + 1) * rep; ++h) {
+    for (int64_t t = s; t < T; ++t) {
+      const int64_t r = (b * sh.NH + h) * T + t;
+      const float lse = saved[r];
+      if (lse == INFINITY) continue;
+      const int64_t qi = (b * T + t) * sh.qw() + h * HS;
+      const float* qr = q + qi;
+      const float* dor = dout + qi;
+      const float p = expf(scale * red.sum(partial_dot(kv, qr, HS, lane, nlanes)) - lse);
+      const float dp = red.sum(partial_dot(vv, dor, HS, lane, nlanes));
+      const float ds = p * (dp - D[r]) * scale;
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+      for (int j = 0; j < kPerLane; ++j) {
+        const int64_t d = lane + (int64_t)j * nlanes;
+        if (d < HS) {
+          ak[j] += ds * qr[d];
+          av[j] += p * dor[d];
+        }
+      }
+    }
+  }
+  for (int j = 0; j < kPerLane; ++j) {
+    const int64_t d = lane + (int64_t)j * nlanes;
+    if (d < HS) {
+      dk[kr * HS + d] += ak[j];
+      dv[kr * HS + d] += av[j];
+    }
+  }
 }
 
 }  // namespace attn

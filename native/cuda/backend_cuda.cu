@@ -4,10 +4,23 @@
 // the first step. Downloads synchronise the stream (the engine reads back only the loss
 // rows and one finiteness flag per step); small uploads go through pinned staging and
 // do not.
+//
+// Compute precision (Backend::set_compute). FP32 and TF32 run fp32 operands through the
+// matmul in that mode. BF16: the matmul takes bf16 operands and sums in fp32. Buffers
+// the engine allocates with alloc_operand (weight views, pre-norm outputs, the MLP
+// activation, the attention output) are then held as bf16, written so by their
+// producer (weight_view rounds W + a·z once, the norms, activations and attention
+// store rounded values): half the bytes written and read. Any other fp32 operand (an fp32
+// weight read unperturbed, a gradient in the backward) is rounded into a workspace that
+// grows to the largest operand seen and is then reused. With bf16 storage, a weight read
+// unperturbed is its stored bf16 values themselves (operand_view: no copy). Outputs
+// stay fp32, and so does everything the norms, softmax, loss, reductions and
+// optimizers touch. The precision is set once, before the first forward.
 #include "backend_cuda.h"
 
 #include <string.h>
 
+#include <map>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -72,6 +85,8 @@ class CudaBackend final : public CudaBackendApi {
     cudaSetDevice(device_);
     cudaStreamSynchronize(stream_);  // errors ignored: destructors must not throw
     if (table_device_) cudaFree(table_device_);
+    for (Workspace& w : workspace_)
+      if (w.p) cudaFreeAsync(w.p, stream_);
     cudaFree(flag_);
     cudaFreeHost(flag_host_);
     for (Stage& slot : stages_) {
@@ -83,6 +98,16 @@ class CudaBackend final : public CudaBackendApi {
   }
 
   const char* name() const override { return "cuda"; }
+
+  void set_compute(Compute c) override {
+    if (c != Compute::FP32 && c != Compute::TF32 && c != Compute::BF16)
+      throw invalid_arg("compute: unknown precision " + std::to_string((int)c));
+    std::lock_guard<std::mutex> guard(lock_);
+    if (!bf16_operands_.empty() && c != compute_)
+      throw Error("ZOFO_INVALID_STATE", std::string("compute: cannot change from ") + compute_name(compute_) + " to " +
+                                            compute_name(c) + " while operand buffers are alive");
+    compute_ = c;
+  }
 
   // ---- memory ----
   float* alloc(size_t n) override {
@@ -107,16 +132,39 @@ class CudaBackend final : public CudaBackendApi {
     if (in_use_ > peak_) peak_ = in_use_;
     return static_cast<float*>(p);
   }
+  // BF16 compute: n bf16 values (half the floats), remembered as a bf16 operand.
+  float* alloc_operand(size_t n) override {
+    if (compute() != Compute::BF16) return alloc_scratch(n);
+    float* p = alloc_scratch((n + 1) / 2);
+    std::lock_guard<std::mutex> guard(lock_);
+    bf16_operands_[p] = n;
+    return p;
+  }
+  // BF16 compute, bf16 storage: the stored weights are the operand (no copy); the range
+  // is remembered as a bf16 operand until the buffer holding it is freed.
+  const float* operand_view(const void* stored, DType dtype, size_t n) override {
+    if (compute() != Compute::BF16 || dtype != DType::BF16 || n == 0 || !stored) return nullptr;
+    std::lock_guard<std::mutex> guard(lock_);
+    auto [it, inserted] = bf16_operands_.emplace(stored, n);
+    if (!inserted && it->second != n)
+      throw Error("ZOFO_INTERNAL", "operand_view: stored weights seen with " + std::to_string(it->second) + " and " +
+                                       std::to_string(n) + " values");
+    return static_cast<const float*>(stored);
+  }
   void free(float* p) override {  // called from destructors: never throws
     if (!p) return;
     cudaSetDevice(device_);
     {
       std::lock_guard<std::mutex> guard(lock_);
       auto it = sizes_.find(p);
+      size_t freed = 1;
       if (it != sizes_.end()) {
+        freed = it->second;
         in_use_ -= it->second;
         sizes_.erase(it);
       }
+      // p's own entry, and any stored-weight ranges inside it (operand_view).
+      bf16_operands_.erase(bf16_operands_.lower_bound(p), bf16_operands_.lower_bound((const char*)p + freed));
     }
     cudaFreeAsync(p, stream_);
   }
@@ -156,7 +204,10 @@ class CudaBackend final : public CudaBackendApi {
   void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,
                    uint64_t seed, float a) override {
     on_device();
-    cuda::weight_view(dst, src, dtype, n, stream, first, seed, a, stream_);
+    if (uint16_t* dst16 = bf16_operand(dst, n, "weight_view"))
+      cuda::weight_view_bf16(dst16, src, dtype, n, stream, first, seed, a, stream_);
+    else
+      cuda::weight_view(dst, src, dtype, n, stream, first, seed, a, stream_);
   }
   void zo_update(void* data, DType dtype, uint64_t n_elems, const ParamEntry* table, size_t n_entries, uint64_t seed,
                  float a, float eta_lambda) override {
@@ -182,7 +233,21 @@ class CudaBackend final : public CudaBackendApi {
   void matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
     on_device();
-    gemm_->run(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    const Compute mode = compute();
+    if (bf16_operand(C, 0, "matmul (output)"))
+      throw Error("ZOFO_INTERNAL", "matmul: the output C is a bf16 operand buffer");
+    if (mode != Compute::BF16) {
+      gemm_->run(mode, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      return;
+    }
+    check_gemm_args(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
+    if (M == 0 || N == 0) return;
+    // op(A) is (M, K): stored (K, M) when transposed; op(B) is (K, N).
+    const void* a16 = bf16_matrix(A, trans_a ? K : M, trans_a ? M : K, lda, 0);
+    const void* b16 = bf16_matrix(B, trans_b ? N : K, trans_b ? K : N, ldb, 1);
+    if (a16 != A) lda = trans_a ? M : K;  // rounded into the workspace, packed
+    if (b16 != B) ldb = trans_b ? K : N;
+    gemm_->run(Compute::BF16, trans_a, trans_b, M, N, K, alpha, a16, lda, b16, ldb, beta, C, ldc);
   }
   void add_bias(float* y, const float* bias, int64_t N, int64_t C) override {
     on_device();
@@ -199,7 +264,10 @@ class CudaBackend final : public CudaBackendApi {
   void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
                        float eps) override {
     on_device();
-    cuda::rmsnorm_forward(out, rstd, inp, weight, N, C, eps, stream_);
+    if (uint16_t* out16 = bf16_operand(out, (size_t)(N * C), "rmsnorm_forward"))
+      cuda::rmsnorm_forward(out16, rstd, inp, weight, N, C, eps, stream_);
+    else
+      cuda::rmsnorm_forward(out, rstd, inp, weight, N, C, eps, stream_);
   }
   void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                         const float* rstd, int64_t N, int64_t C) override {
@@ -209,7 +277,10 @@ class CudaBackend final : public CudaBackendApi {
   void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                          const float* bias, int64_t N, int64_t C, float eps) override {
     on_device();
-    cuda::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps, stream_);
+    if (uint16_t* out16 = bf16_operand(out, (size_t)(N * C), "layernorm_forward"))
+      cuda::layernorm_forward(out16, mean, rstd, inp, weight, bias, N, C, eps, stream_);
+    else
+      cuda::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps, stream_);
   }
   void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                           const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) override {
@@ -221,16 +292,22 @@ class CudaBackend final : public CudaBackendApi {
     on_device();
     cuda::rope(x, positions, B, T, NH, HS, theta, backward, stream_);
   }
+  // The fused kernels save the row log-sum-exp and the mask, not the (T, T) probabilities.
+  size_t attention_saved_size(int64_t B, int64_t T, int64_t NH) const override {
+    return (size_t)cuda::attention_saved_size(B, T, NH);
+  }
   void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, const uint8_t* mask,
                          int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS, float scale) override {
     on_device();
-    cuda::attention_forward(out, att, q, k, v, mask, B, T, NH, NKV, HS, scale, stream_);
+    uint16_t* out16 = bf16_operand(out, (size_t)(B * T * NH * HS), "attention_forward");
+    cuda::attention_forward(out16 ? (void*)out16 : (void*)out, out16 != nullptr, att, q, k, v, mask, B, T, NH, NKV, HS,
+                            scale, stream_);
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att, const float* q,
                           const float* k, const float* v, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS,
                           float scale) override {
     on_device();
-    float* scratch = alloc_scratch((size_t)(B * NH * T * T));
+    float* scratch = alloc_scratch((size_t)(B * NH * T));
     struct Release {
       CudaBackend* be;
       float* p;
@@ -240,7 +317,10 @@ class CudaBackend final : public CudaBackendApi {
   }
   void activation_forward(int kind, float* out, const float* inp, int64_t N) override {
     on_device();
-    cuda::activation_forward(kind, out, inp, N, stream_);
+    if (uint16_t* out16 = bf16_operand(out, (size_t)N, "activation_forward"))
+      cuda::activation_forward(kind, out16, inp, N, stream_);
+    else
+      cuda::activation_forward(kind, out, inp, N, stream_);
   }
   void activation_backward(int kind, float* dinp, const float* inp, const float* dout, int64_t N) override {
     on_device();
@@ -248,7 +328,10 @@ class CudaBackend final : public CudaBackendApi {
   }
   void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) override {
     on_device();
-    cuda::swiglu_forward(out, gate, up, N, stream_);
+    if (uint16_t* out16 = bf16_operand(out, (size_t)N, "swiglu_forward"))
+      cuda::swiglu_forward(out16, gate, up, N, stream_);
+    else
+      cuda::swiglu_forward(out, gate, up, N, stream_);
   }
   void swiglu_backward(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
                        int64_t N) override {
@@ -309,6 +392,42 @@ class CudaBackend final : public CudaBackendApi {
   void on_device() const { cuda_check(cudaSetDevice(device_), "cudaSetDevice"); }
   static size_t bytes_of(size_t n) { return (n ? n : 1) * sizeof(float); }
 
+  // p as a bf16 operand buffer, or null when p is fp32 memory. A pointer inside a bf16
+  // buffer (not at its start), or n values past its end, is an engine error: bf16 data
+  // must never be read or written as fp32.
+  uint16_t* bf16_operand(const void* p, size_t n, const char* what) const {
+    std::lock_guard<std::mutex> guard(lock_);
+    if (bf16_operands_.empty() || !p) return nullptr;
+    auto it = bf16_operands_.upper_bound(p);
+    if (it == bf16_operands_.begin()) return nullptr;
+    --it;
+    const char* base = static_cast<const char*>(it->first);
+    const size_t count = it->second;
+    if (static_cast<const char*>(p) >= base + count * sizeof(uint16_t)) return nullptr;
+    if (p != it->first || n > count)
+      throw Error("ZOFO_INTERNAL", std::string(what) + ": a bf16 operand buffer is used at an offset or past its " +
+                                       std::to_string(count) + " values");
+    return static_cast<uint16_t*>(const_cast<void*>(p));
+  }
+
+  // op-shaped (rows, cols, leading dimension ld) operand X as bf16: X itself when it is
+  // a bf16 operand buffer, otherwise X rounded into workspace slot `slot`, packed.
+  const void* bf16_matrix(const float* X, int64_t rows, int64_t cols, int64_t ld, int slot) {
+    if (rows == 0 || cols == 0) return X;
+    const size_t extent = (size_t)((rows - 1) * ld + cols);
+    if (bf16_operand(X, extent, "matmul")) return X;
+    const size_t n = (size_t)(rows * cols);
+    Workspace& w = workspace_[slot];
+    if (n > w.capacity) {  // grows to the largest operand, then is reused: no per-call allocation
+      if (w.p) free(w.p);
+      w.p = nullptr;
+      w.p = alloc_scratch((n + 1) / 2);
+      w.capacity = n;
+    }
+    to_bf16_matrix(reinterpret_cast<uint16_t*>(w.p), X, rows, cols, ld, stream_);
+    return w.p;
+  }
+
   // The update's parameter table is the same every step: upload it only when it changes.
   const ParamEntry* upload_table(const ParamEntry* table, size_t n, uint64_t n_elems) {
     validate_param_table(table, n, n_elems);
@@ -355,8 +474,14 @@ class CudaBackend final : public CudaBackendApi {
   std::vector<ParamEntry> table_host_;
   ParamEntry* table_device_ = nullptr;
   size_t table_capacity_ = 0;
+  struct Workspace {
+    float* p = nullptr;
+    size_t capacity = 0;  // bf16 values
+  };
+  Workspace workspace_[2];  // the rounded A and B of a BF16 matmul
   mutable std::mutex lock_;
   std::unordered_map<void*, size_t> sizes_;
+  std::map<const void*, size_t> bf16_operands_;  // start → bf16 values
   size_t in_use_ = 0, peak_ = 0;
 };
 

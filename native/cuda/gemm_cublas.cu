@@ -1,10 +1,13 @@
 // The device matmul through cuBLAS: the only file that includes cuBLAS headers (CI
 // compiles every other .cu without them). Row-major C = op(A)·op(B) is computed as the
-// column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, so no transposes are materialised.
+// column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, so no transposes are materialised. One handle per
+// backend (its stream); cublasGemmEx has no descriptors to rebuild, and cuBLAS keeps
+// its workspace with the handle, so a call allocates nothing.
+//   FP32: fp32 operands, CUBLAS_COMPUTE_32F (no TF32: full fp32 products).
+//   TF32: fp32 operands, CUBLAS_COMPUTE_32F_FAST_TF32 (tensor cores, TF32 operands).
+//   BF16: bf16 operands (CUDA_R_16BF), CUBLAS_COMPUTE_32F (tensor cores, fp32 sums).
+// The output is fp32 in every mode, so beta = 1 accumulation keeps fp32.
 #include <cublas_v2.h>
-
-#include <stdlib.h>
-#include <string.h>
 
 #include <string>
 
@@ -26,28 +29,33 @@ class CublasGemm final : public Gemm {
   explicit CublasGemm(cudaStream_t s) {
     cublas_check(cublasCreate(&handle_), "cublasCreate");
     cublas_check(cublasSetStream(handle_, s), "cublasSetStream");
-    const char* tf32 = getenv("ZOFO_CUDA_TF32");
-    tf32_ = tf32 && strcmp(tf32, "1") == 0;
   }
   ~CublasGemm() override { cublasDestroy(handle_); }
-  const char* name() const override { return tf32_ ? "cublas-tf32" : "cublas-fp32"; }
+  const char* name() const override { return "cublas"; }
 
-  void run(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
+  void run(Compute mode, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
+           const void* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
     check_gemm_args(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
     if (M == 0 || N == 0) return;
     const int64_t limit = 0x7fffffff;
     if (M > limit || N > limit || K > limit || lda > limit || ldb > limit || ldc > limit)
       throw invalid_arg("matmul: a size or leading dimension exceeds cuBLAS's 32-bit range");
+    cudaDataType_t operand = CUDA_R_32F;
+    cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
+    switch (mode) {
+      case Compute::FP32: break;
+      case Compute::TF32: compute = CUBLAS_COMPUTE_32F_FAST_TF32; break;
+      case Compute::BF16: operand = CUDA_R_16BF; break;
+      default: throw invalid_arg("matmul: unknown compute mode " + std::to_string((int)mode));
+    }
     cublas_check(cublasGemmEx(handle_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, (int)N, (int)M,
-                              (int)K, &alpha, B, CUDA_R_32F, (int)ldb, A, CUDA_R_32F, (int)lda, &beta, C, CUDA_R_32F,
-                              (int)ldc, tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                              (int)K, &alpha, B, operand, (int)ldb, A, operand, (int)lda, &beta, C, CUDA_R_32F,
+                              (int)ldc, compute, CUBLAS_GEMM_DEFAULT),
                  "cublasGemmEx");
   }
 
  private:
   cublasHandle_t handle_ = nullptr;
-  bool tf32_ = false;
 };
 
 }  // namespace

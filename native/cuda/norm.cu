@@ -11,8 +11,9 @@ using body::kNormMaxLanes;
 // Every kernel here: grid-stride over rows (uniform per block, so the barriers inside
 // the lanes' reductions are reached by all threads), blockDim.x = lanes_for(C).
 
+template <class OutT>
 __global__ void __launch_bounds__(kNormMaxLanes)
-    rmsnorm_forward_kernel(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
+    rmsnorm_forward_kernel(OutT* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
                            float eps) {
   const body::BlockLanes lanes = block_lanes();
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x)
@@ -27,8 +28,9 @@ __global__ void __launch_bounds__(kNormMaxLanes)
     body::rmsnorm_backward_row(lanes, dinp, dout, inp, weight, rstd, C, n);
 }
 
+template <class OutT>
 __global__ void __launch_bounds__(kNormMaxLanes)
-    layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+    layernorm_forward_kernel(OutT* out, float* mean, float* rstd, const float* inp, const float* weight,
                              const float* bias, int64_t N, int64_t C, float eps) {
   const body::BlockLanes lanes = block_lanes();
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x)
@@ -43,10 +45,9 @@ __global__ void __launch_bounds__(kNormMaxLanes)
     body::layernorm_backward_row(lanes, dinp, dout, inp, weight, mean, rstd, C, n);
 }
 
-}  // namespace
-
-void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C, float eps,
-                     cudaStream_t s) {
+template <class OutT>
+void launch_rmsnorm_forward(OutT* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
+                            float eps, cudaStream_t s) {
   if (!launch::require_matrix("rmsnorm_forward", "N", N, "C", C)) return;
   launch::require_ptr("rmsnorm_forward", "out", out);
   launch::require_ptr("rmsnorm_forward", "rstd", rstd);
@@ -55,6 +56,18 @@ void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* wei
   const int lanes = body::lanes_for(C, kNormMaxLanes);
   rmsnorm_forward_kernel<<<launch::row_grid(N, lanes), lanes, 0, s>>>(out, rstd, inp, weight, N, C, eps);
   check_launch("rmsnorm_forward_kernel");
+}
+
+}  // namespace
+
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C, float eps,
+                     cudaStream_t s) {
+  launch_rmsnorm_forward(out, rstd, inp, weight, N, C, eps, s);
+}
+
+void rmsnorm_forward(uint16_t* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
+                     float eps, cudaStream_t s) {
+  launch_rmsnorm_forward(out, rstd, inp, weight, N, C, eps, s);
 }
 
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
@@ -73,8 +86,10 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
                        "rmsnorm_backward dweight (column_sums_kernel)");
 }
 
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
-                       int64_t N, int64_t C, float eps, cudaStream_t s) {
+namespace {
+template <class OutT>
+void launch_layernorm_forward(OutT* out, float* mean, float* rstd, const float* inp, const float* weight,
+                              const float* bias, int64_t N, int64_t C, float eps, cudaStream_t s) {
   if (!launch::require_matrix("layernorm_forward", "N", N, "C", C)) return;
   launch::require_ptr("layernorm_forward", "out", out);
   launch::require_ptr("layernorm_forward", "mean", mean);
@@ -85,6 +100,17 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
   layernorm_forward_kernel<<<launch::row_grid(N, lanes), lanes, 0, s>>>(out, mean, rstd, inp, weight, bias, N, C,
                                                                          eps);
   check_launch("layernorm_forward_kernel");
+}
+}  // namespace
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
+                       int64_t N, int64_t C, float eps, cudaStream_t s) {
+  launch_layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps, s);
+}
+
+void layernorm_forward(uint16_t* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, int64_t N, int64_t C, float eps, cudaStream_t s) {
+  launch_layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps, s);
 }
 
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,

@@ -8,18 +8,25 @@
 #pragma once
 
 #include "elementwise.cuh"
+#include "store.cuh"
 
 namespace zofo::cuda {
 
 // out = inp · rstd · weight, rstd = 1/√(mean(inp²) + eps); rstd (N) saved.
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C, float eps,
                      cudaStream_t s);
+// The same with out (N, C) in bf16 (nearest even): the operand of the next matmul.
+void rmsnorm_forward(uint16_t* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
+                     float eps, cudaStream_t s);
 // dinp += rstd · (g − x̂ · mean(g · x̂)), g = dout · weight, x̂ = inp · rstd; dweight += Σ_n dout · x̂
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                       const float* rstd, int64_t N, int64_t C, cudaStream_t s);
 // out = (inp − mean) · rstd · weight + bias (biased variance); mean, rstd (N) saved; bias nullable.
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
                        int64_t N, int64_t C, float eps, cudaStream_t s);
+// The same with out (N, C) in bf16 (nearest even): the operand of the next matmul.
+void layernorm_forward(uint16_t* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, int64_t N, int64_t C, float eps, cudaStream_t s);
 // dinp += rstd · (g − mean(g) − x̂ · mean(g · x̂)); dweight += Σ dout · x̂; dbias += Σ dout
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
@@ -32,11 +39,12 @@ constexpr int kNormMaxLanes = 256;
 // 1/√(sum/C + eps) in double, rounded once to fp32 (native/cpu/norm.cpp).
 ZOFO_HD float norm_rstd(double sum, int64_t C, float eps) { return (float)(1.0 / sqrt(sum / C + eps)); }
 
-template <class Lanes>
-ZOFO_HD void rmsnorm_forward_row(const Lanes& lanes, float* out, float* rstd, const float* inp, const float* weight,
+// OutT: float, or uint16_t for a bf16 output (the next matmul's operand).
+template <class Lanes, class OutT>
+ZOFO_HD void rmsnorm_forward_row(const Lanes& lanes, OutT* out, float* rstd, const float* inp, const float* weight,
                                  int64_t C, float eps, int64_t n) {
   const float* x = inp + n * C;
-  float* y = out + n * C;
+  OutT* y = out + n * C;
   const double sum_sq = lanes.sum([&](int lane, int nlanes) {
     double part = 0;
     for (int64_t c = lane; c < C; c += nlanes) part += (double)x[c] * x[c];
@@ -45,7 +53,7 @@ ZOFO_HD void rmsnorm_forward_row(const Lanes& lanes, float* out, float* rstd, co
   const float r = norm_rstd(sum_sq, C, eps);
   lanes.each([&](int lane, int nlanes) {
     if (lane == 0) rstd[n] = r;
-    for (int64_t c = lane; c < C; c += nlanes) y[c] = (x[c] * r) * weight[c];
+    for (int64_t c = lane; c < C; c += nlanes) store_as(y + c, (x[c] * r) * weight[c]);
   });
 }
 
@@ -76,11 +84,11 @@ struct RmsnormDweightTerm {  // dout[n, c] · x̂[n, c]
   ZOFO_HD double operator()(int64_t n, int64_t c) const { return (double)dout[n * C + c] * (inp[n * C + c] * rstd[n]); }
 };
 
-template <class Lanes>
-ZOFO_HD void layernorm_forward_row(const Lanes& lanes, float* out, float* mean, float* rstd, const float* inp,
+template <class Lanes, class OutT>
+ZOFO_HD void layernorm_forward_row(const Lanes& lanes, OutT* out, float* mean, float* rstd, const float* inp,
                                    const float* weight, const float* bias, int64_t C, float eps, int64_t n) {
   const float* x = inp + n * C;
-  float* y = out + n * C;
+  OutT* y = out + n * C;
   const double sum = lanes.sum([&](int lane, int nlanes) {
     double part = 0;
     for (int64_t c = lane; c < C; c += nlanes) part += x[c];
@@ -98,7 +106,7 @@ ZOFO_HD void layernorm_forward_row(const Lanes& lanes, float* out, float* mean, 
       mean[n] = m;
       rstd[n] = r;
     }
-    for (int64_t c = lane; c < C; c += nlanes) y[c] = (x[c] - m) * r * weight[c] + (bias ? bias[c] : 0.0f);
+    for (int64_t c = lane; c < C; c += nlanes) store_as(y + c, (x[c] - m) * r * weight[c] + (bias ? bias[c] : 0.0f));
   });
 }
 

@@ -80,14 +80,14 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // dst: (n,) fp32; src: (n,) S::T; one thread per Philox block of the view.
-template <class S>
+template <class S, class D>
 __global__ void __launch_bounds__(kThreads)
-    weight_view_kernel(float* dst, const typename S::T* __restrict__ src, uint64_t n, uint64_t first,
+    weight_view_kernel(typename D::T* dst, const typename S::T* __restrict__ src, uint64_t n, uint64_t first,
                        PhiloxKeys keys, uint64_t stream, float a) {
   const uint64_t groups = groups::view_group_count(n, first);
   const uint64_t step = (uint64_t)gridDim.x * blockDim.x;
   for (uint64_t g = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += step)
-    groups::weight_view_group<S>(dst, src, n, first, keys, stream, a, g);
+    groups::weight_view_group<S, D>(dst, src, n, first, keys, stream, a, g);
 }
 
 // out: (N, C) fp32; table: (V, C) S::T; ids: (N,). Rows on y, a row's groups on x: no
@@ -103,11 +103,11 @@ __global__ void __launch_bounds__(kThreads)
       groups::embedding_view_group<S>(out, table, ids, C, keys, stream, a, r, j);
 }
 
-template <class S>
-void launch_weight_view(float* dst, const void* src, uint64_t n, uint64_t first, const PhiloxKeys& keys,
+template <class S, class D>
+void launch_weight_view(typename D::T* dst, const void* src, uint64_t n, uint64_t first, const PhiloxKeys& keys,
                         uint64_t stream, float a, cudaStream_t s) {
   const unsigned grid = grid_for(groups::view_group_count(n, first));
-  weight_view_kernel<S><<<grid, kThreads, 0, s>>>(dst, (const typename S::T*)src, n, first, keys, stream, a);
+  weight_view_kernel<S, D><<<grid, kThreads, 0, s>>>(dst, (const typename S::T*)src, n, first, keys, stream, a);
   check_launch("weight_view_kernel");
 }
 
@@ -264,8 +264,11 @@ void materialize_then_axpy(DType dtype, void* x_device, uint64_t count, uint64_t
 
 // ---- weight views ----
 
-void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,
-                 uint64_t seed, float a, cudaStream_t s) {
+namespace {
+// weight_view into fp32 (D = F32) or bf16 (D = BF16) destinations.
+template <class D>
+void weight_view_to(typename D::T* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,
+                    uint64_t seed, float a, cudaStream_t s) {
   if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
     throw invalid_arg("weight_view: unknown dtype " + std::to_string((int)dtype));
   if (n == 0) return;
@@ -273,14 +276,25 @@ void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t 
   if (n > kMaxElems) throw invalid_arg("weight_view: n " + std::to_string(n) + " is too large");
   if (dst == nullptr) throw invalid_arg("weight_view: dst is null");
   if (src == nullptr) throw invalid_arg("weight_view: src is null");
-  require_element_aligned(dst, sizeof(float), "weight_view: dst");
+  require_element_aligned(dst, sizeof(typename D::T), "weight_view: dst");
   require_element_aligned(src, dtype_size(dtype), "weight_view: src");
   const PhiloxKeys keys = philox_keys(seed);
   switch (dtype) {
-    case DType::F32: launch_weight_view<groups::F32>(dst, src, n, first, keys, stream, a, s); break;
-    case DType::BF16: launch_weight_view<groups::BF16>(dst, src, n, first, keys, stream, a, s); break;
-    case DType::F16: launch_weight_view<groups::F16>(dst, src, n, first, keys, stream, a, s); break;
+    case DType::F32: launch_weight_view<groups::F32, D>(dst, src, n, first, keys, stream, a, s); break;
+    case DType::BF16: launch_weight_view<groups::BF16, D>(dst, src, n, first, keys, stream, a, s); break;
+    case DType::F16: launch_weight_view<groups::F16, D>(dst, src, n, first, keys, stream, a, s); break;
   }
+}
+}  // namespace
+
+void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,
+                 uint64_t seed, float a, cudaStream_t s) {
+  weight_view_to<groups::F32>(dst, src, dtype, n, stream, first, seed, a, s);
+}
+
+void weight_view_bf16(uint16_t* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,
+                      uint64_t seed, float a, cudaStream_t s) {
+  weight_view_to<groups::BF16>(dst, src, dtype, n, stream, first, seed, a, s);
 }
 
 void embedding_view(float* out, const void* table, DType dtype, const int32_t* ids, int64_t N, int64_t C,

@@ -80,6 +80,10 @@ void materialize_then_axpy(DType dtype, void* x_device, uint64_t count, uint64_t
 void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,
                  uint64_t seed, float a, cudaStream_t s);
 
+// The same view rounded to bf16 (nearest even): the operand of a bf16 matmul. dst: (n,) bf16.
+void weight_view_bf16(uint16_t* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,
+                      uint64_t seed, float a, cudaStream_t s);
+
 // out[r·C + c] = fmaf(a, z(seed, stream, ids[r]·C + c), fp32(table[ids[r]·C + c])): weight_view of
 // each looked-up row, all N rows in one launch (repeated ids are fine).
 //   out: (N, C) fp32; table: (V, C) of dtype; ids: (N,) int32 in [0, V) (checked by the caller:

@@ -227,9 +227,10 @@ ZOFO_HD uint64_t view_group_count(uint64_t n, uint64_t first) {
 // dst[i] = fmaf(a, z(first + i), load(src[i])) for the (up to 4) i of group g: the
 // expression of zofo::cpu::perturbed_copy, so the bits match. a == 0 is the CPU's plain
 // conversion (no Philox, and no fmaf, which would turn −0 into +0 and quiet NaNs).
-//   dst: (n,) fp32; src: (n,) storage S::T, any element alignment.
-template <class S>
-ZOFO_HD void weight_view_group(float* dst, const typename S::T* src, uint64_t n, uint64_t first,
+// D = BF16: the same fp32 value rounded to nearest even (a bf16 matmul operand).
+//   dst: (n,) D::T (fp32 by default); src: (n,) storage S::T, any element alignment.
+template <class S, class D = F32>
+ZOFO_HD void weight_view_group(typename D::T* dst, const typename S::T* src, uint64_t n, uint64_t first,
                                const PhiloxKeys& k, uint64_t stream, float a, uint64_t g) {
   using T = typename S::T;
   const uint64_t block = (first >> 2) + g;
@@ -240,7 +241,7 @@ ZOFO_HD void weight_view_group(float* dst, const typename S::T* src, uint64_t n,
   // Whole group inside the view with both pointers vector-aligned: one vector load/store.
   if (e0 >= first && n >= 4 && e0 - first <= n - 4) {
     const uint64_t i0 = e0 - first;
-    if ((uintptr_t)(dst + i0) % sizeof(float4) == 0 && (uintptr_t)(src + i0) % (4 * sizeof(T)) == 0) {
+    if ((uintptr_t)(dst + i0) % sizeof(typename D::V) == 0 && (uintptr_t)(src + i0) % (4 * sizeof(T)) == 0) {
       float x[4];
       S::load4((const typename S::V*)(src + i0), x);
       if (noise) {
@@ -249,7 +250,7 @@ ZOFO_HD void weight_view_group(float* dst, const typename S::T* src, uint64_t n,
 #endif
         for (int j = 0; j < 4; ++j) x[j] = fmaf(a, z[j], x[j]);
       }
-      F32::store4((float4*)(dst + i0), x);
+      D::store4((typename D::V*)(dst + i0), x);
       return;
     }
   }
@@ -262,7 +263,7 @@ ZOFO_HD void weight_view_group(float* dst, const typename S::T* src, uint64_t n,
     if (e < first || e - first >= n) continue;
     const uint64_t i = e - first;
     const float x = S::load(src[i]);
-    dst[i] = noise ? fmaf(a, z[j], x) : x;
+    dst[i] = D::store(noise ? fmaf(a, z[j], x) : x);
   }
 }
 

@@ -42,6 +42,19 @@ class Backend {
   virtual void fill(float* dst, float value, size_t n) = 0;
   // Scratch that the caller overwrites whole: not zeroed.
   virtual float* alloc_scratch(size_t n) = 0;
+  // Memory for a matmul operand: n values that one producer writes whole (weight_view,
+  // rmsnorm_forward, layernorm_forward, activation_forward, swiglu_forward or
+  // attention_forward) and that afterwards only matmul reads, as A or B. A backend whose
+  // compute precision is narrower than fp32 may keep it narrower (CUDA in bf16 compute:
+  // n bf16 values, half the bytes to write and to read). Not zeroed; released by free().
+  virtual float* alloc_operand(size_t n) { return alloc_scratch(n); }
+  // A matmul operand reading n stored weights of `dtype` in place (no copy), or null when
+  // the backend needs a weight_view instead (the default). CUDA in bf16 compute reads
+  // bf16 storage directly. The stored weights must outlive every use of the pointer.
+  virtual const float* operand_view(const void* stored, DType dtype, size_t n) {
+    (void)stored, (void)dtype, (void)n;
+    return nullptr;
+  }
   // Raw bytes (low-precision parameter storage).
   virtual void upload_raw(void* dst, const void* host, size_t bytes) = 0;
   virtual void download_raw(void* host, const void* src, size_t bytes) = 0;
@@ -79,6 +92,9 @@ class Backend {
                                   int64_t C) = 0;
   virtual void rope(float* x, const int32_t* positions, int64_t B, int64_t T, int64_t NH, int64_t HS, float theta,
                     bool backward) = 0;
+  // What attention_forward saves in `att` for attention_backward, in floats: here the
+  // probabilities (B, NH, T, T); a fused kernel saves less (CUDA: the row log-sum-exp).
+  virtual size_t attention_saved_size(int64_t B, int64_t T, int64_t NH) const { return (size_t)(B * NH * T * T); }
   virtual void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                                  const uint8_t* mask, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS,
                                  float scale) = 0;

@@ -23,8 +23,10 @@ namespace {
 // Backend memory owned for one forward/backward.
 class Buf {
  public:
+  enum Kind { Zeroed, Operand };  // Operand: Backend::alloc_operand (written whole, read by matmul only)
   Buf() = default;
-  Buf(Backend& be, int64_t n) : be_(&be), p_(be.alloc((size_t)n)), n_(n) {}
+  Buf(Backend& be, int64_t n, Kind kind = Zeroed)
+      : be_(&be), p_(kind == Operand ? be.alloc_operand((size_t)n) : be.alloc((size_t)n)), n_(n) {}
   ~Buf() {
     if (p_) be_->free(p_);
   }
@@ -229,20 +231,25 @@ const TensorSpec& Transformer::spec(const std::string& name) const {
   return specs_[it->second];
 }
 
-Transformer::Weight Transformer::p(const std::string& name) const { return weight(spec(name).offset); }
+// Named weights are the embeddings tied to the head and OPT's projections: matmul operands.
+Transformer::Weight Transformer::p(const std::string& name) const { return weight(spec(name).offset, true); }
 
-// The fp32 values the forward and backward read for the tensor at `offset`: the stored
+// The values the forward and backward read for the tensor at `offset`: the stored
 // weights themselves (fp32, unperturbed), or scratch holding their fp32 conversion plus
 // the active perturbation. Perturbing into scratch instead of in place means the stored
-// x is only ever written by an update: exact restore in every storage dtype.
-Transformer::Weight Transformer::weight(int64_t offset) const {
+// x is only ever written by an update: exact restore in every storage dtype. With
+// `operand` (read by matmul only) the backend may hold the view in its compute precision
+// (alloc_operand) or, unperturbed, read the stored weights in place (operand_view).
+Transformer::Weight Transformer::weight(int64_t offset, bool operand) const {
   const size_t i = tensor_at(offset);
   const float a = perturbation_of(i);
   if (a == 0.0f && dtype_ == DType::F32) return Weight{(const float*)store_ + offset, nullptr};
   const int64_t n = specs_[i].numel();
-  Weight w{nullptr, std::make_shared<Scratch>(be_, n)};
-  be_.weight_view(w.scratch->p, (const char*)store_ + offset * dtype_size(dtype_), dtype_, (uint64_t)n, streams_[i], 0,
-                  perturb_.seed, a);
+  const void* stored = (const char*)store_ + offset * dtype_size(dtype_);
+  if (a == 0.0f && operand)  // the backend's matmul may read the stored weights as they are
+    if (const float* direct = be_.operand_view(stored, dtype_, (size_t)n)) return Weight{direct, nullptr};
+  Weight w{nullptr, std::make_shared<Scratch>(be_, n, operand)};
+  be_.weight_view(w.scratch->p, stored, dtype_, (uint64_t)n, streams_[i], 0, perturb_.seed, a);
   w.ptr = w.scratch->p;
   return w;
 }
@@ -267,7 +274,8 @@ void Transformer::embedding_rows(float* out, int64_t offset, const int32_t* ids,
                      perturb_.seed, perturbation_of(i));
 }
 
-Transformer::Scratch::Scratch(Backend& be, int64_t n) : be(be), p(be.alloc_scratch((size_t)n)) {}
+Transformer::Scratch::Scratch(Backend& be, int64_t n, bool operand)
+    : be(be), p(operand ? be.alloc_operand((size_t)n) : be.alloc_scratch((size_t)n)) {}
 Transformer::Scratch::~Scratch() { be.free(p); }
 
 void Transformer::set_perturbation(uint64_t seed, float scale, const std::vector<uint8_t>& trainable) {
@@ -412,7 +420,7 @@ void Transformer::get_lora_tensor(const std::string& name, float* host, int64_t 
 // ---- linear ----
 
 void Transformer::linear_forward(const Linear& l, const float* u, float* y, int64_t N, float* lora_mid) {
-  const Weight Wv = weight(l.w);
+  const Weight Wv = weight(l.w, true);
   const float* W = Wv.get();
   if (l.conv1d) be_.matmul(false, false, N, l.out, l.in, 1.0f, u, l.in, W, l.out, 0.0f, y, l.out);
   else be_.matmul(false, true, N, l.out, l.in, 1.0f, u, l.in, W, l.in, 0.0f, y, l.out);
@@ -428,7 +436,7 @@ void Transformer::linear_forward(const Linear& l, const float* u, float* y, int6
 void Transformer::linear_backward(const Linear& l, const float* u, const float* dy, float* du, int64_t N,
                                   const float* lora_mid, float* lora_grad) {
   if (du) {
-    const Weight Wv = weight(l.w);
+    const Weight Wv = weight(l.w, true);
     const float* W = Wv.get();
     if (l.conv1d) be_.matmul(false, true, N, l.in, l.out, 1.0f, dy, l.out, W, l.out, 1.0f, du, l.in);
     else be_.matmul(false, false, N, l.in, l.out, 1.0f, dy, l.out, W, l.in, 1.0f, du, l.in);
@@ -470,8 +478,9 @@ void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
     for (const Linear* l : {&L->qkv, &L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down, &L->fc1, &L->fc2})
       if (l->rank > 0) act.lora_mid.emplace_back(be_, N * l->rank);
   auto mid = [&](const Linear& l) { return l.rank > 0 ? act.lora_mid[l.lora_slot].get() : nullptr; };
-  auto norm = [&](int64_t w, int64_t b, const float* in, Buf& out, Buf& mean, Buf& rstd) {
-    out = Buf(be_, N * C);
+  // operand: the output feeds only the next linears (pre-norm n1, n2).
+  auto norm = [&](int64_t w, int64_t b, const float* in, Buf& out, Buf& mean, Buf& rstd, bool operand = false) {
+    out = Buf(be_, N * C, operand ? Buf::Operand : Buf::Zeroed);
     rstd = Buf(be_, N);
     const Weight wv = weight(w);
     if (c.rmsnorm) be_.rmsnorm_forward(out.get(), rstd.get(), in, wv.get(), N, C, c.norm_eps);
@@ -517,7 +526,7 @@ void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
     a.x = std::move(x);
     const float* attn_in = a.x.get();
     if (c.pre_norm) {
-      norm(L.ln1_w, L.ln1_b, a.x.get(), a.n1, a.n1_mean, a.n1_rstd);
+      norm(L.ln1_w, L.ln1_b, a.x.get(), a.n1, a.n1_mean, a.n1_rstd, true);
       attn_in = a.n1.get();
     }
     a.q = Buf(be_, N * Q);
@@ -538,8 +547,8 @@ void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
       be_.rope(a.q.get(), positions, B, T, NH, HS, c.rope_theta, false);
       be_.rope(a.k.get(), positions, B, T, NKV, HS, c.rope_theta, false);
     }
-    a.att = Buf(be_, B * NH * T * T);
-    a.y = Buf(be_, N * Q);
+    a.att = Buf(be_, (int64_t)be_.attention_saved_size(B, T, NH));
+    a.y = Buf(be_, N * Q, Buf::Operand);
     be_.attention_forward(a.y.get(), a.att.get(), a.q.get(), a.k.get(), a.v.get(), as<uint8_t>(act.mask), B, T, NH, NKV,
                           HS, scale);
     a.s1 = Buf(be_, N * C);
@@ -548,7 +557,7 @@ void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
 
     const float* mlp_in;
     if (c.pre_norm) {
-      norm(L.ln2_w, L.ln2_b, a.s1.get(), a.n2, a.n2_mean, a.n2_rstd);  // h = s1
+      norm(L.ln2_w, L.ln2_b, a.s1.get(), a.n2, a.n2_mean, a.n2_rstd, true);  // h = s1
       mlp_in = a.n2.get();
     } else {
       norm(L.ln1_w, L.ln1_b, a.s1.get(), a.h, a.n1_mean, a.n1_rstd);  // h = norm1(s1)
@@ -556,7 +565,7 @@ void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
     }
     const float* h = c.pre_norm ? a.s1.get() : a.h.get();
     a.s2 = Buf(be_, N * C);
-    a.act = Buf(be_, N * F);
+    a.act = Buf(be_, N * F, Buf::Operand);
     a.a = Buf(be_, N * F);
     if (c.activation == 2) {
       a.b = Buf(be_, N * F);

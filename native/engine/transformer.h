@@ -126,7 +126,7 @@ class Transformer {
   struct Layer;
   struct Activations;
   struct Scratch {  // backend scratch, freed when the last Weight holding it goes
-    Scratch(Backend& be, int64_t n);
+    Scratch(Backend& be, int64_t n, bool operand);
     ~Scratch();
     Backend& be;
     float* p;
@@ -141,7 +141,8 @@ class Transformer {
     float scale = 0;
     const std::vector<uint8_t>* trainable = nullptr;
   };
-  Weight weight(int64_t offset) const;
+  // operand: the view is read only by matmul (Backend::alloc_operand).
+  Weight weight(int64_t offset, bool operand = false) const;
   size_t tensor_at(int64_t offset) const;
   float perturbation_of(size_t tensor) const;
   void embedding_rows(float* out, int64_t offset, const int32_t* ids, int64_t N, int64_t C) const;

@@ -1,5 +1,5 @@
 // make_gemm for builds without cuBLAS (CI's link-and-load check of the CUDA addon,
-// scripts/cuda-host-check.sh): the backend's matmul through the tiled kernel.
+// scripts/cuda-host-check.sh): the backend's matmul through the tiled kernel, every mode.
 #include "cuda/gemm.cuh"
 
 namespace zofo::cuda {
@@ -9,9 +9,9 @@ class TiledGemm final : public Gemm {
  public:
   explicit TiledGemm(cudaStream_t s) : s_(s) {}
   const char* name() const override { return "tiled"; }
-  void run(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
-    gemm_tiled(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, s_);
+  void run(Compute mode, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
+           const void* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
+    gemm_tiled(mode, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, s_);
   }
 
  private:

@@ -113,26 +113,35 @@ static void run_rows(int64_t rows, int nlanes, const Body& row_body) {
 // ---------------------------------------------------------------------------------
 // Attention: host emulation of the kernels, float64 reference
 
-static void emu_attention_forward(std::vector<float>& out, std::vector<float>& att, const std::vector<float>& q,
+static constexpr int kHostPerLane = cuda::attn::kMaxHS;  // enough registers for any lane count
+
+static std::vector<float> dirty_saved(const Shape& sh) {
+  return std::vector<float>(cuda::attention_saved_size(sh.B, sh.T, sh.NH), NAN);  // every entry must be written
+}
+
+template <class OutT>
+static void emu_attention_forward(std::vector<OutT>& out, std::vector<float>& saved, const std::vector<float>& q,
                                   const std::vector<float>& k, const std::vector<float>& v,
                                   const std::vector<uint8_t>& mask, const Shape& sh, float scale, int nlanes) {
   run_rows(sh.rows(), nlanes, [&](int64_t r, int64_t lane, int64_t nl, const auto& red) {
-    cuda::attn::softmax_forward_row(att.data(), q.data(), k.data(), mask.data(), sh, scale, r, lane, nl, red);
+    cuda::attn::forward_row<kHostPerLane>(out.data(), saved.data(), q.data(), k.data(), v.data(), mask.data(), sh,
+                                          scale, r, (int)lane, (int)nl, red);
   });
-  for (int64_t i = 0; i < (int64_t)out.size(); ++i) cuda::attn::attention_out_one(out.data(), att.data(), v.data(), sh, i);
 }
 
 static void emu_attention_backward(std::vector<float>& dq, std::vector<float>& dk, std::vector<float>& dv,
-                                   const std::vector<float>& dout, const std::vector<float>& att,
+                                   const std::vector<float>& dout, const std::vector<float>& saved,
                                    const std::vector<float>& q, const std::vector<float>& k,
                                    const std::vector<float>& v, const Shape& sh, float scale, int nlanes) {
-  std::vector<float> dS(att.size(), NAN);  // scratch arrives dirty: every entry must be written
+  std::vector<float> D(sh.rows(), NAN);  // scratch arrives dirty: every entry must be written
   run_rows(sh.rows(), nlanes, [&](int64_t r, int64_t lane, int64_t nl, const auto& red) {
-    cuda::attn::softmax_backward_row(dS.data(), att.data(), dout.data(), v.data(), sh, scale, r, lane, nl, red);
+    cuda::attn::backward_dq_row<kHostPerLane>(dq.data(), D.data(), dout.data(), saved.data(), q.data(), k.data(),
+                                              v.data(), sh, scale, r, (int)lane, (int)nl, red);
   });
-  for (int64_t i = 0; i < (int64_t)dq.size(); ++i) cuda::attn::attention_dq_one(dq.data(), dS.data(), k.data(), sh, i);
-  for (int64_t i = 0; i < (int64_t)dk.size(); ++i)
-    cuda::attn::attention_dkdv_one(dk.data(), dv.data(), dS.data(), att.data(), q.data(), dout.data(), sh, i);
+  run_rows(sh.key_rows(), nlanes, [&](int64_t r, int64_t lane, int64_t nl, const auto& red) {
+    cuda::attn::backward_dkdv_row<kHostPerLane>(dk.data(), dv.data(), D.data(), dout.data(), saved.data(), q.data(),
+                                                k.data(), v.data(), sh, scale, r, (int)lane, (int)nl, red);
+  });
 }
 
 static std::vector<double> to_f64(const std::vector<float>& x) { return std::vector<double>(x.begin(), x.end()); }
@@ -140,10 +149,11 @@ static std::vector<double> to_f64(const std::vector<float>& x) { return std::vec
 // The float64 forward written plainly: P = masked causal softmax(scale·q·kᵀ), out = P·v.
 static void ref_forward(std::vector<double>& out, std::vector<double>& att, const std::vector<double>& q,
                         const std::vector<double>& k, const std::vector<double>& v, const std::vector<uint8_t>& mask,
-                        const Shape& sh, double scale) {
+                        const Shape& sh, double scale, std::vector<double>* lse = nullptr) {
   const int64_t B = sh.B, T = sh.T, NH = sh.NH, NKV = sh.NKV, HS = sh.HS, rep = NH / NKV;
   out.assign(B * T * NH * HS, 0.0);
   att.assign(B * NH * T * T, 0.0);
+  if (lse) lse->assign(B * NH * T, 0.0);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < NH; ++h)
       for (int64_t t = 0; t < T; ++t) {
@@ -159,6 +169,7 @@ static void ref_forward(std::vector<double>& out, std::vector<double>& att, cons
         }
         if (mx == -INFINITY) {
           for (int64_t s = 0; s < T; ++s) p[s] = 0;
+          if (lse) (*lse)[(b * NH + h) * T + t] = INFINITY;
           continue;
         }
         double sum = 0;
@@ -166,6 +177,7 @@ static void ref_forward(std::vector<double>& out, std::vector<double>& att, cons
           p[s] = (s <= t && mask[b * T + s]) ? std::exp(p[s] - mx) : 0.0;
           sum += p[s];
         }
+        if (lse) (*lse)[(b * NH + h) * T + t] = mx + std::log(sum);
         for (int64_t s = 0; s < T; ++s) p[s] /= sum;
         for (int64_t d = 0; d < HS; ++d) {
           double acc = 0;
@@ -239,6 +251,7 @@ static std::vector<AttnCase> attention_cases(Rng& rng, bool large) {
   add("T=1 B=3 NH=2 NKV=1 HS=5", {3, 1, 2, 1, 5});
   add("MQA B=2 T=33 NH=6 NKV=1 HS=7", {2, 33, 6, 1, 7});
   add("GQA B=5 T=64 NH=4 NKV=2 HS=40", {5, 64, 4, 2, 40});
+  add("GQA long B=2 T=160 NH=4 NKV=2 HS=128", {2, 160, 4, 2, 128});  // many rescales of the running max
   if (large) add("GQA large B=16 T=128 NH=32 NKV=8 HS=64", {16, 128, 32, 8, 64});
   return c;
 }
@@ -256,36 +269,40 @@ static AttnData make_data(const Shape& sh, Rng& rng) {
 }
 
 struct AttnRef {
-  std::vector<double> out, att, dq, dk, dv;
+  std::vector<double> out, att, lse, dq, dk, dv;
 };
 static AttnRef reference(const AttnCase& c, const AttnData& x) {
   AttnRef r;
   const std::vector<double> q = to_f64(x.q), k = to_f64(x.k), v = to_f64(x.v);
-  ref_forward(r.out, r.att, q, k, v, c.mask, c.sh, x.scale);
+  ref_forward(r.out, r.att, q, k, v, c.mask, c.sh, x.scale, &r.lse);
   r.dq = to_f64(x.dq0), r.dk = to_f64(x.dk0), r.dv = to_f64(x.dv0);
   ref_backward(r.dq, r.dk, r.dv, to_f64(x.dout), r.att, q, k, v, c.sh, x.scale);
   return r;
 }
 
-// Entries that must be exactly +0 or −0: causal (s > t), masked keys, and whole rows of
-// queries with no visible key (and then their outputs).
-static std::string check_structural_zeros(const AttnCase& c, const std::vector<float>& att, const std::vector<float>& out) {
+// The saved state and outputs that are exact: a query with no visible key has lse = +inf
+// and an all-zero output row; maskf is the mask; every lse is compared with float64.
+static std::string check_saved(const AttnCase& c, const AttnRef& ref, const std::vector<float>& saved,
+                               const std::vector<float>& out) {
   const Shape& sh = c.sh;
   int64_t bad = 0;
   for (int64_t b = 0; b < sh.B; ++b)
-    for (int64_t h = 0; h < sh.NH; ++h)
-      for (int64_t t = 0; t < sh.T; ++t) {
-        bool any = false;
-        for (int64_t s = 0; s <= t; ++s) any = any || c.mask[b * sh.T + s];
-        for (int64_t s = 0; s < sh.T; ++s) {
-          const bool visible = s <= t && c.mask[b * sh.T + s];
-          if (!visible && att[((b * sh.NH + h) * sh.T + t) * sh.T + s] != 0.0f) ++bad;
-        }
-        if (!any)
+    for (int64_t t = 0; t < sh.T; ++t) {
+      if (saved[sh.rows() + b * sh.T + t] != (c.mask[b * sh.T + t] ? 1.0f : 0.0f)) ++bad;
+      bool any = false;
+      for (int64_t s = 0; s <= t; ++s) any = any || c.mask[b * sh.T + s];
+      for (int64_t h = 0; h < sh.NH; ++h) {
+        const int64_t r = (b * sh.NH + h) * sh.T + t;
+        if (!any) {
+          if (saved[r] != INFINITY) ++bad;
           for (int64_t d = 0; d < sh.HS; ++d)
             if (out[((b * sh.T + t) * sh.NH + h) * sh.HS + d] != 0.0f) ++bad;
+        } else if (!(std::fabs(saved[r] - ref.lse[r]) <= kAttAtol + kAttRtol * std::fabs(ref.lse[r]))) {
+          ++bad;
+        }
       }
-  return bad ? std::to_string(bad) + " entries that must be exactly 0 are not" : "";
+    }
+  return bad ? std::to_string(bad) + " saved entries (lse, maskf) or padding outputs are wrong" : "";
 }
 
 // ---------------------------------------------------------------------------------
@@ -364,6 +381,37 @@ static void emu_weight_view(DType t, float* dst, const void* src, uint64_t n, ui
       }
 }
 
+// The same with bf16 destinations (weight_view_bf16: the operand of a bf16 matmul).
+static void emu_weight_view_bf16(DType t, uint16_t* dst, const void* src, uint64_t n, uint64_t first, uint64_t stream,
+                                 uint64_t seed, float a) {
+  using cuda::groups::BF16;
+  const PhiloxKeys k = philox_keys(seed);
+  const uint64_t groups = cuda::groups::view_group_count(n, first);
+  for (uint64_t g = 0; g < groups; ++g) switch (t) {
+      case DType::F32:
+        cuda::groups::weight_view_group<cuda::groups::F32, BF16>(dst, (const float*)src, n, first, k, stream, a, g);
+        break;
+      case DType::BF16:
+        cuda::groups::weight_view_group<cuda::groups::BF16, BF16>(dst, (const uint16_t*)src, n, first, k, stream, a, g);
+        break;
+      case DType::F16:
+        cuda::groups::weight_view_group<cuda::groups::F16, BF16>(dst, (const uint16_t*)src, n, first, k, stream, a, g);
+        break;
+    }
+}
+
+// First difference between bf16 values and the fp32 reference rounded to nearest even.
+static std::string diff_bf16(const float* want_f32, const uint16_t* got, size_t n) {
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < n; ++i)
+    if (got[i] != f32_to_bf16(want_f32[i]) && bad++ == 0) first = i;
+  if (!bad) return "";
+  char buf[160];
+  snprintf(buf, sizeof buf, "%zu of %zu differ; first [%zu] want 0x%04x got 0x%04x", bad, n, first,
+           f32_to_bf16(want_f32[first]), got[first]);
+  return buf;
+}
+
 static void emu_embedding_view(DType t, float* out, const void* table, const int32_t* ids, uint64_t N, uint64_t C,
                                uint64_t stream, uint64_t seed, float a) {
   const PhiloxKeys k = philox_keys(seed);
@@ -428,7 +476,8 @@ static void expect_invalid(const std::string& name, const std::vector<std::strin
 static void host_attention_tests(Rng& rng, bool large_too) {
   for (const AttnCase& c : attention_cases(rng, large_too)) {
     const Shape& sh = c.sh;
-    const bool large = sh.B * sh.NH * sh.T * sh.T > 1000000;
+    // Threaded lanes meet at a barrier per key: only the small cases run with several.
+    const bool large = sh.rows() * sh.T > 4000;
     const AttnData x = make_data(sh, rng);
     const AttnRef ref = reference(c, x);
     // The CPU backend on the same inputs.
@@ -442,24 +491,32 @@ static void host_attention_tests(Rng& rng, bool large_too) {
     for (int nlanes : {1, 3, 32}) {
       if (large && nlanes > 1) continue;
       const std::string tag = "host: " + c.name + " lanes=" + std::to_string(nlanes);
-      std::vector<float> out(x.q.size(), NAN), att(cpu_att.size(), NAN);  // dirty: all must be written
-      emu_attention_forward(out, att, x.q, x.k, x.v, c.mask, sh, x.scale, nlanes);
+      std::vector<float> out(x.q.size(), NAN), saved = dirty_saved(sh);  // dirty: all must be written
+      emu_attention_forward(out, saved, x.q, x.k, x.v, c.mask, sh, x.scale, nlanes);
       std::vector<float> dq = x.dq0, dk = x.dk0, dv = x.dv0;
-      emu_attention_backward(dq, dk, dv, x.dout, att, x.q, x.k, x.v, sh, x.scale, nlanes);
+      emu_attention_backward(dq, dk, dv, x.dout, saved, x.q, x.k, x.v, sh, x.scale, nlanes);
       // (a) float64 reference, kAttAtol + kAttRtol·|ref|
       check_close(tag + " forward out vs f64", ref.out, out, kAttAtol, kAttRtol);
-      check_close(tag + " forward att vs f64", ref.att, att, kAttAtol, kAttRtol);
-      const std::string zeros = check_structural_zeros(c, att, out);
-      report(zeros.empty(), tag + " masked/causal/padding entries exactly 0", zeros);
+      const std::string why = check_saved(c, ref, saved, out);
+      report(why.empty(), tag + " saved lse vs f64, maskf, padding rows exactly 0", why);
       check_close(tag + " backward dq vs f64", ref.dq, dq, kAttAtol, kAttRtol);
       check_close(tag + " backward dk vs f64", ref.dk, dk, kAttAtol, kAttRtol);
       check_close(tag + " backward dv vs f64", ref.dv, dv, kAttAtol, kAttRtol);
       // (b) the CPU backend, same tolerance (both fp32, different summation orders)
       check_close(tag + " forward out vs CPU", cpu_out, out, kAttAtol, kAttRtol);
-      check_close(tag + " forward att vs CPU", cpu_att, att, kAttAtol, kAttRtol);
       check_close(tag + " backward dq vs CPU", cpu_dq, dq, kAttAtol, kAttRtol);
       check_close(tag + " backward dk vs CPU", cpu_dk, dk, kAttAtol, kAttRtol);
       check_close(tag + " backward dv vs CPU", cpu_dv, dv, kAttAtol, kAttRtol);
+      // (c) the bf16 output (the next matmul's operand): the fp32 output rounded to nearest even, bit for bit.
+      if (nlanes != 3) {
+        std::vector<uint16_t> out16(x.q.size(), 0xffff);
+        std::vector<float> saved16 = dirty_saved(sh);
+        emu_attention_forward(out16, saved16, x.q, x.k, x.v, c.mask, sh, x.scale, nlanes);
+        size_t bad = 0;
+        for (size_t i = 0; i < out.size(); ++i) bad += out16[i] != f32_to_bf16(out[i]);
+        report(bad == 0, tag + " bf16 output = fp32 output rounded to nearest even",
+               bad ? std::to_string(bad) + " of " + std::to_string(out.size()) + " differ" : "");
+      }
     }
   }
 }
@@ -496,10 +553,10 @@ static void host_gradient_check(Rng& rng) {
     return g;
   };
   const std::vector<double> gq = fd(q), gk = fd(k), gv = fd(v);
-  std::vector<float> out(x.q.size()), att(sh.B * sh.NH * sh.T * sh.T);
-  emu_attention_forward(out, att, x.q, x.k, x.v, mask, sh, x.scale, 1);
+  std::vector<float> out(x.q.size()), saved = dirty_saved(sh);
+  emu_attention_forward(out, saved, x.q, x.k, x.v, mask, sh, x.scale, 1);
   std::vector<float> dq(x.q.size(), 0.0f), dk(x.k.size(), 0.0f), dv(x.v.size(), 0.0f);
-  emu_attention_backward(dq, dk, dv, x.dout, att, x.q, x.k, x.v, sh, x.scale, 1);
+  emu_attention_backward(dq, dk, dv, x.dout, saved, x.q, x.k, x.v, sh, x.scale, 1);
   // fp32 analytic gradient vs float64 differences: 1e-5 + 1e-4·|fd|.
   check_close("host: gradient check dq vs finite differences", gq, dq, 1e-5, 1e-4);
   check_close("host: gradient check dk vs finite differences", gk, dk, 1e-5, 1e-4);
@@ -534,6 +591,28 @@ static void host_view_tests(Rng& rng) {
       }
       report(why.empty(), name, why);
     }
+  // weight_view_bf16: the fp32 view rounded to nearest even, bit for bit; dst at 2-byte
+  // shifts from an 8-byte boundary (vector path and element path).
+  for (DType t : kDTypes)
+    for (float a : kAs) {
+      const std::string name = "host: weight_view_bf16 " + dtype_str(t) + " a=" + a_str(a) + " (all n, first, shifts)";
+      std::string why;
+      for (const ViewCase& vc : view_cases(false)) {
+        const std::vector<uint8_t> src = random_weights(t, vc.n, rng, a == 0.0f);
+        const std::vector<float> want = cpu_view(t, src.data(), vc, stream, seed, a);
+        for (uint64_t dst_shift : {0, 1, 3}) {
+          std::vector<uint16_t> got(vc.n + 8, 0xdead);
+          uint16_t* base = got.data();
+          while ((uintptr_t)base % 8) ++base;
+          emu_weight_view_bf16(t, base + dst_shift, src.data(), vc.n, vc.first, stream, seed, a);
+          const std::string d = diff_bf16(want.data() + kGuard, base + dst_shift, vc.n);
+          if (!d.empty() && why.empty())
+            why = "n=" + std::to_string(vc.n) + " first=" + std::to_string(vc.first) + " dst_shift=" +
+                  std::to_string(dst_shift) + ": " + d;
+        }
+      }
+      report(why.empty(), name, why);
+    }
   // embedding_view: rows of a (V, C) table, repeated ids, C not a multiple of 4.
   for (DType t : kDTypes)
     for (float a : kAs) {
@@ -559,17 +638,19 @@ static void host_argument_tests() {
   const uint8_t m[1] = {1};
   const int32_t ids[1] = {0};
   expect_invalid("host: attention_forward rejects NH % NKV != 0", {"attention_forward", "NKV"},
-                 [&] { cuda::attention_forward(f, f, f, f, f, m, 1, 1, 8, 3, 1, 1.0f, 0); });
+                 [&] { cuda::attention_forward(f, false, f, f, f, f, m, 1, 1, 8, 3, 1, 1.0f, 0); });
   expect_invalid("host: attention_forward rejects a negative size", {"attention_forward", "negative"},
-                 [&] { cuda::attention_forward(f, f, f, f, f, m, 1, -1, 1, 1, 1, 1.0f, 0); });
+                 [&] { cuda::attention_forward(f, false, f, f, f, f, m, 1, -1, 1, 1, 1, 1.0f, 0); });
   expect_invalid("host: attention_forward rejects a null mask", {"attention_forward", "mask"},
-                 [&] { cuda::attention_forward(f, f, f, f, f, nullptr, 1, 1, 1, 1, 1, 1.0f, 0); });
+                 [&] { cuda::attention_forward(f, false, f, f, f, f, nullptr, 1, 1, 1, 1, 1, 1.0f, 0); });
   expect_invalid("host: attention_backward rejects NKV = 0", {"attention_backward", "NKV"},
                  [&] { cuda::attention_backward(f, f, f, f, f, f, f, f, 1, 1, 2, 0, 1, 1.0f, f, 0); });
   expect_invalid("host: attention_backward rejects a null scratch", {"attention_backward", "scratch"},
                  [&] { cuda::attention_backward(f, f, f, f, f, f, f, f, 1, 1, 2, 1, 1, 1.0f, nullptr, 0); });
   expect_invalid("host: attention_backward rejects overflowing sizes", {"attention_backward", "too large"},
-                 [&] { cuda::attention_backward(f, f, f, f, f, f, f, f, 1 << 20, 1 << 20, 1 << 20, 1, 1, 1.0f, f, 0); });
+                 [&] { cuda::attention_backward(f, f, f, f, f, f, f, f, 1 << 22, 1 << 22, 1 << 20, 1, 1, 1.0f, f, 0); });
+  expect_invalid("host: attention_forward rejects a head size above the kernel's", {"attention_forward", "HS=257"},
+                 [&] { cuda::attention_forward(f, true, f, f, f, f, m, 1, 1, 1, 1, 257, 1.0f, 0); });
   expect_invalid("host: weight_view rejects a null src", {"weight_view", "src"},
                  [&] { cuda::weight_view(f, nullptr, DType::F32, 4, 1, 0, 1, 0.5f, 0); });
   expect_invalid("host: weight_view rejects first + n overflow", {"weight_view", "overflows"},
@@ -583,8 +664,8 @@ static void host_argument_tests() {
   expect_invalid("host: embedding_view rejects a negative N", {"embedding_view", "negative"},
                  [&] { cuda::embedding_view(f, f, DType::F32, ids, -1, 1, 1, 1, 0.5f, 0); });
   run_test("host: empty sizes return without touching anything", [&] {
-    cuda::attention_forward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 4, 2, 1, 8, 1.0f, 0);
-    cuda::attention_forward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 2, 0, 2, 1, 8, 1.0f, 0);
+    cuda::attention_forward(nullptr, false, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 4, 2, 1, 8, 1.0f, 0);
+    cuda::attention_forward(nullptr, true, nullptr, nullptr, nullptr, nullptr, nullptr, 2, 0, 2, 1, 8, 1.0f, 0);
     cuda::attention_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 2, 4, 2, 1, 0,
                              1.0f, nullptr, 0);
     cuda::weight_view(nullptr, nullptr, DType::F16, 0, 1, 0, 1, 0.5f, 0);
@@ -612,7 +693,7 @@ static void device_attention_tests(Rng& rng, cudaStream_t st) {
       const Shape& sh = c.sh;
       const AttnData x = make_data(sh, rng);
       const AttnRef ref = reference(c, x);
-      std::vector<float> cpu_out(x.q.size()), cpu_att(sh.B * sh.NH * sh.T * sh.T);
+      std::vector<float> cpu_out(x.q.size()), cpu_att((size_t)(sh.B * sh.NH * sh.T * sh.T));
       cpu::attention_forward(cpu_out.data(), cpu_att.data(), x.q.data(), x.k.data(), x.v.data(), c.mask.data(), sh.B,
                              sh.T, sh.NH, sh.NKV, sh.HS, x.scale);
       std::vector<float> cpu_dq = x.dq0, cpu_dk = x.dk0, cpu_dv = x.dv0;
@@ -620,22 +701,29 @@ static void device_attention_tests(Rng& rng, cudaStream_t st) {
                               x.k.data(), x.v.data(), sh.B, sh.T, sh.NH, sh.NKV, sh.HS, x.scale);
 
       DeviceArray<float> q(x.q), k(x.k), v(x.v), dout(x.dout), out(std::vector<float>(x.q.size(), NAN)),
-          att(std::vector<float>(cpu_att.size(), NAN)), scratch(std::vector<float>(cpu_att.size(), NAN));
+          saved(dirty_saved(sh)), scratch(std::vector<float>(sh.rows(), NAN));
+      DeviceArray<uint16_t> out16(std::vector<uint16_t>(x.q.size(), 0xffff));
       DeviceArray<uint8_t> mask(c.mask);
-      cuda::attention_forward(out.p, att.p, q.p, k.p, v.p, mask.p, sh.B, sh.T, sh.NH, sh.NKV, sh.HS, x.scale, st);
-      const std::vector<float> got_out = out.download(), got_att = att.download();
+      cuda::attention_forward(out.p, false, saved.p, q.p, k.p, v.p, mask.p, sh.B, sh.T, sh.NH, sh.NKV, sh.HS, x.scale,
+                              st);
+      const std::vector<float> got_out = out.download(), got_saved = saved.download();
       check_close(tag + " forward out vs f64", ref.out, got_out, kAttAtol, kAttRtol);
-      check_close(tag + " forward att vs f64", ref.att, got_att, kAttAtol, kAttRtol);
       check_close(tag + " forward out vs CPU", cpu_out, got_out, kAttAtol, kAttRtol);
-      check_close(tag + " forward att vs CPU", cpu_att, got_att, kAttAtol, kAttRtol);
-      const std::string z = check_structural_zeros(c, got_att, got_out);
-      report(z.empty(), tag + " masked/causal/padding entries exactly 0", z);
+      const std::string z = check_saved(c, ref, got_saved, got_out);
+      report(z.empty(), tag + " saved lse vs f64, maskf, padding rows exactly 0", z);
+      cuda::attention_forward(out16.p, true, saved.p, q.p, k.p, v.p, mask.p, sh.B, sh.T, sh.NH, sh.NKV, sh.HS, x.scale,
+                              st);
+      const std::vector<uint16_t> got16 = out16.download();
+      size_t bad16 = 0;
+      for (size_t i = 0; i < got_out.size(); ++i) bad16 += got16[i] != f32_to_bf16(got_out[i]);
+      report(bad16 == 0, tag + " bf16 output = fp32 output rounded to nearest even",
+             bad16 ? std::to_string(bad16) + " differ" : "");
 
       // Twice from the same start: the sums run in a fixed order, so the bits repeat.
       std::vector<float> first[3];
       for (int run = 0; run < 2; ++run) {
         DeviceArray<float> dq(x.dq0), dk(x.dk0), dv(x.dv0);
-        cuda::attention_backward(dq.p, dk.p, dv.p, dout.p, att.p, q.p, k.p, v.p, sh.B, sh.T, sh.NH, sh.NKV, sh.HS,
+        cuda::attention_backward(dq.p, dk.p, dv.p, dout.p, saved.p, q.p, k.p, v.p, sh.B, sh.T, sh.NH, sh.NKV, sh.HS,
                                  x.scale, scratch.p, st);
         const std::vector<float> g[3] = {dq.download(), dk.download(), dv.download()};
         if (run == 0) {
@@ -704,9 +792,30 @@ static void device_view_tests(Rng& rng, cudaStream_t st) {
         report(why.empty(), name, why);
       });
     }
+  for (DType t : kDTypes)
+    for (float a : kAs) {
+      const std::string name = "device: weight_view_bf16 " + dtype_str(t) + " a=" + a_str(a);
+      run_test(name, [&] {
+        std::string why;
+        for (const ViewCase& vc : view_cases(true)) {
+          const std::vector<uint8_t> src = random_weights(t, vc.n, rng, a == 0.0f);
+          const std::vector<float> want = cpu_view(t, src.data(), vc, stream, seed, a);
+          DeviceArray<uint8_t> dsrc(src);
+          for (uint64_t dst_shift : {0, 1}) {
+            DeviceArray<uint16_t> ddst(std::vector<uint16_t>(vc.n + dst_shift, 0xdead));
+            cuda::weight_view_bf16(ddst.p + dst_shift, dsrc.p, t, vc.n, stream, vc.first, seed, a, st);
+            const std::vector<uint16_t> got = ddst.download();
+            const std::string d = diff_bf16(want.data() + kGuard, got.data() + dst_shift, vc.n);
+            if (!d.empty() && why.empty())
+              why = "n=" + std::to_string(vc.n) + " first=" + std::to_string(vc.first) + ": " + d;
+          }
+        }
+        report(why.empty(), name, why);
+      });
+    }
   run_test("device: argument errors leave CUDA usable", [&] {
     try {
-      cuda::attention_forward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 1, 3, 2, 1, 1.0f, st);
+      cuda::attention_forward(nullptr, false, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 1, 3, 2, 1, 1.0f, st);
     } catch (const Error&) {
     }
     const cudaError_t sticky = cudaGetLastError();

@@ -156,6 +156,14 @@ struct Exec {
   virtual void activation_forward(int kind, Vec& out, const Vec& inp) = 0;
   virtual void activation_backward(int kind, Vec& dinp, const Vec& inp, const Vec& dout) = 0;
   virtual void swiglu_forward(Vec& out, const Vec& gate, const Vec& up) = 0;
+  // The bf16-output variants (the producers of matmul operands in bf16 compute).
+  using HVec = std::vector<uint16_t>;
+  virtual void rmsnorm_forward_bf16(HVec& out, Vec& rstd, const Vec& inp, const Vec& w, int64_t N, int64_t C,
+                                    float eps) = 0;
+  virtual void swiglu_forward_bf16(HVec& out, const Vec& gate, const Vec& up) = 0;
+  virtual void layernorm_forward_bf16(HVec& out, Vec& mean, Vec& rstd, const Vec& inp, const Vec& w, const Vec* bias,
+                                      int64_t N, int64_t C, float eps) = 0;
+  virtual void activation_forward_bf16(int kind, HVec& out, const Vec& inp) = 0;
   virtual void swiglu_backward(Vec& dgate, Vec& dup, const Vec& gate, const Vec& up, const Vec& dout) = 0;
   virtual void rope(Vec& x, const IVec& pos, int64_t B, int64_t T, int64_t NH, int64_t HS, float theta,
                     bool backward) = 0;
@@ -232,6 +240,27 @@ struct HostExec final : Exec {
   }
   void swiglu_forward(Vec& out, const Vec& gate, const Vec& up) override {
     for (uint64_t i = 0; i < gate.size(); ++i) body::swiglu_forward_one(out.data(), gate.data(), up.data(), i);
+  }
+  void rmsnorm_forward_bf16(HVec& out, Vec& rstd, const Vec& inp, const Vec& w, int64_t N, int64_t C,
+                            float eps) override {
+    const auto lanes = rows_of(C, body::kNormMaxLanes);
+    for (int64_t n = 0; n < N; ++n)
+      body::rmsnorm_forward_row(lanes, out.data(), rstd.data(), inp.data(), w.data(), C, eps, n);
+  }
+  void swiglu_forward_bf16(HVec& out, const Vec& gate, const Vec& up) override {
+    for (uint64_t i = 0; i < gate.size(); ++i) body::swiglu_forward_one(out.data(), gate.data(), up.data(), i);
+  }
+  void layernorm_forward_bf16(HVec& out, Vec& mean, Vec& rstd, const Vec& inp, const Vec& w, const Vec* bias, int64_t N,
+                              int64_t C, float eps) override {
+    const auto lanes = rows_of(C, body::kNormMaxLanes);
+    for (int64_t n = 0; n < N; ++n)
+      body::layernorm_forward_row(lanes, out.data(), mean.data(), rstd.data(), inp.data(), w.data(),
+                                  bias ? bias->data() : nullptr, C, eps, n);
+  }
+  void activation_forward_bf16(int kind, HVec& out, const Vec& inp) override {
+    for (uint64_t i = 0; i < inp.size(); ++i)
+      kind == 0 ? body::gelu_new_forward_one(out.data(), inp.data(), i)
+                : body::relu_forward_one(out.data(), inp.data(), i);
   }
   void swiglu_backward(Vec& dgate, Vec& dup, const Vec& gate, const Vec& up, const Vec& dout) override {
     for (uint64_t i = 0; i < gate.size(); ++i)
@@ -315,6 +344,36 @@ struct DeviceExec final : Exec {
     cuda::rmsnorm_forward(d_out.p, d_rstd.p, d_inp.p, d_w.p, N, C, eps, s);
     out = d_out.download();
     rstd = d_rstd.download();
+  }
+  void rmsnorm_forward_bf16(HVec& out, Vec& rstd, const Vec& inp, const Vec& w, int64_t N, int64_t C,
+                            float eps) override {
+    D<uint16_t> d_out(out);
+    D<float> d_rstd(rstd), d_inp(inp), d_w(w);
+    cuda::rmsnorm_forward(d_out.p, d_rstd.p, d_inp.p, d_w.p, N, C, eps, s);
+    out = d_out.download();
+    rstd = d_rstd.download();
+  }
+  void swiglu_forward_bf16(HVec& out, const Vec& gate, const Vec& up) override {
+    D<uint16_t> d_out(out);
+    D<float> d_gate(gate), d_up(up);
+    cuda::swiglu_forward(d_out.p, d_gate.p, d_up.p, (int64_t)gate.size(), s);
+    out = d_out.download();
+  }
+  void layernorm_forward_bf16(HVec& out, Vec& mean, Vec& rstd, const Vec& inp, const Vec& w, const Vec* bias, int64_t N,
+                              int64_t C, float eps) override {
+    D<uint16_t> d_out(out);
+    D<float> d_mean(mean), d_rstd(rstd), d_inp(inp), d_w(w);
+    Opt d_b(bias);
+    cuda::layernorm_forward(d_out.p, d_mean.p, d_rstd.p, d_inp.p, d_w.p, d_b.p(), N, C, eps, s);
+    out = d_out.download();
+    mean = d_mean.download();
+    rstd = d_rstd.download();
+  }
+  void activation_forward_bf16(int kind, HVec& out, const Vec& inp) override {
+    D<uint16_t> d_out(out);
+    D<float> d_inp(inp);
+    cuda::activation_forward(kind, d_out.p, d_inp.p, (int64_t)inp.size(), s);
+    out = d_out.download();
   }
   void rmsnorm_backward(Vec& dinp, Vec* dweight, const Vec& dout, const Vec& inp, const Vec& w, const Vec& rstd,
                         int64_t N, int64_t C) override {
@@ -518,6 +577,50 @@ void test_rmsnorm(Exec& ex, int64_t N, int64_t C, uint64_t salt) {
       } else {
         check_bits(t + " dweight untouched", dw0, dw);
       }
+    }
+  });
+}
+
+// The bf16 outputs (RMSNorm, LayerNorm, SwiGLU, gelu_new, relu): the same executor's
+// fp32 output rounded to nearest even, bit for bit (the bodies compute the fp32 value,
+// then store it rounded).
+void test_bf16_outputs(Exec& ex, int64_t N, int64_t C, uint64_t salt) {
+  const std::string tag = str("%s bf16 outputs N=%lld C=%lld", ex.name().c_str(), (long long)N, (long long)C);
+  run_test(tag, [&] {
+    Rng rng = rng_for(salt);
+    const Vec inp = rng.normals(N * C, 4.0f), w = uniforms(rng, C, 0.5f, 1.5f), up = rng.normals(N * C),
+              bias = rng.normals(C);
+    Vec out(N * C, 0.0f), rstd(N, 0.0f), rstd16(N, 0.0f);
+    Exec::HVec out16(N * C, 0xffff);
+    const auto same_bits = [](const Vec& f32, const Exec::HVec& b16) {
+      size_t bad = 0;
+      for (size_t i = 0; i < f32.size(); ++i) bad += b16[i] != f32_to_bf16(f32[i]);
+      return bad ? std::to_string(bad) + " of " + std::to_string(f32.size()) + " differ" : std::string();
+    };
+    ex.rmsnorm_forward(out, rstd, inp, w, N, C, 1e-6f);
+    ex.rmsnorm_forward_bf16(out16, rstd16, inp, w, N, C, 1e-6f);
+    std::string why = same_bits(out, out16);
+    report(why.empty(), tag + " rmsnorm out = fp32 out rounded", why);
+    check_bits(tag + " rmsnorm rstd unchanged by the output type", rstd, rstd16);
+    Vec sw(N * C, 0.0f);
+    Exec::HVec sw16(N * C, 0xffff);
+    ex.swiglu_forward(sw, inp, up);
+    ex.swiglu_forward_bf16(sw16, inp, up);
+    why = same_bits(sw, sw16);
+    report(why.empty(), tag + " swiglu out = fp32 out rounded", why);
+    Vec ln(N * C, 0.0f), mean(N, 0.0f), lrstd(N, 0.0f);
+    Exec::HVec ln16(N * C, 0xffff);
+    ex.layernorm_forward(ln, mean, lrstd, inp, w, &bias, N, C, 1e-5f);
+    ex.layernorm_forward_bf16(ln16, mean, lrstd, inp, w, &bias, N, C, 1e-5f);
+    why = same_bits(ln, ln16);
+    report(why.empty(), tag + " layernorm out = fp32 out rounded", why);
+    for (const int kind : {0, 1}) {
+      Vec a(N * C, 0.0f);
+      Exec::HVec a16(N * C, 0xffff);
+      ex.activation_forward(kind, a, inp);
+      ex.activation_forward_bf16(kind, a16, inp);
+      why = same_bits(a, a16);
+      report(why.empty(), tag + (kind ? " relu" : " gelu_new") + " out = fp32 out rounded", why);
     }
   });
 }
@@ -1027,6 +1130,7 @@ void run_family_tests(Exec& ex, bool large) {
     test_rmsnorm(ex, N, C, salt++);
     test_layernorm(ex, N, C, salt++);
   }
+  for (auto [N, C] : std::vector<std::pair<int64_t, int64_t>>{{1, 7}, {3, 768}, {2, 4096}}) test_bf16_outputs(ex, N, C, salt++);
   for (int64_t N : {1, 1000, 4097}) test_activations(ex, N, salt++);
   if (large) test_activations(ex, 1 << 22, salt++);
   struct RopeShape {
