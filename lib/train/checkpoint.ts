@@ -26,6 +26,8 @@ import { openCheckpoint, openSafetensors, writeSafetensors, type TensorData } fr
 import type { Model } from '../model/model.js';
 import type { SamplerState } from './sampler.js';
 import { readTrajectory, writeTrajectory } from './trajectory.js';
+import { optimizerStateProblem } from './optimizer.js';
+import { u64FromJson, u64ToJson } from '../validate/u64.js';
 import type { OptimizerState, TrainableOptimizer, Trajectory } from './types.js';
 
 export const CHECKPOINT_FORMAT = 'zofo-trainer-checkpoint';
@@ -48,8 +50,11 @@ export interface EvalRecord {
 export interface TrainerCheckpointState {
   /** Batches consumed so far (skipped non-finite steps included). */
   step: number;
+  /** Of those, the batches skipped for a non-finite loss (the optimizer took step − skipped steps). Absent in older checkpoints. */
+  skipped?: number;
   sampler: SamplerState;
-  samplerOptions: { batchSize: number; seed: number; dropLast: boolean; withReplacement: boolean };
+  /** `seed` is a decimal string: it is 64-bit (older checkpoints hold a JSON number, read as its string). */
+  samplerOptions: { batchSize: number; seed: string; dropLast: boolean; withReplacement: boolean };
   /** Fingerprint of the training set: a resumed run must see the same examples. */
   train: { n: number; sha256: string };
   totalSteps: number;
@@ -274,21 +279,66 @@ function isEval(x: unknown): boolean {
   return typeof x === 'object' && x !== null && isCount(e.step) && isNum(e.loss) && (e.accuracy === null || typeof e.accuracy === 'number');
 }
 
+/**
+ * Checks the trainer state's fields and that they agree with each other (the sampler's
+ * position with the batch size and the step count); normalizes the sampler seed to its
+ * decimal string.
+ */
 function checkTrainer(file: string, t: TrainerCheckpointState): void {
   const fail = (field: string): never => { throw badFile(file, `trainer.${field} is missing or malformed`); };
+  const disagree = (problem: string): never => { throw badFile(file, `the trainer state disagrees with itself: ${problem}`); };
   if (typeof t !== 'object' || t === null) fail('');
   if (!isCount(t.step)) fail('step');
+  if (t.skipped !== undefined && (!isCount(t.skipped) || t.skipped > t.step)) fail('skipped');
   if (typeof t.sampler !== 'object' || t.sampler === null || !isCount(t.sampler.epoch) || !isCount(t.sampler.position)) fail('sampler');
   const so = t.samplerOptions;
-  if (typeof so !== 'object' || so === null || !isCount(so.batchSize) || !isCount(so.seed) || typeof so.dropLast !== 'boolean' ||
+  if (typeof so !== 'object' || so === null || !isCount(so.batchSize) || so.batchSize < 1 || typeof so.dropLast !== 'boolean' ||
     typeof so.withReplacement !== 'boolean') fail('samplerOptions');
-  if (typeof t.train !== 'object' || t.train === null || !isCount(t.train.n) || typeof t.train.sha256 !== 'string') fail('train');
-  if (!isCount(t.totalSteps)) fail('totalSteps');
-  if (typeof t.elapsedMs !== 'number') fail('elapsedMs');
+  const seed = u64FromJson(so.seed);
+  if (seed === undefined) fail('samplerOptions.seed');
+  so.seed = u64ToJson(seed!);
+  if (typeof t.train !== 'object' || t.train === null || !isCount(t.train.n) || t.train.n < 1 || typeof t.train.sha256 !== 'string') fail('train');
+  if (!isCount(t.totalSteps) || t.totalSteps < 1) fail('totalSteps');
+  if (typeof t.elapsedMs !== 'number' || !(t.elapsedMs >= 0)) fail('elapsedMs');
   if (!Array.isArray(t.evals) || !t.evals.every(isEval)) fail('evals');
   if (t.best !== null && !isEval(t.best)) fail('best');
   if (!isCount(t.sinceImprovement)) fail('sinceImprovement');
   if (!Array.isArray(t.history) || !t.history.every((h) => typeof h === 'string')) fail('history');
+
+  const { n } = t.train, { batchSize, dropLast } = so, { epoch, position } = t.sampler;
+  if (dropLast && batchSize > n) disagree(`batch size ${batchSize} with dropLast exceeds the ${n} training examples`);
+  if (position > n) disagree(`sampler position ${position} is past the ${n} training examples`);
+  // The sampler moves a whole batch at a time; only an epoch's last, partial batch ends elsewhere (at n).
+  if (position % batchSize !== 0 && position !== n) disagree(`sampler position ${position} is not a multiple of the batch size ${batchSize} (nor the end of the epoch, ${n})`);
+  const perEpoch = dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
+  const batches = epoch * perEpoch + Math.ceil(position / batchSize);
+  if (batches !== t.step) disagree(`step ${t.step}, but the sampler (epoch ${epoch}, position ${position}, ${perEpoch} batches per epoch) has drawn ${batches} batches`);
+  const late = t.evals.find((e) => e.step > t.step);
+  if (late) disagree(`an evaluation at step ${late.step} is later than the state's step ${t.step}`);
+}
+
+/** `step-000123` (or `step-000123-<hex>`, a name made unique) → 123; null for other names (best/). */
+function stepOfDirName(name: string): number | null {
+  const m = /^step-(\d+)(-[0-9a-f]{8})?$/.exec(name);
+  return m ? Number(m[1]) : null;
+}
+
+/** The optimizer state and the files beside it must agree with the trainer state. */
+function checkParts(dir: string, file: string, t: TrainerCheckpointState, optimizer: OptimizerState, files: TrainerJson['files']): void {
+  const problem = optimizerStateProblem(optimizer);
+  if (problem) throw badFile(file, `optimizer state: ${problem}`);
+  const o = optimizer.json as { step: number; totalSteps?: number; mode: string };
+  const disagree = (what: string): never => { throw badFile(dir, `the checkpoint's parts disagree: ${what}`); };
+  const skipped = t.skipped;
+  if (skipped !== undefined ? o.step !== t.step - skipped : o.step > t.step) {
+    disagree(`trainer.step is ${t.step}${skipped !== undefined ? ` with ${skipped} skipped batches` : ''} but the optimizer has taken ${o.step} steps`);
+  }
+  if (o.totalSteps !== undefined && o.totalSteps !== t.totalSteps) disagree(`trainer.totalSteps is ${t.totalSteps} but the optimizer's is ${o.totalSteps}`);
+  const named = stepOfDirName(basename(dir));
+  if (named !== null && named !== t.step) disagree(`the directory is named for step ${named} but trainer.step is ${t.step}`);
+  if (files.trajectory !== (optimizer.trajectory !== null)) disagree(`files.trajectory is ${files.trajectory} but a trajectory ${optimizer.trajectory ? 'is' : 'is not'} there`);
+  if ((o.mode === 'hybrid' || o.mode === 'lora') && !files.adapter) disagree(`a '${o.mode}' run trains LoRA adapters but the checkpoint has none`);
+  if (o.mode === 'full' && o.step > 0 && !files.base) disagree("a 'full' fine-tuning run changed the base weights but the checkpoint has no base/");
 }
 
 /**
@@ -353,7 +403,10 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   }
   const baseDir = files.base ? join(dir, 'base') : null;
   if (baseDir && !existsSync(join(baseDir, 'model.safetensors'))) throw badFile(join(baseDir, 'model.safetensors'), 'missing');
-  return { dir, trainer: json.trainer, optimizer: { json: json.optimizer, tensors, trajectory }, adapterDir, baseDir };
+  const optimizer: OptimizerState = { json: json.optimizer, tensors, trajectory };
+  checkParts(dir, file, json.trainer, optimizer, files);
+  if (latest && latest.step !== json.trainer.step) throw badFile(join(path, LATEST), `names step ${latest.step}, but ${file} is at step ${json.trainer.step}`);
+  return { dir, trainer: json.trainer, optimizer, adapterDir, baseDir };
 }
 
 /**

@@ -48,8 +48,8 @@ export interface HybridOptimizerOptions {
   zo?: ZoOptions | null;
   /** The FO part; omit (or null) for ZO-only (MeZO). */
   fo?: FoOptions | null;
-  /** Run seed: step k's perturbation seeds are derived from (seed, k, j). Default 0. */
-  seed?: number;
+  /** Run seed, 64-bit unsigned (a bigint, or a non-negative safe integer): step k's perturbation seeds are derived from (seed, k, j). Default 0. */
+  seed?: number | bigint;
   /** Steps the schedules span (linear/cosine decay ends here). Default 1 (constant schedules need nothing else). */
   totalSteps?: number;
 }
@@ -118,7 +118,8 @@ export interface TrajectoryHeader {
   estimator: 'forward' | 'central';
   mu: number;
   perturbations: number;
-  seed: number;
+  /** The run seed, 64-bit unsigned (stored in the file as a decimal string). */
+  seed: bigint;
 }
 
 export interface Trajectory {
