@@ -26,7 +26,6 @@ import { openCheckpoint, openSafetensors, writeSafetensors, type TensorData } fr
 import type { Model } from '../model/model.js';
 import type { SamplerState } from './sampler.js';
 import { readTrajectory, writeTrajectory } from './trajectory.js';
-import { optimizerStateProblem } from './optimizer.js';
 import { u64FromJson, u64ToJson } from '../validate/u64.js';
 import type { OptimizerState, TrainableOptimizer, Trajectory } from './types.js';
 
@@ -323,22 +322,30 @@ function stepOfDirName(name: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
-/** The optimizer state and the files beside it must agree with the trainer state. */
-function checkParts(dir: string, file: string, t: TrainerCheckpointState, optimizer: OptimizerState, files: TrainerJson['files']): void {
-  const problem = optimizerStateProblem(optimizer);
-  if (problem) throw badFile(file, `optimizer state: ${problem}`);
-  const o = optimizer.json as { step: number; totalSteps?: number; mode: string };
+/**
+ * The optimizer state and the files beside it must agree with the trainer state. Only
+ * what any TrainableOptimizer's state has is checked here; the optimizer checks the rest
+ * of its own state (stateProblem) when the checkpoint is restored into it.
+ */
+function checkParts(dir: string, t: TrainerCheckpointState, optimizer: OptimizerState, files: TrainerJson['files']): void {
   const disagree = (what: string): never => { throw badFile(dir, `the checkpoint's parts disagree: ${what}`); };
-  const skipped = t.skipped;
-  if (skipped !== undefined ? o.step !== t.step - skipped : o.step > t.step) {
-    disagree(`trainer.step is ${t.step}${skipped !== undefined ? ` with ${skipped} skipped batches` : ''} but the optimizer has taken ${o.step} steps`);
-  }
-  if (o.totalSteps !== undefined && o.totalSteps !== t.totalSteps) disagree(`trainer.totalSteps is ${t.totalSteps} but the optimizer's is ${o.totalSteps}`);
   const named = stepOfDirName(basename(dir));
   if (named !== null && named !== t.step) disagree(`the directory is named for step ${named} but trainer.step is ${t.step}`);
-  if (files.trajectory !== (optimizer.trajectory !== null)) disagree(`files.trajectory is ${files.trajectory} but a trajectory ${optimizer.trajectory ? 'is' : 'is not'} there`);
-  if ((o.mode === 'hybrid' || o.mode === 'lora') && !files.adapter) disagree(`a '${o.mode}' run trains LoRA adapters but the checkpoint has none`);
-  if (o.mode === 'full' && o.step > 0 && !files.base) disagree("a 'full' fine-tuning run changed the base weights but the checkpoint has no base/");
+  for (const [name, data] of optimizer.tensors) {
+    const bad = data.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) throw badFile(join(dir, OPTIMIZER_FILE), `tensor ${JSON.stringify(name)} holds ${data[bad]} at index ${bad} (optimizer moments are finite)`);
+  }
+  // The optimizer's own step count, where its state records one (HybridOptimizer's does).
+  const o = optimizer.json as { step?: unknown; totalSteps?: unknown };
+  const optimizerSteps = typeof o.step === 'number' ? o.step : null;
+  const taken = t.skipped !== undefined ? t.step - t.skipped : null;
+  if (optimizerSteps !== null && (taken !== null ? optimizerSteps !== taken : optimizerSteps > t.step)) {
+    disagree(`trainer.step is ${t.step}${t.skipped !== undefined ? ` with ${t.skipped} skipped batches` : ''} but the optimizer has taken ${optimizerSteps} steps`);
+  }
+  if (typeof o.totalSteps === 'number' && o.totalSteps !== t.totalSteps) disagree(`trainer.totalSteps is ${t.totalSteps} but the optimizer's is ${o.totalSteps}`);
+  const last = optimizer.trajectory?.records.at(-1);
+  const steps = optimizerSteps ?? taken ?? t.step;
+  if (last && last.step >= steps) disagree(`the trajectory's last step is ${last.step} but the run has taken ${steps} optimizer steps (0-based indices up to ${steps - 1})`);
 }
 
 /**
@@ -404,7 +411,7 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   const baseDir = files.base ? join(dir, 'base') : null;
   if (baseDir && !existsSync(join(baseDir, 'model.safetensors'))) throw badFile(join(baseDir, 'model.safetensors'), 'missing');
   const optimizer: OptimizerState = { json: json.optimizer, tensors, trajectory };
-  checkParts(dir, file, json.trainer, optimizer, files);
+  checkParts(dir, json.trainer, optimizer, files);
   if (latest && latest.step !== json.trainer.step) throw badFile(join(path, LATEST), `names step ${latest.step}, but ${file} is at step ${json.trainer.step}`);
   return { dir, trainer: json.trainer, optimizer, adapterDir, baseDir };
 }
@@ -415,6 +422,9 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
  * replays the trajectory onto the base the model holds.
  */
 export async function restoreCheckpoint(ckpt: LoadedCheckpoint, model: Model, optimizer: TrainableOptimizer): Promise<void> {
+  // Everything is checked before the model or the optimizer changes.
+  const problem = optimizer.stateProblem?.(ckpt.optimizer);
+  if (problem) throw badFile(join(ckpt.dir, TRAINER_JSON), `optimizer state: ${problem}`);
   if (ckpt.adapterDir) await model.loadAdapter(ckpt.adapterDir);
   else if (model.loraNames().length > 0) throw new ZofoError('ZOFO_INVALID_STATE', `${ckpt.dir}: the checkpoint has no adapter but the model has LoRA adapters`);
   if (ckpt.baseDir) {

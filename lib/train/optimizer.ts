@@ -229,20 +229,11 @@ export class HybridOptimizer implements TrainableOptimizer {
    */
   async loadState(state: OptimizerState, opts: { replay?: boolean } = {}): Promise<void> {
     const native = this.#live();
-    const problem = optimizerStateProblem(state);
-    if (problem) throw new ZofoError('ZOFO_BAD_FILE', `optimizer state: ${problem}`);
+    const problem = this.stateProblem(state);
+    if (problem) throw new ZofoError('ZOFO_INVALID_STATE', `optimizer state: ${problem}`);
     const json = state.json as unknown as StateJson;
-    if (json.mode !== this.mode) throw new ZofoError('ZOFO_INVALID_ARG', `optimizer state was saved by a '${json.mode}' run; this optimizer is '${this.mode}'`);
-    if (u64FromJson(json.seed) !== this.seed) throw new ZofoError('ZOFO_INVALID_ARG', `optimizer state was saved with seed ${json.seed}; this optimizer has seed ${this.seed}`);
     const wanted = native.moments();
-    for (const m of wanted) {
-      const data = state.tensors.get(m.name);
-      if (!(data instanceof Float32Array) || data.length !== m.length) throw new ZofoError('ZOFO_BAD_FILE', `optimizer state: moment ${m.name} is missing or has the wrong length (expected ${m.length})`);
-    }
-    const extra = [...state.tensors.keys()].filter((name) => !wanted.some((m) => m.name === name));
-    if (extra.length > 0) throw new ZofoError('ZOFO_BAD_FILE', `optimizer state: moment ${extra[0]} is not one this '${this.mode}' optimizer keeps (it keeps ${wanted.map((m) => m.name).join(', ') || 'none'})`);
     const traj = state.trajectory;
-    if (traj) this.#checkTrajectoryMatches(traj);
     if (traj && opts.replay !== false) await applyTrajectory(this.model, traj);
     for (const m of wanted) native.setMoment(m.name, state.tensors.get(m.name)!);
     native.foUpdates = json.foUpdates;
@@ -252,21 +243,38 @@ export class HybridOptimizer implements TrainableOptimizer {
     this.#baseHash = traj ? traj.header.base.hash : json.baseHash ?? null;
   }
 
-  /** A trajectory continued by this optimizer must have been made with its settings: the next save writes them as its header. */
-  #checkTrajectoryMatches(traj: Trajectory): void {
-    const h = traj.header;
-    const fail = (what: string, theirs: unknown, ours: unknown): never => {
-      throw new ZofoError('ZOFO_INVALID_ARG', `optimizer state: the trajectory was recorded with ${what} ${String(theirs)}; this optimizer has ${String(ours)}`);
-    };
-    if (!this.zo) return;
-    if (h.estimator !== this.zo.estimator) fail('zo.estimator', h.estimator, this.zo.estimator);
-    if (h.mu !== this.zo.mu) fail('zo.mu', h.mu, this.zo.mu);
-    if (h.perturbations !== this.zo.perturbations) fail('zo.perturbations', h.perturbations, this.zo.perturbations);
-    const names = this.model.storedNames();
-    h.table.forEach((t, i) => {
-      if (i < names.length && t.trainable !== (this.#trainable[i] === 1)) fail(`tensor ${t.name} ${t.trainable ? 'trainable' : 'frozen'}; zo.freeze makes it`, '', this.#trainable[i] === 1 ? 'trainable' : 'frozen');
-      if (i < names.length && t.decay !== this.#decay[i]) fail(`a decay mask of ${t.decay} for ${t.name}`, '', this.#decay[i]);
-    });
+  /**
+   * Why `state` cannot be loaded into this optimizer, or undefined: it must be consistent
+   * (optimizerStateProblem) and made by an optimizer like this one (mode, seed, moments,
+   * and the ZO settings and parameter table its trajectory records, which the next save
+   * writes again as its header).
+   */
+  stateProblem(state: OptimizerState): string | undefined {
+    const problem = optimizerStateProblem(state);
+    if (problem) return problem;
+    const json = state.json as unknown as StateJson;
+    if (json.mode !== this.mode) return `it was saved by a '${json.mode}' run; this optimizer is '${this.mode}'`;
+    if (u64FromJson(json.seed) !== this.seed) return `it was saved with seed ${json.seed}; this optimizer has seed ${this.seed}`;
+    const wanted = this.#live().moments();
+    for (const m of wanted) {
+      const data = state.tensors.get(m.name);
+      if (!(data instanceof Float32Array) || data.length !== m.length) return `moment ${m.name} is missing or has the wrong length (expected ${m.length}, found ${data?.length ?? 'none'})`;
+    }
+    const extra = [...state.tensors.keys()].find((name) => !wanted.some((m) => m.name === name));
+    if (extra !== undefined) return `moment ${extra} is not one this '${this.mode}' optimizer keeps (it keeps ${wanted.map((m) => m.name).join(', ') || 'none'})`;
+    const h = state.trajectory?.header;
+    if (!h || !this.zo) return undefined;
+    const differs = (what: string, theirs: unknown, ours: unknown) => `the trajectory was recorded with ${what} ${String(theirs)}; this optimizer has ${String(ours)}`;
+    if (h.estimator !== this.zo.estimator) return differs('zo.estimator', h.estimator, this.zo.estimator);
+    if (h.mu !== this.zo.mu) return differs('zo.mu', h.mu, this.zo.mu);
+    if (h.perturbations !== this.zo.perturbations) return differs('zo.perturbations', h.perturbations, this.zo.perturbations);
+    const n = Math.min(h.table.length, this.#trainable.length); // a table of another length: applyTrajectory names it
+    for (let i = 0; i < n; i++) {
+      const t = h.table[i];
+      if (t.trainable !== (this.#trainable[i] === 1)) return differs(`tensor ${t.name}`, t.trainable ? 'trainable' : 'frozen', `it ${this.#trainable[i] === 1 ? 'trainable' : 'frozen'} (zo.freeze)`);
+      if (t.decay !== this.#decay[i]) return differs(`a decay mask for ${t.name} of`, t.decay, this.#decay[i]);
+    }
+    return undefined;
   }
 
   /** Frees the native state (moments). Further calls throw ZOFO_DISPOSED. */

@@ -137,6 +137,11 @@ export interface TrainableOptimizer {
   step(batch: Example[], opts?: StepOptions): Promise<StepResult>;
   /** Everything needed to continue exactly: JSON-safe scalars and named fp32 tensors (moments). */
   state(): OptimizerState;
+  /**
+   * Why `state` cannot be loaded into this optimizer (it disagrees with itself or with this
+   * optimizer's settings), or undefined when it can. Checkpoints call it before they change anything.
+   */
+  stateProblem?(state: OptimizerState): string | undefined;
   /** Restores state(); replays its trajectory onto the base weights the model holds (async). */
   loadState(state: OptimizerState, opts?: { replay?: boolean }): Promise<void>;
   trajectory(): Trajectory;
