@@ -122,7 +122,14 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     native.dispose();
     throw err;
   }
-  const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? await loadTokenizer(dir) : null;
+  let tokenizer: Tokenizer | null = null;
+  try {
+    // Every token id must index the model's embedding: a larger tokenizer is refused here, not at the first forward.
+    if (existsSync(join(dir, 'tokenizer.json'))) tokenizer = await loadTokenizer(dir, { vocabSize: config.vocabSize });
+  } catch (err) {
+    native.dispose();
+    throw err;
+  }
   return new Model(dir, config, native, tokenizer, dtype, storedNames, binding, device);
 }
 
@@ -411,7 +418,12 @@ export class Model {
     return spec;
   }
 
-  loraTensor(name: string): Float32Array {
+  /** [rows, cols] of a LoRA tensor: lora_A [rank, in], lora_B [out, rank]. */
+  loraShape(name: string): number[] {
+    return [...this.#loraSpec(name).shape];
+  }
+
+    loraTensor(name: string): Float32Array {
     const spec = this.#loraSpec(name);
     const out = new Float32Array(spec.shape[0] * spec.shape[1]);
     this.#live().getLoraTensor(spec.name, out);
