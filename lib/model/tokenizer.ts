@@ -138,7 +138,7 @@ export async function loadTokenizer(dir: string, opts: LoadTokenizerOptions = {}
   const modelVocab = opts.vocabSize;
   if (modelVocab !== undefined && !(Number.isSafeInteger(modelVocab) && modelVocab >= 1)) throw invalidArg('a positive integer', 'vocabSize', modelVocab);
   const json = await readJsonFile(file, 'ZOFO_BAD_FILE');
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ZofoError('ZOFO_BAD_FILE', `${file}: not a JSON object`);
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ZofoError('ZOFO_BAD_FILE', `${file}: not a tokenizer the library can load: not a JSON object`);
   const limit = modelVocab ?? MAX_TOKEN_ID;
   for (const { token, id } of tokenIds(json as Record<string, unknown>)) {
     if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) throw new ZofoError('ZOFO_BAD_FILE', `${file}: token ${JSON.stringify(token)} has id ${JSON.stringify(id)}, not a non-negative integer`);
