@@ -5,7 +5,8 @@
  * option, and the buffer is left exactly as it was.
  */
 import { cpuBinding, cudaBinding, cudaLoadErrors, type CudaBinding } from './binding.js';
-import { awaitNative, invalidArg, rethrowNative, ZofoError } from './errors.js';
+import { awaitNative, describe, invalidArg, rethrowNative, ZofoError } from './errors.js';
+import { OptionError } from './validate/schema.js';
 
 const U64_MAX = (1n << 64n) - 1n;
 
@@ -35,7 +36,7 @@ export const MAX_KERNEL_ELEMENTS = 0x7fffffff;
 /** A size argument: an integer in 0 .. MAX_KERNEL_ELEMENTS, named in the error. */
 function toSize(value: unknown, name: string): number {
   if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 && value <= MAX_KERNEL_ELEMENTS) return value;
-  throw invalidArg(`an integer in 0 .. ${MAX_KERNEL_ELEMENTS} (2^31 - 1)`, name, value);
+  throw new OptionError(name, `Expected an integer in 0 .. ${MAX_KERNEL_ELEMENTS} (2^31 - 1) for ${name} but received ${describe(value)}`);
 }
 
 /** A Float32Array of `n` elements, or ZOFO_OUT_OF_MEMORY naming `what` (never a RangeError). */

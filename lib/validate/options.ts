@@ -11,7 +11,7 @@ import type { ScheduleOptions } from '../train/schedule.js';
 import type { HybridOptimizerOptions } from '../train/types.js';
 import type { TrainerOptions } from '../train/trainer.js';
 import {
-  array, boolean, instance, integer, nonEmptyString, nullish, number, oneOf, optional, OptionError, pair, parse, strict, u64, union,
+  array, boolean, either, instance, integer, nonEmptyString, nullish, number, oneOf, optional, OptionError, pair, parse, strict, u64,
   type Schema,
 } from './schema.js';
 
@@ -39,7 +39,7 @@ const zo = strict({
   perturbations: optional(integer(1, 65535)),
   weightDecay: optional(finiteAtLeast0()),
   foAt: optional(oneOf(['center', 'plus'] as const)),
-  freeze: optional(array(union([nonEmptyString(), instance(RegExp, 'a RegExp')], 'a non-empty string or a RegExp'), 'an array of non-empty strings or RegExps')),
+  freeze: optional(array(either((x) => x instanceof RegExp, instance(RegExp, 'a RegExp'), nonEmptyString('a non-empty string or a RegExp')), 'an array of non-empty strings or RegExps')),
   schedule: schedule(),
 }, 'an object (the zeroth-order options)', ALIASES);
 
@@ -84,15 +84,14 @@ const trainer = strict({
   seed: optional(u64()),
   dropLast: optional(boolean()),
   withReplacement: optional(boolean()),
-  eval: optional(union([
+  eval: optional(either(Array.isArray,
     nonEmptyExamples(),
     strict({
       data: nonEmptyExamples(),
       every: optional(integer(1)),
       batchSize: optional(integer(1)),
       metric: optional(oneOf(['loss', 'accuracy'] as const)),
-    }, 'an object', ALIASES),
-  ], 'an array of examples or { data, every?, batchSize?, metric? }')),
+    }, 'an array of examples or { data, every?, batchSize?, metric? }', ALIASES))),
   earlyStop: optional(strict({
     patience: integer(1),
     minDelta: optional(finiteAtLeast0()),

@@ -11,7 +11,7 @@ import { describe, ZofoError } from '../errors.js';
 import { unknownKeyMessage, type KeyAliases } from './suggest.js';
 import { isU64 } from './u64.js';
 
-/** A bad option: `option` is its path (`zo.lr`; '' for the options object itself). */
+/** A bad option: `option` is its path (`zo.lr`; 'options' for the options object itself). */
 export class OptionError extends ZofoError {
   readonly option: string;
   constructor(option: string, message: string) {
@@ -68,10 +68,10 @@ export const nullish = (schema: Schema): Schema => v.nullish(schema);
 export const array = (item: Schema, expected = 'an array'): Schema => v.array(item, expected);
 
 /** Exactly two items, each passing `item`. */
-export const pair = (item: Schema, expected: string): Schema => v.strictTuple([item, item], expected);
+export const pair = (item: Schema, expected: string): Schema => v.pipe(v.array(item, expected), v.length(2, expected));
 
-/** Either of several schemas; `expected` describes the union. */
-export const union = (options: Schema[], expected: string): Schema => v.union(options as [Schema, ...Schema[]], expected);
+/** `ifTrue` for inputs that pass `test`, else `otherwise`: a union whose errors come from the branch the input was meant for. */
+export const either = (test: (input: unknown) => boolean, ifTrue: Schema, otherwise: Schema): Schema => v.lazy((input) => (test(input) ? ifTrue : otherwise));
 
 /** An object with exactly these fields: unknown keys are errors suggesting the nearest valid key. */
 export function strict(entries: Record<string, Schema>, expected = 'an object', aliases: KeyAliases = {}): Schema {
@@ -113,9 +113,9 @@ function toError(issue: Issue, root: string): OptionError {
     return new OptionError(join(pathOf(issue)), unknownKeyMessage(key, unknown.keys, parent, 'option', unknown.aliases));
   }
   // A union reports its own message; its options' issues would only confuse.
-  const path = join(pathOf(issue));
+  const path = join(pathOf(issue)) || 'options';
   const input = issue.path?.at(-1) && (issue.path.at(-1) as { origin?: string }).origin === 'key' ? undefined : issue.input;
-  return new OptionError(path, `Expected ${issue.message} for ${path || 'options'} but received ${describe(input)}`);
+  return new OptionError(path, `Expected ${issue.message} for ${path} but received ${describe(input)}`);
 }
 
 /**
@@ -124,7 +124,9 @@ function toError(issue: Issue, root: string): OptionError {
  * the first problem found.
  */
 export function parse<T>(schema: Schema, value: unknown, root = ''): T {
-  const result = v.safeParse(schema, value, { abortEarly: true });
+  const result = v.safeParse(schema, value);
   if (result.success) return result.output as T;
-  throw toError(result.issues[0], root);
+  // A misspelt key explains the "missing" one it was meant to be: report unknown keys first.
+  const issues = result.issues as unknown as Issue[];
+  throw toError(issues.find((i) => unknownKeys.has(i)) ?? issues[0], root);
 }
