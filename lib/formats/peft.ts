@@ -186,9 +186,10 @@ export async function loadAdapter(model: AdaptedModel, dir: string): Promise<voi
   if (existing && (existing.rank !== rank || existing.alpha !== alpha)) {
     throw new ZofoError('ZOFO_INVALID_STATE', `${dir}: the adapter has r=${rank}, alpha=${alpha} but the model's adapters have r=${existing.rank}, alpha=${existing.alpha}`);
   }
-  const want = existing ? new Map(model.loraNames().map((n) => [n, model.loraShape(n)])) : plannedAdapters(model, rank, targets);
-  const file = join(dir, 'adapter_model.safetensors');
-  if (want.size === 0) throw badFile(join(dir, 'adapter_config.json'), `target_modules ${JSON.stringify(targets)} match no linear layer of this model`);
+  const planned = plannedAdapters(model, rank, targets);
+  const configFile = join(dir, 'adapter_config.json'), file = join(dir, 'adapter_model.safetensors');
+  if (planned.size === 0) throw badFile(configFile, `target_modules ${JSON.stringify(targets)} match no linear layer of this model`);
+  const want = existing ? new Map(model.loraNames().map((n) => [n, model.loraShape(n)])) : planned;
   const missing = [...want.keys()].filter((n) => !adapter.tensors.has(n)), extra = [...adapter.tensors.keys()].filter((n) => !want.has(n));
   if (missing.length || extra.length) {
     throw badFile(file, "adapter tensors do not match the model's LoRA modules" +
@@ -198,6 +199,10 @@ export async function loadAdapter(model: AdaptedModel, dir: string): Promise<voi
   for (const [name, shape] of want) {
     const got = adapter.tensors.get(name)!.shape;
     if (got.join(',') !== shape.join(',')) throw badFile(file, `tensor ${name} has shape [${got.join(', ')}]; the model needs [${shape.join(', ')}]`);
+  }
+  // The config must describe the tensors it ships with (they were checked against the model's adapters).
+  if (existing && (planned.size !== want.size || [...want.keys()].some((n) => !planned.has(n)))) {
+    throw badFile(configFile, `target_modules ${JSON.stringify(targets)} name other modules than the adapter's tensors are on`);
   }
   if (!existing) {
     model.addLoRA({ rank, alpha, targets });
