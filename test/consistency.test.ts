@@ -8,7 +8,7 @@ import { cp, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ZofoError } from '../lib/errors.js';
 import { demoModelDir } from '../lib/demo/model.js';
-import { loadTask, TASK_LIMITS } from '../lib/data/tasks.js';
+import { loadTask, MAX_SAMPLE_ITEMS, sampleIndices, TASK_LIMITS } from '../lib/data/tasks.js';
 import { openSafetensors, writeSafetensors, type TensorData } from '../lib/formats/safetensors.js';
 import { loadModel, type ClassificationExample, type Model } from '../lib/model/model.js';
 import { loadTokenizer, MAX_TOKEN_ID } from '../lib/model/tokenizer.js';
@@ -249,4 +249,9 @@ t.test('task files past their limits are refused before they are tokenized', asy
   await rejects(t, loadTask('jsonl', small, tok, { maxFileBytes: 100 }), 'ZOFO_BAD_FILE', /small\.jsonl: the file is \d+ bytes, over the limit of 100 \(maxFileBytes\)/);
   await rejects(t, loadTask('jsonl', small, tok, { maxLineChars: 0 }), 'ZOFO_INVALID_ARG', /opts\.maxLineChars/);
   t.equal((await loadTask('jsonl', small, tok)).examples.length, 2, 'within the limits the file loads');
+  for (const n of [2 ** 40, MAX_SAMPLE_ITEMS + 1]) {
+    t.throws(() => sampleIndices(n, 1, 0), { code: 'ZOFO_INVALID_ARG', message: /for n but received/ }, `sampleIndices(${n}) is refused before it allocates`);
+  }
+  // numpy.random.RandomState(0).permutation(10)[:4] is [2, 8, 4, 9].
+  t.same(sampleIndices(10, 4, 0), [2, 8, 4, 9], 'the sampled indices are unchanged');
 });

@@ -456,8 +456,9 @@ function checkSeed(seed: unknown, name: string): number {
 }
 
 /** numpy's `np.random.RandomState(seed).permutation(n)`, as an array. */
-function mezoPermutation(n: number, seed: number): number[] {
-  const p = Array.from({ length: n }, (_, i) => i);
+function mezoPermutation(n: number, seed: number): Uint32Array {
+  const p = new Uint32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
   const rng = new MT19937(seed);
   for (let i = n - 1; i > 0; i--) {
     const j = randomInterval(rng, i);
@@ -466,16 +467,19 @@ function mezoPermutation(n: number, seed: number): number[] {
   return p;
 }
 
+/** Most items sampleIndices draws from, 2^28: its permutation of n items takes 4·n bytes. */
+export const MAX_SAMPLE_ITEMS = 2 ** 28;
+
 /**
  * k distinct indices into n items, chosen by `seed` as MeZO's `sample_subset` does
  * (`np.random.seed(seed); np.random.permutation(n)[:k]`), in that order.
  */
 export function sampleIndices(n: number, k: number, seed: number): number[] {
-  if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) throw invalidArg('a number of items (an integer ≥ 0)', 'n', n);
+  if (!Number.isSafeInteger(n) || n < 0 || n > MAX_SAMPLE_ITEMS) throw invalidArg(`a number of items (an integer in 0 .. ${MAX_SAMPLE_ITEMS})`, 'n', n);
   if (!Number.isSafeInteger(k) || k < 0) throw invalidArg('a sample size (an integer ≥ 0)', 'k', k);
   checkSeed(seed, 'seed');
   if (k > n) throw new ZofoError('ZOFO_INVALID_ARG', `cannot sample k = ${k} examples without replacement from n = ${n}`);
-  return mezoPermutation(n, seed).slice(0, k);
+  return Array.from(mezoPermutation(n, seed).subarray(0, k));
 }
 
 /** k examples sampled without replacement by `seed`: the ones MeZO's sample_subset picks. */
