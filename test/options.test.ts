@@ -1,7 +1,7 @@
 // API option objects are validated whole at construction: every bad value, unknown key,
 // null example or oversized kernel argument is a ZofoError (ZOFO_INVALID_ARG) whose
 // `option` is the path of the option and whose message names it; unknown keys suggest the
-// nearest valid key. Also the suggestion helper itself, against distances worked by hand.
+// nearest valid key. Also the key-suggestion functions, against distances worked by hand.
 import t, { type Test } from 'tap';
 import { ZofoError } from '../lib/errors.js';
 import { kernels } from '../lib/index.js';

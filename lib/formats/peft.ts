@@ -151,7 +151,7 @@ async function readAdapterFiles(dir: string): Promise<AdapterFiles> {
 
 // The in-layer 2-D weights are the engine's linear layers (norms are 1-D, embeddings and
 // heads sit outside the layers); GPT-2's Conv1D weights are stored [in, out].
-const LAYER_WEIGHT = /\.(layers|h)\.\d+\..*\.weight$/;
+const LAYER_WEIGHT = /(^|\.)(layers|h)\.\d+\..*\.weight$/;
 
 /**
  * The adapters addLoRA would create for `targets` at `rank`: PEFT name → [rows, cols],
