@@ -111,6 +111,7 @@ class HfBackedTokenizer implements Tokenizer {
  */
 export const MAX_TOKEN_ID = 2 ** 21;
 
+/** Options of loadTokenizer. */
 export interface LoadTokenizerOptions {
   /** The model's vocabulary size (config.json vocab_size): every token id must be below it. */
   vocabSize?: number;
