@@ -10,13 +10,18 @@ import { addonFiles, cpuBinding, cudaBinding, cudaLoadErrors } from './binding.j
 
 export { kernels };
 export { ZofoError } from './errors.js';
+export { OptionError } from './validate/schema.js';
+export { editDistance, nearestKey, unknownKeyMessage } from './validate/suggest.js';
+export type { KeyAliases } from './validate/suggest.js';
+export { MAX_LORA_RANK, MAX_LORA_SCALING } from './validate/options.js';
 export {
   openSafetensors, openCheckpoint, writeSafetensors, SafetensorsFile, Checkpoint,
 } from './formats/safetensors.js';
 export type { SafetensorsDtype, TensorInfo, TensorData } from './formats/safetensors.js';
 export { loadConfig, parseConfig } from './model/config.js';
 export type { ModelConfig, ModelFamily, Activation } from './model/config.js';
-export { loadTokenizer } from './model/tokenizer.js';
+export { loadTokenizer, MAX_TOKEN_ID } from './model/tokenizer.js';
+export type { LoadTokenizerOptions } from './model/tokenizer.js';
 export { loadModel, Model } from './model/model.js';
 export { randomModel, LLAMA_SHAPES } from './model/shapes.js';
 export type { LlamaShape, RandomModelOptions } from './model/shapes.js';
@@ -28,7 +33,7 @@ export { replay } from './train/replay.js';
 export { Trainer, evaluate } from './train/trainer.js';
 export type { TrainerOptions, TrainerEvent, EvalOptions, CheckpointOptions, FitOptions, BestInfo } from './train/trainer.js';
 export { loadCheckpoint } from './train/checkpoint.js';
-export { loadTask, sampleExamples, sampleIndices, splitTask, TASK_NAMES } from './data/tasks.js';
+export { loadTask, sampleExamples, sampleIndices, splitTask, TASK_LIMITS, TASK_NAMES } from './data/tasks.js';
 export type { Task, TaskName } from './data/tasks.js';
 export { estimateSmoothness, stepSizeAdvice } from './theory/smoothness.js';
 export { makeObjective, runStudy, study, studyChart, OBJECTIVES } from './theory/study.js';

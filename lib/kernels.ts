@@ -5,7 +5,8 @@
  * option, and the buffer is left exactly as it was.
  */
 import { cpuBinding, cudaBinding, cudaLoadErrors, type CudaBinding } from './binding.js';
-import { awaitNative, invalidArg, rethrowNative, ZofoError } from './errors.js';
+import { awaitNative, describe, invalidArg, rethrowNative, ZofoError } from './errors.js';
+import { OptionError } from './validate/schema.js';
 
 const U64_MAX = (1n << 64n) - 1n;
 
@@ -27,6 +28,24 @@ function toU64(value: unknown, name: string): bigint {
 function toCount(value: unknown, name: string): number {
   if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
   throw invalidArg('a non-negative safe integer', name, value);
+}
+
+/** Largest element count or matrix dimension a kernel takes: 2^31 − 1 (int32 indexing in BLAS and the launchers). */
+export const MAX_KERNEL_ELEMENTS = 0x7fffffff;
+
+/** A size argument: an integer in 0 .. MAX_KERNEL_ELEMENTS, named in the error. */
+function toSize(value: unknown, name: string): number {
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 && value <= MAX_KERNEL_ELEMENTS) return value;
+  throw new OptionError(name, `Expected an integer in 0 .. ${MAX_KERNEL_ELEMENTS} (2^31 - 1) for ${name} but received ${describe(value)}`);
+}
+
+/** A Float32Array of `n` elements, or ZOFO_OUT_OF_MEMORY naming `what` (never a RangeError). */
+function allocate(n: number, what: string): Float32Array {
+  try {
+    return new Float32Array(n);
+  } catch (err) {
+    throw new ZofoError('ZOFO_OUT_OF_MEMORY', `${what}: cannot allocate ${n} floats (${(n * 4 / 2 ** 30).toFixed(1)} GiB): ${(err as Error).message}`, { cause: err });
+  }
 }
 
 function toFinite(value: unknown, name: string): number {
@@ -119,7 +138,7 @@ export interface GaussianOptions {
 
 /** The exact z of elements offset … offset+count−1 of tensor `name` under `seed`. */
 export function gaussian(count: number, opts: GaussianOptions): Float32Array {
-  const n = toCount(count, 'count');
+  const n = toSize(count, 'count');
   if (typeof opts !== 'object' || opts === null) throw invalidArg('an options object', 'gaussian options', opts);
   const seed = toU64(opts.seed, 'seed');
   const stream = streamOf(opts, 'gaussian');
@@ -127,7 +146,7 @@ export function gaussian(count: number, opts: GaussianOptions): Float32Array {
   if (offset + BigInt(n) - 1n > U64_MAX) throw new ZofoError('ZOFO_INVALID_ARG', `offset ${offset} + count ${n} runs past element 2^64-1`);
   const threads = toThreads(opts.threads);
   const cuda = cudaOrThrow(opts.device);
-  const out = new Float32Array(n);
+  const out = allocate(n, 'gaussian');
   try {
     if (cuda) cuda.gaussian(seed, stream, offset, out);
     else cpuBinding().gaussian(seed, stream, offset, out, threads);
@@ -312,7 +331,7 @@ export interface MatmulOptions {
 
 /** C (M×N) = alpha·op(A)·op(B) + beta·C, row-major Float32Arrays. */
 export function matmul(M: number, N: number, K: number, A: Float32Array, B: Float32Array, C: Float32Array, opts: MatmulOptions = {}): void {
-  const m = toCount(M, 'M'), n = toCount(N, 'N'), k = toCount(K, 'K');
+  const m = toSize(M, 'M'), n = toSize(N, 'N'), k = toSize(K, 'K');
   for (const [arr, name, need] of [[A, 'A', m * k], [B, 'B', k * n], [C, 'C', m * n]] as const) {
     if (!(arr instanceof Float32Array)) throw invalidArg('a Float32Array', name, arr);
     if (arr.length < need) throw new ZofoError('ZOFO_INVALID_ARG', `${name} has ${arr.length} elements but (M, N, K) = (${m}, ${n}, ${k}) needs ${need}`);

@@ -11,6 +11,7 @@ import { loadModel, type Example, type LmExample, type Model } from '../lib/mode
 import { ReshufflingSampler } from '../lib/train/sampler.js';
 import { Trainer, type TrainerEvent, type TrainerOptions } from '../lib/train/trainer.js';
 import { loadCheckpoint, saveCheckpoint, type TrainerCheckpointState } from '../lib/train/checkpoint.js';
+import { TRAJECTORY_VERSION } from '../lib/train/trajectory.js';
 import type {
   OptimizerState, StepOptions, StepResult, TrainableOptimizer, Trajectory, TrajectoryHeader, TrajectoryRecord,
 } from '../lib/train/types.js';
@@ -27,8 +28,8 @@ const idOf = (e: Example): number => e.prompt[0];
 const lmData = (n: number): LmExample[] => Array.from({ length: n }, (_, i) => ({ prompt: [i, 1], target: [2] }));
 
 const TRAJ_HEADER: TrajectoryHeader = {
-  version: 1, base: { hash: 'feedface', dtype: 'f32', parameters: 4 }, table: [{ name: 'w', count: 4, trainable: true, decay: 0 }],
-  estimator: 'forward', mu: 1e-3, perturbations: 1, seed: 5,
+  version: TRAJECTORY_VERSION, base: { hash: 'feedface', dtype: 'f32', parameters: 4 }, table: [{ name: 'w', count: 4, trainable: true, decay: 0 }],
+  estimator: 'forward', mu: 1e-3, perturbations: 1, seed: 5n,
 };
 
 /**
@@ -391,7 +392,7 @@ t.test('crash safety: leftovers are ignored; damage is a clear ZOFO_BAD_FILE', a
   // Saving over the committed checkpoint's name (a run resumed from an older one) picks a fresh name.
   const committed = await loadCheckpoint(dir);
   const state: TrainerCheckpointState = { ...committed.trainer, history: [] };
-  const saved = await saveCheckpoint(dir, { model, optimizer: opt, state });
+  const saved = await saveCheckpoint(dir, { model: b.model, optimizer: b.opt, state });
   t.match(saved.dir, /step-000012-[0-9a-f]{8}$/);
   t.equal((await loadCheckpoint(dir)).dir, saved.dir);
   t.ok(existsSync(join(dir, 'step-000012', 'trainer.json')), 'the previous commit is untouched');

@@ -50,13 +50,13 @@ function header(over: Partial<TrajectoryHeader> = {}): TrajectoryHeader {
     estimator: 'forward',
     mu: 1e-3,
     perturbations: 2,
-    seed: 42,
+    seed: 42n,
     ...over,
   };
 }
 
-// fp32 bit patterns worth keeping exactly: ±0, subnormals, extremes, ±Infinity.
-const SPECIAL_F32 = [0x80000000, 0x00000000, 0x00000001, 0x807fffff, 0x00400000, 0x7f7fffff, 0xff7fffff, 0x7f800000, 0xff800000, 0x3f800000];
+// fp32 bit patterns worth keeping exactly: ±0, subnormals, extremes (±Infinity is refused: a log holds finite values).
+const SPECIAL_F32 = [0x80000000, 0x00000000, 0x00000001, 0x807fffff, 0x00400000, 0x7f7fffff, 0xff7fffff, 0x3f800000];
 const SPECIAL_SEEDS = [0n, 1n, (1n << 64n) - 1n, (1n << 64n) - 2n, (1n << 63n), (1n << 53n) + 1n];
 
 /** Random steps (increasing, with gaps), each a full group j = 0..q−1. */
@@ -65,7 +65,7 @@ function randomRecords(r: () => number, steps: number, firstStep = 0, q?: number
   const randomF32 = (): number => {
     if (r() < 0.3) return fromBits(SPECIAL_F32[Math.floor(r() * SPECIAL_F32.length)]);
     let b: number;
-    do b = Math.floor(r() * 2 ** 32); while ((b & 0x7f800000) === 0x7f800000 && (b & 0x7fffff) !== 0); // no NaN
+    do b = Math.floor(r() * 2 ** 32); while ((b & 0x7f800000) === 0x7f800000); // no NaN or ±Infinity
     return fromBits(b);
   };
   let step = firstStep;
@@ -154,7 +154,7 @@ t.test('write → read round trip is bit-exact (fp32 −0, subnormals, u64 seeds
   const bytes = readFileSync(file);
   const headerLength = bytes.readUInt32LE(12);
   t.equal(bytes.subarray(0, 8).toString('latin1'), 'ZOFOTRAJ', 'magic');
-  t.equal(bytes.readUInt32LE(8), 1, 'format version 1');
+  t.equal(bytes.readUInt32LE(8), 2, 'format version 2');
   t.equal((16 + headerLength) % 8, 0, 'records start 8-byte aligned');
   t.equal(bytes.length, 16 + headerLength + records.length * RECORD_BYTES, 'header + 48 bytes per record');
   t.same(decodeTrajectory(bytes, 'mem'), back, 'decodeTrajectory agrees with readTrajectory');
@@ -189,7 +189,7 @@ t.test('a record has the documented byte layout and an IEEE CRC-32', async (t) =
 t.test('the header JSON has sorted keys, only the format\'s fields, and space padding', async (t) => {
   // Keys deliberately in unsorted order, with an extra property the format does not have.
   const h = {
-    seed: 7, perturbations: 1, mu: 0.01, estimator: 'central', version: 1,
+    seed: 7n, perturbations: 1, mu: 0.01, estimator: 'central', version: 2,
     table: [{ trainable: true, name: 'w', decay: 1, count: 3, extra: 'x' }],
     base: { parameters: 3, hash: 'ff', dtype: 'bf16' },
     note: 'not part of the format',
@@ -211,10 +211,10 @@ t.test('the header JSON has sorted keys, only the format\'s fields, and space pa
   };
   sorted(json, '');
   t.same(json, {
-    base: { dtype: 'bf16', hash: 'ff', parameters: 3 }, estimator: 'central', mu: 0.01, perturbations: 1, seed: 7,
-    table: [{ count: 3, decay: 1, name: 'w', trainable: true }], version: 1,
-  }, 'exactly the format\'s fields');
-  t.same(Buffer.from(encodeTrajectoryHeader(JSON.parse(JSON.stringify(json)))), bytes, 'same header, same bytes, whatever the key order');
+    base: { dtype: 'bf16', hash: 'ff', parameters: 3 }, estimator: 'central', mu: 0.01, perturbations: 1, seed: '7',
+    table: [{ count: 3, decay: 1, name: 'w', trainable: true }], version: 2,
+  }, 'exactly the format\'s fields, the seed as a decimal string');
+  t.same(Buffer.from(encodeTrajectoryHeader({ ...JSON.parse(JSON.stringify(json)), seed: 7n })), bytes, 'same header, same bytes, whatever the key order');
 });
 
 t.test('the appender creates, reopens and continues a log', async (t) => {
@@ -246,7 +246,7 @@ t.test('the appender creates, reopens and continues a log', async (t) => {
   await rejectsWith(t, a.append(all.slice(20, 22)), 'ZOFO_CLOSED', file, /closed/);
   await a.close(); // twice is fine
 
-  const b = await TrajectoryAppender.open(file, JSON.parse(JSON.stringify(header())));
+  const b = await TrajectoryAppender.open(file, { ...JSON.parse(JSON.stringify({ ...header(), seed: 0 })), seed: 42 }); // a plain-JSON copy, the seed a safe-integer number
   t.equal(b.count, 20, 'reopened: sees the records');
   t.equal(b.lastStep, all[19].step);
   t.equal(b.tornTail, false);
@@ -301,7 +301,8 @@ t.test('the appender refuses a log whose header differs, naming the field', asyn
     [{ ...h, table: h.table.slice(0, 2) }, /at table\.length: the file has 3, expected 2/],
     [{ ...h, mu: 1e-2 }, /at mu:/],
     [{ ...h, estimator: 'central' }, /at estimator:/],
-    [{ ...h, seed: 43 }, /at seed: the file has 42, expected 43/],
+    [{ ...h, seed: 43n }, /at seed: the file has 42, expected 43/],
+    [{ ...h, seed: (1n << 64n) - 1n }, /at seed: the file has 42, expected 18446744073709551615/],
   ];
   for (const [other, problem] of variants) await rejectsWith(t, TrajectoryAppender.open(file, other), 'ZOFO_BAD_FILE', file, problem);
   t.same(readFileSync(file), before, 'the file is untouched');
@@ -312,7 +313,7 @@ t.test('each kind of hostile file is a ZOFO_BAD_FILE naming the problem', async 
   const h = encodeTrajectoryHeader(header());
   const records = randomRecords(rng(seed ^ 0x777), 4, 0, 2);
   const good = concat(h, recordsBytes(records));
-  const withHeaderText = (text: string, version = 1): Uint8Array => {
+  const withHeaderText = (text: string, version = 2): Uint8Array => {
     const raw = Buffer.from(text, 'utf8');
     const json = Buffer.alloc(Math.ceil(raw.length / 8) * 8, 0x20);
     raw.copy(json);
@@ -342,6 +343,14 @@ t.test('each kind of hostile file is a ZOFO_BAD_FILE naming the problem', async 
     b.writeUInt32LE(crc32Ref(b.subarray(0, 44)), 44);
     return b;
   };
+  /** A valid record of step 0 with one float field overwritten (and its CRC fixed). */
+  const rawFloatRecord = (at: number, value: number, f64 = false): Uint8Array => {
+    const b = Buffer.from(rawRecord(0n, 0, 1));
+    if (f64) b.writeDoubleLE(value, at);
+    else b.writeFloatLE(value, at);
+    b.writeUInt32LE(crc32Ref(b.subarray(0, 44)), 44);
+    return b;
+  };
   const recordStart = h.length;
   const dir = t.testdir({});
 
@@ -350,7 +359,7 @@ t.test('each kind of hostile file is a ZOFO_BAD_FILE naming the problem', async 
     ['short file', good.subarray(0, 12), /file is 12 bytes/],
     ['bad magic', mutate(good, 4, 0x58), /bad magic 5a4f464f5852414a \(expected "ZOFOTRAJ"/],
     ['a safetensors file', concat(new Uint8Array([8, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{}      ')), /not a zofo trajectory log: bad magic/],
-    ['future version', mutate(good, 8, 2), /unsupported trajectory format version 2 \(this zofo reads version 1\)/],
+    ['future version', mutate(good, 8, 3), /unsupported trajectory format version 3 \(this zofo reads version 1, 2\)/],
     ['header length past the end', (() => { const b = Buffer.from(good.subarray(0, 64)); b.writeUInt32LE(0xfffffff8, 12); return b; })(), /header length 4294967288 runs past the end of the file \(64 bytes\)/],
     ['header length not a multiple of 8', (() => { const b = Buffer.from(good); b.writeUInt32LE(b.readUInt32LE(12) - 3, 12); return b; })(), /header length \d+ is not a multiple of 8/],
     ['malformed JSON', withHeaderText('{"base": '), /header is not valid JSON/],
@@ -363,7 +372,15 @@ t.test('each kind of hostile file is a ZOFO_BAD_FILE naming the problem', async 
     ['duplicate tensor name', jsonWith((j) => (j.table[1].name = j.table[0].name)), /table\[1\]\.name must be a name no earlier entry has/],
     ['unknown dtype', jsonWith((j) => (j.base.dtype = 'f64')), /base\.dtype must be 'f32', 'bf16' or 'f16'/],
     ['unknown field', jsonWith((j) => (j.base.extra = 1)), /unknown header field base\.extra/],
-    ['JSON version differs from the format version', jsonWith((j) => (j.version = 2)), /header field version must be 1/],
+    ['JSON version differs from the format version', jsonWith((j) => (j.version = 1)), /header field version must be 2/],
+    ['seed as a number in a version 2 file', jsonWith((j) => (j.seed = 42)), /header field seed must be the decimal string of an integer in 0 \.\. 2\^64-1, not 42 of type number/],
+    ['seed of 2^64', jsonWith((j) => (j.seed = '18446744073709551616')), /header field seed must be the decimal string/],
+    ['seed with a leading zero', jsonWith((j) => (j.seed = '042')), /header field seed must be the decimal string/],
+    ['negative seed', jsonWith((j) => (j.seed = '-1')), /header field seed must be the decimal string/],
+    ['NaN scale in a record', concat(h, rawFloatRecord(24, NaN)), /record 0 \(step 0, j=0\): scale is NaN/],
+    ['infinite etaLambda in a record', concat(h, rawFloatRecord(28, -Infinity)), /record 0 \(step 0, j=0\): etaLambda is -Infinity/],
+    ['infinite projected gradient', concat(h, rawFloatRecord(16, Infinity, true)), /record 0 \(step 0, j=0\): projectedGrad is Infinity/],
+    ['infinite decay mask', jsonWith((j) => (j.table[0].decay = 1e999)), /header field table\[0\]\.decay must be a finite number/],
     ['flipped byte in record 2', mutate(good, recordStart + 2 * RECORD_BYTES + 17, good[recordStart + 2 * RECORD_BYTES + 17] ^ 0x10), /record 2 \(byte offset \d+\) fails its CRC-32 check/],
     ['flipped CRC byte in record 0', mutate(good, recordStart + 45, good[recordStart + 45] ^ 1), /record 0 .*fails its CRC-32 check/],
     ['zero record before a valid one', concat(h, new Uint8Array(RECORD_BYTES), encodeTrajectoryRecord(records[0])), /record 0 .*fails its CRC-32 check/],
@@ -429,8 +446,13 @@ t.test('encoders and writeTrajectory check their arguments', async (t) => {
   throwsWith(t, () => encodeTrajectoryRecord({ ...rec, q: 65536 }), 'ZOFO_INVALID_ARG', 'record.q', /\[1, 65535\]/);
   throwsWith(t, () => encodeTrajectoryRecord({ ...rec, scale: '1' as unknown as number }), 'ZOFO_INVALID_ARG', 'record.scale', /a number/);
   throwsWith(t, () => encodeTrajectoryHeader(header({ mu: 0 })), 'ZOFO_INVALID_ARG', 'header.mu', /finite number > 0/);
-  throwsWith(t, () => encodeTrajectoryHeader(header({ version: 2 })), 'ZOFO_INVALID_ARG', 'header.version', /Expected 1/);
-  throwsWith(t, () => encodeTrajectoryHeader(header({ seed: 0.5 })), 'ZOFO_INVALID_ARG', 'header.seed', /safe integer/);
+  throwsWith(t, () => encodeTrajectoryHeader(header({ version: 1 })), 'ZOFO_INVALID_ARG', 'header.version', /Expected 2/);
+  throwsWith(t, () => encodeTrajectoryHeader(header({ seed: 0.5 as unknown as bigint })), 'ZOFO_INVALID_ARG', 'header.seed', /bigint in 0 \.\. 2\^64-1/);
+  throwsWith(t, () => encodeTrajectoryHeader(header({ seed: 1n << 64n })), 'ZOFO_INVALID_ARG', 'header.seed', /bigint in 0 \.\. 2\^64-1/);
+  throwsWith(t, () => encodeTrajectoryHeader(header({ seed: -1n })), 'ZOFO_INVALID_ARG', 'header.seed', /bigint in 0 \.\. 2\^64-1/);
+  throwsWith(t, () => encodeTrajectoryRecord({ ...rec, scale: Infinity }), 'ZOFO_INVALID_ARG', 'record.scale', /finite in fp32/);
+  throwsWith(t, () => encodeTrajectoryRecord({ ...rec, etaLambda: 1e39 }), 'ZOFO_INVALID_ARG', 'record.etaLambda', /finite in fp32/);
+  throwsWith(t, () => encodeTrajectoryRecord({ ...rec, projectedGrad: NaN }), 'ZOFO_INVALID_ARG', 'record.projectedGrad', /a finite number/);
 
   const dir = t.testdir({});
   const file = join(dir, 'zo.log');
@@ -444,4 +466,52 @@ t.test('encoders and writeTrajectory check their arguments', async (t) => {
   await writeTrajectory(file, { header: header(), records: [rec] });
   appendFileSync(file, Buffer.from([1, 2, 3]));
   t.equal((await readTrajectory(file)).tornTail, true);
+});
+
+t.test('64-bit run seeds round-trip exactly through the header (0, 2^53 ± 1, 2^53, 2^64 − 1)', async (t) => {
+  const dir = t.testdir({});
+  const seeds = [0n, (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, (1n << 64n) - 1n];
+  for (const s of seeds) {
+    const file = join(dir, `seed-${s}.log`);
+    await writeTrajectory(file, { header: header({ seed: s }), records: randomRecords(rng(seed), 2, 0, 2) });
+    const back = await readTrajectory(file);
+    t.equal(back.header.seed, s, `seed ${s} reads back exactly`);
+    const text = readFileSync(file).subarray(16).toString('utf8');
+    t.ok(text.includes(`"seed":"${s}"`), `the file holds seed ${s} as a decimal string`);
+    const a = await TrajectoryAppender.open(file, header({ seed: s }));
+    t.equal(a.count, 4, 'the appender reopens it with the same seed');
+    await a.close();
+  }
+});
+
+t.test('version 1 logs (the seed a JSON number) are still read', async (t) => {
+  // A version 1 file, built by hand: the same layout with "seed":42 and version 1.
+  const json = JSON.stringify({
+    base: { dtype: 'f32', hash: '0123456789abcdef', parameters: 1234 }, estimator: 'forward', mu: 1e-3, perturbations: 2, seed: 42,
+    table: header().table.map((e) => ({ count: e.count, decay: e.decay, name: e.name, trainable: e.trainable })), version: 1,
+  });
+  const raw = Buffer.alloc(Math.ceil(json.length / 8) * 8, 0x20);
+  raw.write(json, 'utf8');
+  const pre = Buffer.alloc(16);
+  pre.write('ZOFOTRAJ', 0, 'latin1');
+  pre.writeUInt32LE(1, 8);
+  pre.writeUInt32LE(raw.length, 12);
+  const records = randomRecords(rng(seed ^ 0x0101), 3, 0, 2);
+  const bytes = concat(pre, raw, recordsBytes(records));
+  const back = decodeTrajectory(bytes, 'v1.log');
+  t.equal(back.header.seed, 42n, 'the seed as a bigint');
+  t.equal(back.header.version, TRAJECTORY_VERSION, 'in memory the header is of the current version');
+  sameRecords(t, back.records, records);
+  const unsafe = Buffer.from(bytes);
+  const at = unsafe.indexOf('"seed":42');
+  unsafe.write('"seed":-1', at); // same length
+  throwsWith(t, () => decodeTrajectory(unsafe, 'v1.log'), 'ZOFO_BAD_FILE', 'v1.log', /header field seed must be a non-negative safe integer/);
+  // A version 1 log can be continued: the appender only adds records, whose layout is unchanged.
+  const dir = t.testdir({});
+  const file = join(dir, 'v1.log');
+  writeFileSync(file, bytes);
+  const a = await TrajectoryAppender.open(file, header());
+  await a.append(randomRecords(rng(seed ^ 0x0202), 1, 10, 2));
+  await a.close();
+  t.equal((await readTrajectory(file)).records.length, 8, 'appended to the version 1 file');
 });

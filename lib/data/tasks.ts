@@ -15,7 +15,7 @@
  * special tokens the tokenizer's template puts before the text (a BOS), never those it
  * puts after it (an EOS): a continuation follows the prompt.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { invalidArg, ZofoError } from '../errors.js';
 import { badFile, ioError, isRecord } from '../formats/files.js';
 import type { ClassificationExample, Example, LmExample } from '../model/model.js';
@@ -69,7 +69,19 @@ export interface LoadTaskOptions {
    * the whole sentence with the option substituted.
    */
   winogrande?: 'prefix' | 'full';
+  /** Refuse a file larger than this many bytes (default TASK_LIMITS.maxFileBytes, 1 GiB), before reading it. */
+  maxFileBytes?: number;
+  /** Refuse a row whose line is longer than this many characters (default TASK_LIMITS.maxLineChars, 1,000,000), before parsing or tokenizing it. */
+  maxLineChars?: number;
+  /** Refuse an example whose prompt plus longest continuation exceeds this many tokens (default TASK_LIMITS.maxTokens, 65,536). */
+  maxTokens?: number;
 }
+
+/**
+ * Default input limits of loadTask: a hostile or mistaken file (a 50 MB line, a binary
+ * file) is refused with an error naming the limit, before it costs gigabytes.
+ */
+export const TASK_LIMITS = { maxFileBytes: 2 ** 30, maxLineChars: 1_000_000, maxTokens: 65_536 } as const;
 
 const WINOGRANDE_NOTES = {
   prefix: 'WinoGrande: prompt = the sentence before "_"; candidate c = option c + the rest of the sentence, '
@@ -217,8 +229,18 @@ class Encoder {
     return sameIds(joint, 0, promptPlain) ? joint.slice(promptPlain.length) : this.encode(text, false);
   }
 
-  /** A row's example and texts; trailing spaces of the prompt move to each continuation. */
-  example(row: Row, line: number): { example: Example; text: TaskText } {
+  /** A row's example and texts; trailing spaces of the prompt move to each continuation. Refuses more than `maxTokens` tokens. */
+  example(row: Row, line: number, maxTokens: number = TASK_LIMITS.maxTokens): { example: Example; text: TaskText } {
+    const made = this.#example(row, line);
+    const e = made.example;
+    const longest = 'target' in e ? e.target.length : Math.max(...e.candidates.map((c) => c.length));
+    if (e.prompt.length + longest > maxTokens) {
+      throw new RowError(`the example has ${e.prompt.length + longest} tokens (prompt ${e.prompt.length} + continuation ${longest}), over the limit of ${maxTokens} (maxTokens)`);
+    }
+    return made;
+  }
+
+  #example(row: Row, line: number): { example: Example; text: TaskText } {
     const spaces = /( *)$/.exec(row.prompt)![1];
     const prompt = row.prompt.slice(0, row.prompt.length - spaces.length);
     const plain = this.encode(prompt, false);
@@ -244,9 +266,11 @@ class Encoder {
   }
 }
 
-async function readLines(file: string): Promise<string[]> {
+async function readLines(file: string, maxFileBytes: number): Promise<string[]> {
   let bytes: Uint8Array;
   try {
+    const size = (await stat(file)).size;
+    if (size > maxFileBytes) throw badFile(file, `the file is ${size} bytes, over the limit of ${maxFileBytes} (maxFileBytes)`);
     bytes = await readFile(file);
   } catch (err) {
     throw ioError(file, 'cannot read', err);
@@ -281,8 +305,14 @@ export async function loadTask(name: TaskName, file: string, tokenizer: Tokenize
   if (typeof skipBad !== 'boolean') throw invalidArg('a boolean', 'opts.skipBad', opts.skipBad);
   const mode = opts.winogrande ?? 'prefix';
   if (mode !== 'prefix' && mode !== 'full') throw invalidArg("'prefix' or 'full'", 'opts.winogrande', opts.winogrande);
+  const inputLimit = (key: keyof typeof TASK_LIMITS): number => {
+    const value = opts[key] ?? TASK_LIMITS[key];
+    if (!Number.isSafeInteger(value) || value < 1) throw invalidArg('a positive integer', `opts.${key}`, value);
+    return value;
+  };
+  const maxFileBytes = inputLimit('maxFileBytes'), maxLineChars = inputLimit('maxLineChars'), maxTokens = inputLimit('maxTokens');
 
-  const lines = await readLines(file);
+  const lines = await readLines(file, maxFileBytes);
   let encoder: Encoder;
   try {
     encoder = new Encoder(tokenizer);
@@ -301,6 +331,7 @@ export async function loadTask(name: TaskName, file: string, tokenizer: Tokenize
   let tsv: { sentence: number; label: number } | undefined;
   if (name === 'sst2') {
     first = lines.findIndex((l) => l.trim() !== '');
+    if (first >= 0 && lines[first].length > maxLineChars) throw badFile(`${file}:${first + 1}`, `the header line has ${lines[first].length} characters, over the limit of ${maxLineChars} (maxLineChars)`);
     const header = first < 0 ? [] : lines[first].split('\t').map((h) => h.trim());
     const sentence = header.indexOf('sentence'), label = header.indexOf('label');
     if (header.length !== 2 || sentence < 0 || label < 0) {
@@ -311,6 +342,10 @@ export async function loadTask(name: TaskName, file: string, tokenizer: Tokenize
   }
   for (let i = first; i < lines.length && rows.length < limit; i++) {
     const line = lines[i];
+    if (line.length > maxLineChars) {
+      bad(i + 1, new RowError(`the line has ${line.length} characters, over the limit of ${maxLineChars} (maxLineChars)`));
+      continue;
+    }
     if (line.trim() === '') continue;
     try {
       let row: Row;
@@ -351,7 +386,7 @@ export async function loadTask(name: TaskName, file: string, tokenizer: Tokenize
   const examples: Example[] = [], texts: TaskText[] = [];
   for (const r of picked) {
     try {
-      const { example, text } = encoder.example(rows[r].row, rows[r].line);
+      const { example, text } = encoder.example(rows[r].row, rows[r].line, maxTokens);
       examples.push(example);
       texts.push(text);
     } catch (err) {
@@ -421,8 +456,9 @@ function checkSeed(seed: unknown, name: string): number {
 }
 
 /** numpy's `np.random.RandomState(seed).permutation(n)`, as an array. */
-function mezoPermutation(n: number, seed: number): number[] {
-  const p = Array.from({ length: n }, (_, i) => i);
+function mezoPermutation(n: number, seed: number): Uint32Array {
+  const p = new Uint32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
   const rng = new MT19937(seed);
   for (let i = n - 1; i > 0; i--) {
     const j = randomInterval(rng, i);
@@ -431,16 +467,19 @@ function mezoPermutation(n: number, seed: number): number[] {
   return p;
 }
 
+/** Most items sampleIndices draws from, 2^28: its permutation of n items takes 4·n bytes. */
+export const MAX_SAMPLE_ITEMS = 2 ** 28;
+
 /**
  * k distinct indices into n items, chosen by `seed` as MeZO's `sample_subset` does
  * (`np.random.seed(seed); np.random.permutation(n)[:k]`), in that order.
  */
 export function sampleIndices(n: number, k: number, seed: number): number[] {
-  if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) throw invalidArg('a number of items (an integer ≥ 0)', 'n', n);
+  if (!Number.isSafeInteger(n) || n < 0 || n > MAX_SAMPLE_ITEMS) throw invalidArg(`a number of items (an integer in 0 .. ${MAX_SAMPLE_ITEMS})`, 'n', n);
   if (!Number.isSafeInteger(k) || k < 0) throw invalidArg('a sample size (an integer ≥ 0)', 'k', k);
   checkSeed(seed, 'seed');
   if (k > n) throw new ZofoError('ZOFO_INVALID_ARG', `cannot sample k = ${k} examples without replacement from n = ${n}`);
-  return mezoPermutation(n, seed).slice(0, k);
+  return Array.from(mezoPermutation(n, seed).subarray(0, k));
 }
 
 /** k examples sampled without replacement by `seed`: the ones MeZO's sample_subset picks. */

@@ -12,6 +12,8 @@ import { openCheckpoint } from '../formats/safetensors.js';
 import { loadAdapter, saveAdapter, saveMerged } from '../formats/peft.js';
 import { loadConfig, type ModelConfig } from './config.js';
 import { loadTokenizer, type Tokenizer } from './tokenizer.js';
+import { validateLoraOptions } from '../validate/options.js';
+import { foldSeed32 } from '../validate/u64.js';
 
 /** Classification: prompt + K candidate continuations; `label` indexes the right one. */
 export interface ClassificationExample { prompt: number[]; candidates: number[][]; label: number }
@@ -71,8 +73,8 @@ export interface LoraOptions {
   alpha?: number;
   /** Module-name suffixes; default q_proj + v_proj (Llama, OPT) or c_attn (GPT-2). */
   targets?: string[];
-  /** Seed of the kaiming-uniform init of the A matrices (B starts at 0). */
-  seed?: number;
+  /** Seed of the kaiming-uniform init of the A matrices (B starts at 0): 64-bit unsigned, a bigint or a non-negative safe integer. */
+  seed?: number | bigint;
 }
 
 export interface LossResult {
@@ -96,6 +98,7 @@ const ACTIVATION_CODE: Record<string, number> = { gelu_new: 0, relu: 1, silu: 2 
 // Checkpoint tensors that HF itself ignores when loading these models.
 const IGNORED = [/\.attn\.(masked_)?bias$/, /\.rotary_emb\.inv_freq$/];
 const PEFT_PREFIX = 'base_model.model.';
+const LORA_DEFAULTS = { rank: 8, alpha: 16 };
 
 interface Spec { name: string; shape: number[]; offset: number }
 
@@ -123,7 +126,14 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     native.dispose();
     throw err;
   }
-  const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? await loadTokenizer(dir) : null;
+  let tokenizer: Tokenizer | null = null;
+  try {
+    // Every token id must index the model's embedding: a larger tokenizer is refused here, not at the first forward.
+    if (existsSync(join(dir, 'tokenizer.json'))) tokenizer = await loadTokenizer(dir, { vocabSize: config.vocabSize });
+  } catch (err) {
+    native.dispose();
+    throw err;
+  }
   return new Model(dir, config, native, tokenizer, target.dtype, storedNames, target.binding, target.device, target.compute);
 }
 
@@ -235,6 +245,9 @@ export interface EncodedLossBatch {
 /** Validates a batch of examples and lays it out for the engine (@internal; also used by the optimizer). */
 export function encodeLossBatch(batch: Example[], V: number): EncodedLossBatch {
   if (!Array.isArray(batch) || batch.length === 0) throw invalidArg('a non-empty array of examples', 'batch', batch);
+  batch.forEach((ex, e) => {
+    if (typeof ex !== 'object' || ex === null) throw invalidArg('an example object ({prompt, candidates, label} or {prompt, target})', `batch[${e}]`, ex);
+  });
   const classification = isClassification(batch[0]);
   const sequences: number[][] = [], rowSeq: number[] = [], rowPos: number[] = [], targets: number[] = [], group: number[] = [];
   const candidateExample: number[] = [], candidateIsLabel: number[] = [];
@@ -260,7 +273,7 @@ export function encodeLossBatch(batch: Example[], V: number): EncodedLossBatch {
     if (isClassification(ex) !== classification) throw new ZofoError('ZOFO_INVALID_ARG', `batch[${e}]: a batch must hold only classification or only LM examples`);
     check(ex.prompt, `batch[${e}].prompt`);
     if (isClassification(ex)) {
-      if (ex.candidates.length < 2) throw invalidArg('at least 2 candidates', `batch[${e}].candidates`, ex.candidates);
+      if (!Array.isArray(ex.candidates) || ex.candidates.length < 2) throw invalidArg('at least 2 candidates', `batch[${e}].candidates`, ex.candidates);
       if (!Number.isInteger(ex.label) || ex.label < 0 || ex.label >= ex.candidates.length) throw invalidArg(`an index in 0 .. ${ex.candidates.length - 1}`, `batch[${e}].label`, ex.label);
       ex.candidates.forEach((cand, c) => check(cand, `batch[${e}].candidates[${c}]`));
       // Single-token verbalizers (SST-2's " terrible" / " great"): one forward of the
@@ -395,13 +408,9 @@ export class Model {
    * B = 0, so the adapted model starts identical to the base). Returns PEFT names.
    */
   addLoRA(opts: LoraOptions = {}): string[] {
-    const rank = opts.rank ?? 8, alpha = opts.alpha ?? 16;
-    if (!Number.isInteger(rank) || rank < 1) throw invalidArg('a positive integer', 'rank', rank);
-    if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw invalidArg('a finite number', 'alpha', alpha);
+    opts = validateLoraOptions(opts, LORA_DEFAULTS);
+    const rank = opts.rank ?? LORA_DEFAULTS.rank, alpha = opts.alpha ?? LORA_DEFAULTS.alpha;
     const targets = opts.targets ?? (this.config.family === 'gpt2' ? ['c_attn'] : ['q_proj', 'v_proj']);
-    if (!Array.isArray(targets) || targets.length === 0 || !targets.every((t) => typeof t === 'string' && t.length > 0)) {
-      throw invalidArg('a non-empty array of module names', 'targets', targets);
-    }
     let specs: Spec[];
     try {
       specs = this.#live().addLoRA(targets, rank, alpha) as Spec[];
@@ -410,7 +419,7 @@ export class Model {
     }
     this.#loraSpecs = specs;
     this.#lora = { rank, alpha, targets: [...targets] };
-    let state = (opts.seed ?? 0x5eed) >>> 0 || 1;
+    let state = foldSeed32(opts.seed ?? 0x5eed) || 1;
     const uniform = () => { // xorshift32: reproducible init
       state ^= state << 13; state >>>= 0; state ^= state >>> 17; state ^= state << 5; state >>>= 0;
       return state / 4294967296;
@@ -460,7 +469,12 @@ export class Model {
     return spec;
   }
 
-  loraTensor(name: string): Float32Array {
+  /** [rows, cols] of a LoRA tensor: lora_A [rank, in], lora_B [out, rank]. */
+  loraShape(name: string): number[] {
+    return [...this.#loraSpec(name).shape];
+  }
+
+    loraTensor(name: string): Float32Array {
     const spec = this.#loraSpec(name);
     const out = new Float32Array(spec.shape[0] * spec.shape[1]);
     this.#live().getLoraTensor(spec.name, out);

@@ -26,6 +26,7 @@ import { openCheckpoint, openSafetensors, writeSafetensors, type TensorData } fr
 import type { Model } from '../model/model.js';
 import type { SamplerState } from './sampler.js';
 import { readTrajectory, writeTrajectory } from './trajectory.js';
+import { u64FromJson, u64ToJson } from '../validate/u64.js';
 import type { OptimizerState, TrainableOptimizer, Trajectory } from './types.js';
 
 export const CHECKPOINT_FORMAT = 'zofo-trainer-checkpoint';
@@ -48,8 +49,11 @@ export interface EvalRecord {
 export interface TrainerCheckpointState {
   /** Batches consumed so far (skipped non-finite steps included). */
   step: number;
+  /** Of those, the batches skipped for a non-finite loss (the optimizer took step − skipped steps). Absent in older checkpoints. */
+  skipped?: number;
   sampler: SamplerState;
-  samplerOptions: { batchSize: number; seed: number; dropLast: boolean; withReplacement: boolean };
+  /** `seed` is a decimal string: it is 64-bit (older checkpoints hold a JSON number, read as its string). */
+  samplerOptions: { batchSize: number; seed: string; dropLast: boolean; withReplacement: boolean };
   /** Fingerprint of the training set: a resumed run must see the same examples. */
   train: { n: number; sha256: string };
   totalSteps: number;
@@ -274,21 +278,74 @@ function isEval(x: unknown): boolean {
   return typeof x === 'object' && x !== null && isCount(e.step) && isNum(e.loss) && (e.accuracy === null || typeof e.accuracy === 'number');
 }
 
+/**
+ * Checks the trainer state's fields and that they agree with each other (the sampler's
+ * position with the batch size and the step count); normalizes the sampler seed to its
+ * decimal string.
+ */
 function checkTrainer(file: string, t: TrainerCheckpointState): void {
   const fail = (field: string): never => { throw badFile(file, `trainer.${field} is missing or malformed`); };
+  const disagree = (problem: string): never => { throw badFile(file, `the trainer state disagrees with itself: ${problem}`); };
   if (typeof t !== 'object' || t === null) fail('');
   if (!isCount(t.step)) fail('step');
+  if (t.skipped !== undefined && (!isCount(t.skipped) || t.skipped > t.step)) fail('skipped');
   if (typeof t.sampler !== 'object' || t.sampler === null || !isCount(t.sampler.epoch) || !isCount(t.sampler.position)) fail('sampler');
   const so = t.samplerOptions;
-  if (typeof so !== 'object' || so === null || !isCount(so.batchSize) || !isCount(so.seed) || typeof so.dropLast !== 'boolean' ||
+  if (typeof so !== 'object' || so === null || !isCount(so.batchSize) || so.batchSize < 1 || typeof so.dropLast !== 'boolean' ||
     typeof so.withReplacement !== 'boolean') fail('samplerOptions');
-  if (typeof t.train !== 'object' || t.train === null || !isCount(t.train.n) || typeof t.train.sha256 !== 'string') fail('train');
-  if (!isCount(t.totalSteps)) fail('totalSteps');
-  if (typeof t.elapsedMs !== 'number') fail('elapsedMs');
+  const seed = u64FromJson(so.seed);
+  if (seed === undefined) fail('samplerOptions.seed');
+  so.seed = u64ToJson(seed!);
+  if (typeof t.train !== 'object' || t.train === null || !isCount(t.train.n) || t.train.n < 1 || typeof t.train.sha256 !== 'string') fail('train');
+  if (!isCount(t.totalSteps) || t.totalSteps < 1) fail('totalSteps');
+  if (typeof t.elapsedMs !== 'number' || !(t.elapsedMs >= 0)) fail('elapsedMs');
   if (!Array.isArray(t.evals) || !t.evals.every(isEval)) fail('evals');
   if (t.best !== null && !isEval(t.best)) fail('best');
   if (!isCount(t.sinceImprovement)) fail('sinceImprovement');
   if (!Array.isArray(t.history) || !t.history.every((h) => typeof h === 'string')) fail('history');
+
+  const { n } = t.train, { batchSize, dropLast } = so, { epoch, position } = t.sampler;
+  if (dropLast && batchSize > n) disagree(`batch size ${batchSize} with dropLast exceeds the ${n} training examples`);
+  if (position > n) disagree(`sampler position ${position} is past the ${n} training examples`);
+  // The sampler moves a whole batch at a time; only an epoch's last, partial batch ends elsewhere (at n).
+  if (position % batchSize !== 0 && position !== n) disagree(`sampler position ${position} is not a multiple of the batch size ${batchSize} (nor the end of the epoch, ${n})`);
+  const perEpoch = dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
+  const batches = epoch * perEpoch + Math.ceil(position / batchSize);
+  if (batches !== t.step) disagree(`step ${t.step}, but the sampler (epoch ${epoch}, position ${position}, ${perEpoch} batches per epoch) has drawn ${batches} batches`);
+  const late = t.evals.find((e) => e.step > t.step);
+  if (late) disagree(`an evaluation at step ${late.step} is later than the state's step ${t.step}`);
+}
+
+/** `step-000123` (or `step-000123-<hex>`, a name made unique) → 123; null for other names (best/). */
+function stepOfDirName(name: string): number | null {
+  const m = /^step-(\d+)(-[0-9a-f]{8})?$/.exec(name);
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * The optimizer state and the files beside it must agree with the trainer state. Only
+ * what any TrainableOptimizer's state has is checked here; the optimizer checks the rest
+ * of its own state (stateProblem) when the checkpoint is restored into it.
+ */
+function checkParts(dir: string, t: TrainerCheckpointState, optimizer: OptimizerState, files: TrainerJson['files']): void {
+  const disagree = (what: string): never => { throw badFile(dir, `the checkpoint's parts disagree: ${what}`); };
+  const named = stepOfDirName(basename(dir));
+  if (named !== null && named !== t.step) disagree(`the directory is named for step ${named} but trainer.step is ${t.step}`);
+  for (const [name, data] of optimizer.tensors) {
+    const bad = data.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) throw badFile(join(dir, OPTIMIZER_FILE), `tensor ${JSON.stringify(name)} holds ${data[bad]} at index ${bad} (optimizer moments are finite)`);
+  }
+  // The optimizer's own step count, where its state records one (HybridOptimizer's does).
+  const o = optimizer.json as { step?: unknown; totalSteps?: unknown };
+  const optimizerSteps = typeof o.step === 'number' ? o.step : null;
+  const taken = t.skipped !== undefined ? t.step - t.skipped : null;
+  if (optimizerSteps !== null && (taken !== null ? optimizerSteps !== taken : optimizerSteps > t.step)) {
+    disagree(`trainer.step is ${t.step}${t.skipped !== undefined ? ` with ${t.skipped} skipped batches` : ''} but the optimizer has taken ${optimizerSteps} steps`);
+  }
+  if (typeof o.totalSteps === 'number' && o.totalSteps !== t.totalSteps) disagree(`trainer.totalSteps is ${t.totalSteps} but the optimizer's is ${o.totalSteps}`);
+  const last = optimizer.trajectory?.records.at(-1);
+  const steps = optimizerSteps ?? taken ?? t.step;
+  if (last && last.step >= steps) disagree(`the trajectory's last step is ${last.step} but the run has taken ${steps} optimizer steps (0-based indices up to ${steps - 1})`);
 }
 
 /**
@@ -353,7 +410,10 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   }
   const baseDir = files.base ? join(dir, 'base') : null;
   if (baseDir && !existsSync(join(baseDir, 'model.safetensors'))) throw badFile(join(baseDir, 'model.safetensors'), 'missing');
-  return { dir, trainer: json.trainer, optimizer: { json: json.optimizer, tensors, trajectory }, adapterDir, baseDir };
+  const optimizer: OptimizerState = { json: json.optimizer, tensors, trajectory };
+  checkParts(dir, json.trainer, optimizer, files);
+  if (latest && latest.step !== json.trainer.step) throw badFile(join(path, LATEST), `names step ${latest.step}, but ${file} is at step ${json.trainer.step}`);
+  return { dir, trainer: json.trainer, optimizer, adapterDir, baseDir };
 }
 
 /**
@@ -362,6 +422,9 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
  * replays the trajectory onto the base the model holds.
  */
 export async function restoreCheckpoint(ckpt: LoadedCheckpoint, model: Model, optimizer: TrainableOptimizer): Promise<void> {
+  // Everything is checked before the model or the optimizer changes.
+  const problem = optimizer.stateProblem?.(ckpt.optimizer);
+  if (problem) throw badFile(join(ckpt.dir, TRAINER_JSON), `optimizer state: ${problem}`);
   if (ckpt.adapterDir) await model.loadAdapter(ckpt.adapterDir);
   else if (model.loraNames().length > 0) throw new ZofoError('ZOFO_INVALID_STATE', `${ckpt.dir}: the checkpoint has no adapter but the model has LoRA adapters`);
   if (ckpt.baseDir) {

@@ -18,6 +18,9 @@
 import { cpuBinding, type NativeOptimizer, type NativeStepResult } from '../binding.js';
 import { awaitNative, describe, invalidArg, rethrowNative, ZofoError } from '../errors.js';
 import { encodeLossBatch, splitScores, type ClassificationExample, type Compute, type Example, type Model } from '../model/model.js';
+import { OptionError } from '../validate/schema.js';
+import { validateOptimizerOptions } from '../validate/options.js';
+import { u64FromJson } from '../validate/u64.js';
 import { learningRate, type ScheduleOptions } from './schedule.js';
 import { TRAJECTORY_VERSION, writeTrajectory } from './trajectory.js';
 import type {
@@ -34,50 +37,22 @@ const STATE_VERSION = 1;
 interface ResolvedZo extends Required<Omit<ZoOptions, 'freeze' | 'schedule'>> { freeze: Array<string | RegExp>; schedule: ScheduleOptions }
 interface ResolvedFo extends Required<Omit<FoOptions, 'schedule'>> { schedule: ScheduleOptions }
 
-function finiteAtLeast(value: unknown, min: number, name: string, strict = false): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || (strict && value === min)) {
-    throw invalidArg(`a finite number ${strict ? '>' : '≥'} ${min}`, name, value);
-  }
-  return value;
-}
-
+// Options arrive validated (validateOptimizerOptions): these only fill in defaults.
 function resolveZo(zo: ZoOptions, defaultMu: number): ResolvedZo {
-  if (typeof zo !== 'object') throw invalidArg('an object', 'zo', zo);
   const estimator = zo.estimator ?? 'forward';
-  if (estimator !== 'forward' && estimator !== 'central') throw invalidArg("'forward' or 'central'", 'zo.estimator', estimator);
   const foAt = zo.foAt ?? 'center';
-  if (foAt !== 'center' && foAt !== 'plus') throw invalidArg("'center' or 'plus'", 'zo.foAt', foAt);
-  if (foAt === 'plus' && estimator !== 'central') throw new ZofoError('ZOFO_INVALID_ARG', "zo.foAt 'plus' needs zo.estimator 'central' (the forward estimator already takes the FO gradient at its centre forward)");
-  const perturbations = zo.perturbations ?? 1;
-  if (!Number.isSafeInteger(perturbations) || perturbations < 1 || perturbations > 65535) throw invalidArg('an integer in 1 .. 65535', 'zo.perturbations', perturbations);
-  const freeze = zo.freeze ?? [];
-  if (!Array.isArray(freeze) || !freeze.every((f) => (typeof f === 'string' && f.length > 0) || f instanceof RegExp)) {
-    throw invalidArg('an array of non-empty strings or RegExps', 'zo.freeze', freeze);
-  }
-  const mu = finiteAtLeast(zo.mu ?? defaultMu, 0, 'zo.mu', true);
-  if (Math.fround(mu) === 0) throw invalidArg('a mu representable in fp32 (≥ 1e-38)', 'zo.mu', mu);
+  if (foAt === 'plus' && estimator !== 'central') throw new OptionError('zo.foAt', "zo.foAt 'plus' needs zo.estimator 'central' (the forward estimator already takes the FO gradient at its centre forward)");
   return {
-    lr: finiteAtLeast(zo.lr, 0, 'zo.lr'), mu, estimator, perturbations, foAt, freeze,
-    weightDecay: finiteAtLeast(zo.weightDecay ?? 0, 0, 'zo.weightDecay'), schedule: zo.schedule ?? {},
+    lr: zo.lr, mu: zo.mu ?? defaultMu, estimator, perturbations: zo.perturbations ?? 1, foAt, freeze: zo.freeze ?? [],
+    weightDecay: zo.weightDecay ?? 0, schedule: zo.schedule ?? {},
   };
 }
 
 function resolveFo(fo: FoOptions): ResolvedFo {
-  if (typeof fo !== 'object') throw invalidArg('an object', 'fo', fo);
-  const optimizer = fo.optimizer ?? 'sgd';
-  if (!(optimizer in FO_KIND)) throw invalidArg("'sgd', 'momentum' or 'adamw'", 'fo.optimizer', optimizer);
-  const params = fo.params ?? 'adapters';
-  if (params !== 'adapters' && params !== 'all') throw invalidArg("'adapters' or 'all'", 'fo.params', params);
   const betas = fo.betas ?? [0.9, 0.999];
-  if (!Array.isArray(betas) || betas.length !== 2 || !betas.every((b) => typeof b === 'number' && b >= 0 && b < 1)) {
-    throw invalidArg('two numbers in [0, 1)', 'fo.betas', betas);
-  }
-  const momentum = fo.momentum ?? 0.9;
-  if (typeof momentum !== 'number' || !(momentum >= 0 && momentum < 1)) throw invalidArg('a number in [0, 1)', 'fo.momentum', momentum);
   return {
-    lr: finiteAtLeast(fo.lr, 0, 'fo.lr'), optimizer, params, momentum, betas: [betas[0], betas[1]],
-    eps: finiteAtLeast(fo.eps ?? 1e-8, 0, 'fo.eps', true), weightDecay: finiteAtLeast(fo.weightDecay ?? 0, 0, 'fo.weightDecay'),
-    schedule: fo.schedule ?? {},
+    lr: fo.lr, optimizer: fo.optimizer ?? 'sgd', params: fo.params ?? 'adapters', momentum: fo.momentum ?? 0.9,
+    betas: [betas[0], betas[1]], eps: fo.eps ?? 1e-8, weightDecay: fo.weightDecay ?? 0, schedule: fo.schedule ?? {},
   };
 }
 
@@ -98,7 +73,7 @@ export class HybridOptimizer implements TrainableOptimizer {
   readonly #decay: Float32Array;
 
   constructor(model: Model, options: HybridOptimizerOptions) {
-    if (typeof options !== 'object' || options === null) throw invalidArg('an options object', 'options', options);
+    options = validateOptimizerOptions(options);
     this.model = model;
     this.zo = options.zo ? resolveZo(options.zo, DEFAULT_MU[model.compute]) : null;
     this.fo = options.fo ? resolveFo(options.fo) : null;
@@ -107,14 +82,8 @@ export class HybridOptimizer implements TrainableOptimizer {
     if (this.fo?.params === 'all' && model.dtype !== 'f32') throw new ZofoError('ZOFO_UNSUPPORTED', `HybridOptimizer: full fine-tuning needs fp32 base weights; this model was loaded with dtype '${model.dtype}'`);
     const hasAdapters = model.loraNames().length > 0;
     if (this.fo?.params === 'adapters' && !hasAdapters) throw new ZofoError('ZOFO_INVALID_STATE', 'HybridOptimizer: fo updates LoRA adapters but the model has none; call model.addLoRA() first (or use fo.params \'all\', or zo only)');
-    const seed = options.seed ?? 0;
-    if (typeof seed === 'bigint' ? seed < 0n || seed >= 1n << 64n : !Number.isSafeInteger(seed) || seed < 0) {
-      throw invalidArg('a non-negative safe integer', 'seed', seed);
-    }
-    this.seed = BigInt(seed);
-    const total = options.totalSteps ?? 1;
-    if (!Number.isSafeInteger(total) || total < 1) throw invalidArg('a positive integer', 'totalSteps', total);
-    this.totalSteps = total;
+    this.seed = BigInt(options.seed ?? 0);
+    this.totalSteps = options.totalSteps ?? 1;
     const names = model.parameterNames();
     this.#trainable = Uint8Array.from(names, (n) => (this.zo?.freeze.some((p) => matches(n, p)) ? 0 : 1));
     if (this.zo && this.#trainable.every((t) => t === 0)) throw new ZofoError('ZOFO_INVALID_ARG', `zo.freeze freezes every base tensor (${names.length}); drop zo for an FO-only run`);
@@ -215,7 +184,7 @@ export class HybridOptimizer implements TrainableOptimizer {
       base: { hash: this.#baseHash, dtype: this.model.dtype, parameters: counts.reduce((a, b) => a + b, 0) },
       table: stored.map((name, i) => ({ name, count: counts[i], trainable: this.#trainable[i] === 1, decay: this.#decay[i] })),
       estimator: this.zo?.estimator ?? 'forward', mu: this.zo?.mu ?? 0, perturbations: this.zo?.perturbations ?? 1,
-      seed: Number(this.seed),
+      seed: this.seed,
     };
   }
 
@@ -263,26 +232,52 @@ export class HybridOptimizer implements TrainableOptimizer {
    */
   async loadState(state: OptimizerState, opts: { replay?: boolean } = {}): Promise<void> {
     const native = this.#live();
-    const json = state?.json as Record<string, unknown> | undefined;
-    if (!json || json.version !== STATE_VERSION) throw new ZofoError('ZOFO_BAD_FILE', `optimizer state: unsupported version ${describe(json?.version)} (this zofo reads version ${STATE_VERSION})`);
-    if (json.mode !== this.mode) throw new ZofoError('ZOFO_INVALID_ARG', `optimizer state was saved by a '${String(json.mode)}' run; this optimizer is '${this.mode}'`);
-    if (json.seed !== this.seed.toString()) throw new ZofoError('ZOFO_INVALID_ARG', `optimizer state was saved with seed ${String(json.seed)}; this optimizer has seed ${this.seed}`);
-    const step = json.step, foUpdates = json.foUpdates;
-    if (!Number.isSafeInteger(step) || (step as number) < 0) throw invalidArg('a non-negative integer', 'state.json.step', step);
-    if (!Number.isSafeInteger(foUpdates) || (foUpdates as number) < 0) throw invalidArg('a non-negative integer', 'state.json.foUpdates', foUpdates);
+    const problem = this.stateProblem(state);
+    if (problem) throw new ZofoError('ZOFO_INVALID_STATE', `optimizer state: ${problem}`);
+    const json = state.json as unknown as StateJson;
     const wanted = native.moments();
-    for (const m of wanted) {
-      const data = state.tensors.get(m.name);
-      if (!(data instanceof Float32Array) || data.length !== m.length) throw new ZofoError('ZOFO_BAD_FILE', `optimizer state: moment ${m.name} is missing or has the wrong length (expected ${m.length})`);
-    }
     const traj = state.trajectory;
     if (traj && opts.replay !== false) await applyTrajectory(this.model, traj);
     for (const m of wanted) native.setMoment(m.name, state.tensors.get(m.name)!);
-    native.foUpdates = foUpdates as number;
-    this.#step = step as number;
-    if (typeof json.totalSteps === 'number') this.totalSteps = json.totalSteps;
+    native.foUpdates = json.foUpdates;
+    this.#step = json.step;
+    if (json.totalSteps !== undefined) this.totalSteps = json.totalSteps;
     this.#records = traj ? traj.records.map((r) => ({ ...r })) : [];
-    this.#baseHash = traj ? traj.header.base.hash : typeof json.baseHash === 'string' ? json.baseHash : null;
+    this.#baseHash = traj ? traj.header.base.hash : json.baseHash ?? null;
+  }
+
+  /**
+   * Why `state` cannot be loaded into this optimizer, or undefined: it must be consistent
+   * (optimizerStateProblem) and made by an optimizer like this one (mode, seed, moments,
+   * and the ZO settings and parameter table its trajectory records, which the next save
+   * writes again as its header).
+   */
+  stateProblem(state: OptimizerState): string | undefined {
+    const problem = optimizerStateProblem(state);
+    if (problem) return problem;
+    const json = state.json as unknown as StateJson;
+    if (json.mode !== this.mode) return `it was saved by a '${json.mode}' run; this optimizer is '${this.mode}'`;
+    if (u64FromJson(json.seed) !== this.seed) return `it was saved with seed ${json.seed}; this optimizer has seed ${this.seed}`;
+    const wanted = this.#live().moments();
+    for (const m of wanted) {
+      const data = state.tensors.get(m.name);
+      if (!(data instanceof Float32Array) || data.length !== m.length) return `moment ${m.name} is missing or has the wrong length (expected ${m.length}, found ${data?.length ?? 'none'})`;
+    }
+    const extra = [...state.tensors.keys()].find((name) => !wanted.some((m) => m.name === name));
+    if (extra !== undefined) return `moment ${extra} is not one this '${this.mode}' optimizer keeps (it keeps ${wanted.map((m) => m.name).join(', ') || 'none'})`;
+    const h = state.trajectory?.header;
+    if (!h || !this.zo) return undefined;
+    const differs = (what: string, theirs: unknown, ours: unknown) => `the trajectory was recorded with ${what} ${String(theirs)}; this optimizer has ${String(ours)}`;
+    if (h.estimator !== this.zo.estimator) return differs('zo.estimator', h.estimator, this.zo.estimator);
+    if (h.mu !== this.zo.mu) return differs('zo.mu', h.mu, this.zo.mu);
+    if (h.perturbations !== this.zo.perturbations) return differs('zo.perturbations', h.perturbations, this.zo.perturbations);
+    const n = Math.min(h.table.length, this.#trainable.length); // a table of another length: applyTrajectory names it
+    for (let i = 0; i < n; i++) {
+      const t = h.table[i];
+      if (t.trainable !== (this.#trainable[i] === 1)) return differs(`tensor ${t.name}`, t.trainable ? 'trainable' : 'frozen', `it ${this.#trainable[i] === 1 ? 'trainable' : 'frozen'} (zo.freeze)`);
+      if (t.decay !== this.#decay[i]) return differs(`a decay mask for ${t.name} of`, t.decay, this.#decay[i]);
+    }
+    return undefined;
   }
 
   /** Frees the native state (moments). Further calls throw ZOFO_DISPOSED. */
@@ -294,6 +289,59 @@ export class HybridOptimizer implements TrainableOptimizer {
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
   }
+}
+
+const MODES = ['hybrid', 'zo', 'lora', 'full'] as const;
+
+/** OptimizerState.json as state() writes it (version 1). */
+interface StateJson {
+  version: number; mode: (typeof MODES)[number]; step: number; foUpdates: number; totalSteps?: number;
+  /** The run seed as a decimal string (a JSON number in older files). */
+  seed: string | number;
+  baseHash: string | null;
+}
+
+/**
+ * The first way an optimizer state disagrees with itself (counters, moments, trajectory),
+ * or undefined when it is consistent. It cannot see the optimizer that will load it:
+ * loadState checks mode, seed and moment names against that.
+ */
+export function optimizerStateProblem(state: OptimizerState): string | undefined {
+  if (typeof state !== 'object' || state === null) return `expected {json, tensors, trajectory}, not ${describe(state)}`;
+  const j = state.json as Partial<Record<keyof StateJson, unknown>> | undefined;
+  if (typeof j !== 'object' || j === null) return 'json is missing';
+  if (j.version !== STATE_VERSION) return `unsupported version ${describe(j.version)} (this zofo reads version ${STATE_VERSION})`;
+  if (!MODES.includes(j.mode as StateJson['mode'])) return `mode is ${describe(j.mode)}, not one of ${MODES.join(', ')}`;
+  const count = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  if (!count(j.step)) return `step must be a non-negative integer, not ${describe(j.step)}`;
+  if (!count(j.foUpdates)) return `foUpdates must be a non-negative integer, not ${describe(j.foUpdates)}`;
+  if (j.totalSteps !== undefined && !(count(j.totalSteps) && (j.totalSteps as number) >= 1)) return `totalSteps must be a positive integer, not ${describe(j.totalSteps)}`;
+  const seed = u64FromJson(j.seed);
+  if (seed === undefined) return `seed must be the decimal string of an integer in 0 .. 2^64-1, not ${describe(j.seed)}`;
+  if (j.baseHash !== null && j.baseHash !== undefined && !(typeof j.baseHash === 'string' && /^[0-9a-f]+$/.test(j.baseHash))) return `baseHash must be a lowercase hex string or null, not ${describe(j.baseHash)}`;
+  const mode = j.mode as StateJson['mode'], step = j.step as number;
+  // The engine makes one first-order update per applied step, when the run has an FO part.
+  const foUpdates = mode === 'zo' ? 0 : step;
+  if (j.foUpdates !== foUpdates) return `foUpdates is ${j.foUpdates} but a '${mode}' run of ${step} steps has made ${foUpdates} first-order updates`;
+  if (!(state.tensors instanceof Map)) return 'tensors must be a Map of moments';
+  for (const [name, data] of state.tensors) {
+    if (!(data instanceof Float32Array)) return `moment ${name} is not a Float32Array`;
+    const bad = data.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) return `moment ${name} holds ${data[bad]} at index ${bad} (moments are finite)`;
+  }
+  const traj = state.trajectory;
+  const zo = mode === 'zo' || mode === 'hybrid';
+  if (zo && step > 0 && !traj) return `a '${mode}' run of ${step} steps has no trajectory: its base-weight updates could not be replayed`;
+  if (traj) {
+    const h = traj.header;
+    if (h.seed !== seed) return `the trajectory's seed ${h.seed} differs from the state's seed ${seed}`;
+    if (typeof j.baseHash === 'string' && h.base.hash !== j.baseHash) return `the trajectory starts from base ${h.base.hash}, the state names base ${j.baseHash}`;
+    const passes = zo ? step * h.perturbations : 0;
+    if (traj.records.length !== passes) return `the trajectory holds ${traj.records.length} update passes, but ${zo ? `${step} steps of q = ${h.perturbations} make ${passes}` : `a '${mode}' run makes none`}`;
+    const last = traj.records.at(-1);
+    if (last && last.step !== step - 1) return `the trajectory's last step is ${last.step}, but the state has taken ${step} steps (last index ${step - 1})`;
+  }
+  return undefined;
 }
 
 /**

@@ -5,12 +5,13 @@
  * a resumed run sees exactly the batches an uninterrupted run would.
  */
 import { invalidArg } from '../errors.js';
+import { foldSeed32, isU64 } from '../validate/u64.js';
 
 export interface SamplerOptions {
   /** Examples per minibatch. */
   batchSize: number;
-  /** Seed of the epoch permutations. */
-  seed: number;
+  /** Seed of the epoch permutations: 64-bit unsigned (a bigint, or a non-negative safe integer). */
+  seed: number | bigint;
   /** Drop a last batch smaller than batchSize (default false: keep it). */
   dropLast?: boolean;
   /** Sample with replacement instead (an option; the analysed method reshuffles). */
@@ -55,10 +56,10 @@ function below(next: () => number, n: number): number {
 }
 
 /** The permutation of 0..n-1 used in `epoch` (Fisher–Yates). */
-export function epochPermutation(n: number, seed: number, epoch: number): Uint32Array {
+export function epochPermutation(n: number, seed: number | bigint, epoch: number): Uint32Array {
   const p = new Uint32Array(n);
   for (let i = 0; i < n; i++) p[i] = i;
-  const next = xoshiro128ss(seed, epoch);
+  const next = xoshiro128ss(foldSeed32(seed), epoch);
   for (let i = n - 1; i > 0; i--) {
     const j = below(next, i + 1);
     const t = p[i]; p[i] = p[j]; p[j] = t;
@@ -69,7 +70,7 @@ export function epochPermutation(n: number, seed: number, epoch: number): Uint32
 export class ReshufflingSampler {
   readonly n: number;
   readonly batchSize: number;
-  readonly seed: number;
+  readonly seed: bigint;
   readonly dropLast: boolean;
   readonly withReplacement: boolean;
   #epoch = 0;
@@ -79,11 +80,11 @@ export class ReshufflingSampler {
   constructor(n: number, opts: SamplerOptions) {
     if (!Number.isSafeInteger(n) || n < 1) throw invalidArg('a positive number of examples', 'n', n);
     if (!Number.isSafeInteger(opts.batchSize) || opts.batchSize < 1) throw invalidArg('a positive integer', 'batchSize', opts.batchSize);
-    if (!Number.isSafeInteger(opts.seed) || opts.seed < 0) throw invalidArg('a non-negative safe integer', 'seed', opts.seed);
+    if (!isU64(opts.seed)) throw invalidArg('a bigint in 0 .. 2^64-1 or a non-negative safe integer', 'seed', opts.seed);
     if (opts.dropLast && opts.batchSize > n) throw invalidArg(`a batch size ≤ the ${n} examples when dropLast is set`, 'batchSize', opts.batchSize);
     this.n = n;
     this.batchSize = opts.batchSize;
-    this.seed = opts.seed;
+    this.seed = BigInt(opts.seed);
     this.dropLast = opts.dropLast ?? false;
     this.withReplacement = opts.withReplacement ?? false;
   }
@@ -120,7 +121,7 @@ export class ReshufflingSampler {
     const take = Math.min(this.batchSize, this.n - this.#position);
     let indices: number[];
     if (this.withReplacement) {
-      const next = xoshiro128ss(this.seed ^ 0x5a5a5a5a, epoch * 0x10000 + this.#position);
+      const next = xoshiro128ss(foldSeed32(this.seed) ^ 0x5a5a5a5a, epoch * 0x10000 + this.#position);
       indices = Array.from({ length: take }, () => below(next, this.n));
     } else {
       this.#perm ??= epochPermutation(this.n, this.seed, epoch);

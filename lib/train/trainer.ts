@@ -16,6 +16,9 @@ import {
   loadCheckpoint, restoreCheckpoint, saveBestCheckpoint, saveCheckpoint, type EvalRecord, type TrainerCheckpointState,
 } from './checkpoint.js';
 import type { AbortSignalLike, TrainableOptimizer } from './types.js';
+import { validateTrainerOptions } from '../validate/options.js';
+import { OptionError } from '../validate/schema.js';
+import { u64ToJson } from '../validate/u64.js';
 
 export interface EvalOptions {
   data: Example[];
@@ -44,8 +47,8 @@ export interface TrainerOptions {
   /** Exactly one of epochs and steps. */
   epochs?: number;
   steps?: number;
-  /** Seed of the epoch permutations (default 0). */
-  seed?: number;
+  /** Seed of the epoch permutations (default 0): 64-bit unsigned, a bigint or a non-negative safe integer. */
+  seed?: number | bigint;
   dropLast?: boolean;
   withReplacement?: boolean;
   /** Eval examples (evaluated once per epoch), or the full options. */
@@ -120,42 +123,19 @@ export class Trainer {
     if (typeof model !== 'object' || model === null) throw invalidArg('a Model', 'model', model);
     if (typeof optimizer !== 'object' || optimizer === null || typeof optimizer.step !== 'function') throw invalidArg('an optimizer (HybridOptimizer)', 'optimizer', optimizer);
     if (optimizer.model !== model) throw new ZofoError('ZOFO_INVALID_ARG', 'Trainer: the optimizer was created for another model');
-    if (typeof options !== 'object' || options === null) throw invalidArg('an options object', 'options', options);
-    const o = options;
-    if (!isPositiveInt(o.batchSize)) throw invalidArg('a positive integer', 'batchSize', o.batchSize);
+    const o = validateTrainerOptions(options);
     if ((o.epochs === undefined) === (o.steps === undefined)) {
-      throw new ZofoError('ZOFO_INVALID_ARG', `Trainer: give exactly one of epochs and steps (got ${o.epochs === undefined ? 'neither' : 'both'})`);
+      throw new OptionError(o.epochs === undefined ? 'steps' : 'epochs', `Trainer: give exactly one of epochs and steps (got ${o.epochs === undefined ? 'neither' : 'both'})`);
     }
-    if (o.epochs !== undefined && !isPositiveInt(o.epochs)) throw invalidArg('a positive integer', 'epochs', o.epochs);
-    if (o.steps !== undefined && !isPositiveInt(o.steps)) throw invalidArg('a positive integer', 'steps', o.steps);
-    if (o.seed !== undefined && (!Number.isSafeInteger(o.seed) || o.seed < 0)) throw invalidArg('a non-negative safe integer', 'seed', o.seed);
-    if (o.onNonFinite !== undefined && o.onNonFinite !== 'skip' && o.onNonFinite !== 'stop') throw invalidArg("'skip' or 'stop'", 'onNonFinite', o.onNonFinite);
-    if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw invalidArg('an AbortSignal', 'signal', o.signal);
-
     this.#eval = null;
     if (o.eval !== undefined) {
       const e: EvalOptions = Array.isArray(o.eval) ? { data: o.eval } : o.eval;
-      if (typeof e !== 'object' || e === null || !Array.isArray(e.data) || e.data.length === 0) throw invalidArg('a non-empty array of examples', 'eval.data', e?.data);
-      if (e.every !== undefined && !isPositiveInt(e.every)) throw invalidArg('a positive integer', 'eval.every', e.every);
-      if (e.batchSize !== undefined && !isPositiveInt(e.batchSize)) throw invalidArg('a positive integer', 'eval.batchSize', e.batchSize);
       const metric = e.metric ?? 'loss';
-      if (metric !== 'loss' && metric !== 'accuracy') throw invalidArg("'loss' or 'accuracy'", 'eval.metric', e.metric);
-      if (metric === 'accuracy' && !e.data.some(isClassification)) throw new ZofoError('ZOFO_INVALID_ARG', "Trainer: eval.metric 'accuracy' needs classification examples in eval.data");
+      if (metric === 'accuracy' && !e.data.some(isClassification)) throw new OptionError('eval.metric', "Trainer: eval.metric 'accuracy' needs classification examples in eval.data");
       this.#eval = { data: e.data, every: e.every ?? null, batchSize: e.batchSize ?? o.batchSize, metric };
     }
-    if (o.earlyStop !== undefined) {
-      if (!this.#eval) throw new ZofoError('ZOFO_INVALID_ARG', 'Trainer: earlyStop needs eval');
-      if (!isPositiveInt(o.earlyStop.patience)) throw invalidArg('a positive integer', 'earlyStop.patience', o.earlyStop.patience);
-      const d = o.earlyStop.minDelta;
-      if (d !== undefined && !(typeof d === 'number' && d >= 0 && Number.isFinite(d))) throw invalidArg('a finite non-negative number', 'earlyStop.minDelta', d);
-    }
-    const c = o.checkpoint;
-    if (c !== undefined) {
-      if (typeof c !== 'object' || c === null || typeof c.dir !== 'string' || c.dir.length === 0) throw invalidArg('a directory path', 'checkpoint.dir', c?.dir);
-      if (c.every !== undefined && !isPositiveInt(c.every)) throw invalidArg('a positive integer', 'checkpoint.every', c.every);
-      if (c.keep !== undefined && !isPositiveInt(c.keep)) throw invalidArg('a positive integer', 'checkpoint.keep', c.keep);
-      if (c.best && !this.#eval) throw new ZofoError('ZOFO_INVALID_ARG', 'Trainer: checkpoint.best needs eval');
-    }
+    if (o.earlyStop !== undefined && !this.#eval) throw new OptionError('earlyStop', 'Trainer: earlyStop needs eval');
+    if (o.checkpoint?.best && !this.#eval) throw new OptionError('checkpoint.best', 'Trainer: checkpoint.best needs eval');
     this.model = model;
     this.optimizer = optimizer;
     this.options = { ...o };
@@ -169,6 +149,9 @@ export class Trainer {
   /** Trains on `train`, yielding events; ends with one 'done' event (errors other than non-finite steps and aborts are thrown). */
   async *fit(train: Example[], opts: FitOptions = {}): AsyncGenerator<TrainerEvent, void, undefined> {
     if (!Array.isArray(train) || train.length === 0) throw invalidArg('a non-empty array of examples', 'train', train);
+    train.forEach((e, i) => {
+      if (typeof e !== 'object' || e === null) throw invalidArg('an example object', `train[${i}]`, e);
+    });
     if (opts.resumeFrom !== undefined && (typeof opts.resumeFrom !== 'string' || opts.resumeFrom.length === 0)) throw invalidArg('a checkpoint directory', 'resumeFrom', opts.resumeFrom);
     if (this.#running) throw new ZofoError('ZOFO_INVALID_STATE', 'Trainer.fit: already running');
     this.#running = true;
@@ -181,15 +164,16 @@ export class Trainer {
 
   async *#fit(train: Example[], opts: FitOptions): AsyncGenerator<TrainerEvent, void, undefined> {
     const o = this.options, ev = this.#eval, ck = o.checkpoint, signal = o.signal;
-    const samplerOptions = { batchSize: o.batchSize, seed: o.seed ?? 0, dropLast: o.dropLast ?? false, withReplacement: o.withReplacement ?? false };
-    const sampler = new ReshufflingSampler(train.length, samplerOptions);
+    const seed = o.seed ?? 0;
+    const samplerOptions = { batchSize: o.batchSize, seed: u64ToJson(seed), dropLast: o.dropLast ?? false, withReplacement: o.withReplacement ?? false };
+    const sampler = new ReshufflingSampler(train.length, { ...samplerOptions, seed });
     const totalSteps = o.steps ?? (o.epochs as number) * sampler.batchesPerEpoch;
     const evalEvery = ev ? (ev.every ?? sampler.batchesPerEpoch) : null;
     const keepBest = ck !== undefined && ev !== null && (ck.best ?? true);
     const minDelta = o.earlyStop?.minDelta ?? 0;
 
     const state: TrainerCheckpointState = {
-      step: 0, sampler: sampler.state, samplerOptions, train: { n: train.length, sha256: fingerprint(train) }, totalSteps,
+      step: 0, skipped: 0, sampler: sampler.state, samplerOptions, train: { n: train.length, sha256: fingerprint(train) }, totalSteps,
       elapsedMs: 0, evals: [], best: null, sinceImprovement: 0, history: [],
     };
     let lastSaved = -1;
@@ -206,7 +190,7 @@ export class Trainer {
       }
       await restoreCheckpoint(ckpt, this.model, this.optimizer);
       sampler.restore(t.sampler);
-      Object.assign(state, { step: t.step, elapsedMs: t.elapsedMs, evals: t.evals, best: t.best, sinceImprovement: t.sinceImprovement, history: t.history });
+      Object.assign(state, { step: t.step, skipped: t.skipped, elapsedMs: t.elapsedMs, evals: t.evals, best: t.best, sinceImprovement: t.sinceImprovement, history: t.history });
       lastSaved = t.step;
     }
     // After loadState: this run's length decides the schedules.
@@ -280,6 +264,7 @@ export class Trainer {
           return yield* finish('non-finite');
         }
         state.step += 1;
+        if (state.skipped !== undefined) state.skipped += 1;
         yield { type: 'skip', step: state.step, epoch, reason: 'non-finite', message: (err as Error).message };
         result = null;
       }

@@ -3,10 +3,10 @@
  * exactly as applied, so that the base checkpoint + this log rebuild x_K by seed replay.
  * Versioned, append-only, little-endian throughout.
  *
- * Layout, format version 1:
+ * Layout, format version 2:
  *
  *   offset 0    8 bytes   magic, ASCII "ZOFOTRAJ"
- *   offset 8    u32       format version, 1
+ *   offset 8    u32       format version, 2
  *   offset 12   u32       L: byte length of the header text, a multiple of 8
  *   offset 16   L bytes   the header: UTF-8 JSON, no whitespace, keys sorted at every
  *                         level, padded at its end with spaces (0x20) to L bytes
@@ -16,9 +16,12 @@
  *
  *   {"base":{"dtype":"f32"|"bf16"|"f16","hash":<non-empty lowercase hex>,"parameters":<int ≥ 0>},
  *    "estimator":"forward"|"central","mu":<finite > 0>,"perturbations":<int 1..65535>,
- *    "seed":<safe integer>,
+ *    "seed":<decimal string of a 64-bit unsigned integer, no sign or leading zeros>,
  *    "table":[{"count":<int ≥ 0>,"decay":<finite>,"name":<non-empty, unique>,"trainable":<bool>},…],
- *    "version":1}
+ *    "version":2}
+ *
+ * Version 1 (still read, never written) differs only in "seed": a JSON number, which
+ * cannot hold a seed ≥ 2^53 exactly; its records are the same.
  *
  * Record, 48 bytes:
  *
@@ -29,6 +32,7 @@
  *   28  f32  etaLambda      the pass's fp32 η_x(k)·λ_x (applied by j = 0 only)
  *   32  f32  lr             η_x(k), informational
  *   36  f32  weightDecay    λ_x, informational
+ *                           (all five finite: a NaN or ∞ is refused on write and on read)
  *   40  u16  j              0-based pass index within the step
  *   42  u16  q              passes in the step, ≥ 1; j < q
  *   44  u32  crc32          CRC-32 of bytes 0..43 (IEEE 802.3, as zlib: reflected
@@ -50,17 +54,19 @@ import { describe, invalidArg, ZofoError } from '../errors.js';
 import { badFile, ioError, isCount, isRecord, parseJsonHeader, writeAll, writeFileAtomic } from '../formats/files.js';
 import type { Trajectory, TrajectoryHeader, TrajectoryRecord, TrajectoryTensor } from './types.js';
 
-export const TRAJECTORY_VERSION = 1;
+/** The format version zofo writes (it reads this one and version 1). */
+export const TRAJECTORY_VERSION = 2;
 export const RECORD_BYTES = 48;
 
 const MAGIC = Buffer.from('ZOFOTRAJ', 'latin1');
 const PREAMBLE_BYTES = 16;
-const SUPPORTED_VERSIONS = [TRAJECTORY_VERSION];
+const SUPPORTED_VERSIONS = [1, TRAJECTORY_VERSION];
 const CRC_OFFSET = 44;
 const DTYPES = ['f32', 'bf16', 'f16'];
 const ESTIMATORS = ['forward', 'central'];
 const U16_MAX = 0xffff;
 const U64_LIMIT = 1n << 64n;
+const U64_DECIMAL = /^(0|[1-9][0-9]{0,19})$/;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 const HEADER_KEYS = ['base', 'estimator', 'mu', 'perturbations', 'seed', 'table', 'version'];
@@ -90,7 +96,7 @@ function fileFieldError(file: string): FieldError {
  * `unknownKey`, when given, makes keys beyond those of the format an error (files);
  * callers' objects may carry extra properties, which are left out.
  */
-function normalizeHeader(h: unknown, fail: FieldError, unknownKey?: (path: string, key: string) => ZofoError): TrajectoryHeader {
+function normalizeHeader(h: unknown, fail: FieldError, unknownKey?: (path: string, key: string) => ZofoError, fileVersion?: number): TrajectoryHeader {
   const object = (v: unknown, path: string, keys: readonly string[]): Record<string, unknown> => {
     if (!isRecord(v)) throw fail(path, 'an object', v);
     if (unknownKey) for (const k of Object.keys(v)) if (!keys.includes(k)) throw unknownKey(path, k);
@@ -107,7 +113,10 @@ function normalizeHeader(h: unknown, fail: FieldError, unknownKey?: (path: strin
   if (!isFinite(top.mu) || top.mu <= 0) throw fail('mu', 'a finite number > 0', top.mu);
   const q = top.perturbations;
   if (!isCount(q) || q < 1 || q > U16_MAX) throw fail('perturbations', `an integer in [1, ${U16_MAX}]`, q);
-  if (typeof top.seed !== 'number' || !Number.isSafeInteger(top.seed)) throw fail('seed', 'a safe integer', top.seed);
+  const seed = headerSeed(top.seed, fileVersion);
+  if (seed === undefined) {
+    throw fail('seed', fileVersion === 1 ? 'a non-negative safe integer' : fileVersion === undefined ? 'a bigint in 0 .. 2^64-1 or a non-negative safe integer' : 'the decimal string of an integer in 0 .. 2^64-1', top.seed);
+  }
 
   if (!Array.isArray(top.table)) throw fail('table', 'an array', top.table);
   const names = new Set<string>();
@@ -123,20 +132,35 @@ function normalizeHeader(h: unknown, fail: FieldError, unknownKey?: (path: strin
     return { count: e.count, decay: noNegativeZero(e.decay), name: e.name, trainable: e.trainable };
   });
 
-  if (top.version !== TRAJECTORY_VERSION) throw fail('version', `${TRAJECTORY_VERSION} (the format version)`, top.version);
+  const version = fileVersion ?? TRAJECTORY_VERSION;
+  if (top.version !== version) throw fail('version', `${version} (the format version)`, top.version);
   return {
     base: { dtype: base.dtype as string, hash: base.hash, parameters: base.parameters },
     estimator: top.estimator as 'forward' | 'central',
     mu: top.mu,
     perturbations: q,
-    seed: noNegativeZero(top.seed),
+    seed,
     table,
     version: TRAJECTORY_VERSION,
   } as TrajectoryHeader;
 }
 
+/**
+ * The run seed as a bigint: in memory a bigint or a non-negative safe integer; in a
+ * version 2 file a decimal string; in a version 1 file a safe integer. Undefined if invalid.
+ */
+function headerSeed(value: unknown, fileVersion: number | undefined): bigint | undefined {
+  const fromNumber = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? BigInt(v) : undefined);
+  if (fileVersion === 1) return fromNumber(value);
+  if (fileVersion === undefined) return typeof value === 'bigint' ? (value >= 0n && value < U64_LIMIT ? value : undefined) : fromNumber(value);
+  if (typeof value !== 'string' || !U64_DECIMAL.test(value)) return undefined;
+  const seed = BigInt(value);
+  return seed < U64_LIMIT ? seed : undefined;
+}
+
 function headerBytes(h: TrajectoryHeader): Uint8Array {
-  const json = Buffer.from(JSON.stringify(h), 'utf8');
+  // Keys stay in sorted order; the 64-bit seed is written as a decimal string.
+  const json = Buffer.from(JSON.stringify({ ...h, seed: h.seed.toString() }), 'utf8');
   const length = Math.ceil(json.length / 8) * 8;
   const out = new Uint8Array(PREAMBLE_BYTES + length).fill(0x20, PREAMBLE_BYTES);
   out.set(MAGIC, 0);
@@ -217,6 +241,8 @@ class RecordOrder {
   }
 }
 
+const NUMBER_FIELDS = ['projectedGrad', 'scale', 'etaLambda', 'lr', 'weightDecay'] as const;
+
 /** Checks `r` (named `name` in errors) and writes it, CRC included, at `at`. */
 function writeRecord(out: Uint8Array, at: number, r: TrajectoryRecord, name: string): void {
   if (!isRecord(r)) throw invalidArg('a trajectory record object', name, r);
@@ -224,8 +250,10 @@ function writeRecord(out: Uint8Array, at: number, r: TrajectoryRecord, name: str
   if (typeof r.seed !== 'bigint' || r.seed < 0n || r.seed >= U64_LIMIT) throw invalidArg('a bigint in [0, 2^64)', `${name}.seed`, r.seed);
   if (!isCount(r.q) || r.q < 1 || r.q > U16_MAX) throw invalidArg(`an integer in [1, ${U16_MAX}]`, `${name}.q`, r.q);
   if (!isCount(r.j) || r.j >= r.q) throw invalidArg(`an integer in [0, q = ${r.q})`, `${name}.j`, r.j);
-  for (const key of ['projectedGrad', 'scale', 'etaLambda', 'lr', 'weightDecay'] as const) {
-    if (typeof r[key] !== 'number') throw invalidArg('a number', `${name}.${key}`, r[key]);
+  for (const key of NUMBER_FIELDS) {
+    // The fp32 fields must stay finite once rounded (1e39 would become ∞).
+    const finite = key === 'projectedGrad' ? Number.isFinite(r[key]) : Number.isFinite(Math.fround(r[key]));
+    if (typeof r[key] !== 'number' || !finite) throw invalidArg(key === 'projectedGrad' ? 'a finite number' : 'a number finite in fp32', `${name}.${key}`, r[key]);
   }
   const view = new DataView(out.buffer, out.byteOffset + at, RECORD_BYTES);
   view.setBigUint64(0, BigInt(r.step), true);
@@ -295,7 +323,9 @@ function decode(bytes: Uint8Array, file: string): Decoded {
   if (length % 8 !== 0) throw badFile(file, `header length ${length} is not a multiple of 8`);
 
   const json = parseJsonHeader(file, bytes.subarray(PREAMBLE_BYTES, PREAMBLE_BYTES + length)).value;
-  const header = normalizeHeader(json, fileFieldError(file), (path, key) => badFile(file, `unknown header field ${path ? `${path}.${key}` : key}`));
+  const header = normalizeHeader(json, fileFieldError(file), (path, key) => badFile(file, `unknown header field ${path ? `${path}.${key}` : key}`), version);
+  // In memory a header is always of the current version (version 1 differs only in how the seed is written).
+  header.version = TRAJECTORY_VERSION;
 
   const start = PREAMBLE_BYTES + length;
   let n = Math.floor((size - start) / RECORD_BYTES);
@@ -323,7 +353,7 @@ function decode(bytes: Uint8Array, file: string): Decoded {
     if (j >= q) throw badFile(file, `record ${i}: j=${j} is not below q=${q}`);
     const problem = order.next({ step: Number(step), j, q });
     if (problem) throw badFile(file, `record ${i}: ${problem}`);
-    records.push({
+    const record: TrajectoryRecord = {
       step: Number(step),
       j,
       q,
@@ -333,7 +363,10 @@ function decode(bytes: Uint8Array, file: string): Decoded {
       weightDecay: view.getFloat32(at + 36, true),
       scale: view.getFloat32(at + 24, true),
       etaLambda: view.getFloat32(at + 28, true),
-    });
+    };
+    const nonFinite = NUMBER_FIELDS.find((key) => !Number.isFinite(record[key]));
+    if (nonFinite) throw badFile(file, `record ${i} (step ${record.step}, j=${j}): ${nonFinite} is ${record[nonFinite]} (a log holds only finite values)`);
+    records.push(record);
     if (!order.open) complete = i + 1;
   }
   if (complete < records.length) {
@@ -437,7 +470,8 @@ export class TrajectoryAppender {
       const found = decode(bytes, file);
       const diff = firstDifference(found.header, expected, '');
       if (diff) {
-        throw badFile(file, `the log's header differs from the expected one at ${diff.path}: the file has ${JSON.stringify(diff.a)}, expected ${JSON.stringify(diff.b)}`);
+        const show = (x: unknown) => (typeof x === 'bigint' ? x.toString() : JSON.stringify(x));
+        throw badFile(file, `the log's header differs from the expected one at ${diff.path}: the file has ${show(diff.a)}, expected ${show(diff.b)}`);
       }
       if (found.validBytes < bytes.length) {
         try {

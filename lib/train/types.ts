@@ -48,8 +48,8 @@ export interface HybridOptimizerOptions {
   zo?: ZoOptions | null;
   /** The FO part; omit (or null) for ZO-only (MeZO). */
   fo?: FoOptions | null;
-  /** Run seed: step k's perturbation seeds are derived from (seed, k, j). Default 0. */
-  seed?: number;
+  /** Run seed, 64-bit unsigned (a bigint, or a non-negative safe integer): step k's perturbation seeds are derived from (seed, k, j). Default 0. */
+  seed?: number | bigint;
   /** Steps the schedules span (linear/cosine decay ends here). Default 1 (constant schedules need nothing else). */
   totalSteps?: number;
 }
@@ -129,7 +129,8 @@ export interface TrajectoryHeader {
   estimator: 'forward' | 'central';
   mu: number;
   perturbations: number;
-  seed: number;
+  /** The run seed, 64-bit unsigned (stored in the file as a decimal string). */
+  seed: bigint;
 }
 
 export interface Trajectory {
@@ -147,6 +148,11 @@ export interface TrainableOptimizer {
   step(batch: Example[], opts?: StepOptions): Promise<StepResult>;
   /** Everything needed to continue exactly: JSON-safe scalars and named fp32 tensors (moments). */
   state(): OptimizerState;
+  /**
+   * Why `state` cannot be loaded into this optimizer (it disagrees with itself or with this
+   * optimizer's settings), or undefined when it can. Checkpoints call it before they change anything.
+   */
+  stateProblem?(state: OptimizerState): string | undefined;
   /** Restores state(); replays its trajectory onto the base weights the model holds (async). */
   loadState(state: OptimizerState, opts?: { replay?: boolean }): Promise<void>;
   trajectory(): Trajectory;
