@@ -9,6 +9,9 @@ import * as kernels from './kernels.js';
 import { cpuBinding, cudaBinding, cudaLoadErrors } from './binding.js';
 
 export { kernels };
+/** Distributed (MPI) training: `await distributed.init()` gives the communicator for HybridOptimizer's `parallel`. */
+export * as distributed from './distributed/index.js';
+export type { Communicator } from './distributed/communicator.js';
 export { ZofoError } from './errors.js';
 export {
   openSafetensors, openCheckpoint, writeSafetensors, SafetensorsFile, Checkpoint,
