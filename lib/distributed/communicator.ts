@@ -93,7 +93,8 @@ let world: Communicator | undefined;
 /**
  * Initialises MPI (once per process, thread level MPI_THREAD_MULTIPLE requested,
  * SERIALIZED required) and returns the world communicator. At process exit zofo
- * finalises MPI when the exit code is 0, and aborts the whole job otherwise, so a
+ * finalises MPI when the exit code is 0 (or 130, a clean Ctrl-C stop), and aborts the
+ * whole job otherwise, so a
  * rank that fails never leaves the others waiting. Throws ZOFO_LOAD_FAILED naming the
  * packages to install when MPI is missing.
  */
@@ -102,7 +103,7 @@ export async function init(): Promise<Communicator> {
   const w = new Communicator(commBinding());
   world = w;
   process.once('exit', (code) => {
-    if (code === 0) w.finalize();
+    if (code === 0 || code === 130) w.finalize(); // completed, or stopped cleanly (Ctrl-C) on every rank
     else w.abort(`exiting with code ${code}; ending every rank`, code);
   });
   return w;
