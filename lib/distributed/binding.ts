@@ -13,6 +13,9 @@ import { ZofoError } from '../errors.js';
 /** The handle the optimizer passes to the engine: a type-tagged object holding the native communicator. */
 export type NativeCommHandle = object;
 
+/** Collectives made so far, the bytes each carried from this rank, and the wall time spent in them (waiting for slower ranks included). */
+export interface CommStats { calls: number; bytes: number; seconds: number }
+
 /** The raw communicator binding (native/comm/addon_comm.cpp). */
 export interface CommBinding {
   /** MPI's library version string. */
@@ -25,6 +28,7 @@ export interface CommBinding {
   barrier(what: string): Promise<void>;
   enableDevice(device: number): void;
   abort(message: string, code: number): never;
+  stats(): CommStats;
   finalize(): void;
   ncclSelfTest?(device: number, n: number): string;
 }

@@ -4,7 +4,7 @@
  * process; pass the result to HybridOptimizer's `parallel.comm`.
  */
 import { ZofoError, invalidArg } from '../errors.js';
-import { commBinding, type CommBinding, type NativeCommHandle } from './binding.js';
+import { commBinding, type CommBinding, type CommStats, type NativeCommHandle } from './binding.js';
 
 /** A process's place in an MPI job and the collectives over it. */
 export class Communicator {
@@ -78,6 +78,12 @@ export class Communicator {
   /** Ends every rank of the job now (MPI_Abort), after printing `message` on this rank. */
   abort(message: string, code = 1): never {
     return this.#binding.abort(String(message), code);
+  }
+
+  /** Collectives so far (the step's own included): calls, bytes sent per rank, seconds spent in them. */
+  stats(): CommStats {
+    this.#live();
+    return this.#binding.stats();
   }
 
   /** MPI_Finalize (every rank calls it; at a normal exit zofo does it itself). */

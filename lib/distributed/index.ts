@@ -5,5 +5,6 @@
 export { init, Communicator } from './communicator.js';
 export { detectLaunch } from './environment.js';
 export type { LaunchInfo } from './environment.js';
+export type { CommStats } from './binding.js';
 export { checkReplicas, weightChecksum } from './replicas.js';
 export { sliceOf } from './slice.js';

@@ -9,6 +9,7 @@
 //   barrier(what) → Promise
 //   enableDevice(cudaDevice)                                  NCCL for device buffers
 //   abort(message, code)                                      ends every rank (MPI_Abort)
+//   stats() → { calls, bytes, seconds }                      collectives so far
 //   finalize()
 //   library: MPI's library version string; nccl: built with NCCL
 //   ncclSelfTest(device, n) → ""  (NCCL builds only)
@@ -129,6 +130,17 @@ Napi::Value Abort(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value Stats(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const MpiCommunicator::Stats s = live_world().stats();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("calls", Napi::Number::New(info.Env(), (double)s.calls));
+    o.Set("bytes", Napi::Number::New(info.Env(), (double)s.bytes));
+    o.Set("seconds", Napi::Number::New(info.Env(), s.seconds));
+    return o;
+  });
+}
+
 Napi::Value Finalize(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     if (zofo::comm::world_live()) zofo::comm::world().finalize();
@@ -158,6 +170,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("barrier", Napi::Function::New(env, Barrier, "barrier"));
   exports.Set("enableDevice", Napi::Function::New(env, EnableDevice, "enableDevice"));
   exports.Set("abort", Napi::Function::New(env, Abort, "abort"));
+  exports.Set("stats", Napi::Function::New(env, Stats, "stats"));
   exports.Set("finalize", Napi::Function::New(env, Finalize, "finalize"));
 #ifdef ZOFO_NCCL
   exports.Set("nccl", Napi::Boolean::New(env, true));

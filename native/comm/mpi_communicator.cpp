@@ -62,8 +62,11 @@ MpiCommunicator::MpiCommunicator() : timeout_s_(timeout_from_env()) {
 
 MpiCommunicator::~MpiCommunicator() { finalize(); }
 
-MpiCommunicator::Guard::Guard(MpiCommunicator& c, const char* call, const char* what) : c_(c), lock_(c.call_mu_) {
+MpiCommunicator::Guard::Guard(MpiCommunicator& c, const char* call, const char* what, size_t bytes)
+    : c_(c), lock_(c.call_mu_), start_(std::chrono::steady_clock::now()) {
   c.live(call);
+  c.calls_ += 1;
+  c.bytes_ += bytes;
   std::lock_guard<std::mutex> g(c.watch_mu_);
   c.in_flight_ = std::string(call) + " (" + what + ")";
   c.since_ = std::chrono::steady_clock::now();
@@ -71,8 +74,13 @@ MpiCommunicator::Guard::Guard(MpiCommunicator& c, const char* call, const char* 
 }
 
 MpiCommunicator::Guard::~Guard() {
+  c_.nanoseconds_ += (uint64_t)std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count();
   std::lock_guard<std::mutex> g(c_.watch_mu_);
   c_.busy_ = false;
+}
+
+MpiCommunicator::Stats MpiCommunicator::stats() const {
+  return {calls_.load(), bytes_.load(), (double)nanoseconds_.load() * 1e-9};
 }
 
 void MpiCommunicator::live(const char* call) const {
@@ -111,13 +119,13 @@ void MpiCommunicator::watch() {
 }
 
 void MpiCommunicator::allreduce_sum(double* host, size_t n, const char* what) {
-  Guard g(*this, "MPI_Allreduce", what);
+  Guard g(*this, "MPI_Allreduce", what, n * sizeof(double));
   if (n > (size_t)INT32_MAX) throw Error("ZOFO_COMM", "allreduce of more than 2^31 values");
   check(MPI_Allreduce(MPI_IN_PLACE, host, (int)n, MPI_DOUBLE, MPI_SUM, comm_), "MPI_Allreduce", what);
 }
 
 void MpiCommunicator::allreduce_sum(float* host, size_t n, const char* what) {
-  Guard g(*this, "MPI_Allreduce", what);
+  Guard g(*this, "MPI_Allreduce", what, n * sizeof(float));
   if (n > (size_t)INT32_MAX) throw Error("ZOFO_COMM", "allreduce of more than 2^31 values");
   check(MPI_Allreduce(MPI_IN_PLACE, host, (int)n, MPI_FLOAT, MPI_SUM, comm_), "MPI_Allreduce", what);
 }
@@ -125,7 +133,7 @@ void MpiCommunicator::allreduce_sum(float* host, size_t n, const char* what) {
 bool MpiCommunicator::allreduce_sum_device(float* device, size_t n, void* stream, const char* what) {
 #ifdef ZOFO_NCCL
   if (!nccl_) return false;
-  Guard g(*this, "ncclAllReduce", what);
+  Guard g(*this, "ncclAllReduce", what, n * sizeof(float));
   try {
     nccl_->allreduce_sum(device, n, stream);
   } catch (const std::exception& e) {
@@ -139,14 +147,14 @@ bool MpiCommunicator::allreduce_sum_device(float* device, size_t n, void* stream
 }
 
 void MpiCommunicator::broadcast(void* host, size_t bytes, int root, const char* what) {
-  Guard g(*this, "MPI_Bcast", what);
+  Guard g(*this, "MPI_Bcast", what, bytes);
   if (bytes > (size_t)INT32_MAX) throw Error("ZOFO_COMM", "broadcast of more than 2^31 bytes");
   if (root < 0 || root >= size_) throw Error("ZOFO_INVALID_ARG", "broadcast root " + std::to_string(root) + " is not a rank of " + std::to_string(size_));
   check(MPI_Bcast(host, (int)bytes, MPI_BYTE, root, comm_), "MPI_Bcast", what);
 }
 
 void MpiCommunicator::barrier(const char* what) {
-  Guard g(*this, "MPI_Barrier", what);
+  Guard g(*this, "MPI_Barrier", what, 0);
   check(MPI_Barrier(comm_), "MPI_Barrier", what);
 }
 
@@ -155,7 +163,7 @@ void MpiCommunicator::enable_device(int device) {
   unsigned char id[NcclChannel::kIdBytes] = {0};
   if (rank_ == 0) NcclChannel::unique_id(id);
   broadcast(id, sizeof id, 0, "NCCL unique id");
-  Guard g(*this, "ncclCommInitRank", "NCCL bootstrap");
+  Guard g(*this, "ncclCommInitRank", "NCCL bootstrap", 0);
   nccl_ = std::make_unique<NcclChannel>(id, rank_, size_, device);
 #else
   (void)device;

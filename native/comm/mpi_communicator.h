@@ -57,6 +57,14 @@ class MpiCommunicator final : public Communicator {
   void enable_device(int device);
   bool device_enabled() const;
 
+  // Collectives made so far, the bytes they carried per rank, and the wall time spent
+  // in them (waiting for slower ranks included).
+  struct Stats {
+    uint64_t calls, bytes;
+    double seconds;
+  };
+  Stats stats() const;
+
   // MPI_Finalize (collective). Idempotent; later collectives are errors.
   void finalize();
   bool finalized() const { return finalized_; }
@@ -65,12 +73,13 @@ class MpiCommunicator final : public Communicator {
   // Serialises collectives and tells the watchdog what is in flight.
   class Guard {
    public:
-    Guard(MpiCommunicator& c, const char* call, const char* what);
+    Guard(MpiCommunicator& c, const char* call, const char* what, size_t bytes);
     ~Guard();
 
    private:
     MpiCommunicator& c_;
     std::lock_guard<std::mutex> lock_;
+    std::chrono::steady_clock::time_point start_;
   };
   void check(int rc, const char* call, const char* what);
   void live(const char* call) const;
@@ -89,6 +98,7 @@ class MpiCommunicator final : public Communicator {
   bool busy_ = false, stop_ = false;
   std::thread watchdog_;
   std::unique_ptr<NcclChannel> nccl_;
+  std::atomic<uint64_t> calls_{0}, bytes_{0}, nanoseconds_{0};
 };
 
 // The process's communicator (MPI can be initialised once per process).
