@@ -39,7 +39,7 @@ export type { ReplayOptions } from './train/replay.js';
 export { readTrajectory, writeTrajectory, TrajectoryAppender, TRAJECTORY_VERSION } from './train/trajectory.js';
 export type {
   ZoOptions, FoOptions, HybridOptimizerOptions, StepResult, StepOptions, TrajectoryRecord, TrajectoryTensor,
-  TrajectoryHeader, Trajectory, OptimizerState, TrainableOptimizer,
+  TrajectoryHeader, Trajectory, OptimizerState, TrainableOptimizer, ParallelOptions, ParallelInfo,
 } from './train/types.js';
 export type { ScheduleOptions } from './train/schedule.js';
 export type {

@@ -7,6 +7,8 @@
 //     1e-6 after 20 steps; the two replicas bit-identical to each other.
 //   - perturbation-parallel, q = 4 on 2 ranks == q = 4 on 1 process, bit for bit.
 //   - the 2-rank trajectory log replays on one process to the same base weights (hash).
+//   - a rank that stops answering is caught by the watchdog (ZOFO_COMM_TIMEOUT): the job
+//     ends non-zero with a message naming the collective;
 //   - one rank SIGKILLed mid-run ends every rank non-zero within 30 s; the run then
 //     resumes on 2 ranks (bit-identical to an uninterrupted 2-rank run) and on 1 rank
 //     (within the data-parallel tolerances).
@@ -45,11 +47,11 @@ const STEPS = 20, MU = 1e-2, LR_X = 1e-4;
 // oversubscribed, and no TypeScript loader inherited from tap.
 const env: NodeJS.ProcessEnv = {
   ...process.env, ZOFO_NUM_THREADS: '1', OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
-  OMPI_MCA_rmaps_base_oversubscribe: '1', ZOFO_COMM_TIMEOUT: '20',
+  OMPI_MCA_rmaps_base_oversubscribe: '1', ZOFO_COMM_TIMEOUT: '60',
 };
 delete env.NODE_OPTIONS;
 
-interface Args { result?: string; model: string; mode: 'none' | 'data' | 'perturbation'; steps: number; q: number; batch: number; mu: number; lrX: number; out?: string; every?: number; resume?: boolean; pauseMs?: number }
+interface Args { stallAfter?: number; result?: string; model: string; mode: 'none' | 'data' | 'perturbation'; steps: number; q: number; batch: number; mu: number; lrX: number; out?: string; every?: number; resume?: boolean; pauseMs?: number }
 interface Line { rank: number; type: string; pid?: number; step?: number; loss?: number; perturbedLosses?: number[]; projectedGrads?: number[]; hash?: string; adapters?: string; base?: string }
 const parse = (out: string): Line[] => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line);
 const command = (ranks: number, a: Args): [string, string[]] => ranks === 0
@@ -174,6 +176,16 @@ t.test('2 ranks under mpirun against 1 process', { skip }, async (t) => {
     t.equal(steps(resumed2).at(-1)?.step, STEPS, 'resumed on 2 ranks to the last step');
     t.equal(final(resumed2).hash, final(two).hash, 'resumed on 2 ranks == uninterrupted 2-rank run (base hash)');
     t.equal(final(resumed2).adapters, final(two).adapters, 'and the same adapters, bit for bit');
+  });
+
+  t.test('a rank that stops answering: the watchdog aborts the job naming the collective', async (t) => {
+    const [cmd, argv] = command(2, { ...base, mode: 'data', stallAfter: 2, result: join(dir, 'stall-result') });
+    const t0 = performance.now();
+    const r = spawnSync(cmd, argv, { encoding: 'utf8', env: { ...env, ZOFO_COMM_TIMEOUT: '3' }, timeout: 60_000 });
+    const seconds = (performance.now() - t0) / 1000;
+    t.not(r.status, 0, `mpirun exited non-zero (${r.status ?? r.signal})`);
+    t.ok(seconds < 30, `the job ended after ${seconds.toFixed(1)} s (watchdog 3 s)`);
+    t.match(r.stderr, /rank 0 of 2: MPI_Allreduce \(the step's losses\) has waited 3 s for the other ranks/, 'rank 0 says which collective waited');
   });
 
   t.test('a 2-rank checkpoint resumes on 1 process (same global batch)', async (t) => {

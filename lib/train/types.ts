@@ -67,6 +67,7 @@ export interface HybridOptimizerOptions {
  * Every rank then applies the identical update.
  */
 export interface ParallelOptions {
+  /** 'data': a slice of every batch per rank; 'perturbation': a share of the q directions per rank. */
   kind: 'data' | 'perturbation';
   /** From `await distributed.init()`. */
   comm: Communicator;
@@ -76,8 +77,11 @@ export interface ParallelOptions {
 
 /** Where this optimizer runs: its parallel mode, rank and world size. */
 export interface ParallelInfo {
+  /** The parallel mode. */
   kind: 'data' | 'perturbation';
+  /** This process's rank, 0 … size − 1. */
   rank: number;
+  /** Ranks in the job. */
   size: number;
 }
 

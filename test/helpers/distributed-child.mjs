@@ -3,7 +3,8 @@
 // on the compiled library (dist/), so that mpirun starts each rank without a TypeScript
 // loader.
 //   argv[2]: JSON { model, mode: 'none' | 'data' | 'perturbation', steps, q, batch, mu,
-//                   lrX, result, out?, every?, resume?, pauseMs? }
+//                   lrX, result, out?, every?, resume?, pauseMs?, stallAfter? }
+// stallAfter: rank 1 stops answering (sleeps for good) after that many steps.
 // Step lines go to stdout (short, so mpirun never interleaves them); the final weights
 // go to `${result}.rank<r>.json`.
 // 'none' runs without MPI; the others call distributed.init() (under mpirun).
@@ -44,6 +45,7 @@ const trainer = new Trainer(model, opt, {
 for await (const ev of trainer.fit(train, a.resume ? { resumeFrom: join(a.out, 'checkpoints') } : {})) {
   if (ev.type === 'step') print({ type: 'step', step: ev.step, loss: ev.loss, perturbedLosses: ev.perturbedLosses, projectedGrads: ev.projectedGrads });
   if (ev.type === 'step' && a.pauseMs) await sleep(a.pauseMs);  // gives the kill test a mid-run moment
+  if (ev.type === 'step' && rank === 1 && ev.step === a.stallAfter) await sleep(3_600_000);
 }
 const adapters = Buffer.concat(model.loraNames().map((n) => Buffer.from(model.loraTensor(n).buffer))).toString('base64');
 const tensors = await Promise.all(model.parameterNames().map((n) => model.tensor(n)));
