@@ -86,6 +86,11 @@ export class Communicator {
     return this.#binding.stats();
   }
 
+  /** Whether finalize() has run. */
+  get finalized(): boolean {
+    return this.#finalized;
+  }
+
   /** MPI_Finalize (every rank calls it; at a normal exit zofo does it itself). */
   finalize(): void {
     if (this.#finalized) return;
@@ -109,6 +114,7 @@ export async function init(): Promise<Communicator> {
   const w = new Communicator(commBinding());
   world = w;
   process.once('exit', (code) => {
+    if (w.finalized) return;
     if (code === 0 || code === 130) w.finalize(); // completed, or stopped cleanly (Ctrl-C) on every rank
     else w.abort(`exiting with code ${code}; ending every rank`, code);
   });
