@@ -17,6 +17,7 @@ import { randomCheckpoint, writeCheckpointDir } from './helpers/tiny-checkpoints
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const haveComm = existsSync(join(root, 'build', 'Release', 'zofo_comm.node'));
+const haveMpirun = spawnSync('mpirun', ['--version'], { stdio: 'ignore' }).status === 0;
 const seed = freshSeed() % 1_000_000;
 t.comment(`input seed ${seed}`);
 
@@ -73,7 +74,9 @@ t.test('options: parallel and distributed are validated', async (t) => {
   t.throws(() => new Trainer(model, opt, { batchSize: 4, steps: 1, distributed: true }), { code: 'ZOFO_INVALID_ARG', message: /distributed needs an optimizer created with parallel/ });
 });
 
-t.test('a one-rank communicator in this process', { skip: !haveComm && 'zofo_comm.node not built (apt-get install libopenmpi-dev, then rebuild)' }, async (t) => {
+t.test('a one-rank communicator in this process', { skip: !haveMpirun && 'mpirun not found (apt-get install openmpi-bin libopenmpi-dev)' }, async (t) => {
+  t.ok(haveComm, 'zofo_comm.node is built (needs libopenmpi-dev at build time, then a rebuild)');
+  if (!haveComm) return;
   process.env.OMPI_ALLOW_RUN_AS_ROOT = '1';
   process.env.OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = '1';
   const { init } = await import('../lib/distributed/communicator.js');
