@@ -98,6 +98,8 @@ export interface NativeOptimizerConfig {
   /** 0 sgd, 1 momentum, 2 adamw */
   foKind: number; momentum: number; beta1: number; beta2: number; eps: number;
   seed: bigint;
+  /** 0 one process, 1 data-parallel, 2 perturbation-parallel; comm: the handle from lib/distributed. */
+  parallel?: number; comm?: object;
 }
 
 export interface NativeStepResult {
@@ -116,7 +118,7 @@ export interface NativeStepResult {
 export interface NativeOptimizer {
   step(ids: Int32Array, positions: Int32Array, mask: Uint8Array, B: number, T: number, kind: number, rows: Int32Array,
        targets: Int32Array, group: Int32Array, candidateExample: Int32Array, candidateIsLabel: Uint8Array, examples: number,
-       args: { step: number; lrX: number; wdX: number; lrY: number; wdY: number }): Promise<NativeStepResult>;
+       args: { step: number; lrX: number; wdX: number; lrY: number; wdY: number; idle?: boolean }): Promise<NativeStepResult>;
   /** Asks the in-flight step to stop before its update phase. */
   cancel(): void;
   moments(): Array<{ name: string; length: number }>;

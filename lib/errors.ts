@@ -16,7 +16,11 @@ export type ZofoErrorCode =
   /** A step met a NaN/∞ loss or gradient and was rejected; no weight changed. */
   | 'ZOFO_NON_FINITE'
   /** A step was cancelled (AbortSignal) before its update; no weight changed. */
-  | 'ZOFO_ABORTED';
+  | 'ZOFO_ABORTED'
+  /** A distributed collective or the communicator failed. */
+  | 'ZOFO_COMM'
+  /** The replicas of a distributed run hold different weights. */
+  | 'ZOFO_REPLICA_MISMATCH';
 
 export class ZofoError extends Error {
   readonly code: ZofoErrorCode;

@@ -9,6 +9,9 @@ import * as kernels from './kernels.js';
 import { addonFiles, cpuBinding, cudaBinding, cudaLoadErrors } from './binding.js';
 
 export { kernels };
+/** Distributed (MPI) training: `await distributed.init()` gives the communicator for HybridOptimizer's `parallel`. */
+export * as distributed from './distributed/index.js';
+export type { Communicator } from './distributed/communicator.js';
 export { ZofoError } from './errors.js';
 export { OptionError } from './validate/schema.js';
 export { editDistance, nearestKey, unknownKeyMessage } from './validate/suggest.js';
@@ -43,7 +46,7 @@ export type { ReplayOptions } from './train/replay.js';
 export { readTrajectory, writeTrajectory, TrajectoryAppender, TRAJECTORY_VERSION } from './train/trajectory.js';
 export type {
   ZoOptions, FoOptions, HybridOptimizerOptions, StepResult, StepOptions, TrajectoryRecord, TrajectoryTensor,
-  TrajectoryHeader, Trajectory, OptimizerState, TrainableOptimizer, AbortSignalLike,
+  TrajectoryHeader, Trajectory, OptimizerState, TrainableOptimizer, AbortSignalLike, ParallelOptions, ParallelInfo,
 } from './train/types.js';
 export type { ScheduleOptions } from './train/schedule.js';
 export type {

@@ -165,4 +165,31 @@ if [[ "$bench" -eq 1 && -f "$out/gpu-results.json" ]] && command -v python3 >/de
 else
   echo "== PyTorch reference on the GPU: skipped (needs the benchmark, python3 and torch with CUDA)"
 fi
+# ---- the communicator's NCCL path: one-rank smoke test (separate block) ----
+# Builds zofo_comm.node with -DZOFO_NCCL=ON where MPI (mpicxx) and NCCL (nccl.h,
+# libnccl; NCCL_HOME) are installed, then runs ncclSelfTest: a one-rank NCCL clique
+# allreduces 1024 floats on device 0 and must return them unchanged. Skipped otherwise.
+nccl_h=""
+for d in "${NCCL_HOME:+$NCCL_HOME/include}" /usr/include /usr/local/include /usr/local/cuda/include; do
+  if [[ -n "$d" && -f "$d/nccl.h" ]]; then nccl_h="$d/nccl.h"; break; fi
+done
+if command -v node >/dev/null 2>&1 && command -v mpicxx >/dev/null 2>&1 && [[ -n "$nccl_h" && -d node_modules/node-api-headers ]]; then
+  echo "== NCCL one-rank smoke test ($nccl_h)"
+  log="$(mktemp)"
+  {
+    napi_inc="$(node -p "require('node-api-headers').include_dir")"
+    cmake -S . -B "$build-comm" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DZOFO_CUDA=0 -DZOFO_MPI=1 -DZOFO_NCCL=ON \
+      -DCMAKE_JS_VERSION=plain-cmake -DCMAKE_JS_INC="$napi_inc" -DCMAKE_LIBRARY_OUTPUT_DIRECTORY="$PWD/$build-comm/Release" &&
+      timeout 300 cmake --build "$build-comm" --parallel "$jobs" --target zofo_comm &&
+      timeout 60 node -e "
+        const c = require('./$build-comm/Release/zofo_comm.node');
+        const why = c.nccl ? c.ncclSelfTest(0, 1024) : 'zofo_comm.node was built without NCCL';
+        console.log(why === '' ? 'ncclAllReduce, one rank, 1024 floats: unchanged\n1 passed, 0 failed' : 'NCCL smoke: ' + why + '\n0 passed, 1 failed');
+        process.exitCode = why === '' ? 0 : 1;"
+  } 2>&1 | tee "$log"
+  tally "$log" "${PIPESTATUS[0]}"
+  rm -f "$log"
+else
+  echo "== NCCL one-rank smoke test: skipped (needs node, mpicxx (libopenmpi-dev) and nccl.h + libnccl)"
+fi
 finish

@@ -12,7 +12,9 @@ import { HybridOptimizer, applyTrajectory } from '../train/optimizer.js';
 import { replay } from '../train/replay.js';
 import { evaluate, Trainer, type TrainerOptions } from '../train/trainer.js';
 import { readTrajectory } from '../train/trajectory.js';
-import type { FoOptions, HybridOptimizerOptions, ZoOptions } from '../train/types.js';
+import type { FoOptions, HybridOptimizerOptions, ParallelOptions, ZoOptions } from '../train/types.js';
+import { init as initCommunicator } from '../distributed/communicator.js';
+import { detectLaunch } from '../distributed/environment.js';
 import { writeChartFiles } from '../chart.js';
 import { createProgress } from './progress.js';
 
@@ -45,6 +47,8 @@ export interface TrainConfig {
   keep?: number;
   out: string;
   resume?: boolean;
+  /** Distributed mode (docs/distributed.md); default 'data' when started by mpirun/srun with more than one rank. */
+  parallel?: 'data' | 'perturbation';
 }
 
 /** Defaults: MeZO's presets (lr 1e-6 for ZO, 1e-4 for LoRA), batch 16; μ: HybridOptimizer's, by the model's compute. */
@@ -95,6 +99,8 @@ async function taskExamples(model: Model, task: TaskName, file: string, k?: numb
 }
 
 export interface TrainSummary {
+  /** This process's rank (distributed runs; only rank 0 writes files and reports). */
+  rank: number;
   reason: string;
   steps: number;
   best?: { step: number; loss: number; accuracy: number | null };
@@ -102,11 +108,25 @@ export interface TrainSummary {
   files: string[];
 }
 
-/** zofo train: fine-tunes, writing checkpoints, the adapter, the trajectory and the curves under `out`. */
+// Started by mpirun / srun with several ranks, or --parallel: the MPI communicator and the mode.
+async function parallelOptions(c: TrainConfig): Promise<ParallelOptions | null> {
+  const launch = detectLaunch();
+  if (c.parallel === undefined && (launch === null || launch.size === 1)) return null;
+  const kind = c.parallel ?? 'data';
+  if (kind !== 'data' && kind !== 'perturbation') throw invalidArg("'data' or 'perturbation'", 'parallel', kind);
+  return { kind, comm: await initCommunicator() };
+}
+
+const silentProgress = { update() {}, log() {}, stop() {} };
+
+/** zofo train: fine-tunes, writing checkpoints, the adapter, the trajectory and the curves under `out` (rank 0 only when distributed). */
 export async function train(c: TrainConfig, log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<TrainSummary> {
   const mode = c.mode ?? 'hybrid';
   if (!MODES.includes(mode)) throw invalidArg(MODES.map((m) => `'${m}'`).join(', '), 'mode', mode);
   if (c.steps === undefined && c.epochs === undefined) c = { ...c, epochs: 1 };
+  const parallel = await parallelOptions(c);
+  const rank = parallel?.comm.rank ?? 0;
+  if (rank !== 0) log = () => {};
   const model = await modelWithTokenizer(c.model, c.dtype, c.device, c.compute);
   const ac = new AbortController();
   const onSigint = () => {
@@ -120,7 +140,7 @@ export async function train(c: TrainConfig, log: (line: string) => void = (l) =>
     const trainSet = await taskExamples(model, c.task, c.train, c.trainSamples, c.seed);
     const devSet = c.dev ? await taskExamples(model, c.task, c.dev, c.devSamples, c.seed) : undefined;
     if (mode === 'hybrid' || mode === 'lora') model.addLoRA(c.lora ?? {});
-    const opt = new HybridOptimizer(model, optimizerOptions(mode, c));
+    const opt = new HybridOptimizer(model, { ...optimizerOptions(mode, c), parallel });
     const batchSize = c.batchSize ?? 16;
     const options: TrainerOptions = {
       batchSize, seed: c.seed ?? 0, signal: ac.signal,
@@ -130,7 +150,7 @@ export async function train(c: TrainConfig, log: (line: string) => void = (l) =>
     };
     const trainer = new Trainer(model, opt, options);
     const total = c.steps ?? (c.epochs as number) * Math.ceil(trainSet.length / batchSize);
-    const progress = createProgress(`zofo train (${mode})`, total);
+    const progress = rank === 0 ? createProgress(`zofo train (${mode}${parallel ? `, ${parallel.kind}-parallel on ${parallel.comm.size} ranks` : ''})`, total) : silentProgress;
     const rows: Array<Record<string, number | null>> = [];
     const started = performance.now();
     let done: { reason: string; step: number; best?: TrainSummary['best'] } = { reason: 'completed', step: 0 };
@@ -150,6 +170,7 @@ export async function train(c: TrainConfig, log: (line: string) => void = (l) =>
       }
     }
     progress.stop();
+    if (rank !== 0) return { rank, reason: done.reason, steps: done.step, files: [] };
     const files: string[] = [join(c.out, 'checkpoints')];
     await mkdir(c.out, { recursive: true });
     if (model.loraNames().length > 0) {
@@ -164,7 +185,7 @@ export async function train(c: TrainConfig, log: (line: string) => void = (l) =>
     await writeChartFiles(c.out, 'curves', curves, rows);
     files.push(join(c.out, 'curves.svg'), join(c.out, 'curves.csv'));
     const final = devSet ? await evaluate(model, devSet, batchSize) : undefined;
-    return { reason: done.reason, steps: done.step, best: done.best, final, files };
+    return { rank, reason: done.reason, steps: done.step, best: done.best, final, files };
   } finally {
     process.removeListener('SIGINT', onSigint);
     model.dispose();

@@ -37,7 +37,7 @@ function trainConfig(flags: Record<string, unknown>, file: Record<string, unknow
   const zo = { ...(file.zo as object) } as Record<string, unknown>, fo = { ...(file.fo as object) } as Record<string, unknown>;
   const lora = { ...(file.lora as object) } as Record<string, unknown>;
   const set = (target: Record<string, unknown>, key: string, flag: string) => { if (flags[flag] !== undefined) target[key] = flags[flag]; };
-  for (const k of ['model', 'device', 'dtype', 'compute', 'task', 'train', 'dev', 'trainSamples', 'devSamples', 'mode', 'steps', 'epochs', 'batchSize', 'seed', 'evalEvery', 'checkpointEvery', 'keep', 'out', 'resume']) set(c, k, k);
+  for (const k of ['model', 'device', 'dtype', 'compute', 'task', 'train', 'dev', 'trainSamples', 'devSamples', 'mode', 'steps', 'epochs', 'batchSize', 'seed', 'evalEvery', 'checkpointEvery', 'keep', 'out', 'resume', 'parallel']) set(c, k, k);
   set(zo, 'lr', 'lrX'); set(zo, 'mu', 'mu'); set(zo, 'estimator', 'estimator'); set(zo, 'perturbations', 'perturbations'); set(zo, 'weightDecay', 'wdX');
   set(fo, 'lr', 'lrY'); set(fo, 'optimizer', 'foOptimizer'); set(fo, 'weightDecay', 'wdY');
   set(lora, 'rank', 'rank'); set(lora, 'alpha', 'alpha'); set(lora, 'targets', 'targets');
@@ -91,15 +91,17 @@ export function program(): Command {
     .option('--keep <n>', 'step checkpoints to keep (default 2)', int('--keep'))
     .option('--out <dir>', 'output directory')
     .option('--resume', 'continue from the latest checkpoint under --out')
+    .addOption(new Option('--parallel <kind>', 'under mpirun: each rank a slice of every batch (data; the default there) or a share of the q perturbations (perturbation)').choices(['data', 'perturbation']))
     .action(async (flags: Record<string, unknown>) => {
       const file = typeof flags.config === 'string' ? await readConfig(flags.config) : {};
       const summary = await train(trainConfig(flags, file));
+      if (summary.reason === 'aborted') process.exitCode = 130;
+      if (summary.rank !== 0) return;
       const acc = summary.final?.accuracy;
       console.log(`${summary.reason} after ${summary.steps} steps` +
         (summary.final ? `; dev loss ${summary.final.loss.toFixed(4)}${acc === null || acc === undefined ? '' : `, accuracy ${(100 * acc).toFixed(1)}%`}` : '') +
         (summary.best ? ` (best at step ${summary.best.step})` : ''));
       for (const f of summary.files) console.log(`  ${f}`);
-      if (summary.reason === 'aborted') process.exitCode = 130;
     });
 
   p.command('eval')

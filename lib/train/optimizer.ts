@@ -23,9 +23,12 @@ import { validateOptimizerOptions } from '../validate/options.js';
 import { u64FromJson } from '../validate/u64.js';
 import { learningRate, type ScheduleOptions } from './schedule.js';
 import { TRAJECTORY_VERSION, writeTrajectory } from './trajectory.js';
+import { Communicator } from '../distributed/communicator.js';
+import { checkReplicas } from '../distributed/replicas.js';
+import { sliceOf } from '../distributed/slice.js';
 import type {
-  FoOptions, HybridOptimizerOptions, OptimizerState, StepOptions, StepResult, TrainableOptimizer, Trajectory,
-  TrajectoryHeader, TrajectoryRecord, ZoOptions,
+  FoOptions, HybridOptimizerOptions, OptimizerState, ParallelInfo, ParallelOptions, StepOptions, StepResult, TrainableOptimizer,
+  Trajectory, TrajectoryHeader, TrajectoryRecord, ZoOptions,
 } from './types.js';
 
 const FO_KIND = { sgd: 0, momentum: 1, adamw: 2 } as const;
@@ -56,6 +59,23 @@ function resolveFo(fo: FoOptions): ResolvedFo {
   };
 }
 
+const PARALLEL_KIND = { data: 1, perturbation: 2 } as const;
+
+interface ResolvedParallel { kind: 'data' | 'perturbation'; comm: Communicator; checkEvery: number }
+
+function resolveParallel(p: ParallelOptions, zo: ResolvedZo | null): ResolvedParallel {
+  if (typeof p !== 'object') throw invalidArg('an object', 'parallel', p);
+  if (p.kind !== 'data' && p.kind !== 'perturbation') throw invalidArg("'data' or 'perturbation'", 'parallel.kind', p.kind);
+  if (!(p.comm instanceof Communicator)) throw invalidArg('a communicator from distributed.init()', 'parallel.comm', p.comm);
+  const checkEvery = p.checkEvery ?? 100;
+  if (!Number.isSafeInteger(checkEvery) || checkEvery < 0) throw invalidArg('a non-negative integer', 'parallel.checkEvery', checkEvery);
+  if (p.kind === 'perturbation') {
+    if (!zo) throw new ZofoError('ZOFO_INVALID_ARG', "parallel.kind 'perturbation' splits the ZO directions among the ranks; it needs zo");
+    if (zo.foAt === 'plus') throw new ZofoError('ZOFO_INVALID_ARG', "parallel.kind 'perturbation' needs zo.foAt 'center' (every rank takes the FO gradient at the centre)");
+  }
+  return { kind: p.kind, comm: p.comm, checkEvery };
+}
+
 const matches = (name: string, pattern: string | RegExp) => (typeof pattern === 'string' ? name.includes(pattern) : pattern.test(name));
 
 export class HybridOptimizer implements TrainableOptimizer {
@@ -69,6 +89,7 @@ export class HybridOptimizer implements TrainableOptimizer {
   #busy = false;
   #records: TrajectoryRecord[] = [];
   #baseHash: string | null = null;
+  readonly #parallel: ResolvedParallel | null;
   readonly #trainable: Uint8Array;
   readonly #decay: Float32Array;
 
@@ -84,6 +105,7 @@ export class HybridOptimizer implements TrainableOptimizer {
     if (this.fo?.params === 'adapters' && !hasAdapters) throw new ZofoError('ZOFO_INVALID_STATE', 'HybridOptimizer: fo updates LoRA adapters but the model has none; call model.addLoRA() first (or use fo.params \'all\', or zo only)');
     this.seed = BigInt(options.seed ?? 0);
     this.totalSteps = options.totalSteps ?? 1;
+    this.#parallel = options.parallel ? resolveParallel(options.parallel, this.zo) : null;
     const names = model.parameterNames();
     this.#trainable = Uint8Array.from(names, (n) => (this.zo?.freeze.some((p) => matches(n, p)) ? 0 : 1));
     if (this.zo && this.#trainable.every((t) => t === 0)) throw new ZofoError('ZOFO_INVALID_ARG', `zo.freeze freezes every base tensor (${names.length}); drop zo for an FO-only run`);
@@ -95,6 +117,7 @@ export class HybridOptimizer implements TrainableOptimizer {
         foAdapters: this.fo !== null && hasAdapters, foBase: this.fo?.params === 'all',
         foKind: FO_KIND[this.fo?.optimizer ?? 'sgd'], momentum: this.fo?.momentum ?? 0.9,
         beta1: this.fo?.betas[0] ?? 0.9, beta2: this.fo?.betas[1] ?? 0.999, eps: this.fo?.eps ?? 1e-8, seed: this.seed,
+        ...(this.#parallel ? { parallel: PARALLEL_KIND[this.#parallel.kind], comm: this.#parallel.comm.handle } : {}),
       });
     } catch (err) {
       rethrowNative(err, 'HybridOptimizer');
@@ -110,6 +133,17 @@ export class HybridOptimizer implements TrainableOptimizer {
   /** Steps applied so far: the index of the next step. */
   get stepCount(): number {
     return this.#step;
+  }
+
+  /** The parallel mode, this rank and the world size; null for one process. */
+  get parallel(): ParallelInfo | null {
+    const p = this.#parallel;
+    return p ? { kind: p.kind, rank: p.comm.rank, size: p.comm.size } : null;
+  }
+
+  /** Distributed runs: throws ZOFO_REPLICA_MISMATCH on every rank if any rank's weights differ from rank 0's. */
+  async checkReplicas(): Promise<void> {
+    if (this.#parallel) await checkReplicas(this.#parallel.comm, this.model, this.#step);
   }
 
   /** Names of the base tensors the ZO part perturbs and updates (not frozen). */
@@ -137,7 +171,17 @@ export class HybridOptimizer implements TrainableOptimizer {
     const k = this.#step;
     const abortError = () => new ZofoError('ZOFO_ABORTED', `step ${k} was cancelled before its update; no weight changed`);
     if (signal?.aborted) throw abortError();
-    const enc = encodeLossBatch(batch, this.model.config.vocabSize);
+    // Data-parallel: this rank's slice of the global batch. A rank with no rows still
+    // takes part in the exchange (idle), on a stand-in batch it never evaluates.
+    const par = this.#parallel;
+    let local = batch, idle = false;
+    if (par?.kind === 'data') {
+      if (!Array.isArray(batch) || batch.length === 0) throw invalidArg('a non-empty array of examples', 'batch', batch);
+      const [from, to] = sliceOf(batch.length, par.comm.rank, par.comm.size);
+      idle = from === to;
+      local = idle ? batch.slice(0, 1) : batch.slice(from, to);
+    }
+    const enc = encodeLossBatch(local, this.model.config.vocabSize);
     const { lrX, lrY } = this.learningRates(k);
     this.#busy = true;
     const onAbort = () => native.cancel();
@@ -150,7 +194,7 @@ export class HybridOptimizer implements TrainableOptimizer {
       await awaitNative(async () => {
         r = await native.step(b.ids, b.positions, b.mask, b.B, b.T, enc.kind, enc.rows, enc.targets, enc.group,
           enc.candidateExample, enc.candidateIsLabel, enc.examples,
-          { step: k, lrX, wdX: this.zo?.weightDecay ?? this.fo?.weightDecay ?? 0, lrY, wdY: this.fo?.weightDecay ?? 0 });
+          { step: k, lrX, wdX: this.zo?.weightDecay ?? this.fo?.weightDecay ?? 0, lrY, wdY: this.fo?.weightDecay ?? 0, idle });
       }, `step ${k}`);
     } finally {
       signal?.removeEventListener('abort', onAbort);
@@ -169,7 +213,9 @@ export class HybridOptimizer implements TrainableOptimizer {
       scale: scales[j], etaLambda: j === 0 ? Math.fround(etaLambda) : 0,
     }));
     const result: StepResult = { step: k, loss: r.loss, perturbedLosses: Array.from(r.perturbed), projectedGrads, seeds, lrX, lrY };
-    if (enc.kind === 1) result.predictions = splitScores(batch as ClassificationExample[], r.scores).predictions;
+    if (par && par.checkEvery > 0 && this.#step % par.checkEvery === 0) await checkReplicas(par.comm, this.model, this.#step);
+    // Data-parallel ranks score only their slice: no predictions for the global batch.
+    if (enc.kind === 1 && par?.kind !== 'data') result.predictions = splitScores(batch as ClassificationExample[], r.scores).predictions;
     return result;
   }
 

@@ -58,6 +58,13 @@ export interface TrainerOptions {
   /** A step whose loss is not finite: skip its batch, or stop the run (default). */
   onNonFinite?: 'skip' | 'stop';
   signal?: AbortSignalLike;
+  /**
+   * Several processes, each with its Trainer on the same data and options and an
+   * optimizer created with `parallel` (docs/distributed.md). Only rank 0 writes
+   * checkpoints; the replicas are checked bit-identical before every checkpoint.
+   * (Implied by a parallel optimizer; true insists on one.)
+   */
+  distributed?: boolean;
 }
 
 export interface BestInfo { step: number; loss: number; accuracy: number | null }
@@ -127,6 +134,7 @@ export class Trainer {
     if ((o.epochs === undefined) === (o.steps === undefined)) {
       throw new OptionError(o.epochs === undefined ? 'steps' : 'epochs', `Trainer: give exactly one of epochs and steps (got ${o.epochs === undefined ? 'neither' : 'both'})`);
     }
+    if (o.distributed && !optimizer.parallel) throw new ZofoError('ZOFO_INVALID_ARG', "Trainer: distributed needs an optimizer created with parallel: { kind: 'data' | 'perturbation', comm: await distributed.init() }");
     this.#eval = null;
     if (o.eval !== undefined) {
       const e: EvalOptions = Array.isArray(o.eval) ? { data: o.eval } : o.eval;
@@ -200,9 +208,16 @@ export class Trainer {
     const elapsed = (): number => elapsedBefore + (performance.now() - started);
     const bestInfo = (): BestInfo | undefined => (state.best ? { ...state.best } : undefined);
     const { model, optimizer } = this;
+    // Distributed: every rank checks the replicas, rank 0 alone writes.
+    const writer = (optimizer.parallel?.rank ?? 0) === 0;
     async function* checkpointNow(): AsyncGenerator<TrainerEvent> {
       state.sampler = sampler.state;
       state.elapsedMs = elapsed();
+      await optimizer.checkReplicas?.();
+      if (!writer) {
+        lastSaved = state.step;
+        return;
+      }
       const saved = await saveCheckpoint(ck!.dir, { model, optimizer, state, keep: ck!.keep, saveBase: ck!.saveBase });
       state.history = saved.history;
       lastSaved = state.step;
@@ -231,7 +246,7 @@ export class Trainer {
         state.sinceImprovement += 1;
       }
       yield { type: 'eval', step: state.step, loss, accuracy, best: improved };
-      if (improved && keepBest) {
+      if (improved && keepBest && writer) {
         state.sampler = sampler.state;
         state.elapsedMs = elapsed();
         const dir = await saveBestCheckpoint(ck!.dir, { model, optimizer, state, saveBase: ck!.saveBase });

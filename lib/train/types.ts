@@ -5,6 +5,7 @@
  */
 import type { Example, Model } from '../model/model.js';
 import type { ScheduleOptions } from './schedule.js';
+import type { Communicator } from '../distributed/communicator.js';
 
 /** Zeroth-order part: Gaussian-smoothing estimates of ∇_x over the base weights. */
 export interface ZoOptions {
@@ -52,6 +53,36 @@ export interface HybridOptimizerOptions {
   seed?: number | bigint;
   /** Steps the schedules span (linear/cosine decay ends here). Default 1 (constant schedules need nothing else). */
   totalSteps?: number;
+  /** Run the step over several processes (docs/distributed.md); omit for one process. */
+  parallel?: ParallelOptions | null;
+}
+
+/**
+ * Several processes, one full replica each, every rank calling step() with the same
+ * global batch:
+ *   - 'data': each rank takes its slice of the batch (distributed.sliceOf); loss sums,
+ *     row counts and adapter-gradient sums are allreduced;
+ *   - 'perturbation': each rank evaluates directions j ≡ rank (mod size) on the whole
+ *     batch and the perturbed losses are allreduced (needs zo; q > 1 to gain).
+ * Every rank then applies the identical update.
+ */
+export interface ParallelOptions {
+  /** 'data': a slice of every batch per rank; 'perturbation': a share of the q directions per rank. */
+  kind: 'data' | 'perturbation';
+  /** From `await distributed.init()`. */
+  comm: Communicator;
+  /** Check that the replicas are bit-identical every N steps (default 100; 0: only when asked, e.g. at checkpoints). */
+  checkEvery?: number;
+}
+
+/** Where this optimizer runs: its parallel mode, rank and world size. */
+export interface ParallelInfo {
+  /** The parallel mode. */
+  kind: 'data' | 'perturbation';
+  /** This process's rank, 0 … size − 1. */
+  rank: number;
+  /** Ranks in the job. */
+  size: number;
 }
 
 /** What one step did. */
@@ -157,6 +188,10 @@ export interface TrainableOptimizer {
   loadState(state: OptimizerState, opts?: { replay?: boolean }): Promise<void>;
   trajectory(): Trajectory;
   saveTrajectory(file: string): Promise<void>;
+  /** Set when the step runs over several processes; Trainer then writes files on rank 0 only. */
+  readonly parallel?: ParallelInfo | null;
+  /** Distributed runs: throws ZOFO_REPLICA_MISMATCH on every rank if any replica differs. */
+  checkReplicas?(): Promise<void>;
 }
 
 export interface OptimizerState {

@@ -59,6 +59,8 @@ const hybrid = strict({
   fo: nullish(fo),
   seed: optional(u64()),
   totalSteps: optional(integer(1)),
+  // { kind, comm, checkEvery? }: checked in detail by the optimizer (it needs the communicator class).
+  parallel: optional(instance(Object, "an object { kind: 'data' | 'perturbation', comm, checkEvery? }")),
 }, 'an options object', ALIASES);
 
 /** Checks a schedule against its base rate (minLr ≤ lr); `at` is its path, e.g. `zo.schedule`. */
@@ -105,6 +107,7 @@ const trainer = strict({
   }, 'an object { dir, every?, keep?, best?, saveBase? }', ALIASES)),
   onNonFinite: optional(oneOf(['skip', 'stop'] as const)),
   signal: optional(instance(AbortSignal, 'an AbortSignal')),
+  distributed: optional(boolean()),
 }, 'an options object', ALIASES);
 
 /** Validates Trainer options and returns them (cross-field rules such as "epochs or steps" stay with the Trainer). */

@@ -17,6 +17,18 @@ namespace zofo::addon {
 
 namespace {
 
+// The Communicator* inside a handle made by zofo_comm.node (native/comm/addon_comm.cpp):
+// an object carrying the communicator type tag and an External to it.
+Communicator* communicator_of(const Napi::Value& v) {
+  const napi_type_tag tag = {kCommunicatorTagLower, kCommunicatorTagUpper};
+  bool tagged = false;
+  if (!v.IsObject() || napi_check_object_type_tag(v.Env(), v, &tag, &tagged) != napi_ok || !tagged)
+    throw arg_error("comm must be the handle of a zofo communicator (distributed.init())");
+  const Napi::Value p = v.As<Napi::Object>().Get("pointer");
+  if (!p.IsExternal()) throw arg_error("comm handle holds no communicator");
+  return p.As<Napi::External<Communicator>>().Data();
+}
+
 double num_field(const Napi::Object& o, const char* key) {
   return get_number(o.Get(key), (std::string("optimizer config field ") + key).c_str());
 }
@@ -42,6 +54,13 @@ HybridConfig config_from_js(const Napi::Value& v) {
   c.fo.beta2 = (float)num_field(o, "beta2");
   c.fo.eps = (float)num_field(o, "eps");
   c.seed = get_u64(o.Get("seed"), "seed");
+  const Napi::Value parallel = o.Get("parallel");
+  if (!parallel.IsUndefined()) {
+    const double kind = get_number(parallel, "parallel");
+    if (kind != 0 && kind != 1 && kind != 2) throw arg_error("parallel must be 0 (none), 1 (data) or 2 (perturbation)");
+    c.parallel = (HybridConfig::Parallel)(int)kind;
+    if (kind != 0) c.comm = communicator_of(o.Get("comm"));
+  }
   return c;
 }
 
@@ -101,6 +120,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
       args.wd_x = (float)get_number(o.Get("wdX"), "wdX");
       args.lr_y = (float)get_number(o.Get("lrY"), "lrY");
       args.wd_y = (float)get_number(o.Get("wdY"), "wdY");
+      args.idle = o.Get("idle").ToBoolean();
       s->cancel.store(false);
       auto out = std::make_shared<StepOutcome>();
       auto* w = new PromiseWorker(

@@ -16,6 +16,11 @@ HybridOptimizer::HybridOptimizer(Transformer& model, HybridConfig config) : m_(m
   if (c_.q < 1) throw invalid_arg("optimizer: perturbations must be at least 1");
   if (c_.zo && !(c_.mu > 0.0f && isfinite(c_.mu))) throw invalid_arg("optimizer: mu must be a positive finite number");
   if (c_.fo_at_plus && !(c_.zo && c_.central)) throw invalid_arg("optimizer: foAt 'plus' needs the central estimator");
+  if (c_.parallel != HybridConfig::Parallel::None && !c_.comm) throw invalid_arg("optimizer: parallel needs a communicator");
+  if (c_.parallel == HybridConfig::Parallel::Perturbation && !c_.zo)
+    throw invalid_arg("optimizer: perturbation-parallel splits the ZO directions; it needs the zo part");
+  if (c_.parallel == HybridConfig::Parallel::Perturbation && c_.fo_at_plus)
+    throw invalid_arg("optimizer: perturbation-parallel needs foAt 'center' (every rank takes the FO gradient at the centre)");
   if (c_.fo_base && c_.zo) throw invalid_arg("optimizer: full fine-tuning (fo on all weights) replaces the ZO part");
   if (!c_.zo && !c_.fo_adapters && !c_.fo_base) throw invalid_arg("optimizer: neither a ZO nor an FO part is enabled");
   if (c_.fo_adapters && m_.total_lora_parameters() == 0)
@@ -62,6 +67,17 @@ std::vector<HybridOptimizer::Moment> HybridOptimizer::moments() {
   return out;
 }
 
+void HybridOptimizer::reduce_gradient(float* g, size_t n, double w, double total) {
+  Backend& be = m_.backend();
+  std::vector<float> host(n);
+  be.download(host.data(), g, n);
+  const float fw = (float)w, ft = (float)total;
+  for (float& v : host) v *= fw;
+  c_.comm->allreduce_sum(host.data(), n, "the gradient sums");
+  for (float& v : host) v /= ft;
+  be.upload(g, host.data(), n);
+}
+
 namespace {
 
 // Resets the engine's perturbation however the forward that used it ends.
@@ -79,18 +95,27 @@ StepOutcome HybridOptimizer::step(const Batch& batch, const LossSpec& spec, cons
                                   const std::atomic<bool>* cancel) {
   Backend& be = m_.backend();
   StepOutcome out;
-  auto cancelled = [&] { return cancel && cancel->load(std::memory_order_relaxed); };
-  if (cancelled()) {
+  Communicator* comm = c_.parallel == HybridConfig::Parallel::None ? nullptr : c_.comm;
+  const bool data_par = comm && c_.parallel == HybridConfig::Parallel::Data;
+  const bool pert_par = comm && c_.parallel == HybridConfig::Parallel::Perturbation;
+  // Alone, a cancel returns at once. With a communicator every rank must make the same
+  // collectives, so a cancel only stops the local work and is put to a vote in the
+  // step's one scalar exchange: every rank cancels the same step.
+  bool stop = false;
+  auto cancelled = [&] { return stop = stop || (cancel && cancel->load(std::memory_order_relaxed)); };
+  auto cancelled_out = [&] {
     out.status = StepOutcome::Cancelled;
     return out;
-  }
+  };
+  if (cancelled() && !comm) return cancelled_out();
+  const bool idle = data_par && a.idle;  // no local rows: exchange zeros
   const int64_t ny = m_.total_lora_parameters(), nx = m_.total_parameters();
   if (grad_y_) be.fill(grad_y_, 0.0f, (size_t)ny);
   if (grad_x_) be.fill(grad_x_, 0.0f, (size_t)nx);
 
   // 1. The FO point (x_k, y_k): loss and gradients (skipped when foAt = plus).
   double l0 = 0;
-  if (!c_.fo_at_plus) {
+  if (!c_.fo_at_plus && !stop && !idle) {
     LossResult r = m_.loss_device(batch, spec, grad_y_, grad_x_);
     l0 = out.loss = r.loss;
     out.scores = std::move(r.scores);
@@ -98,37 +123,65 @@ StepOutcome HybridOptimizer::step(const Batch& batch, const LossSpec& spec, cons
 
   // 2. The ZO part: q perturbed forwards (2q for central) at x_k ± μ z_j, z_j from s_{k,j}.
   if (c_.zo) {
+    for (int j = 0; j < c_.q; ++j) out.seeds.push_back(step_seed(c_.seed, a.step, j));
+    out.perturbed.assign((size_t)c_.q * (c_.central ? 2 : 1), 0.0);
     for (int j = 0; j < c_.q; ++j) {
       if (cancelled()) {
-        out.status = StepOutcome::Cancelled;
-        return out;
+        if (!comm) return cancelled_out();
+        break;
       }
-      const uint64_t seed = step_seed(c_.seed, a.step, j);
-      out.seeds.push_back(seed);
+      if (idle || (pert_par && j % comm->size() != comm->rank())) continue;  // another rank's direction
+      const uint64_t seed = out.seeds[j];
       const bool grad_here = c_.fo_at_plus && j == 0;
-      double plus;
       {
         PerturbationScope scope(m_, seed, c_.mu, c_.trainable);
         LossResult r = m_.loss_device(batch, spec, grad_here ? grad_y_ : nullptr, nullptr);
-        plus = r.loss;
+        out.perturbed[c_.central ? 2 * j : j] = r.loss;
         if (grad_here) {
           out.loss = r.loss;
           out.scores = std::move(r.scores);
         }
       }
-      out.perturbed.push_back(plus);
-      double c;
       if (c_.central) {
         PerturbationScope scope(m_, seed, -c_.mu, c_.trainable);
-        const double minus = m_.loss_device(batch, spec, nullptr, nullptr).loss;
-        out.perturbed.push_back(minus);
-        c = (plus - minus) / (2.0 * (double)c_.mu);
-      } else {
-        c = (plus - l0) / (double)c_.mu;
+        out.perturbed[2 * j + 1] = m_.loss_device(batch, spec, nullptr, nullptr).loss;
       }
-      out.projected.push_back(c);
     }
   }
+
+  // The exchange: one allreduce of scalars (the cancel vote included), then, for data
+  // parallelism, the gradient sums. Afterwards every rank holds the same values.
+  if (comm) {
+    const size_t np = out.perturbed.size();
+    std::vector<double> s;
+    double w = 0;
+    if (data_par) {
+      // This rank's share of the global mean: lm averages over target rows,
+      // classification over examples.
+      w = idle || stop ? 0.0 : (double)(spec.kind == 0 ? (int64_t)spec.rows.size() : spec.examples);
+      s.push_back(w * out.loss);
+      for (double p : out.perturbed) s.push_back(w * p);
+      s.push_back(w);
+    } else {
+      s.assign(out.perturbed.begin(), out.perturbed.end());  // zeros where another rank's direction
+    }
+    s.push_back(stop ? 1.0 : 0.0);
+    comm->allreduce_sum(s.data(), s.size(), "the step's losses");
+    if (s.back() > 0) return cancelled_out();
+    if (data_par) {
+      const double total = s[np + 1];
+      out.loss = s[0] / total;
+      for (size_t i = 0; i < np; ++i) out.perturbed[i] = s[1 + i] / total;
+      l0 = out.loss;
+      if (grad_y_) reduce_gradient(grad_y_, (size_t)ny, w, total);
+      if (grad_x_) reduce_gradient(grad_x_, (size_t)nx, w, total);
+    } else {
+      for (size_t i = 0; i < np; ++i) out.perturbed[i] = s[i];
+    }
+  }
+  for (int j = 0; c_.zo && j < c_.q; ++j)
+    out.projected.push_back(c_.central ? (out.perturbed[2 * j] - out.perturbed[2 * j + 1]) / (2.0 * (double)c_.mu)
+                                       : (out.perturbed[j] - l0) / (double)c_.mu);
 
   // Reject the step before anything is written if a loss, c_j or gradient is not finite.
   auto reject = [&](const std::string& what) {
@@ -143,10 +196,7 @@ StepOutcome HybridOptimizer::step(const Batch& batch, const LossSpec& spec, cons
     if (!isfinite(out.projected[j])) return reject("projected gradient " + std::to_string(j) + " is not finite");
   if (grad_y_ && !be.all_finite(grad_y_, (size_t)ny)) return reject("the adapter gradient has non-finite values");
   if (grad_x_ && !be.all_finite(grad_x_, (size_t)nx)) return reject("the base-weight gradient has non-finite values");
-  if (cancelled()) {
-    out.status = StepOutcome::Cancelled;
-    return out;
-  }
+  if (!comm && cancelled()) return cancelled_out();
 
   // 3. The update, from the same iterate: y (FO) and x (ZO fused restore+update, or FO).
   FoHyper h = c_.fo;

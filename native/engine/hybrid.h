@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "../comm/communicator.h"
 #include "../common/fo_hyper.h"
 #include "transformer.h"
 
@@ -35,11 +36,20 @@ struct HybridConfig {
   bool fo_base = false;      // backprop updates of every base weight (full fine-tuning; excludes zo)
   FoHyper fo;                // kind and its constants (lr/weight decay come per step)
   uint64_t seed = 0;         // run seed
+  // Several processes (docs/distributed.md). Data: each rank steps on its slice of the
+  // global batch; the loss sums (weighted by rows), the row counts and the gradient sums
+  // are allreduced. Perturbation: each rank evaluates directions j ≡ rank (mod size) on
+  // the whole batch and the perturbed losses are allreduced. Every rank then applies the
+  // identical update. `comm` is borrowed: it outlives the optimizer.
+  enum class Parallel { None = 0, Data = 1, Perturbation = 2 };
+  Parallel parallel = Parallel::None;
+  Communicator* comm = nullptr;
 };
 
 struct StepArgs {
   int64_t step = 0;  // k
   float lr_x = 0, wd_x = 0, lr_y = 0, wd_y = 0;
+  bool idle = false;  // data-parallel: this rank has no rows of the global batch (it only exchanges)
 };
 
 struct StepOutcome {
@@ -82,6 +92,9 @@ class HybridOptimizer {
   Backend& backend();
 
  private:
+  // Data-parallel: g ← (Σ_ranks w_r g_r) / W, staged through host memory.
+  void reduce_gradient(float* g, size_t n, double w, double total);
+
   Transformer& m_;
   HybridConfig c_;
   float* grad_y_ = nullptr;  // (n_lora)
