@@ -196,7 +196,7 @@ export class HybridOptimizer implements TrainableOptimizer {
       step: k, j, q, seed, projectedGrad: projectedGrads[j], lr: Math.fround(lrX), weightDecay: Math.fround(this.zo!.weightDecay),
       scale: scales[j], etaLambda: j === 0 ? Math.fround(etaLambda) : 0,
     }));
-    const result: StepResult = { step: k, loss: r.loss, perturbedLosses: Array.from(r.perturbed), projectedGrads, seeds, lrX, lrY };
+    const result: StepResult = { step: k + 1, loss: r.loss, perturbedLosses: Array.from(r.perturbed), projectedGrads, seeds, lrX, lrY };
     if (enc.kind === 1) result.predictions = splitScores(batch as ClassificationExample[], r.scores).predictions;
     return result;
   }
