@@ -155,6 +155,8 @@ export function configSchema(flags: readonly FlagName[]): v.GenericSchema<unknow
  */
 export function validateConfig(file: string, json: unknown, flags: readonly FlagName[]): FlagValues {
   const paths = configPaths(flags);
+  // valibot's objects take arrays too (indices as keys): a config file is a JSON object.
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UsageError('ZOFO_BAD_CONFIG', `${file}: must be a JSON object`);
   const r = v.safeParse(configSchema(flags), json);
   if (!r.success) {
     const where = (issue: v.BaseIssue<unknown>) => (issue.path ?? []).map((p) => String((p as { key: unknown }).key)).join('.');
