@@ -3,8 +3,10 @@
 // the training flags are one definition with defaults in every command's --help; the
 // statistics and chart bands of `compare --seeds`.
 import t from 'tap';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { Command } from 'commander';
 import { renderChart } from '../lib/chart.js';
 import { settingsTable, summarizeModes, summaryTable, type ModeResult } from '../lib/cli/compare.js';
@@ -170,4 +172,23 @@ t.test('compare --seeds: the summary table, the settings table, bands in the cha
   t.ok(pts[0][0] === pts[3][0] && pts[1][0] === pts[2][0] && pts[0][1] > pts[3][1], 'same x at both edges; the lower edge lies below');
   t.match(svg, /<text [^>]*data-value="5">/, 'the y axis reaches the band\'s top (5), above every line point');
   t.ok(svg.indexOf('class="band"') < svg.indexOf('<polyline'), 'drawn beneath the line');
+});
+
+t.test('zofo demo writes to a new temp folder by default, never into the working directory', async (t) => {
+  const log = console.log;
+  const out: string[] = [];
+  console.log = (...a: unknown[]) => { out.push(a.join(' ')); };
+  let r: { stderr: string; exitCode: number };
+  try {
+    r = await run(['demo', '--steps', '1', '--modes', 'lora', '--lr-y', '0.01']);
+  } finally {
+    console.log = log;
+  }
+  t.equal(r.exitCode, 0, r.stderr);
+  const chart = /^chart: (.*demo\.svg), data: (.*demo\.csv)$/m.exec(out.join('\n'));
+  t.ok(chart, 'prints where the chart went');
+  t.ok(chart![1].startsWith(join(tmpdir(), 'zofo-demo-')), `under the temp dir: ${chart![1]}`);
+  t.ok(existsSync(chart![1]) && existsSync(chart![2]));
+  t.match(out.join('\n'), /\| lora \| – \| 0\.01 \| [\d.]+% \| [\d.]+% \| 1 \|/, 'the table shows the rates used');
+  t.teardown(() => rm(dirname(chart![1]), { recursive: true, force: true }));
 });

@@ -58,6 +58,7 @@ export function demoOptimizer(mode: DemoMode, o: Pick<DemoOptions, 'lrX' | 'lrY'
 
 export interface DemoResult { mode: DemoMode; before: number; after: number; steps: number; seconds: number }
 
+/** `zofo demo`: each mode fine-tunes a fresh copy of the demo model; prints and plots dev accuracy before and after. */
 export async function demo(o: DemoOptions): Promise<DemoResult[]> {
   const log = o.log ?? ((l: string) => console.log(l));
   const modes = o.modes ?? ['hybrid', 'zo', 'lora'];
@@ -100,9 +101,12 @@ export async function demo(o: DemoOptions): Promise<DemoResult[]> {
   const rows = Object.entries(curves).flatMap(([mode, rs]) => rs.map((r) => ({ mode, ...r })));
   await writeChartFiles(o.out, 'demo', rowsToChart(`zofo demo: ${steps} steps per mode`, curves), rows);
   log('');
-  log('| mode | dev accuracy before | after | steps | seconds |');
-  log('|---|---:|---:|---:|---:|');
-  for (const r of results) log(`| ${r.mode} | ${(100 * r.before).toFixed(1)}% | ${(100 * r.after).toFixed(1)}% | ${r.steps} | ${r.seconds.toFixed(1)} |`);
+  log('| mode | lr_x | lr_y | dev accuracy before | after | steps | seconds |');
+  log('|---|---:|---:|---:|---:|---:|---:|');
+  for (const r of results) {
+    const { zo, fo } = demoOptimizer(r.mode, o);
+    log(`| ${r.mode} | ${zo?.lr ?? '–'} | ${fo?.lr ?? '–'} | ${(100 * r.before).toFixed(1)}% | ${(100 * r.after).toFixed(1)}% | ${r.steps} | ${r.seconds.toFixed(1)} |`);
+  }
   log(`\nchart: ${join(o.out, 'demo.svg')}, data: ${join(o.out, 'demo.csv')}`);
   return results;
 }

@@ -18,6 +18,7 @@ import { UsageError } from './usage.js';
 
 /** Training modes: hybrid (ZO on the base + LoRA by backprop), zo (MeZO), lora, full. */
 export const MODES = ['hybrid', 'zo', 'lora', 'full'] as const;
+/** One of MODES. */
 export type Mode = (typeof MODES)[number];
 
 type Schema = v.GenericSchema<unknown, unknown>;
@@ -80,6 +81,7 @@ export const TRAINING_FLAGS = {
   overwrite: { flag: '--overwrite', path: 'overwrite', schema: v.boolean('must be true or false'), description: 'replace an earlier run under --out (its checkpoints, adapter, trajectory and curves)' },
 } as const satisfies Record<string, FlagDef>;
 
+/** A training flag's option name (`lrX` for `--lr-x`). */
 export type FlagName = keyof typeof TRAINING_FLAGS;
 /** Parsed training flags by name (only those given). */
 export type FlagValues = Partial<Record<FlagName, unknown>>;

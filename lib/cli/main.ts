@@ -325,6 +325,7 @@ export function failure(err: unknown): { line: string; exitCode: number } {
   return { line: `zofo: ${oneLine((err as Error)?.message ?? String(err))}${tag}`, exitCode: err instanceof UsageError ? 2 : 1 };
 }
 
+/** Runs the `zofo` command line on `argv` (node, script, args…); sets process.exitCode instead of exiting. */
 export async function main(argv: string[] = process.argv): Promise<void> {
   ignoreBrokenPipes();
   try {
