@@ -80,10 +80,10 @@ t.test('a JSON config supplies the options; flags override it; errors name the p
   t.notOk(existsSync(join(root, 'out', 'adapter')), 'ZO-only writes no adapter');
 
   const missing = zofo(['train', '--task', 'sst2', '--train', f.train, '--out', join(root, 'x')]);
-  t.equal(missing.status, 1);
+  t.equal(missing.status, 2, 'a missing option is a usage error: exit code 2');
   t.match(missing.stderr, /--model is required/);
   const badMode = zofo(['train', '--config', cfg, '--mode', 'sideways']);
-  t.not(badMode.status, 0);
+  t.equal(badMode.status, 2);
   t.match(badMode.stderr, /sideways/);
   await writeFile(join(root, 'bad.tsv'), 'sentence\tlabel\nw1 w2\t7\n');
   const badRow = zofo(['eval', '--model', f.model, '--task', 'sst2', '--data', join(root, 'bad.tsv')]);
