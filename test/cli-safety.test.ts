@@ -2,11 +2,12 @@
 // without their log (or with another run's), merge never replaces --out silently, and a
 // closed stdout/stderr pipe does not end a run.
 import t from 'tap';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evalCommand, mergeCommand } from '../lib/cli/commands.js';
+import { main } from '../lib/cli/main.js';
 import { loadCheckpoint } from '../lib/train/checkpoint.js';
 import { freshSeed } from './helpers/reference.js';
 import { sst2Fixture } from './helpers/sst2-fixture.js';
@@ -16,9 +17,21 @@ const entry = join(here, 'helpers', 'cli-child.ts');
 const seed = freshSeed() % 1_000_000;
 t.comment(`input seed ${seed}`);
 
-function zofo(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [...process.execArgv, entry, ...args], { encoding: 'utf8', timeout: 120_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+/** Runs the CLI in this process (main()); returns its output and exit code. */
+async function zofo(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  const [out, err, log] = [process.stdout.write, process.stderr.write, console.log];
+  let stdout = '', stderr = '';
+  process.stdout.write = ((c: string | Uint8Array) => { stdout += String(c); return true; }) as typeof process.stdout.write;
+  process.stderr.write = ((c: string | Uint8Array) => { stderr += String(c); return true; }) as typeof process.stderr.write;
+  console.log = (...a: unknown[]) => { stdout += `${a.join(' ')}\n`; };
+  const before = process.exitCode;
+  try {
+    await main(['node', 'zofo', ...args]);
+    return { status: Number(process.exitCode ?? 0), stdout, stderr };
+  } finally {
+    [process.stdout.write, process.stderr.write, console.log] = [out, err, log];
+    process.exitCode = before;
+  }
 }
 
 async function setup(root: string) {
@@ -32,7 +45,7 @@ async function setup(root: string) {
 t.test('eval / merge of a hybrid adapter need its trajectory; merge --out is never replaced silently', async (t) => {
   const root = t.testdir({});
   const { f, out, common } = await setup(root);
-  t.equal(zofo(['train', ...common, '--steps', '2']).status, 0);
+  t.equal((await zofo(['train', ...common, '--steps', '2'])).status, 0);
   const adapter = join(out, 'adapter');
   t.ok(existsSync(join(adapter, 'zofo-run.json')), 'the adapter records its run\'s ZO steps');
   const log = join(out, 'trajectory.zlog');
@@ -45,18 +58,18 @@ t.test('eval / merge of a hybrid adapter need its trajectory; merge --out is nev
   await t.rejects(mergeCommand({ model: f.model, adapter, out: join(root, 'm0') }), { code: 'ZOFO_INVALID_ARG', message: /--log/ }, 'merge too');
   t.notOk(existsSync(join(root, 'm0')), 'nothing written');
   const other = join(root, 'other');
-  t.equal(zofo(['train', ...common.map((a) => (a === out ? other : a)), '--steps', '1']).status, 0);
+  t.equal((await zofo(['train', ...common.map((a) => (a === out ? other : a)), '--steps', '1'])).status, 0);
   await t.rejects(evalCommand({ model: f.model, adapter, log: join(other, 'trajectory.zlog'), task: 'sst2', data: f.dev }),
     { code: 'ZOFO_INVALID_ARG', message: /2 ZO steps, but .* holds 1/ }, 'a log of another length is refused');
 
   const merged = join(root, 'merged');
-  const first = zofo(['merge', '--model', f.model, '--adapter', adapter, '--log', log, '--out', merged]);
+  const first = await zofo(['merge', '--model', f.model, '--adapter', adapter, '--log', log, '--out', merged]);
   t.equal(first.status, 0, first.stderr);
   const marker = join(merged, 'user-note.txt');
   await writeFile(marker, 'mine');
   await t.rejects(mergeCommand({ model: f.model, adapter, log, out: merged }), { code: 'ZOFO_INVALID_ARG', message: /already exists.*--overwrite/ }, 'an existing --out is refused');
   t.ok(existsSync(marker), 'and left alone');
-  const over = zofo(['merge', '--model', f.model, '--adapter', adapter, '--log', log, '--out', merged, '--overwrite']);
+  const over = await zofo(['merge', '--model', f.model, '--adapter', adapter, '--log', log, '--out', merged, '--overwrite']);
   t.equal(over.status, 0, over.stderr);
   t.notOk(existsSync(marker), '--overwrite replaces the folder as a whole');
   t.ok(existsSync(join(merged, 'config.json')));
