@@ -91,5 +91,11 @@ t.test('temp folders of killed runs are removed on the next start; nobody else\'
   t.equal(r.status, 0, r.stderr);
   for (const d of stale) t.notOk(existsSync(d), `removed ${d.slice(root.length)}`);
   for (const d of kept) t.ok(existsSync(d), `kept ${d.slice(root.length)} (a live process's, or not zofo's name)`);
+
+  // Killed before its first checkpoint: only a temp folder in checkpoints/; a new run may start there.
+  const early = join(root, 'early');
+  await mkdir(join(early, 'checkpoints', `step-000001.tmp-${deadPid}-0123456789ab`), { recursive: true });
+  const fresh = await zofo(['train', ...common.map((a) => (a === out ? early : a)), '--steps', '1']);
+  t.equal(fresh.status, 0, `a run left nothing to keep: the folder is free ${fresh.stderr.slice(-200)}`);
 });
 

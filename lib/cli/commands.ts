@@ -4,7 +4,7 @@
  * TypeScript API, so a JSON config file (--config) and flags fill the same shape.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, rmdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { invalidArg, ZofoError } from '../errors.js';
 import { loadTask, sampleIndices, TASK_NAMES, type TaskName } from '../data/tasks.js';
@@ -133,6 +133,8 @@ async function prepareOut(c: TrainConfig): Promise<void> {
   if (c.resume && c.overwrite) throw new UsageError('ZOFO_INVALID_ARG', 'zofo train: give --resume or --overwrite, not both');
   await removeStaleTemps(c.out);
   await removeStaleTemps(join(c.out, 'checkpoints'));
+  // A run killed before its first checkpoint leaves an empty checkpoints/ only: nothing to keep.
+  if (!(await nonEmptyDir(join(c.out, 'checkpoints')))) await rmdir(join(c.out, 'checkpoints')).catch(() => undefined);
   if (c.resume || !(await nonEmptyDir(c.out))) return;
   const found = RUN_FILES.filter((f) => existsSync(join(c.out, f)));
   if (!c.overwrite) {
