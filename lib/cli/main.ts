@@ -132,14 +132,22 @@ function mergeCommandCli(p: Command): void {
 
 // ---- bench ----
 
-/** What `zofo bench` runs and roughly costs (measured on a 2-core CPU machine; see bench/). */
+/**
+ * What `zofo bench` runs and roughly costs, said before it starts. Peak RSS measured
+ * with /usr/bin/time on a 2-core CPU machine: perturb 1.3 GiB, forward 1.2 GiB; without
+ * BLAS the forward benchmark alone ran past 15 minutes there.
+ */
 export const BENCH_PLAN = {
-  suite: { runs: ['perturb', 'forward', 'step'], about: 'the perturbation engine (256 MiB buffers), the forward pass and the hybrid step' },
-  torch: { runs: ['torch'], about: 'zofo vs the plain-PyTorch reference, machine limits and scaling; writes bench/RESULTS.md' },
+  suite: {
+    runs: ['perturb', 'forward', 'step'], about: 'the perturbation engine (256 MiB buffers), the forward pass and the hybrid step (a 134M-parameter model)',
+    cost: 'several minutes with BLAS (much longer without), up to about 2 GB of memory',
+  },
+  torch: {
+    runs: ['torch'], about: 'zofo vs the plain-PyTorch reference, machine limits and scaling; writes bench/RESULTS.md',
+    cost: 'longer than the suite (and --large adds a 134M-parameter model), up to a few GB of memory',
+  },
 } as const;
 
-// Measured with /usr/bin/time on a 2-core machine without BLAS (perturb: 1.3 GiB peak RSS).
-const BENCH_COST = 'it takes several minutes and up to about 2 GB of memory (a 134M-parameter model and 256 MiB buffers)';
 
 function benchCommand(p: Command): void {
   p.command('bench')
@@ -154,8 +162,8 @@ function benchCommand(p: Command): void {
         const file = join(dist, `${name}.js`);
         if (!existsSync(file)) throw new ZofoError('ZOFO_LOAD_FAILED', `${file} is missing: run \`npm run build:ts\` first`);
       }
-      process.stderr.write(`zofo bench: ${plan.about} (${runs.map(([n]) => n).join(', ')}, one after another). ` +
-        `${BENCH_COST}; uses every CPU core. Ctrl-C stops it.\n`);
+      process.stderr.write(`zofo bench: ${plan.about}; runs ${runs.map(([n]) => n).join(', ')} one after another: ` +
+        `${plan.cost}, on every CPU core. Ctrl-C stops it.\n`);
       for (const [name, ...args] of runs) {
         const code = await runInterruptibly(process.execPath, [join(dist, `${name}.js`), ...args]);
         if (code !== 0) {
