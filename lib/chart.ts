@@ -14,6 +14,8 @@
  *   - Colours come from the Okabe–Ito colour-blind-safe palette, assigned by first
  *     appearance of a series name over all panels; past the palette's end the colours
  *     repeat with a dash pattern so every name stays distinguishable.
+ *   - A series may carry a band (x, lower, upper), drawn as a translucent polygon in
+ *     its colour beneath the lines; the axes enclose it.
  *   - All text is XML-escaped.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -22,10 +24,19 @@ import { join } from 'node:path';
 /** One (x, y) point; a non-finite coordinate leaves a gap in the line. */
 export type ChartPoint = readonly [number, number];
 
+/** One x with a lower and an upper y: a point of a band's edges. */
+export type ChartBandPoint = readonly [number, number, number];
+
 export interface ChartSeries {
   /** Legend label; series of the same name share a colour in every panel. */
   name: string;
   points: readonly ChartPoint[];
+  /**
+   * A shaded band around the line (e.g. min..max or a confidence interval over repeated
+   * runs), drawn under it in the series' colour: (x, lower y, upper y) in x order.
+   * Non-finite entries are skipped.
+   */
+  band?: readonly ChartBandPoint[];
 }
 
 export interface ChartPanel {
@@ -238,20 +249,28 @@ export interface PlotArea {
   y1: number;
 }
 
+/** A band's finite (x, lower, upper) entries. */
+const finiteBand = (band: readonly ChartBandPoint[] | undefined): ChartBandPoint[] =>
+  (band ?? []).filter(([x, lo, hi]) => Number.isFinite(x) && Number.isFinite(lo) && Number.isFinite(hi));
+
 function renderPanel(panel: ChartPanel, ox: number, oy: number, w: number, h: number, style: Map<string, Style>, out: string[]): PlotArea {
   const runs = panel.series.map((s) => finiteRuns(s.points));
+  const bands = panel.series.map((s) => finiteBand(s.band));
   let xlo = Infinity;
   let xhi = -Infinity;
   let ylo = Infinity;
   let yhi = -Infinity;
-  for (const rs of runs) {
-    for (const r of rs) {
-      for (const [x, y] of r) {
-        if (x < xlo) xlo = x;
-        if (x > xhi) xhi = x;
-        if (y < ylo) ylo = y;
-        if (y > yhi) yhi = y;
-      }
+  const extend = (x: number, y: number): void => {
+    if (x < xlo) xlo = x;
+    if (x > xhi) xhi = x;
+    if (y < ylo) ylo = y;
+    if (y > yhi) yhi = y;
+  };
+  for (const rs of runs) for (const r of rs) for (const [x, y] of r) extend(x, y);
+  for (const b of bands) {
+    for (const [x, lo, hi] of b) {
+      extend(x, lo);
+      extend(x, hi);
     }
   }
   const hasData = xlo <= xhi;
@@ -299,6 +318,14 @@ function renderPanel(panel: ChartPanel, ox: number, oy: number, w: number, h: nu
   if (!hasData) {
     out.push(`<text class="no-data" x="${num(area.x0 + pw / 2)}" y="${num(area.y0 + ph / 2)}" text-anchor="middle" font-size="${FONT}" fill="#888">no data</text>`);
   }
+  // Bands first, so every line stays visible above them.
+  panel.series.forEach((s, i) => {
+    const b = bands[i] as ChartBandPoint[];
+    if (b.length < 2) return;
+    const st = style.get(s.name) as Style;
+    const edge = [...b.map(([x, lo]) => `${num(sx(x))},${num(sy(lo))}`), ...[...b].reverse().map(([x, , hi]) => `${num(sx(x))},${num(sy(hi))}`)];
+    out.push(`<polygon class="band" data-series="${escapeXml(s.name)}" points="${edge.join(' ')}" fill="${st.color}" fill-opacity="0.18" stroke="none"/>`);
+  });
   // Series.
   panel.series.forEach((s, i) => {
     const rs = runs[i] as ChartPoint[][];

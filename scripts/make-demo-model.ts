@@ -6,12 +6,15 @@
  *
  *   npm run make-demo-model                 # writes <package>/demo/model
  *   node dist/scripts/make-demo-model.js --out /tmp/m --steps 3000 --seed 1
+ *   node dist/scripts/make-demo-model.js --readme-only
+ *       # re-measures the shipped model (no training): checks the held-out LM loss its
+ *       # README states and rewrites the README's zero-shot accuracy line
  *
  * Deterministic for a given seed on one machine (the engine is bit-reproducible for a
  * thread count; BLAS on another CPU may round differently).
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,6 +23,7 @@ import {
   CORPUS_DEFAULTS, Rng, pretrainingCorpus, REVIEW_KINDS, tokenizerFiles, vocabulary, type ReviewKind,
 } from '../lib/demo/language.js';
 import { demoModelDir, demoTask, demoTaskReviews } from '../lib/demo/model.js';
+import { DEMO_SPLIT } from '../lib/cli/demo.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -37,6 +41,7 @@ const { values: args } = parseArgs({
     text: { type: 'string', default: String(CORPUS_DEFAULTS.text) },
     'hard-verdicts': { type: 'string', default: String(CORPUS_DEFAULTS.hardVerdicts) },
     'label-noise': { type: 'string', default: String(CORPUS_DEFAULTS.labelNoise) },
+    'readme-only': { type: 'boolean', default: false },
   },
 });
 
@@ -115,11 +120,11 @@ async function lmLoss(model: Model, examples: LmExample[]): Promise<number> {
   return sum / n;
 }
 
-/** Dev accuracy of the demo task, overall and per review kind. */
+/** Dev accuracy of the demo task on the split `zofo demo` evaluates, overall and per review kind. */
 async function demoAccuracy(model: Model): Promise<{ all: number; byKind: Record<ReviewKind, number> }> {
   const tok = model.tokenizer!;
-  const { dev } = demoTask(tok, { train: 256, dev: 400, seed: 0 });
-  const kinds = demoTaskReviews({ train: 256, dev: 400, seed: 0 }).dev.map((r) => r.kind);
+  const { dev } = demoTask(tok, DEMO_SPLIT);
+  const kinds = demoTaskReviews(DEMO_SPLIT).dev.map((r) => r.kind);
   const correct: boolean[] = [];
   for (let i = 0; i < dev.length; i += 100) {
     const b = dev.slice(i, i + 100);
@@ -136,6 +141,41 @@ async function demoAccuracy(model: Model): Promise<{ all: number; byKind: Record
 const fmt = (a: { all: number; byKind: Record<ReviewKind, number> }) =>
   `${(100 * a.all).toFixed(1)}% (${REVIEW_KINDS.map((k) => `${k} ${(100 * a.byKind[k]).toFixed(1)}%`).join(', ')})`;
 
+/** The README line of the zero-shot accuracy, on the split `zofo demo` evaluates. */
+const accuracyLine = (acc: { all: number; byKind: Record<ReviewKind, number> }) =>
+  `- demo dev accuracy before fine-tuning (the ${DEMO_SPLIT.dev} dev reviews of seed ${DEMO_SPLIT.seed} that \`zofo demo\` evaluates): ${fmt(acc)}`;
+
+const heldOutCorpus = (tok: { encode(s: string, o: { addSpecialTokens: boolean }): number[] }): LmExample[] =>
+  pretrainingCorpus(2000, seed + 1_000_003, corpusOptions).map((line) => {
+    const ids = tok.encode(line, { addSpecialTokens: false });
+    return { prompt: ids.slice(0, 1), target: ids.slice(1) };
+  });
+
+/**
+ * --readme-only: the shipped model measured again without training. Its README must
+ * state the held-out LM loss measured here (else it describes other weights); the
+ * zero-shot accuracy line is rewritten from the measurement.
+ */
+async function readmeOnly() {
+  const model = await loadModel(out);
+  try {
+    const loss = await lmLoss(model, heldOutCorpus(model.tokenizer!));
+    const acc = await demoAccuracy(model);
+    const file = join(out, 'README.md');
+    const readme = readFileSync(file, 'utf8');
+    const stated = /→ ([\d.]+) pretrained/.exec(readme)?.[1];
+    if (stated !== loss.toFixed(3)) throw new Error(`${file} states a held-out LM loss of ${stated ?? '(none)'}; these weights measure ${loss.toFixed(3)}: retrain with npm run make-demo-model`);
+    const lines = readme.split('\n');
+    const at = lines.findIndex((l) => l.startsWith('- demo dev accuracy'));
+    if (at < 0) throw new Error(`${file}: no "- demo dev accuracy" line to rewrite`);
+    lines[at] = accuracyLine(acc);
+    await writeFile(file, lines.join('\n'));
+    log(`${file}: held-out LM loss ${loss.toFixed(3)} as stated; ${lines[at]}`);
+  } finally {
+    model.dispose();
+  }
+}
+
 async function main() {
   const t0 = performance.now();
   const work = await mkdtemp(join(tmpdir(), 'zofo-demo-init-'));
@@ -148,7 +188,7 @@ async function main() {
       return { prompt: ids.slice(0, 1), target: ids.slice(1) };
     };
     const corpus = pretrainingCorpus(corpusSize, seed, corpusOptions).map(toLm);
-    const heldOut = pretrainingCorpus(2000, seed + 1_000_003, corpusOptions).map(toLm);
+    const heldOut = heldOutCorpus(tok);
     const longest = Math.max(...corpus.map((e) => e.prompt.length + e.target.length));
     const params = model.parameterCounts().reduce((a, b) => a + b, 0);
     log(`demo model: llama hidden ${hidden}, ${layers} layers, ${heads} heads, ffn ${ffn}, vocab ${vocab.length}: ${params} parameters`);
@@ -207,7 +247,7 @@ Made by \`npm run make-demo-model\` (${command}):
 - seed ${seed}; ${steps} steps of batch ${batchSize}, AdamW lr ${lr} (cosine, warm-up), weight decay 0.01
 - corpus: ${corpus.length} lines, options ${JSON.stringify(corpusOptions)}
 - held-out LM loss: ${initLoss.toFixed(3)} at random init (log V = ${Math.log(vocab.length).toFixed(3)}) → ${finalLoss.toFixed(3)} pretrained
-- demo dev accuracy (400 reviews, seed 0) before fine-tuning: ${fmt(acc)}
+${accuracyLine(acc)}
 - pretraining time: ${trainSeconds.toFixed(1)} s on ${(await import('node:os')).cpus().length} CPU threads
 `;
     await writeModelDir(out, weights, readme);
@@ -226,4 +266,4 @@ Made by \`npm run make-demo-model\` (${command}):
   }
 }
 
-await main();
+await (args['readme-only'] ? readmeOnly() : main());

@@ -1,12 +1,14 @@
 // The zofo CLI end to end on a tiny random Llama with a word-level tokenizer:
 // train → checkpoint → resume → eval → merge → loadModel, replay, config files, errors,
-// and Ctrl-C (SIGINT) during training leaving a loadable checkpoint.
+// and Ctrl-C (SIGINT) during training leaving a loadable checkpoint (a child process;
+// the other commands run in this process through main()).
 import t from 'tap';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backendInfo } from '../lib/index.js';
+import { main } from '../lib/cli/main.js';
 import { loadModel } from '../lib/model/model.js';
 import { loadCheckpoint } from '../lib/train/checkpoint.js';
 import { readTrajectory } from '../lib/train/trajectory.js';
@@ -20,9 +22,21 @@ t.comment(`input seed ${seed}`);
 
 const fixture = (root: string) => sst2Fixture(root, seed);
 
-function zofo(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [...process.execArgv, entry, ...args], { encoding: 'utf8', timeout: 120_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+/** Runs the CLI in this process (main()); returns its output and exit code. */
+async function zofo(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  const [out, err, log] = [process.stdout.write, process.stderr.write, console.log];
+  let stdout = '', stderr = '';
+  process.stdout.write = ((c: string | Uint8Array) => { stdout += String(c); return true; }) as typeof process.stdout.write;
+  process.stderr.write = ((c: string | Uint8Array) => { stderr += String(c); return true; }) as typeof process.stderr.write;
+  console.log = (...a: unknown[]) => { stdout += `${a.join(' ')}\n`; };
+  const before = process.exitCode;
+  try {
+    await main(['node', 'zofo', ...args]);
+    return { status: Number(process.exitCode ?? 0), stdout, stderr };
+  } finally {
+    [process.stdout.write, process.stderr.write, console.log] = [out, err, log];
+    process.exitCode = before;
+  }
 }
 
 t.test('train → resume → eval → merge → loadModel; replay', async (t) => {
@@ -31,7 +45,7 @@ t.test('train → resume → eval → merge → loadModel; replay', async (t) =>
   const out = join(root, 'out');
   const common = ['--model', f.model, '--task', 'sst2', '--train', f.train, '--dev', f.dev, '--mode', 'hybrid', '--batch-size', '4',
     '--lr-x', '1e-3', '--lr-y', '0.05', '--rank', '2', '--seed', '3', '--eval-every', '2', '--checkpoint-every', '2', '--out', out];
-  const first = zofo(['train', ...common, '--steps', '4']);
+  const first = await zofo(['train', ...common, '--steps', '4']);
   t.equal(first.status, 0, `train exits 0 ${first.stderr}`);
   t.match(first.stdout, /completed after 4 steps; dev loss [\d.]+, accuracy [\d.]+%/);
   for (const f of ['adapter/adapter_config.json', 'adapter/adapter_model.safetensors', 'trajectory.zlog', 'curves.svg', 'curves.csv', 'checkpoints/latest']) {
@@ -41,28 +55,28 @@ t.test('train → resume → eval → merge → loadModel; replay', async (t) =>
   t.match(first.stderr, /eval @ step 2: dev loss/);
   t.equal((await loadCheckpoint(join(out, 'checkpoints'))).trainer.step, 4);
 
-  const more = zofo(['train', ...common, '--steps', '6', '--resume']);
+  const more = await zofo(['train', ...common, '--steps', '6', '--resume']);
   t.equal(more.status, 0, `resumed train exits 0 ${more.stderr}`);
   t.match(more.stdout, /completed after 6 steps/);
   t.equal((await readTrajectory(join(out, 'trajectory.zlog'))).records.length, 6, 'the trajectory covers all 6 steps');
 
-  const ev = zofo(['eval', '--model', f.model, '--adapter', join(out, 'adapter'), '--log', join(out, 'trajectory.zlog'), '--task', 'sst2', '--data', f.dev]);
-  const sampled = zofo(['eval', '--model', f.model, '--task', 'sst2', '--data', f.train, '--samples', '5', '--seed', '1']);
+  const ev = await zofo(['eval', '--model', f.model, '--adapter', join(out, 'adapter'), '--log', join(out, 'trajectory.zlog'), '--task', 'sst2', '--data', f.dev]);
+  const sampled = await zofo(['eval', '--model', f.model, '--task', 'sst2', '--data', f.train, '--samples', '5', '--seed', '1']);
   t.match(sampled.stdout, /^5 examples:/, '--samples draws k examples');
   t.equal(ev.status, 0, ev.stderr);
   t.match(ev.stdout, /^8 examples: loss [\d.]+, accuracy [\d.]+%/);
 
   const merged = join(root, 'merged');
-  const mg = zofo(['merge', '--model', f.model, '--adapter', join(out, 'adapter'), '--log', join(out, 'trajectory.zlog'), '--out', merged]);
+  const mg = await zofo(['merge', '--model', f.model, '--adapter', join(out, 'adapter'), '--log', join(out, 'trajectory.zlog'), '--out', merged]);
   t.equal(mg.status, 0, mg.stderr);
   const m = await loadModel(merged);
   t.teardown(() => m.dispose());
   t.ok(m.tokenizer, 'the merged directory carries the tokenizer');
-  const evMerged = zofo(['eval', '--model', merged, '--task', 'sst2', '--data', f.dev]);
+  const evMerged = await zofo(['eval', '--model', merged, '--task', 'sst2', '--data', f.dev]);
   const num = (s: string) => Number(/loss ([\d.]+)/.exec(s)?.[1]);
   t.ok(Math.abs(num(evMerged.stdout) - num(ev.stdout)) < 1e-3, `merged model's loss ${num(evMerged.stdout)} = base + log + adapter's ${num(ev.stdout)}`);
 
-  const rp = zofo(['replay', '--base', f.model, '--log', join(out, 'trajectory.zlog'), '--out', join(root, 'replayed')]);
+  const rp = await zofo(['replay', '--base', f.model, '--log', join(out, 'trajectory.zlog'), '--out', join(root, 'replayed')]);
   t.equal(rp.status, 0, rp.stderr);
   const replayed = await loadModel(join(root, 'replayed'));
   t.teardown(() => replayed.dispose());
@@ -74,29 +88,29 @@ t.test('a JSON config supplies the options; flags override it; errors name the p
   const f = await fixture(root);
   const cfg = join(root, 'run.json');
   await writeFile(cfg, JSON.stringify({ model: f.model, task: 'sst2', train: f.train, mode: 'zo', steps: 50, batchSize: 4, zo: { lr: 1e-3, mu: 1e-3 }, out: join(root, 'out') }));
-  const r = zofo(['train', '--config', cfg, '--steps', '2']);
+  const r = await zofo(['train', '--config', cfg, '--steps', '2']);
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /completed after 2 steps/, '--steps overrides the file');
   t.notOk(existsSync(join(root, 'out', 'adapter')), 'ZO-only writes no adapter');
 
-  const missing = zofo(['train', '--task', 'sst2', '--train', f.train, '--out', join(root, 'x')]);
-  t.equal(missing.status, 1);
+  const missing = await zofo(['train', '--task', 'sst2', '--train', f.train, '--out', join(root, 'x')]);
+  t.equal(missing.status, 2, 'a missing option is a usage error: exit code 2');
   t.match(missing.stderr, /--model is required/);
-  const badMode = zofo(['train', '--config', cfg, '--mode', 'sideways']);
-  t.not(badMode.status, 0);
+  const badMode = await zofo(['train', '--config', cfg, '--mode', 'sideways']);
+  t.equal(badMode.status, 2);
   t.match(badMode.stderr, /sideways/);
   await writeFile(join(root, 'bad.tsv'), 'sentence\tlabel\nw1 w2\t7\n');
-  const badRow = zofo(['eval', '--model', f.model, '--task', 'sst2', '--data', join(root, 'bad.tsv')]);
+  const badRow = await zofo(['eval', '--model', f.model, '--task', 'sst2', '--data', join(root, 'bad.tsv')]);
   t.equal(badRow.status, 1);
   t.match(badRow.stderr, /bad\.tsv:2: .*label/, 'a bad row names the file and line');
-  const help = zofo(['train', '--help']);
+  const help = await zofo(['train', '--help']);
   t.match(help.stdout, /--lr-x <lr>/);
   t.match(help.stdout, /--device <device>/);
   if (!backendInfo().cuda.available) {
-    const noGpu = zofo(['eval', '--model', f.model, '--device', 'cuda', '--task', 'sst2', '--data', f.dev]);
+    const noGpu = await zofo(['eval', '--model', f.model, '--device', 'cuda', '--task', 'sst2', '--data', f.dev]);
     t.equal(noGpu.status, 1);
     t.match(noGpu.stderr, /device 'cuda' needs the CUDA addon/, '--device cuda without a GPU says why');
-    const auto = zofo(['eval', '--model', f.model, '--device', 'auto', '--task', 'sst2', '--data', f.dev]);
+    const auto = await zofo(['eval', '--model', f.model, '--device', 'auto', '--task', 'sst2', '--data', f.dev]);
     t.equal(auto.status, 0, `--device auto falls back to the CPU ${auto.stderr}`);
   }
 });
@@ -127,7 +141,7 @@ t.test('Ctrl-C (SIGINT) during training stops cleanly with a loadable checkpoint
 });
 
 t.test('zofo smoothness estimates L_x, L_y on the demo model and judges the given rates', async (t) => {
-  const r = zofo(['smoothness', '--batches', '2', '--iterations', '8', '--directions', '4', '--lr-x', '1e-9', '--lr-y', '5']);
+  const r = await zofo(['smoothness', '--batches', '2', '--iterations', '8', '--directions', '4', '--lr-x', '1e-9', '--lr-y', '5']);
   t.equal(r.status, 0, r.stderr);
   const ly = Number(/\| L_y \| ([\d.e+-]+) \|/.exec(r.stdout)?.[1]);
   t.ok(ly > 0 && Number.isFinite(ly), `L_y = ${ly}`);

@@ -30,7 +30,7 @@ async function adapterParameters(dir: string, lora: LoraOptions): Promise<number
 }
 
 const row = (step: number, seconds: number, devAccuracy: number | null, loss: number | null = 0.5): CompareRow => (
-  { step, seconds, loss, devLoss: devAccuracy === null ? null : 1 - devAccuracy, devAccuracy });
+  { step, seconds, loss, lrX: null, lrY: null, devLoss: devAccuracy === null ? null : 1 - devAccuracy, devAccuracy });
 
 t.test('steps / seconds to target on synthetic rows', async (t) => {
   const rows = [row(0, 0, 0.5, null), row(1, 0.1, null), row(2, 0.2, 0.7), row(3, 0.3, null), row(4, 0.4, 0.9), row(5, 0.5, 0.8), row(6, 0.6, 0.95)];
@@ -54,7 +54,7 @@ t.test('steps / seconds to target on synthetic rows', async (t) => {
   t.match(fullFineTuningSkip(134_217_729, 2 ** 31), /2048\.0 MiB.*2048\.0 MiB/, 'one more does not');
 
   const base: Omit<ModeResult, 'mode'> = {
-    rows: [], reason: 'completed', steps: 10, seconds: 1.5, wallSeconds: 2, secondsPerStep: 0.15, initialAccuracy: 0.5, finalAccuracy: 0.75,
+    seed: 0, optimizer: { fo: { lr: 0.1 }, seed: 1 }, lora: null, rows: [], reason: 'completed', steps: 10, seconds: 1.5, wallSeconds: 2, secondsPerStep: 0.15, initialAccuracy: 0.5, finalAccuracy: 0.75,
     bestAccuracy: 0.8, finalDevLoss: 0.4, stepsToTarget: 6, secondsToTarget: 0.9, peakRssMiB: 123.4, loadedRssMiB: 100, rssReset: true,
     parameters: { base: 10, trainable: 10 },
   };
@@ -110,11 +110,16 @@ t.test('all four modes in process: files, rows, steps to target', async (t) => {
   const svg = await readFile(r.files.svg, 'utf8');
   for (const name of ['hybrid', 'zo', 'lora', 'full', 'dev accuracy vs step', 'dev accuracy vs training time', 'training loss']) t.match(svg, `>${name}<`, `the chart shows ${name}`);
   const csv = (await readFile(r.files.csv, 'utf8')).trim().split(/\r?\n/);
-  t.equal(csv[0], 'mode,step,seconds,loss,devLoss,devAccuracy');
+  t.equal(csv[0], 'mode,seed,step,seconds,loss,lrX,lrY,devLoss,devAccuracy');
   t.equal(csv.length, 1 + 4 * 5, 'a CSV row per mode and row');
   const jsonl = (await readFile(r.files.jsonl, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
   t.same(jsonl.filter((x) => x.mode === 'full').map((x) => x.step), [0, 1, 2, 3, 4]);
-  t.ok((await readFile(r.files.md, 'utf8')).includes(r.table), 'compare.md holds the table');
+  const md = await readFile(r.files.md, 'utf8');
+  t.ok(md.includes(r.table), 'compare.md holds the table');
+  t.match(md, /\| zo \| 3 \| 4 \| 0\.001 \| 0\.001 \| forward \| 1 \| 0 \| – \|/, 'and the rates each mode ran with');
+  t.match(md, /\| full \| 3 \| 4 \| – \| – \| – \| – \| – \| 0\.001 \| adamw \| all \| 0 \| – \|/);
+  t.ok(jsonl.filter((x) => x.mode === 'zo' && x.step > 0).every((x) => Math.abs(x.lrX - 1e-3) < 1e-9 && x.lrY === null), 'each step records its learning rates');
+  t.equal(lines.filter((l) => l === r.table).length, 1, 'the table is printed once');
   t.equal(r.table.split('\n').length, 2 + 4);
   t.ok(lines.includes(r.table), 'the table is logged');
   t.match(lines[0], /4 steps per mode, batch 4; eval every 2 steps; in this process/);
@@ -180,4 +185,28 @@ t.test('errors', async (t) => {
   // A failure inside the child comes back with its code and message.
   await t.rejects(compare({ model: f.model, task: { ...task, dev: join(root, 'missing.tsv') }, modes: ['zo'], steps: 1, out: root, isolate: true, ...quiet }),
     { message: /compare \(zo\): .*missing\.tsv/ });
+});
+
+t.test('--seeds: every mode N times with other sampler and perturbation seeds; mean ± sd, 95% interval, bands', async (t) => {
+  const root = t.testdir({});
+  const f = await fixture(root);
+  const r = await compare({ ...common(f), modes: ['zo', 'lora'], seeds: 3, out: join(root, 'out'), isolate: false, log: () => {} });
+  t.same(r.results.map((m) => [m.mode, m.seed, m.optimizer.seed]), [['zo', 3, 4], ['zo', 4, 5], ['zo', 5, 6], ['lora', 3, 4], ['lora', 4, 5], ['lora', 5, 6]]);
+  const zo = r.results.filter((m) => m.mode === 'zo');
+  t.not(zo[0].rows[1].loss, zo[1].rows[1].loss, 'another sampler seed: other batches, another first loss');
+  t.same(r.summary.map((m) => [m.mode, m.runs, m.finalAccuracy.n]), [['zo', 3, 3], ['lora', 3, 3]]);
+  for (const m of r.summary) {
+    const accs = r.results.filter((x) => x.mode === m.mode).map((x) => x.finalAccuracy!);
+    const mean = accs.reduce((a, b) => a + b, 0) / 3;
+    const sd = Math.sqrt(accs.reduce((a, x) => a + (x - mean) ** 2, 0) / 2);
+    t.ok(Math.abs(m.finalAccuracy.mean! - mean) < 1e-12 && Math.abs(m.finalAccuracy.sd! - sd) < 1e-12, `${m.mode}: mean and sd of the runs' final accuracy`);
+    const half = 4.302653 * sd / Math.sqrt(3); // t(0.975, 2)
+    t.ok(Math.abs(m.finalAccuracy.ci95![0] - (mean - half)) < 1e-5 && Math.abs(m.finalAccuracy.ci95![1] - (mean + half)) < 1e-5, `${m.mode}: the 95% t interval`);
+  }
+  t.match(r.table, /^\| mode \| runs \| final acc \(mean ± sd\) \| final acc 95% CI \| steps to target \(mean ± sd\) \| steps to target 95% CI \|/);
+  const md = await readFile(r.files.md, 'utf8');
+  t.match(md, /## Every run[\s\S]*\| zo \(seed 5\) \|/, 'compare.md lists every run too');
+  const svg = await readFile(r.files.svg, 'utf8');
+  t.match(svg, /<polygon class="band" data-series="zo"/, 'the chart draws bands');
+  t.match(svg, /band: min\.\.max/);
 });

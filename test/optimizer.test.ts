@@ -83,7 +83,7 @@ for (const family of ['llama', 'opt-350m', 'gpt2'] as const) t.test(`${family}: 
 
   const opt = new HybridOptimizer(model, { zo: { lr: lrX, mu, perturbations: q, weightDecay: wdX }, fo: { lr: lrY, weightDecay: wdY }, seed: runSeed });
   const res = await opt.step(batch);
-  t.equal(res.step, 0);
+  t.equal(res.step, 1, 'steps are numbered from 1');
   t.ok(Math.abs(res.loss - L0) <= 1e-12 * Math.abs(L0), `FO-point loss ${res.loss} = model.loraGradients loss ${L0}`);
   t.equal(res.seeds.length, q);
   t.same(res.seeds, Array.from({ length: q }, (_, j) => stepSeed(runSeed, 0, j)), 'seeds are s_{k,j} of (run seed, k, j)');

@@ -3,23 +3,27 @@
  * train, eval, replay, merge. Each takes a plain options object whose fields mirror the
  * TypeScript API, so a JSON config file (--config) and flags fill the same shape.
  */
-import { mkdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, rmdir } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { invalidArg, ZofoError } from '../errors.js';
 import { loadTask, sampleIndices, TASK_NAMES, type TaskName } from '../data/tasks.js';
+import { ioError, writeFileAtomic } from '../formats/files.js';
 import { loadModel, type Example, type LoadModelOptions, type LoraOptions, type Model } from '../model/model.js';
 import { HybridOptimizer, applyTrajectory } from '../train/optimizer.js';
 import { replay } from '../train/replay.js';
 import { evaluate, Trainer, type TrainerOptions } from '../train/trainer.js';
 import { readTrajectory } from '../train/trajectory.js';
-import type { FoOptions, HybridOptimizerOptions, ParallelOptions, ZoOptions } from '../train/types.js';
+import type { FoOptions, HybridOptimizerOptions, ParallelOptions, Trajectory, ZoOptions } from '../train/types.js';
 import { init as initCommunicator } from '../distributed/communicator.js';
 import { detectLaunch } from '../distributed/environment.js';
-import { writeChartFiles } from '../chart.js';
+import { renderChart, toCsv, toJsonl } from '../chart.js';
+import { MODES, type Mode } from './flags.js';
+import { nonEmptyDir, removeStaleTemps, writeDirAtomic } from './outdir.js';
 import { createProgress } from './progress.js';
+import { UsageError } from './usage.js';
 
-export type Mode = 'hybrid' | 'zo' | 'lora' | 'full';
-export const MODES: readonly Mode[] = ['hybrid', 'zo', 'lora', 'full'];
+export { MODES, type Mode };
 
 export interface TrainConfig {
   model: string;
@@ -46,37 +50,26 @@ export interface TrainConfig {
   checkpointEvery?: number;
   keep?: number;
   out: string;
+  /** Continue the run under `out` from its latest checkpoint. */
   resume?: boolean;
   /** Distributed mode (docs/distributed.md); default 'data' when started by mpirun/srun with more than one rank. */
   parallel?: 'data' | 'perturbation';
+  /** Replace an earlier run under `out` (without it, a non-empty `out` is refused). */
+  overwrite?: boolean;
 }
 
-/** Defaults: MeZO's presets (lr 1e-6 for ZO, 1e-4 for LoRA), batch 16; μ: HybridOptimizer's, by the model's compute. */
+/** Defaults of `zofo train`: MeZO's presets (lr 1e-6 for ZO, 1e-4 for LoRA), batch 16 (the --help shows them from lib/cli/flags.ts); μ: HybridOptimizer's, by the model's compute. */
+export const TRAIN_DEFAULTS = { lrX: 1e-6, lrY: 1e-4, batchSize: 16 } as const;
+
+/** The optimizer options of a mode: TRAIN_DEFAULTS under the given zo / fo parts. */
 export function optimizerOptions(mode: Mode, c: Pick<TrainConfig, 'zo' | 'fo' | 'seed'>): HybridOptimizerOptions {
-  const zo: ZoOptions = { lr: 1e-6, ...c.zo };
-  const fo: FoOptions = { lr: 1e-4, ...c.fo };
+  const zo: ZoOptions = { lr: TRAIN_DEFAULTS.lrX, ...c.zo };
+  const fo: FoOptions = { lr: TRAIN_DEFAULTS.lrY, ...c.fo };
   switch (mode) {
     case 'hybrid': return { zo, fo, seed: c.seed ?? 0 };
     case 'zo': return { zo, seed: c.seed ?? 0 };
     case 'lora': return { fo, seed: c.seed ?? 0 };
     case 'full': return { fo: { ...fo, params: 'all' }, seed: c.seed ?? 0 };
-  }
-}
-
-/** Reads a JSON config file (fields as TrainConfig); flags given on the command line override it. */
-export async function readConfig(file: string): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new ZofoError('ZOFO_IO', `${file}: cannot read the config file: ${(err as Error).message}`);
-  }
-  try {
-    const json = JSON.parse(text) as unknown;
-    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error('expected a JSON object');
-    return json as Record<string, unknown>;
-  } catch (err) {
-    throw new ZofoError('ZOFO_BAD_CONFIG', `${file}: ${(err as Error).message}`);
   }
 }
 
@@ -119,6 +112,57 @@ async function parallelOptions(c: TrainConfig): Promise<ParallelOptions | null> 
 
 const silentProgress = { update() {}, log() {}, stop() {} };
 
+/** The files of a run under --out that `--overwrite` replaces. */
+const RUN_FILES = ['checkpoints', 'adapter', 'trajectory.zlog', 'curves.svg', 'curves.csv', 'curves.jsonl'];
+
+/** Marker written into a trained adapter: its run also changed the base by ZO steps (see needsLog). */
+export const ADAPTER_RUN_FILE = 'zofo-run.json';
+
+type CurveRow = Record<string, number | null>;
+
+/** The rows of an earlier run's curves.jsonl (none when there is no such file). */
+async function readCurves(file: string): Promise<CurveRow[]> {
+  let content: string;
+  try {
+    content = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') return [];
+    throw ioError(file, 'cannot read the curves of the earlier run', err);
+  }
+  return content.split('\n').filter((l) => l.trim() !== '').map((line, i) => {
+    try {
+      const row = JSON.parse(line) as CurveRow;
+      if (typeof row !== 'object' || row === null || !Number.isSafeInteger(row.step)) throw new Error('expected an object with an integer "step"');
+      return row;
+    } catch (err) {
+      throw new ZofoError('ZOFO_BAD_FILE', `${file}:${i + 1}: ${(err as Error).message}; resuming would lose the earlier rows (move the file away to start the curves afresh)`);
+    }
+  });
+}
+
+/** curves.jsonl (the record), .csv and .svg, each written atomically. */
+async function writeCurves(out: string, title: string, mode: string, rows: CurveRow[]): Promise<void> {
+  await writeFileAtomic(join(out, 'curves.jsonl'), toJsonl(rows));
+  await writeFileAtomic(join(out, 'curves.csv'), toCsv(rows));
+  await writeFileAtomic(join(out, 'curves.svg'), renderChart(rowsToChart(title, { [mode]: rows })));
+}
+
+/** Refuses to start over an earlier run unless told to; clears what a killed run left behind. */
+async function prepareOut(c: TrainConfig): Promise<void> {
+  if (c.resume && c.overwrite) throw new UsageError('ZOFO_INVALID_ARG', 'zofo train: give --resume or --overwrite, not both');
+  await removeStaleTemps(c.out);
+  await removeStaleTemps(join(c.out, 'checkpoints'));
+  // A run killed before its first checkpoint leaves an empty checkpoints/ only: nothing to keep.
+  if (!(await nonEmptyDir(join(c.out, 'checkpoints')))) await rmdir(join(c.out, 'checkpoints')).catch(() => undefined);
+  if (c.resume || !(await nonEmptyDir(c.out))) return;
+  const found = RUN_FILES.filter((f) => existsSync(join(c.out, f)));
+  if (!c.overwrite) {
+    throw new UsageError('ZOFO_INVALID_ARG', `zofo train: --out ${c.out} is not empty${found.length ? ` (an earlier run: ${found.join(', ')})` : ''}; ` +
+      'pass --resume to continue that run, --overwrite to replace it, or choose another folder');
+  }
+  for (const f of found) await rm(join(c.out, f), { recursive: true, force: true });
+}
+
 /** zofo train: fine-tunes, writing checkpoints, the adapter, the trajectory and the curves under `out` (rank 0 only when distributed). */
 export async function train(c: TrainConfig, log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<TrainSummary> {
   const mode = c.mode ?? 'hybrid';
@@ -127,6 +171,10 @@ export async function train(c: TrainConfig, log: (line: string) => void = (l) =>
   const parallel = await parallelOptions(c);
   const rank = parallel?.comm.rank ?? 0;
   if (rank !== 0) log = () => {};
+  // Only rank 0 writes: it alone checks and clears --out.
+  if (rank === 0) await prepareOut(c);
+  // A resumed run keeps the earlier rows up to the step it resumes from.
+  const earlier = c.resume && rank === 0 ? await readCurves(join(c.out, 'curves.jsonl')) : [];
   const model = await modelWithTokenizer(c.model, c.dtype, c.device, c.compute);
   const ac = new AbortController();
   const onSigint = () => {
@@ -141,7 +189,7 @@ export async function train(c: TrainConfig, log: (line: string) => void = (l) =>
     const devSet = c.dev ? await taskExamples(model, c.task, c.dev, c.devSamples, c.seed) : undefined;
     if (mode === 'hybrid' || mode === 'lora') model.addLoRA(c.lora ?? {});
     const opt = new HybridOptimizer(model, { ...optimizerOptions(mode, c), parallel });
-    const batchSize = c.batchSize ?? 16;
+    const batchSize = c.batchSize ?? TRAIN_DEFAULTS.batchSize;
     const options: TrainerOptions = {
       batchSize, seed: c.seed ?? 0, signal: ac.signal,
       ...(c.steps !== undefined ? { steps: c.steps } : { epochs: c.epochs }),
@@ -151,18 +199,28 @@ export async function train(c: TrainConfig, log: (line: string) => void = (l) =>
     const trainer = new Trainer(model, opt, options);
     const total = c.steps ?? (c.epochs as number) * Math.ceil(trainSet.length / batchSize);
     const progress = rank === 0 ? createProgress(`zofo train (${mode}${parallel ? `, ${parallel.kind}-parallel on ${parallel.comm.size} ranks` : ''})`, total) : silentProgress;
-    const rows: Array<Record<string, number | null>> = [];
-    const started = performance.now();
+    const title = `zofo train: ${c.task}, ${mode}`;
+    let rows: CurveRow[] = [];
+    let resumedAt: number | null = c.resume ? null : 0;
+    // The first event tells where a resumed run continues: earlier rows past it were not kept by the checkpoint.
+    const startAt = (step: number) => {
+      if (resumedAt !== null) return;
+      resumedAt = step;
+      rows = earlier.filter((r) => (r.step as number) <= step);
+    };
     let done: { reason: string; step: number; best?: TrainSummary['best'] } = { reason: 'completed', step: 0 };
     for await (const ev of trainer.fit(trainSet, c.resume ? { resumeFrom: join(c.out, 'checkpoints') } : {})) {
+      startAt(ev.type === 'step' || ev.type === 'skip' ? ev.step - 1 : ev.step);
       if (ev.type === 'step') {
         progress.update(ev);
-        rows.push({ step: ev.step, seconds: (performance.now() - started) / 1000, loss: ev.loss, lrX: ev.lrX, lrY: ev.lrY, devLoss: null, devAccuracy: null });
+        rows.push({ step: ev.step, seconds: ev.elapsedMs / 1000, loss: ev.loss, lrX: ev.lrX, lrY: ev.lrY, devLoss: null, devAccuracy: null });
       } else if (ev.type === 'eval') {
         progress.log(`eval @ step ${ev.step}: dev loss ${ev.loss.toFixed(4)}${ev.accuracy === null ? '' : `, accuracy ${(100 * ev.accuracy).toFixed(1)}%`}${ev.best ? ' (best)' : ''}`);
         const row = [...rows].reverse().find((r) => r.step === ev.step);
         if (row) Object.assign(row, { devLoss: ev.loss, devAccuracy: ev.accuracy });
-        else rows.push({ step: ev.step, seconds: (performance.now() - started) / 1000, loss: null, lrX: null, lrY: null, devLoss: ev.loss, devAccuracy: ev.accuracy });
+        else rows.push({ step: ev.step, seconds: null, loss: null, lrX: null, lrY: null, devLoss: ev.loss, devAccuracy: ev.accuracy });
+      } else if (ev.type === 'checkpoint') {
+        if (!ev.best) await writeCurves(c.out, title, mode, rows);
       } else if (ev.type === 'skip') {
         progress.log(`step ${ev.step} skipped: ${ev.message}`);
       } else if (ev.type === 'done') {
@@ -175,15 +233,17 @@ export async function train(c: TrainConfig, log: (line: string) => void = (l) =>
     await mkdir(c.out, { recursive: true });
     if (model.loraNames().length > 0) {
       await model.saveAdapter(join(c.out, 'adapter'));
+      const zoSteps = opt.zo ? opt.stepCount : 0;
+      await writeFileAtomic(join(c.out, 'adapter', ADAPTER_RUN_FILE),
+        `${JSON.stringify({ format: 'zofo-adapter-run', version: 1, mode, zoSteps, trajectory: zoSteps > 0 ? '../trajectory.zlog' : null }, null, 2)}\n`);
       files.push(join(c.out, 'adapter'));
     }
     if (opt.zo && opt.stepCount > 0) {
       await opt.saveTrajectory(join(c.out, 'trajectory.zlog'));
       files.push(join(c.out, 'trajectory.zlog'));
     }
-    const curves = rowsToChart(`zofo train: ${c.task}, ${mode}`, { [mode]: rows });
-    await writeChartFiles(c.out, 'curves', curves, rows);
-    files.push(join(c.out, 'curves.svg'), join(c.out, 'curves.csv'));
+    await writeCurves(c.out, title, mode, rows);
+    files.push(join(c.out, 'curves.jsonl'), join(c.out, 'curves.csv'), join(c.out, 'curves.svg'));
     const final = devSet ? await evaluate(model, devSet, batchSize) : undefined;
     return { rank, reason: done.reason, steps: done.step, best: done.best, final, files };
   } finally {
@@ -209,9 +269,52 @@ export function rowsToChart(title: string, byMode: Record<string, Array<Record<s
 
 export interface EvalConfig { model: string; device?: TrainConfig['device']; dtype?: TrainConfig['dtype']; adapter?: string; log?: string; task: TaskName; data: string; batchSize?: number; samples?: number; seed?: number }
 
+/**
+ * How many ZO steps of the base an adapter was trained together with, and where its
+ * run wrote their log: from the marker `zofo train` writes into the adapter, or from the
+ * checkpoint an adapter of checkpoints/ sits in. Null: no ZO updates recorded.
+ */
+export async function adapterZoSteps(adapter: string): Promise<{ steps: number; log: string } | null> {
+  const marker = join(adapter, ADAPTER_RUN_FILE);
+  if (existsSync(marker)) {
+    let m: { zoSteps?: unknown; trajectory?: unknown };
+    try {
+      m = JSON.parse(await readFile(marker, 'utf8'));
+    } catch (err) {
+      throw new ZofoError('ZOFO_BAD_FILE', `${marker}: ${(err as Error).message}`);
+    }
+    if (!Number.isSafeInteger(m.zoSteps) || (m.zoSteps as number) < 0) throw new ZofoError('ZOFO_BAD_FILE', `${marker}: zoSteps must be a non-negative integer`);
+    if (m.zoSteps === 0) return null;
+    return { steps: m.zoSteps as number, log: resolve(adapter, typeof m.trajectory === 'string' ? m.trajectory : '../trajectory.zlog') };
+  }
+  const trainerJson = join(dirname(resolve(adapter)), 'trainer.json');
+  if (!existsSync(trainerJson)) return null;
+  try {
+    const t = JSON.parse(await readFile(trainerJson, 'utf8')) as { files?: { trajectory?: unknown }; optimizer?: { step?: unknown } };
+    const steps = t.optimizer?.step;
+    if (t.files?.trajectory === true && typeof steps === 'number' && steps > 0) return { steps, log: join(dirname(trainerJson), 'trajectory.zlog') };
+  } catch { /* not a zofo checkpoint */ }
+  return null;
+}
+
+/** The base an adapter was trained on includes ZO updates: refuse to use the adapter without their log, or with a log of another length. */
+async function checkLogFor(command: string, adapter: string, traj: Trajectory | null, logFile: string | undefined): Promise<void> {
+  const zo = await adapterZoSteps(adapter);
+  if (!zo) return;
+  if (!traj) {
+    throw new UsageError('ZOFO_INVALID_ARG', `zofo ${command}: ${adapter} was trained together with ${zo.steps} ZO steps of the base weights; ` +
+      `without them it would run on the wrong base. Pass --log ${zo.log}`);
+  }
+  const logSteps = traj.records.length === 0 ? 0 : traj.records[traj.records.length - 1].step + 1;
+  if (logSteps !== zo.steps) {
+    throw new UsageError('ZOFO_INVALID_ARG', `zofo ${command}: ${adapter} was trained together with ${zo.steps} ZO steps, but ${logFile} holds ${logSteps}; pass the log of the same run (${zo.log})`);
+  }
+}
+
 /** zofo eval: loss and accuracy of a model (+ trajectory, + adapter) on a task file. */
 export async function evalCommand(c: EvalConfig): Promise<{ loss: number; accuracy: number | null; examples: number }> {
   const traj = c.log ? await readTrajectory(c.log) : null;
+  if (c.adapter) await checkLogFor('eval', c.adapter, traj, c.log);
   const model = await modelWithTokenizer(c.model, c.dtype ?? logDtype(traj), c.device);
   try {
     if (traj) await applyTrajectory(model, traj);
@@ -226,25 +329,30 @@ export async function evalCommand(c: EvalConfig): Promise<{ loss: number; accura
 // A trajectory replays onto weights stored as it was recorded.
 const logDtype = (traj: { header: { base: { dtype: string } } } | null) => traj?.header.base.dtype as TrainConfig['dtype'] | undefined;
 
-/** zofo replay: base + trajectory → the fine-tuned base as an HF directory. */
-export async function replayCommand(c: { base: string; log: string; out: string }): Promise<void> {
-  const model = await replay(c.base, c.log);
-  try {
-    await model.saveMerged(c.out);
-  } finally {
-    model.dispose();
-  }
+/** zofo replay: base + trajectory → the fine-tuned base as an HF directory (written whole; an existing `out` only with `overwrite`). */
+export async function replayCommand(c: { base: string; log: string; out: string; overwrite?: boolean }): Promise<void> {
+  await writeDirAtomic('replay', c.out, c.overwrite ?? false, async (tmp) => {
+    const model = await replay(c.base, c.log);
+    try {
+      await model.saveMerged(tmp);
+    } finally {
+      model.dispose();
+    }
+  });
 }
 
-/** zofo merge: base (+ trajectory) + PEFT adapter → one HF directory with the adapter merged in. */
-export async function mergeCommand(c: { model: string; adapter: string; log?: string; out: string }): Promise<void> {
+/** zofo merge: base (+ trajectory) + PEFT adapter → one HF directory with the adapter merged in (written whole; an existing `out` only with `overwrite`). */
+export async function mergeCommand(c: { model: string; adapter: string; log?: string; out: string; overwrite?: boolean }): Promise<void> {
   const traj = c.log ? await readTrajectory(c.log) : null;
-  const model = await loadModel(c.model, { dtype: logDtype(traj) });
-  try {
-    if (traj) await applyTrajectory(model, traj);
-    await model.loadAdapter(c.adapter);
-    await model.saveMerged(c.out);
-  } finally {
-    model.dispose();
-  }
+  await checkLogFor('merge', c.adapter, traj, c.log);
+  await writeDirAtomic('merge', c.out, c.overwrite ?? false, async (tmp) => {
+    const model = await loadModel(c.model, { dtype: logDtype(traj) });
+    try {
+      if (traj) await applyTrajectory(model, traj);
+      await model.loadAdapter(c.adapter);
+      await model.saveMerged(tmp);
+    } finally {
+      model.dispose();
+    }
+  });
 }

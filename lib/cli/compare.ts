@@ -15,8 +15,15 @@
  *     data are loaded (Linux /proc/self/clear_refs, as bench/step.ts does) and the peak
  *     is read as VmHWM (or process.resourceUsage().maxRSS where that is unavailable).
  *
+ *   - seeds (default 1): every mode runs that many times, run i with sampler seed
+ *     seed + i and optimizer / LoRA seed seed + i + 1 (the data sample stays the same).
+ *     Each mode is then summarised by the mean ± standard deviation and a 95% interval
+ *     (Student's t) of its final accuracy and of its steps to the target, and the chart
+ *     draws each mode's mean curve with a min..max band over its runs.
+ *
  * Writes <out>/compare.svg (accuracy vs step and vs seconds, training and dev loss, all
- * modes), compare.csv and compare.jsonl (the rows), compare.md (the table).
+ * modes), compare.csv and compare.jsonl (the rows, with the learning rates of each
+ * step), compare.md (the table and every setting each mode ran with).
  */
 import { spawn } from 'node:child_process';
 import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
@@ -35,6 +42,7 @@ import { writeChartFiles, type ChartRow, type ChartSpec } from '../chart.js';
 import { MODES, type Mode } from './commands.js';
 import { DEMO_PRESETS } from './demo.js';
 import { createProgress, type Progress } from './progress.js';
+import { summarize, type Summary } from './stats.js';
 
 export type CompareMode = Mode;
 
@@ -92,6 +100,8 @@ export interface CompareOptions {
   lora?: LoraOptions;
   /** Batch order (default 0); the optimizer and LoRA init use seed + 1 (the presets' 1 by default). */
   seed?: number;
+  /** Runs per mode (default 1); run i uses seed + i (see the module comment). */
+  seeds?: number;
   /** Bytes full fine-tuning may take: parameters × 4 B × 4 (default 2 GiB). */
   memoryBudget?: number;
   /** Where the chart, CSV, JSONL and table go. */
@@ -109,6 +119,9 @@ export interface CompareRow {
   /** Training seconds so far: the optimizer steps alone, evaluation excluded. */
   seconds: number;
   loss: number | null;
+  /** The learning rates the step used (after schedules); null where the mode has no such part, and at step 0. */
+  lrX: number | null;
+  lrY: number | null;
   devLoss: number | null;
   devAccuracy: number | null;
 }
@@ -116,8 +129,15 @@ export interface CompareRow {
 /** First point where a curve reaches a target. */
 export interface TargetHit { step: number; seconds: number }
 
+/** One run of one mode. */
 export interface ModeResult {
   mode: CompareMode;
+  /** The run's sampler seed (its optimizer and LoRA seed: `optimizer.seed`). */
+  seed: number;
+  /** The optimizer options the run used: every rate, the estimator, q, seeds. */
+  optimizer: HybridOptimizerOptions;
+  /** The adapters' options (hybrid and LoRA). */
+  lora: LoraOptions | null;
   /** Why the mode did not run (full fine-tuning over the memory budget); everything else is empty then. */
   skipped?: string;
   rows: CompareRow[];
@@ -143,11 +163,27 @@ export interface ModeResult {
   parameters: { base: number; trainable: number };
 }
 
+/** A mode over its runs (`seeds`): final accuracy and steps to target, summarised. */
+export interface ModeSummary {
+  mode: CompareMode;
+  runs: number;
+  skipped?: string;
+  finalAccuracy: Summary;
+  /** Over the runs that reached the target (`reached` of `runs`). */
+  stepsToTarget: Summary;
+  reached: number;
+  secondsPerStep: Summary;
+  peakRssMiB: Summary;
+}
+
 export interface CompareResult {
+  /** Every run: modes in order, each mode's runs in seed order. */
   results: ModeResult[];
+  /** Per mode, over its runs. */
+  summary: ModeSummary[];
   /** The target accuracy used (null for tasks without accuracy). */
   target: number | null;
-  /** Markdown: mode, final acc, best acc, steps to target, seconds to target, s/step, peak RSS MiB. */
+  /** Markdown: one run per mode: mode, final acc, best acc, steps to target, seconds to target, s/step, peak RSS MiB; several: the summary per mode. */
   table: string;
   files: { svg: string; csv: string; jsonl: string; md: string };
 }
@@ -235,7 +271,7 @@ interface ModeRun {
 }
 
 type ModeEvent =
-  | { type: 'step'; step: number; loss: number; lrX: number; lrY: number }
+  | { type: 'step'; step: number; loss: number; lrX: number; lrY: number; seconds: number }
   | { type: 'eval'; step: number; seconds: number; loss: number; accuracy: number | null };
 
 async function loadExamples(model: Model, task: TaskJob): Promise<{ train: Example[]; dev: Example[] }> {
@@ -275,7 +311,7 @@ async function runMode(job: ModeJob, onEvent: (e: ModeEvent) => void = () => {})
     const { train, dev } = await loadExamples(model, job.task);
     const evalNow = () => evaluate(model, dev, job.evalBatchSize);
     const first = await evalNow();
-    const rows: CompareRow[] = [{ step: 0, seconds: 0, loss: null, devLoss: first.loss, devAccuracy: first.accuracy }];
+    const rows: CompareRow[] = [{ step: 0, seconds: 0, loss: null, lrX: null, lrY: null, devLoss: first.loss, devAccuracy: first.accuracy }];
     (globalThis as { gc?: () => void }).gc?.();
     const rssReset = job.measureRss ? resetPeakRss() : null;
     // Read after the reset: the mark then equals the RSS at this moment (the collector
@@ -306,9 +342,9 @@ async function runMode(job: ModeJob, onEvent: (e: ModeEvent) => void = () => {})
         if (ev.type !== 'step') continue;
         trainMs += ev.stepMs;
         step = ev.step;
-        const row: CompareRow = { step, seconds: trainMs / 1000, loss: ev.loss, devLoss: null, devAccuracy: null };
+        const row: CompareRow = { step, seconds: trainMs / 1000, loss: ev.loss, lrX: job.optimizer.zo ? ev.lrX : null, lrY: job.optimizer.fo ? ev.lrY : null, devLoss: null, devAccuracy: null };
         rows.push(row);
-        onEvent({ type: 'step', step, loss: ev.loss, lrX: ev.lrX, lrY: ev.lrY });
+        onEvent({ type: 'step', step, loss: ev.loss, lrX: ev.lrX, lrY: ev.lrY, seconds: row.seconds });
         const outOfTime = job.seconds !== null && trainMs >= job.seconds * 1000;
         const due = interval !== null ? trainMs >= nextEvalAt * 1000 : step % (job.evalEvery as number) === 0;
         if (due || outOfTime || step === job.steps) await evalInto(row);
@@ -426,32 +462,51 @@ function optimizerFor(mode: CompareMode, o: ModeOverrides | undefined, seed: num
 const pct = (x: number | null) => (x === null ? '–' : `${(100 * x).toFixed(1)}%`);
 
 /** The markdown table of a comparison. */
-export function compareTable(results: readonly ModeResult[]): string {
+export function compareTable(results: readonly ModeResult[], withSeeds = false): string {
+  const name = (r: ModeResult) => (withSeeds ? `${r.mode} (seed ${r.seed})` : r.mode);
   const lines = ['| mode | final acc | best acc | steps to target | seconds to target | s/step | peak RSS MiB |', '|---|---:|---:|---:|---:|---:|---:|'];
   for (const r of results) {
     if (r.skipped) {
-      lines.push(`| ${r.mode} | skipped: ${r.skipped} | | | | | |`);
+      lines.push(`| ${name(r)} | skipped: ${r.skipped} | | | | | |`);
       continue;
     }
-    lines.push(`| ${r.mode} | ${pct(r.finalAccuracy)} | ${pct(r.bestAccuracy)} | ${r.stepsToTarget ?? 'not reached'} | ` +
+    lines.push(`| ${name(r)} | ${pct(r.finalAccuracy)} | ${pct(r.bestAccuracy)} | ${r.stepsToTarget ?? 'not reached'} | ` +
       `${r.secondsToTarget === null ? 'not reached' : r.secondsToTarget.toFixed(2)} | ${r.secondsPerStep === null ? '–' : r.secondsPerStep.toFixed(4)} | ` +
       `${r.peakRssMiB === null ? '–' : r.peakRssMiB.toFixed(0)} |`);
   }
   return lines.join('\n');
 }
 
+/** Where the runs' curves meet: per eval index, the mean x and mean / min / max y over runs. */
+function meanCurve(runs: readonly ModeResult[], x: keyof CompareRow, y: keyof CompareRow): { points: Array<readonly [number, number]>; band: Array<readonly [number, number, number]> } {
+  const curves = runs.map((r) => r.rows.filter((row) => row[y] !== null));
+  const n = Math.min(...curves.map((c) => c.length));
+  const points: Array<readonly [number, number]> = [], band: Array<readonly [number, number, number]> = [];
+  for (let i = 0; i < n; i++) {
+    const xs = curves.map((c) => c[i][x] as number), ys = curves.map((c) => c[i][y] as number);
+    const mx = xs.reduce((a, b) => a + b, 0) / xs.length;
+    points.push([mx, ys.reduce((a, b) => a + b, 0) / ys.length]);
+    band.push([mx, Math.min(...ys), Math.max(...ys)]);
+  }
+  return { points, band };
+}
+
 function chartOf(title: string, results: readonly ModeResult[], target: number | null): ChartSpec {
   const ran = results.filter((r) => !r.skipped);
-  const series = (x: keyof CompareRow, y: keyof CompareRow) => ran.map((r) => ({
-    name: r.mode, points: r.rows.filter((row) => row[y] !== null).map((row) => [row[x] as number, row[y] as number] as const),
-  }));
+  const modes = [...new Set(ran.map((r) => r.mode))];
+  const several = modes.some((m) => ran.filter((r) => r.mode === m).length > 1);
+  const series = (x: keyof CompareRow, y: keyof CompareRow) => modes.map((mode) => {
+    const runs = ran.filter((r) => r.mode === mode);
+    if (runs.length === 1) return { name: mode, points: runs[0].rows.filter((row) => row[y] !== null).map((row) => [row[x] as number, row[y] as number] as const) };
+    return { name: mode, ...meanCurve(runs, x, y) };
+  });
   const targetLine = (x: keyof CompareRow) => {
     if (target === null) return [];
     const xs = ran.flatMap((r) => r.rows.map((row) => row[x] as number));
     return xs.length === 0 ? [] : [{ name: `target ${pct(target)}`, points: [[0, target], [Math.max(...xs), target]] as const }];
   };
   return {
-    title, columns: 2,
+    title: several ? `${title}; mean of the runs, band: min..max` : title, columns: 2,
     panels: [
       { title: 'dev accuracy vs step', xLabel: 'step', yLabel: 'accuracy', series: [...series('step', 'devAccuracy'), ...targetLine('step')] },
       { title: 'dev accuracy vs training time', xLabel: 'seconds', yLabel: 'accuracy', series: [...series('seconds', 'devAccuracy'), ...targetLine('seconds')] },
@@ -459,6 +514,61 @@ function chartOf(title: string, results: readonly ModeResult[], target: number |
       { title: 'dev loss', xLabel: 'step', yLabel: 'loss', series: series('step', 'devLoss') },
     ],
   };
+}
+
+/** Per mode over its runs: final accuracy and steps to target (the runs that reached it), time per step, peak RSS. */
+export function summarizeModes(results: readonly ModeResult[]): ModeSummary[] {
+  const modes = [...new Set(results.map((r) => r.mode))];
+  const finite = (xs: Array<number | null>) => xs.filter((x): x is number => x !== null && Number.isFinite(x));
+  return modes.map((mode) => {
+    const runs = results.filter((r) => r.mode === mode);
+    const ran = runs.filter((r) => !r.skipped);
+    const reached = finite(ran.map((r) => r.stepsToTarget));
+    return {
+      mode, runs: runs.length, ...(runs[0].skipped ? { skipped: runs[0].skipped } : {}),
+      finalAccuracy: summarize(finite(ran.map((r) => r.finalAccuracy))),
+      stepsToTarget: summarize(reached), reached: reached.length,
+      secondsPerStep: summarize(finite(ran.map((r) => r.secondsPerStep))),
+      peakRssMiB: summarize(finite(ran.map((r) => r.peakRssMiB))),
+    };
+  });
+}
+
+const meanSd = (s: Summary, f: (x: number) => string) => (s.mean === null ? '–' : s.sd === null ? f(s.mean) : `${f(s.mean)} ± ${f(s.sd)}`);
+const interval = (s: Summary, f: (x: number) => string) => (s.ci95 === null ? '–' : `${f(s.ci95[0])} – ${f(s.ci95[1])}`);
+
+/** The markdown table of several runs per mode: mean ± sd and the 95% interval of final accuracy and steps to target. */
+export function summaryTable(summary: readonly ModeSummary[]): string {
+  const p = (x: number) => `${(100 * x).toFixed(1)}%`, n = (x: number) => x.toFixed(1);
+  const lines = ['| mode | runs | final acc (mean ± sd) | final acc 95% CI | steps to target (mean ± sd) | steps to target 95% CI | reached target | s/step | peak RSS MiB |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|'];
+  for (const m of summary) {
+    if (m.skipped) {
+      lines.push(`| ${m.mode} | ${m.runs} | skipped: ${m.skipped} | | | | | | |`);
+      continue;
+    }
+    lines.push(`| ${m.mode} | ${m.runs} | ${meanSd(m.finalAccuracy, p)} | ${interval(m.finalAccuracy, p)} | ${meanSd(m.stepsToTarget, n)} | ` +
+      `${interval(m.stepsToTarget, n)} | ${m.reached}/${m.runs} | ${m.secondsPerStep.mean === null ? '–' : m.secondsPerStep.mean.toFixed(4)} | ` +
+      `${m.peakRssMiB.mean === null ? '–' : m.peakRssMiB.mean.toFixed(0)} |`);
+  }
+  return lines.join('\n');
+}
+
+/** The settings table: every rate and option each mode ran with. */
+export function settingsTable(results: readonly ModeResult[]): string {
+  const lines = ['| mode | sampler seeds | optimizer seeds | lr_x | μ | estimator | q | wd_x | lr_y | FO optimizer | FO params | wd_y | LoRA rank / alpha |',
+    '|---|---|---|---:|---:|---|---:|---:|---:|---|---|---:|---|'];
+  const v = (x: unknown) => (x === undefined || x === null ? '–' : String(x));
+  for (const mode of [...new Set(results.map((r) => r.mode))]) {
+    const runs = results.filter((r) => r.mode === mode && !r.skipped);
+    if (runs.length === 0) continue;
+    const { zo, fo } = runs[0].optimizer;
+    lines.push(`| ${mode} | ${runs.map((r) => r.seed).join(', ')} | ${runs.map((r) => r.optimizer.seed).join(', ')} | ${v(zo?.lr)} | ${v(zo?.mu ?? (zo ? 1e-3 : undefined))} | ` +
+      `${v(zo ? zo.estimator ?? 'forward' : undefined)} | ${v(zo ? zo.perturbations ?? 1 : undefined)} | ${v(zo ? zo.weightDecay ?? 0 : undefined)} | ${v(fo?.lr)} | ` +
+      `${v(fo ? fo.optimizer ?? 'sgd' : undefined)} | ${v(fo ? fo.params ?? 'adapters' : undefined)} | ${v(fo ? fo.weightDecay ?? 0 : undefined)} | ` +
+      `${runs[0].lora ? `${runs[0].lora.rank ?? 8} / ${runs[0].lora.alpha ?? 16}${runs[0].lora.targets ? ` (${runs[0].lora.targets.join(',')})` : ''}` : '–'} |`);
+  }
+  return lines.join('\n');
 }
 
 /** Runs every mode under the same budget and writes the chart, the rows and the table under `out`. */
@@ -478,6 +588,7 @@ export async function compare(opts: CompareOptions): Promise<CompareResult> {
   }
   if (opts.target !== undefined && !(typeof opts.target === 'number' && opts.target >= 0 && opts.target <= 1)) throw invalidArg('a number in [0, 1]', 'target', opts.target);
   if (opts.seed !== undefined && !(Number.isSafeInteger(opts.seed) && opts.seed >= 0)) throw invalidArg('a non-negative integer', 'seed', opts.seed);
+  if (opts.seeds !== undefined && !isPositiveInt(opts.seeds)) throw invalidArg('a positive integer', 'seeds', opts.seeds);
   if (opts.task !== undefined) {
     if (!TASK_NAMES.includes(opts.task.name)) throw invalidArg(TASK_NAMES.map((n) => `'${n}'`).join(', '), 'task.name', opts.task.name);
     if (typeof opts.task.train !== 'string' || typeof opts.task.dev !== 'string') throw invalidArg('train and dev file paths', 'task', opts.task);
@@ -498,45 +609,50 @@ export async function compare(opts: CompareOptions): Promise<CompareResult> {
   log(`zofo compare: ${model}; ${taskText}; ${budgetText} per mode, batch ${batchSize}; ` +
     `eval every ${evalEvery === null ? `${evalEverySeconds} s` : `${evalEvery} steps`}; ${isolate ? 'one child process per mode' : 'in this process'}`);
 
+  const seeds = opts.seeds ?? 1;
   const parameters = await countParameters(model);
-  const runs: Array<{ mode: CompareMode; run: ModeRun | null; skipped?: string }> = [];
+  const runs: Array<{ mode: CompareMode; seed: number; optimizer: HybridOptimizerOptions; lora: LoraOptions | null; run: ModeRun | null; skipped?: string }> = [];
   for (const mode of modes) {
     if (mode === 'full') {
       const why = fullFineTuningSkip(parameters, budget);
       if (why) {
         log(`full   skipped: ${why}`);
-        runs.push({ mode, run: null, skipped: why });
+        runs.push({ mode, seed: opts.seed ?? 0, optimizer: optimizerFor(mode, opts.optimizers?.[mode], opts.seed ?? 0), lora: null, run: null, skipped: why });
         continue;
       }
     }
-    const optimizer = optimizerFor(mode, opts.optimizers?.[mode], opts.seed);
-    const job: ModeJob = {
-      mode, model, task, optimizer, lora: { rank: 8, alpha: 16, seed: optimizer.seed, ...opts.lora }, batchSize, steps,
-      seconds: timeBudget, evalEvery, evalEverySeconds, evalBatchSize: opts.evalBatchSize ?? 64, seed: opts.seed ?? 0, measureRss: isolate,
-    };
-    const label = mode.padEnd(6);
-    const bar: Progress | null = showProgress && steps !== null && timeBudget === null ? createProgress(label, steps) : null;
-    const onEvent = (e: ModeEvent) => {
-      if (e.type === 'step') bar?.update(e);
-      else if (showProgress && !bar) process.stderr.write(`${label} eval @ step ${e.step} (${e.seconds.toFixed(1)} s): dev loss ${e.loss.toFixed(4)}${e.accuracy === null ? '' : `, accuracy ${pct(e.accuracy)}`}\n`);
-    };
-    let run: ModeRun;
-    try {
-      run = isolate ? await runChild(job, onEvent) : await runMode(job, onEvent);
-    } finally {
-      bar?.stop();
+    for (let i = 0; i < seeds; i++) {
+      const seed = (opts.seed ?? 0) + i;
+      const optimizer = optimizerFor(mode, opts.optimizers?.[mode], seed);
+      const lora: LoraOptions = { rank: 8, alpha: 16, seed: optimizer.seed, ...opts.lora };
+      const job: ModeJob = {
+        mode, model, task, optimizer, lora, batchSize, steps,
+        seconds: timeBudget, evalEvery, evalEverySeconds, evalBatchSize: opts.evalBatchSize ?? 64, seed, measureRss: isolate,
+      };
+      const label = (seeds > 1 ? `${mode} #${i + 1}` : mode).padEnd(seeds > 1 ? 10 : 6);
+      const bar: Progress | null = showProgress && steps !== null && timeBudget === null ? createProgress(label, steps) : null;
+      const onEvent = (e: ModeEvent) => {
+        if (e.type === 'step') bar?.update(e);
+        else if (showProgress && !bar) process.stderr.write(`${label} eval @ step ${e.step} (${e.seconds.toFixed(1)} s): dev loss ${e.loss.toFixed(4)}${e.accuracy === null ? '' : `, accuracy ${pct(e.accuracy)}`}\n`);
+      };
+      let run: ModeRun;
+      try {
+        run = isolate ? await runChild(job, onEvent) : await runMode(job, onEvent);
+      } finally {
+        bar?.stop();
+      }
+      const evals = run.rows.filter((r) => r.devAccuracy !== null);
+      log(`${label} dev accuracy ${pct(run.rows[0].devAccuracy)} → ${pct(evals.at(-1)?.devAccuracy ?? null)} in ${run.steps} steps, ` +
+        `${run.seconds.toFixed(1)} s of training (${run.wallSeconds.toFixed(1)} s with evaluation)${run.peakRssMiB === null ? '' : `; peak RSS ${run.peakRssMiB.toFixed(0)} MiB`}`);
+      runs.push({ mode, seed, optimizer, lora: mode === 'hybrid' || mode === 'lora' ? lora : null, run });
     }
-    const evals = run.rows.filter((r) => r.devAccuracy !== null);
-    log(`${label} dev accuracy ${pct(run.rows[0].devAccuracy)} → ${pct(evals.at(-1)?.devAccuracy ?? null)} in ${run.steps} steps, ` +
-      `${run.seconds.toFixed(1)} s of training (${run.wallSeconds.toFixed(1)} s with evaluation)${run.peakRssMiB === null ? '' : `; peak RSS ${run.peakRssMiB.toFixed(0)} MiB`}`);
-    runs.push({ mode, run });
   }
 
   const target = opts.target ?? defaultTarget(runs.flatMap((r) => (r.run ? [r.run.rows] : [])));
-  const results: ModeResult[] = runs.map(({ mode, run, skipped }) => {
+  const results: ModeResult[] = runs.map(({ mode, seed, optimizer, lora, run, skipped }) => {
     if (!run) {
       return {
-        mode, skipped, rows: [], reason: 'skipped', steps: 0, seconds: 0, wallSeconds: 0, secondsPerStep: null, initialAccuracy: null,
+        mode, seed, optimizer, lora, skipped, rows: [], reason: 'skipped', steps: 0, seconds: 0, wallSeconds: 0, secondsPerStep: null, initialAccuracy: null,
         finalAccuracy: null, bestAccuracy: null, finalDevLoss: null, stepsToTarget: null, secondsToTarget: null, peakRssMiB: null,
         loadedRssMiB: null, rssReset: null, parameters: { base: parameters, trainable: parameters },
       };
@@ -545,28 +661,34 @@ export async function compare(opts: CompareOptions): Promise<CompareResult> {
     const accs = evals.flatMap((r) => (r.devAccuracy === null ? [] : [r.devAccuracy]));
     const hit = reachTarget(run.rows, target);
     return {
-      mode, ...run, secondsPerStep: run.steps > 0 ? run.seconds / run.steps : null,
+      mode, seed, optimizer, lora, ...run, secondsPerStep: run.steps > 0 ? run.seconds / run.steps : null,
       initialAccuracy: run.rows[0].devAccuracy, finalAccuracy: evals.at(-1)?.devAccuracy ?? null,
       bestAccuracy: accs.length > 0 ? Math.max(...accs) : null, finalDevLoss: evals.at(-1)?.devLoss ?? null,
       stepsToTarget: hit?.step ?? null, secondsToTarget: hit?.seconds ?? null,
     };
   });
 
-  const table = compareTable(results);
-  const title = `zofo compare: ${opts.model === undefined ? 'the demo model' : basename(resolvePath(opts.model))}, ${taskText}, ${budgetText} per mode, batch ${batchSize}`;
-  const rows: ChartRow[] = results.flatMap((r) => r.rows.map((row) => ({ mode: r.mode, ...row })));
+  const summary = summarizeModes(results);
+  const table = seeds > 1 ? summaryTable(summary) : compareTable(results);
+  const settings = settingsTable(results);
+  const title = `zofo compare: ${opts.model === undefined ? 'the demo model' : basename(resolvePath(opts.model))}, ${taskText}, ${budgetText} per mode, batch ${batchSize}${seeds > 1 ? `, ${seeds} runs per mode` : ''}`;
+  const rows: ChartRow[] = results.flatMap((r) => r.rows.map((row) => ({ mode: r.mode, seed: r.seed, ...row })));
   await mkdir(opts.out, { recursive: true });
   const written = await writeChartFiles(opts.out, 'compare', chartOf(title, results, target), rows);
   const md = join(opts.out, 'compare.md');
-  const targetText = target === null ? 'no accuracy on this task' : `target dev accuracy ${pct(target)}${opts.target === undefined ? ' (0.95 × the best any mode reached)' : ''}`;
+  const targetText = target === null ? 'no accuracy on this task' : `target dev accuracy ${pct(target)}${opts.target === undefined ? ' (0.95 × the best any run reached)' : ''}`;
   const rssText = isolate ? 'peak RSS: each mode in its own process, peak mark reset after loading the model and data' : 'peak RSS not measured (isolate: false)';
-  await writeFile(md, `# ${title}\n\n${table}\n\n${targetText}; seconds are training time (optimizer steps, evaluation excluded); ${rssText}.\n`);
+  const statsText = seeds > 1 ? `; ${seeds} runs per mode: mean ± sample sd, 95% CI of the mean from Student's t with runs − 1 degrees of freedom; steps to target over the runs that reached it` : '';
+  const perRun = seeds > 1 ? `\n## Every run\n\n${compareTable(results, true)}\n` : '';
+  await writeFile(md, `# ${title}\n\n${table}\n\n${targetText}; seconds are training time (optimizer steps, evaluation excluded); ${rssText}${statsText}.\n\n## Settings\n\n${settings}\n${perRun}\n`);
   log('');
   log(table);
   log('');
-  log(`${targetText}; seconds: training time, evaluation excluded`);
-  log(`chart: ${written.svg}, data: ${written.csv}, ${written.jsonl}, table: ${md}`);
-  return { results, target, table, files: { ...written, md } };
+  log(settings);
+  log('');
+  log(`${targetText}; seconds: training time, evaluation excluded${statsText}`);
+  log(`chart: ${written.svg}, data: ${written.csv}, ${written.jsonl}, table and settings: ${md}`);
+  return { results, summary, target, table, files: { ...written, md } };
 }
 
 // A child process: `node [execArgv] compare.js --zofo-compare-child '<job JSON>'` runs one mode.

@@ -212,7 +212,7 @@ export class HybridOptimizer implements TrainableOptimizer {
       step: k, j, q, seed, projectedGrad: projectedGrads[j], lr: Math.fround(lrX), weightDecay: Math.fround(this.zo!.weightDecay),
       scale: scales[j], etaLambda: j === 0 ? Math.fround(etaLambda) : 0,
     }));
-    const result: StepResult = { step: k, loss: r.loss, perturbedLosses: Array.from(r.perturbed), projectedGrads, seeds, lrX, lrY };
+    const result: StepResult = { step: k + 1, loss: r.loss, perturbedLosses: Array.from(r.perturbed), projectedGrads, seeds, lrX, lrY };
     if (par && par.checkEvery > 0 && this.#step % par.checkEvery === 0) await checkReplicas(par.comm, this.model, this.#step);
     // Data-parallel ranks score only their slice: no predictions for the global batch.
     if (enc.kind === 1 && par?.kind !== 'data') result.predictions = splitScores(batch as ClassificationExample[], r.scores).predictions;

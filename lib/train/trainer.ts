@@ -4,9 +4,9 @@
  * crash-safe checkpoints, cancellation, and exact resume. `fit()` is an async generator
  * of typed events, so callers drive it with `for await`.
  *
- * `step` in every event counts the batches consumed so far (1-based after the first
- * step; skipped non-finite batches count too). It is not StepResult.step, the optimizer's
- * 0-based index.
+ * `step` in every event counts the batches consumed so far (1-based: the first step is
+ * 1; skipped non-finite batches count too). It equals StepResult.step unless batches were
+ * skipped.
  */
 import { createHash } from 'node:crypto';
 import { invalidArg, ZofoError } from '../errors.js';

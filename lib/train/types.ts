@@ -87,7 +87,11 @@ export interface ParallelInfo {
 
 /** What one step did. */
 export interface StepResult {
-  /** 0-based index of this step. */
+  /**
+   * This step's number, 1-based: the first step is 1 (equal to stepCount after it), as
+   * in Trainer events and the CLI. The trajectory's records and the seed derivation use
+   * the 0-based index k = step − 1.
+   */
   step: number;
   /** Loss at the point where the adapter gradient was taken (x_k, y_k) (foAt 'plus': x_k + μz_1). */
   loss: number;
