@@ -1,5 +1,5 @@
 /**
- * The fused perturbation primitives (ALGORITHM.md §3) on plain typed arrays, for
+ * The fused perturbation primitives (docs/algorithm.md §3) on plain typed arrays, for
  * trainers that own their weights and for benchmarking. Every option is validated
  * here, before any memory is touched: bad input throws a ZofoError naming the
  * option, and the buffer is left exactly as it was.
@@ -269,7 +269,7 @@ export function perturb(weights: Float32Array | Uint16Array, opts: PerturbOption
 }
 
 /**
- * The fused restore+update of ALGORITHM.md §2 step 3, in one pass:
+ * The fused restore+update of docs/algorithm.md §2 step 3, in one pass:
  * x ← (1 − lr·weightDecay·mask)·x + scale·z, with mask = 0 for tensors whose
  * `decay` is false.
  */

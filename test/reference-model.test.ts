@@ -1,6 +1,6 @@
 // The float64 reference model (test/helpers/reference-model.ts), checked on its own:
 // analytic LoRA gradients against central finite differences, padding invariance,
-// causality, B = 0 adapters, one named test per model pitfall (docs/STYLE.md), the
+// causality, B = 0 adapters, one named test per model pitfall (docs/architecture.md), the
 // MeZO scores, and the tiny-checkpoint writer. Fresh seeds every run, printed.
 import t, { type Test } from 'tap';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';

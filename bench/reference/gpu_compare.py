@@ -8,7 +8,7 @@ For each model in the zofo results it builds the same Llama shape with llama_ref
 model (bf16 weights on the GPU, LoRA r8 on q/v, the last-position 2-candidate loss) and
 times, with torch.cuda.synchronize around each run: a forward, MeZO's ZO step
 (per-tensor torch.manual_seed + torch.normal, +eps/-2eps/+eps, z regenerated for the
-update), the straightforward hybrid step of ALGORITHM section 2, and one perturbation
+update), the straightforward hybrid step of docs/algorithm.md §2, and one perturbation
 pass; peak device memory (torch.cuda.max_memory_allocated) of each. Then it prints one
 table of zofo / PyTorch ratios from the two runs on this machine and ends with
 "N passed, N failed" (a failure: the reference could not run).

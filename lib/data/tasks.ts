@@ -1,7 +1,7 @@
 /**
  * Task loaders with MeZO's prompts (princeton-nlp/MeZO `large_models/templates.py`),
  * producing zofo Examples (token ids) from a Tokenizer, and MeZO's seeded sampling of
- * train / dev / eval subsets (ALGORITHM.md §5, STYLE.md "MeZO reference behaviour").
+ * train / dev / eval subsets (docs/algorithm.md §5, after MeZO's reference prompts).
  *
  * Formats: `sst2` (GLUE TSV), `wsc` (SuperGLUE JSONL), `winogrande` (JSONL) and `jsonl`
  * (a user's {prompt, candidates, label} or {prompt, target} rows). Every malformed row is

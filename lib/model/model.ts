@@ -1,7 +1,7 @@
 /**
  * A HuggingFace causal LM on the zofo engine: `loadModel(dir)` reads config.json,
  * the safetensors checkpoint (single file or sharded) and, when present,
- * tokenizer.json; the model then computes logits, the losses of ALGORITHM.md §5, and
+ * tokenizer.json; the model then computes logits, the losses of docs/algorithm.md §5, and
  * the gradients of a loss w.r.t. its LoRA adapters (the base stays frozen).
  */
 import { existsSync } from 'node:fs';
@@ -114,7 +114,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   let storedNames: string[];
   try {
     storedNames = await loadWeights(dir, config, native);
-    native.setStreamNames(storedNames); // ALGORITHM.md §3: noise streams follow the keys as stored
+    native.setStreamNames(storedNames); // docs/algorithm.md §3: noise streams follow the keys as stored
   } catch (err) {
     native.dispose();
     throw err;

@@ -1,5 +1,5 @@
 /**
- * Estimates of the hybrid smoothness constants of ALGORITHM.md §6 on a user's problem,
+ * Estimates of the hybrid smoothness constants of docs/algorithm.md §6 on a user's problem,
  * and the step sizes they admit.
  *
  *   ‖∇_x f(x₁,y) − ∇_x f(x₂,y)‖ ≤ L_x‖x₁ − x₂‖,   ‖∇_y f(x,y₁) − ∇_y f(x,y₂)‖ ≤ L_y‖y₁ − y₂‖.

@@ -1,5 +1,5 @@
 /**
- * The convergence testbed of the paper's claim (ALGORITHM.md §6): hybrid ZO/FO reshuffling
+ * The convergence testbed of the paper's claim (docs/algorithm.md §6): hybrid ZO/FO reshuffling
  * SGD with separate rates η_x, η_y converges on finite sums that are hybrid-smooth,
  *
  *   ‖∇_x f(x₁,y) − ∇_x f(x₂,y)‖ ≤ L_x‖x₁ − x₂‖,   ‖∇_y f(x,y₁) − ∇_y f(x,y₂)‖ ≤ L_y‖y₁ − y₂‖,

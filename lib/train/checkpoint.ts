@@ -1,5 +1,5 @@
 /**
- * Crash-safe training checkpoints (ALGORITHM.md §4: the sampler state is part of them).
+ * Crash-safe training checkpoints (docs/algorithm.md §4: the sampler state is part of them).
  * Layout of a checkpoint root `<dir>`:
  *
  *   <dir>/step-000123/          one complete checkpoint per saved step

@@ -1,5 +1,5 @@
 /**
- * The hybrid optimizer (ALGORITHM.md §2): zeroth-order updates of the base weights x
+ * The hybrid optimizer (docs/algorithm.md §2): zeroth-order updates of the base weights x
  * (seed-regenerated Gaussian perturbations, forward passes only) jointly with
  * first-order updates of the LoRA adapters y, each with its own learning rate.
  * `await opt.step(batch)` runs the whole step in ONE native call off the JS thread.

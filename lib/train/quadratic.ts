@@ -1,5 +1,5 @@
 /**
- * A synthetic finite-sum quadratic with KNOWN block smoothness constants (ALGORITHM.md §6),
+ * A synthetic finite-sum quadratic with KNOWN block smoothness constants (docs/algorithm.md §6),
  * and the hybrid ZO/FO reshuffling SGD of §2 run on it with the real fused kernels.
  *
  *   f(x, y)    = (1/n) Σ_i f_i(x, y)
@@ -299,7 +299,7 @@ export function projectedGradient(f: (x: Float64Array) => number, x: Vec, z: Vec
 }
 
 // ---------------------------------------------------------------------------------------
-// Hybrid reshuffling SGD (ALGORITHM.md §2 and §4)
+// Hybrid reshuffling SGD (docs/algorithm.md §2 and §4)
 
 export interface HybridRunOptions {
   /** Length of the run: whole epochs, or a number of steps (exactly one of the two). */

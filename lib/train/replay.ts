@@ -1,5 +1,5 @@
 /**
- * Seed replay (ALGORITHM.md §2 step 4): a fine-tuned base is the base checkpoint plus
+ * Seed replay (docs/algorithm.md §7): a fine-tuned base is the base checkpoint plus
  * its trajectory log. `replay(baseDir, log)` loads the base, checks that the log names
  * it (parameter table and hash), and re-applies every logged update pass.
  */

@@ -1,5 +1,5 @@
 /**
- * Random reshuffling (ALGORITHM.md §4): every epoch walks a fresh seeded permutation of
+ * Random reshuffling (docs/algorithm.md §4): every epoch walks a fresh seeded permutation of
  * the n examples in minibatches, without replacement. The permutation of epoch e is a
  * pure function of (seed, e), so the sampler's whole state is { epoch, position }:
  * a resumed run sees exactly the batches an uninterrupted run would.

@@ -1,5 +1,5 @@
 /**
- * Learning-rate schedules, one per parameter group (x and y independently, ALGORITHM.md
+ * Learning-rate schedules, one per parameter group (x and y independently, docs/algorithm.md
  * §4): constant, linear decay or cosine, each with an optional linear warm-up from 0.
  */
 import { invalidArg } from '../errors.js';

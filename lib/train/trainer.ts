@@ -1,5 +1,5 @@
 /**
- * The training loop: random-reshuffling minibatches (ALGORITHM.md §4) fed to a
+ * The training loop: random-reshuffling minibatches (docs/algorithm.md §4) fed to a
  * TrainableOptimizer, periodic evaluation with best-model tracking and early stopping,
  * crash-safe checkpoints, cancellation, and exact resume. `fit()` is an async generator
  * of typed events, so callers drive it with `for await`.

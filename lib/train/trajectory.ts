@@ -1,5 +1,5 @@
 /**
- * The trajectory log (ALGORITHM.md §2 step 4): every update pass of the base weights,
+ * The trajectory log (docs/algorithm.md §7): every update pass of the base weights,
  * exactly as applied, so that the base checkpoint + this log rebuild x_K by seed replay.
  * Versioned, append-only, little-endian throughout.
  *

@@ -1,6 +1,6 @@
 /**
  * The types the optimizer, the trajectory log, the trainer and its checkpoints share
- * (ALGORITHM.md §2–§4). Kept in one file so each module depends on shapes, not on
+ * (docs/algorithm.md §2–§4). Kept in one file so each module depends on shapes, not on
  * each other.
  */
 import type { Example, Model } from '../model/model.js';
@@ -79,7 +79,7 @@ export interface StepOptions {
 }
 
 /**
- * One update pass of the base weights, exactly as applied (ALGORITHM.md §2 step 4):
+ * One update pass of the base weights, exactly as applied (docs/algorithm.md §7):
  * x ← (1 − etaLambda·decay)·x + scale·z(seed). Replaying these in order on the base
  * reproduces x bit-for-bit on the same backend.
  */
