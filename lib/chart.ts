@@ -22,12 +22,14 @@ import { join } from 'node:path';
 /** One (x, y) point; a non-finite coordinate leaves a gap in the line. */
 export type ChartPoint = readonly [number, number];
 
+/** One line of a chart panel: a legend name and its points. */
 export interface ChartSeries {
   /** Legend label; series of the same name share a colour in every panel. */
   name: string;
   points: readonly ChartPoint[];
 }
 
+/** One panel of a chart: title, axis labels and its series. */
 export interface ChartPanel {
   title: string;
   xLabel: string;
@@ -35,6 +37,7 @@ export interface ChartPanel {
   series: readonly ChartSeries[];
 }
 
+/** A whole chart (one SVG): a title and its panels, laid out in a grid. */
 export interface ChartSpec {
   title: string;
   panels: readonly ChartPanel[];

@@ -18,6 +18,23 @@ export type ZofoErrorCode =
   /** A step was cancelled (AbortSignal) before its update; no weight changed. */
   | 'ZOFO_ABORTED';
 
+/**
+ * The one error class zofo throws for bad input, bad files and failed native calls. `code`
+ * is stable (see `ZofoErrorCode`); the message names the offending file, tensor, shape or
+ * option.
+ *
+ * @example
+ * ```ts
+ * import { loadModel, ZofoError } from 'zofo';
+ *
+ * try {
+ *   await loadModel('./no-such-model');
+ * } catch (err) {
+ *   if (err instanceof ZofoError && err.code === 'ZOFO_IO') console.error(err.message);
+ *   else throw err;
+ * }
+ * ```
+ */
 export class ZofoError extends Error {
   readonly code: ZofoErrorCode;
   constructor(code: ZofoErrorCode, message: string, options?: { cause?: unknown }) {

@@ -48,6 +48,11 @@ export type {
   Device, Dtype, U64, GaussianOptions, PerturbOptions, RestoreUpdateOptions, TensorSlice, MatmulOptions,
 } from './kernels.js';
 
+/**
+ * What this installation runs on, as `backendInfo()` reports it: the CPU addon's SIMD
+ * level, Philox implementation, BLAS and default thread count, and whether the CUDA addon
+ * loaded (with the reasons when it did not).
+ */
 export interface BackendInfo {
   cpu: { simd: string; philox: string; blas: string; threads: number };
   cuda: { available: boolean; reasons: string[] };
@@ -62,3 +67,11 @@ export function backendInfo(): BackendInfo {
     cuda: { available: cuda !== null, reasons: cuda ? [] : cudaLoadErrors().map((a) => `${a.file}: ${a.error}`) },
   };
 }
+
+// Types that appear in the signatures above, exported so that callers can name them.
+export type { ChartPanel, ChartPoint, ChartRow, ChartSeries, ChartSpec } from './chart.js';
+export type { LoadTaskOptions, SplitOptions, TaskText } from './data/tasks.js';
+export type { ModelTarget, PlainObjective, StepSizeInput, VecLike, Verdict as StepSizeVerdict, VerdictLevel } from './theory/smoothness.js';
+export type { ObjectiveOptions, StudyGrid, StudyObjective, StudyRecord, StudyReport, Verdict as StudyVerdict } from './theory/study.js';
+export type { EvalRecord, LoadedCheckpoint, TrainerCheckpointState } from './train/checkpoint.js';
+export type { HybridObjective, HybridRecord, Vec } from './train/quadratic.js';

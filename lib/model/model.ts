@@ -17,8 +17,14 @@ import { loadTokenizer, type Tokenizer } from './tokenizer.js';
 export interface ClassificationExample { prompt: number[]; candidates: number[][]; label: number }
 /** Language modelling: next-token loss over `target`, the prompt masked. */
 export interface LmExample { prompt: number[]; target: number[] }
+/**
+ * One training or evaluation example, already tokenised: a classification example or a language-modelling one.
+ */
 export type Example = ClassificationExample | LmExample;
 
+/**
+ * Options of `loadModel()`: the device and the storage dtype of the base weights.
+ */
 export interface LoadModelOptions {
   /**
    * Where the model runs: 'cpu' (default), 'cuda' (device 0; 'cuda:N' for device N: weights,
@@ -54,6 +60,9 @@ function resolveDevice(device: unknown): { binding: EngineBinding; device: strin
   throw invalidArg("'cpu', 'auto', 'cuda' or 'cuda:N'", 'device', device);
 }
 
+/**
+ * Options of `Model.addLoRA()`: rank r (default 8), alpha (default 16, scaling alpha / r), target modules and the init seed.
+ */
 export interface LoraOptions {
   rank?: number;
   alpha?: number;
@@ -63,6 +72,9 @@ export interface LoraOptions {
   seed?: number;
 }
 
+/**
+ * What `Model.loss()` returns: the batch loss and, for classification, the candidates' scores and the predictions.
+ */
 export interface LossResult {
   loss: number;
   /** Classification: per example, the mean log-prob score of each candidate. */
@@ -71,6 +83,9 @@ export interface LossResult {
   predictions?: number[];
 }
 
+/**
+ * What `Model.loraGradients()` returns: the loss and d loss / d every LoRA tensor.
+ */
 export interface LoraGradients {
   loss: number;
   /** d loss / d tensor, keyed by PEFT tensor name (…lora_A.weight / …lora_B.weight). */
@@ -86,7 +101,20 @@ const PEFT_PREFIX = 'base_model.model.';
 
 interface Spec { name: string; shape: number[]; offset: number }
 
-/** Loads a HuggingFace model directory. */
+/**
+ * Loads a HuggingFace model directory: config.json, model.safetensors (or shards with
+ * their index) and, when present, tokenizer.json.
+ *
+ * @example
+ * ```ts
+ * import { loadModel } from 'zofo';
+ *
+ * const model = await loadModel('./opt-125m', { device: 'auto', dtype: 'f32' });
+ * const ids = model.tokenizer!.encode('the movie was great');
+ * const [logits] = await model.logits([ids]); // (T, V) for each sequence
+ * model.dispose();
+ * ```
+ */
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
   if (typeof dir !== 'string' || dir.length === 0) throw invalidArg('a model directory', 'dir', dir);
   const { binding, device } = resolveDevice(opts.device ?? 'cpu');
@@ -258,6 +286,27 @@ export function splitScores(batch: ClassificationExample[], flat: Float64Array):
 }
 
 
+/**
+ * A loaded causal LM on the zofo engine (create it with `loadModel()`): logits, losses,
+ * LoRA adapters and their gradients, and PEFT / merged-model output. Holds native memory:
+ * call `dispose()` (or use `await using`) when done; disposing cascades to its optimizers.
+ *
+ * @example
+ * ```ts
+ * import { loadModel } from 'zofo';
+ *
+ * await using model = await loadModel('./opt-125m');
+ * model.addLoRA({ rank: 8, alpha: 16 });
+ * const tok = model.tokenizer!;
+ * const ex = {
+ *   prompt: tok.encode('a great movie . It was', { addSpecialTokens: false }),
+ *   candidates: [[tok.tokenToId('Ġterrible')!], [tok.tokenToId('Ġgreat')!]],
+ *   label: 1,
+ * };
+ * const { loss, predictions } = await model.loss([ex]);
+ * await model.saveAdapter('./out/adapter'); // HF PEFT layout
+ * ```
+ */
 export class Model {
   #native: NativeModel | null;
   readonly #binding: EngineBinding;
@@ -409,6 +458,7 @@ export class Model {
     return spec;
   }
 
+  /** A copy of the LoRA tensor `name` (a PEFT name from `loraNames()`). */
   loraTensor(name: string): Float32Array {
     const spec = this.#loraSpec(name);
     const out = new Float32Array(spec.shape[0] * spec.shape[1]);
@@ -416,6 +466,7 @@ export class Model {
     return out;
   }
 
+  /** Overwrites the LoRA tensor `name` with `data` (its exact length). */
   setLoraTensor(name: string, data: Float32Array): void {
     const spec = this.#loraSpec(name);
     if (!(data instanceof Float32Array)) throw invalidArg('a Float32Array', name, data);
@@ -501,6 +552,7 @@ export class Model {
     this.#native = null;
   }
 
+  /** `await using` support: the same as `dispose()`. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
   }

@@ -36,6 +36,7 @@ const TRAINER_JSON = 'trainer.json';
 const OPTIMIZER_FILE = 'optimizer.safetensors';
 const TRAJECTORY_FILE = 'trajectory.zlog';
 
+/** One evaluation of a run: the step after which it ran, the loss and the accuracy. */
 export interface EvalRecord {
   /** Trainer step (batches consumed) after which the evaluation ran. */
   step: number;
@@ -63,6 +64,9 @@ export interface TrainerCheckpointState {
   history: string[];
 }
 
+/**
+ * A checkpoint as `loadCheckpoint()` reads it: trainer state, optimizer state and where its adapter and base live.
+ */
 export interface LoadedCheckpoint {
   /** The checkpoint directory that was read. */
   dir: string;

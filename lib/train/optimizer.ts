@@ -80,6 +80,30 @@ function resolveFo(fo: FoOptions): ResolvedFo {
 
 const matches = (name: string, pattern: string | RegExp) => (typeof pattern === 'string' ? name.includes(pattern) : pattern.test(name));
 
+/**
+ * The hybrid optimizer of docs/algorithm.md §2: zeroth-order (seed-regenerated Gaussian
+ * perturbations, forward passes only) on the base weights and first-order (backprop) on
+ * the LoRA adapters, each with its own learning rate and schedule. `step(batch)` is the
+ * single-step primitive: one native call, off the JS thread, that leaves every weight
+ * unchanged if it fails or is cancelled. The ZO updates are logged as a trajectory
+ * (`saveTrajectory`, `replay`).
+ *
+ * @example
+ * ```ts
+ * import { HybridOptimizer, loadModel } from 'zofo';
+ *
+ * const model = await loadModel('./opt-125m');
+ * model.addLoRA({ rank: 8, alpha: 16 });
+ * const opt = new HybridOptimizer(model, {
+ *   zo: { lr: 1e-6, mu: 1e-3, estimator: 'forward' },
+ *   fo: { lr: 1e-4, optimizer: 'sgd' },
+ *   seed: 42,
+ * });
+ * const r = await opt.step(batch); // batch: Example[]
+ * console.log(r.loss, r.projectedGrads);
+ * await opt.saveTrajectory('./out/zo.zlog'); // seeds + projected gradients, replayable
+ * ```
+ */
 export class HybridOptimizer implements TrainableOptimizer {
   readonly model: Model;
   readonly zo: ResolvedZo | null;
@@ -288,6 +312,7 @@ export class HybridOptimizer implements TrainableOptimizer {
     this.#native = null;
   }
 
+  /** `await using` support: the same as `dispose()`. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
   }

@@ -61,6 +61,7 @@ export interface HybridObjective {
   loss(x: Vec, y: Vec, indices?: readonly number[]): number;
   /** ∇_x and ∇_y of that mean loss. */
   gradX(x: Vec, y: Vec, indices?: readonly number[]): Float64Array;
+  /** ∇_y of that mean loss. */
   gradY(x: Vec, y: Vec, indices?: readonly number[]): Float64Array;
 }
 
@@ -347,6 +348,7 @@ export interface HybridStepInfo {
   lrY: number;
 }
 
+/** One recorded point of a `runHybrid` run: epoch, step, loss and gradient norms. */
 export interface HybridRecord {
   /** Epochs completed (0: the start; fractional for a run that ends mid-epoch) and steps taken. */
   epoch: number;

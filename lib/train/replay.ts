@@ -7,6 +7,9 @@ import { loadModel, type LoadModelOptions, type Model } from '../model/model.js'
 import { applyTrajectory } from './optimizer.js';
 import { readTrajectory } from './trajectory.js';
 
+/**
+ * Options of `replay()`: the device the base is rebuilt on.
+ */
 export interface ReplayOptions {
   device?: LoadModelOptions['device'];
 }

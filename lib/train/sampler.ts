@@ -6,6 +6,9 @@
  */
 import { invalidArg } from '../errors.js';
 
+/**
+ * Options of `ReshufflingSampler`: batch size, seed, and what to do with a short last batch.
+ */
 export interface SamplerOptions {
   /** Examples per minibatch. */
   batchSize: number;
@@ -17,6 +20,9 @@ export interface SamplerOptions {
   withReplacement?: boolean;
 }
 
+/**
+ * Where a sampler stands: the epoch and the position inside that epoch's permutation (the whole state: permutations are a pure function of seed and epoch).
+ */
 export interface SamplerState { epoch: number; position: number }
 
 // xoshiro128** seeded through splitmix32: small, fast, and fully specified here so a
@@ -66,6 +72,11 @@ export function epochPermutation(n: number, seed: number, epoch: number): Uint32
   return p;
 }
 
+/**
+ * Random-reshuffling minibatches: every epoch walks a fresh seeded permutation without
+ * replacement (docs/algorithm.md §4). Its state is `{ epoch, position }`, so a resumed run
+ * sees the batches an uninterrupted one would.
+ */
 export class ReshufflingSampler {
   readonly n: number;
   readonly batchSize: number;
@@ -93,6 +104,7 @@ export class ReshufflingSampler {
     return this.dropLast ? Math.floor(this.n / this.batchSize) : Math.ceil(this.n / this.batchSize);
   }
 
+  /** Where the sampler stands now (what a checkpoint stores). */
   get state(): SamplerState {
     return { epoch: this.#epoch, position: this.#position };
   }

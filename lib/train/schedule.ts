@@ -4,6 +4,9 @@
  */
 import { invalidArg } from '../errors.js';
 
+/**
+ * A learning-rate schedule for one parameter group: `kind` 'constant' (default), 'linear' or 'cosine' decay, with optional linear warm-up.
+ */
 export interface ScheduleOptions {
   kind?: 'constant' | 'linear' | 'cosine';
   /** Steps of linear warm-up from 0 to the base rate (default 0). */

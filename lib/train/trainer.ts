@@ -17,6 +17,9 @@ import {
 } from './checkpoint.js';
 import type { TrainableOptimizer } from './types.js';
 
+/**
+ * Evaluation during `Trainer.fit()`: the examples, how often, the batch size, and the metric that picks the best checkpoint.
+ */
 export interface EvalOptions {
   data: Example[];
   /** Evaluate after every `every` steps (default: once per epoch). */
@@ -27,6 +30,9 @@ export interface EvalOptions {
   metric?: 'loss' | 'accuracy';
 }
 
+/**
+ * Crash-safe checkpoints during `Trainer.fit()` (format: docs/algorithm.md §8): where, how often, how many to keep.
+ */
 export interface CheckpointOptions {
   dir: string;
   /** Save a step checkpoint every N steps (default: only the final one). */
@@ -39,6 +45,9 @@ export interface CheckpointOptions {
   saveBase?: boolean;
 }
 
+/**
+ * Options of `Trainer`: batch size, epochs or steps, sampling, evaluation, early stopping, checkpoints, non-finite handling and cancellation.
+ */
 export interface TrainerOptions {
   batchSize: number;
   /** Exactly one of epochs and steps. */
@@ -57,8 +66,14 @@ export interface TrainerOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * The best evaluation of a run so far: its step, loss and accuracy (null without classification examples).
+ */
 export interface BestInfo { step: number; loss: number; accuracy: number | null }
 
+/**
+ * What `Trainer.fit()` yields, one event at a time: a step, a skipped step, an evaluation, a checkpoint, and finally `done` with the reason the run ended.
+ */
 export type TrainerEvent =
   | {
     type: 'step'; step: number; epoch: number; loss: number; lrX: number; lrY: number;
@@ -71,6 +86,9 @@ export type TrainerEvent =
   | { type: 'checkpoint'; step: number; dir: string; best: boolean }
   | { type: 'done'; step: number; reason: 'completed' | 'early-stop' | 'aborted' | 'non-finite'; best?: BestInfo };
 
+/**
+ * Options of one `Trainer.fit()` call: an optional checkpoint to resume from.
+ */
 export interface FitOptions {
   /** A checkpoint root (its `latest`) or one checkpoint directory to continue from. */
   resumeFrom?: string;
@@ -109,6 +127,27 @@ export async function evaluate(model: Model, data: Example[], batchSize = 16): P
 
 interface ResolvedEval { data: Example[]; every: number | null; batchSize: number; metric: 'loss' | 'accuracy' }
 
+/**
+ * The training loop: reshuffled minibatches fed to an optimizer's `step()`, with
+ * evaluation, early stopping, crash-safe checkpoints, cancellation (`signal`) and exact
+ * resume. `fit()` is an async generator of `TrainerEvent`s.
+ *
+ * @example
+ * ```ts
+ * import { HybridOptimizer, Trainer, loadModel, loadTask, splitTask } from 'zofo';
+ *
+ * const model = await loadModel('./opt-125m');
+ * model.addLoRA({ rank: 8, alpha: 16 });
+ * const task = await loadTask('sst2', './sst2/train.tsv', model.tokenizer!);
+ * const { train, dev } = splitTask(task.examples, { train: 1000, dev: 500, seed: 0 });
+ * const opt = new HybridOptimizer(model, { zo: { lr: 1e-6 }, fo: { lr: 1e-4 }, seed: 42 });
+ * const trainer = new Trainer(model, opt, { batchSize: 16, epochs: 3, eval: dev, checkpoint: { dir: './ckpt' } });
+ * for await (const ev of trainer.fit(train)) {
+ *   if (ev.type === 'eval') console.log(`step ${ev.step}: dev accuracy ${ev.accuracy}`);
+ * }
+ * await model.saveAdapter('./out/adapter');
+ * ```
+ */
 export class Trainer {
   readonly model: Model;
   readonly optimizer: TrainableOptimizer;

@@ -50,6 +50,9 @@ import { describe, invalidArg, ZofoError } from '../errors.js';
 import { badFile, ioError, isCount, isRecord, parseJsonHeader, writeAll, writeFileAtomic } from '../formats/files.js';
 import type { Trajectory, TrajectoryHeader, TrajectoryRecord, TrajectoryTensor } from './types.js';
 
+/**
+ * The trajectory log format version this zofo writes and reads (docs/algorithm.md §7).
+ */
 export const TRAJECTORY_VERSION = 1;
 export const RECORD_BYTES = 48;
 
@@ -464,6 +467,7 @@ export class TrajectoryAppender {
     return this.order.lastStep;
   }
 
+  /** Whether `close()` has been called. */
   get closed(): boolean {
     return this.handle === undefined;
   }

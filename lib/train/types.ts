@@ -43,6 +43,9 @@ export interface FoOptions {
   schedule?: ScheduleOptions;
 }
 
+/**
+ * Options of `HybridOptimizer`: the zeroth-order part, the first-order part (either may be omitted, not both), the run seed and the schedules' length.
+ */
 export interface HybridOptimizerOptions {
   /** The ZO part; omit (or null) for FO-only (LoRA / full fine-tuning). */
   zo?: ZoOptions | null;
@@ -73,6 +76,9 @@ export interface StepResult {
   predictions?: number[];
 }
 
+/**
+ * Options of one `HybridOptimizer.step()`.
+ */
 export interface StepOptions {
   /** Aborting before the update phase rejects with ZOFO_ABORTED and leaves every weight as it was. */
   signal?: AbortSignal;
@@ -110,6 +116,9 @@ export interface TrajectoryTensor {
   decay: number;
 }
 
+/**
+ * The header of a trajectory log: base identity, parameter table, estimator, μ, q and run seed (docs/algorithm.md §7).
+ */
 export interface TrajectoryHeader {
   version: number;
   /** Identity of the base weights the log starts from. */
@@ -121,6 +130,9 @@ export interface TrajectoryHeader {
   seed: number;
 }
 
+/**
+ * A whole trajectory log in memory: its header and its records in log order.
+ */
 export interface Trajectory {
   header: TrajectoryHeader;
   records: TrajectoryRecord[];
@@ -133,15 +145,21 @@ export interface TrainableOptimizer {
   readonly stepCount: number;
   /** Steps the schedules span; Trainer sets it from its epochs / steps. */
   totalSteps: number;
+  /** One step on a minibatch (see `HybridOptimizer.step`). */
   step(batch: Example[], opts?: StepOptions): Promise<StepResult>;
   /** Everything needed to continue exactly: JSON-safe scalars and named fp32 tensors (moments). */
   state(): OptimizerState;
   /** Restores state(); replays its trajectory onto the base weights the model holds (async). */
   loadState(state: OptimizerState, opts?: { replay?: boolean }): Promise<void>;
+  /** The seed log so far. */
   trajectory(): Trajectory;
+  /** Writes the seed log atomically. */
   saveTrajectory(file: string): Promise<void>;
 }
 
+/**
+ * An optimizer's state as `state()` returns it and checkpoints store it.
+ */
 export interface OptimizerState {
   json: Record<string, unknown>;
   tensors: Map<string, Float32Array>;
