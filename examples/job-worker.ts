@@ -42,10 +42,14 @@ const dev = tokenize(task.dev, model.tokenizer!);
 model.addLoRA({ rank: 8, alpha: 16, seed: spec.seed });
 await using opt = new HybridOptimizer(model, { zo: { lr: spec.lrX, mu: 1e-3 }, fo: { lr: spec.lrY }, seed: spec.seed });
 const trainer = new Trainer(model, opt, {
-  batchSize: spec.batchSize, steps: spec.steps, seed: spec.seed, signal: abort.signal,
+  batchSize: spec.batchSize,
+  steps: spec.steps,
+  seed: spec.seed,
+  signal: abort.signal,
   eval: { data: dev, every: Math.max(1, Math.floor(spec.steps / 4)) },
 });
-let reason = 'completed', last = 0;
+let reason = 'completed',
+  last = 0;
 for await (const ev of trainer.fit(train)) {
   if (ev.type === 'step') send({ type: 'progress', step: ev.step, steps: spec.steps, loss: ev.loss });
   else if (ev.type === 'eval') send({ type: 'eval', step: ev.step, loss: ev.loss, accuracy: ev.accuracy });

@@ -19,7 +19,10 @@ const BAD = ['bland', 'rude', 'dirty', 'stale', 'boring', 'awful'];
 export function reviewTask(): { train: Review[]; dev: Review[] } {
   const all: Review[] = [];
   for (const noun of NOUNS) {
-    for (const [adjectives, positive] of [[GOOD, true], [BAD, false]] as const) {
+    for (const [adjectives, positive] of [
+      [GOOD, true],
+      [BAD, false],
+    ] as const) {
       for (const adj of adjectives) {
         all.push({ text: `the ${noun} was ${adj} .`, label: positive ? 1 : 0 });
         all.push({ text: `the ${noun} was not ${adj} .`, label: positive ? 0 : 1 });

@@ -105,7 +105,8 @@ async function submit(req: IncomingMessage): Promise<Job> {
   const positiveInt = (v: number) => Number.isSafeInteger(v) && v > 0;
   const rate = (v: number) => Number.isFinite(v) && v >= 0;
   const spec: JobSpec = {
-    modelDir, outDir,
+    modelDir,
+    outDir,
     steps: option(body, 'steps', 200, positiveInt),
     batchSize: option(body, 'batchSize', 16, positiveInt),
     lrX: option(body, 'lrX', 2e-4, rate),

@@ -13,24 +13,31 @@ const root = join(import.meta.dirname, '..');
 const doc = readFileSync(join(root, 'docs', 'algorithm.md'), 'utf8');
 
 type Query = { stream: string } | { stepSeed: [string, number, number] } | { z: [string, string, string, number] };
-interface Vector { line: string; query: Query; expected: string | string[] }
+interface Vector {
+  line: string;
+  query: Query;
+  expected: string | string[];
+}
 
 /** The lines between the known-answers markers, parsed. */
 function knownAnswers(): Vector[] {
   const block = /<!-- known-answers:begin -->\s*```\n([\s\S]*?)```\s*<!-- known-answers:end -->/.exec(doc);
   if (!block) throw new Error('docs/algorithm.md has no known-answers block');
-  return block[1].trim().split('\n').map((line) => {
-    let m = /^stream "([^"]+)" = (0x[0-9a-f]{16})$/.exec(line);
-    if (m) return { line, query: { stream: m[1] }, expected: m[2] };
-    m = /^stepSeed (\d+) (\d+) (\d+) = (0x[0-9a-f]{16})$/.exec(line);
-    if (m) return { line, query: { stepSeed: [m[1], Number(m[2]), Number(m[3])] }, expected: m[4] };
-    m = /^z (\d+) "([^"]+)" (\d+) = ((?:0x[0-9a-f]{8} ?)+)$/.exec(line);
-    if (m) {
-      const words = m[4].trim().split(' ');
-      return { line, query: { z: [m[1], m[2], m[3], words.length] }, expected: words };
-    }
-    throw new Error(`docs/algorithm.md: cannot parse known-answer line ${JSON.stringify(line)}`);
-  });
+  return block[1]
+    .trim()
+    .split('\n')
+    .map((line) => {
+      let m = /^stream "([^"]+)" = (0x[0-9a-f]{16})$/.exec(line);
+      if (m) return { line, query: { stream: m[1] }, expected: m[2] };
+      m = /^stepSeed (\d+) (\d+) (\d+) = (0x[0-9a-f]{16})$/.exec(line);
+      if (m) return { line, query: { stepSeed: [m[1], Number(m[2]), Number(m[3])] }, expected: m[4] };
+      m = /^z (\d+) "([^"]+)" (\d+) = ((?:0x[0-9a-f]{8} ?)+)$/.exec(line);
+      if (m) {
+        const words = m[4].trim().split(' ');
+        return { line, query: { z: [m[1], m[2], m[3], words.length] }, expected: words };
+      }
+      throw new Error(`docs/algorithm.md: cannot parse known-answer line ${JSON.stringify(line)}`);
+    });
 }
 
 const hex64 = (v: bigint) => `0x${v.toString(16).padStart(16, '0')}`;

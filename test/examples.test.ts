@@ -35,7 +35,8 @@ t.test('finetune: text task → tokens → hybrid training → evaluation → a 
   const steps = 120;
   const { stdout, summary } = runToEnd('finetune', ['', out, String(steps)]);
   t.match(stdout, /task: 230 train \/ 58 dev examples/, 'the text task was tokenised');
-  const before = summary.before as { loss: number }, after = summary.after as { loss: number };
+  const before = summary.before as { loss: number },
+    after = summary.after as { loss: number };
   t.ok(after.loss < 0.9 * before.loss, `dev loss fell by more than 10%: ${before.loss.toFixed(4)} → ${after.loss.toFixed(4)}`);
   const adapter = join(out, 'adapter');
   const config = JSON.parse(readFileSync(join(adapter, 'adapter_config.json'), 'utf8')) as { r: number; lora_alpha: number; peft_type: string };
@@ -73,7 +74,16 @@ async function startServer(t: Test, out: string): Promise<{ url: string; child: 
   return { url, child };
 }
 
-interface JobView { id: string; state: string; step: number; steps: number; evals: unknown[]; accuracy: number | null; adapter: string | null; error: string | null }
+interface JobView {
+  id: string;
+  state: string;
+  step: number;
+  steps: number;
+  evals: unknown[];
+  accuracy: number | null;
+  adapter: string | null;
+  error: string | null;
+}
 
 async function call(url: string, method: string, body?: unknown): Promise<{ status: number; json: unknown }> {
   const res = await fetch(url, { method, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -122,7 +132,14 @@ t.test('server: queued jobs in worker threads, progress and cancel over HTTP', a
   t.ok(finished.adapter && existsSync(join(finished.adapter, 'adapter_model.safetensors')), 'its adapter was saved');
 
   const list = (await call(`${url}/jobs`, 'GET')).json as JobView[];
-  t.same(list.map((j) => [j.id, j.state]), [[a.id, 'cancelled'], [b.id, 'done']], 'GET /jobs lists both');
+  t.same(
+    list.map((j) => [j.id, j.state]),
+    [
+      [a.id, 'cancelled'],
+      [b.id, 'done'],
+    ],
+    'GET /jobs lists both',
+  );
 
   child.kill('SIGTERM');
   const code = await new Promise((resolve) => child.on('exit', resolve));
@@ -133,9 +150,13 @@ t.test('kernel-bench: the perturbation kernels alone', async (t) => {
   const { stdout, summary } = runToEnd('kernel-bench', ['65536', '2', '1']);
   t.match(stdout, /65536 elements, median of 2 runs/);
   const rows = summary.rows as Array<{ op: string; ms: number; ratioToCopy: number }>;
-  t.same(rows.map((r) => r.op), [
-    'copy (reference)', 'gaussian → new array', 'perturb f32 (fused)', 'perturb bf16 (fused)',
-    'restoreUpdate f32 (fused)', 'materialise z + axpy (unfused)',
-  ], 'every pass was measured');
-  t.ok(rows.every((r) => Number.isFinite(r.ms) && r.ms >= 0), 'each has a time');
+  t.same(
+    rows.map((r) => r.op),
+    ['copy (reference)', 'gaussian → new array', 'perturb f32 (fused)', 'perturb bf16 (fused)', 'restoreUpdate f32 (fused)', 'materialise z + axpy (unfused)'],
+    'every pass was measured',
+  );
+  t.ok(
+    rows.every((r) => Number.isFinite(r.ms) && r.ms >= 0),
+    'each has a time',
+  );
 });
