@@ -10,7 +10,7 @@
  *      forward  zofo model.loss                      | torch forward under inference_mode
  *      zo       zofo ZO-only step (forward estimator) | MeZO zo_step + zo_update (central, 2 forwards)
  *      lora     zofo FO-only step (SGD on adapters)   | autograd + SGD on the adapters
- *      hybrid   zofo hybrid step (ALGORITHM §2)       | the same step written the plain PyTorch way
+ *      hybrid   zofo hybrid step (algorithm.md §2)    | the same step written the plain PyTorch way
  *      perturb  kernels.perturb over P fp32 values    | MeZO's perturbation pass over the P base weights
  * 2. Machine limits (bench/limits.ts), at the start and at the end of the run, by both libraries:
  *    copy bandwidth and a large square fp32 GEMM; zofo's achieved fraction of each (perturbation

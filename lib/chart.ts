@@ -27,6 +27,7 @@ export type ChartPoint = readonly [number, number];
 /** One x with a lower and an upper y: a point of a band's edges. */
 export type ChartBandPoint = readonly [number, number, number];
 
+/** One line of a chart panel: a legend name and its points. */
 export interface ChartSeries {
   /** Legend label; series of the same name share a colour in every panel. */
   name: string;
@@ -39,6 +40,7 @@ export interface ChartSeries {
   band?: readonly ChartBandPoint[];
 }
 
+/** One panel of a chart: title, axis labels and its series. */
 export interface ChartPanel {
   title: string;
   xLabel: string;
@@ -46,6 +48,7 @@ export interface ChartPanel {
   series: readonly ChartSeries[];
 }
 
+/** A whole chart (one SVG): a title and its panels, laid out in a grid. */
 export interface ChartSpec {
   title: string;
   panels: readonly ChartPanel[];

@@ -22,6 +22,23 @@ export type ZofoErrorCode =
   /** The replicas of a distributed run hold different weights. */
   | 'ZOFO_REPLICA_MISMATCH';
 
+/**
+ * The one error class zofo throws for bad input, bad files and failed native calls. `code`
+ * is stable (see `ZofoErrorCode`); the message names the offending file, tensor, shape or
+ * option.
+ *
+ * @example
+ * ```ts
+ * import { loadModel, ZofoError } from 'zofo';
+ *
+ * try {
+ *   await loadModel('./no-such-model');
+ * } catch (err) {
+ *   if (err instanceof ZofoError && err.code === 'ZOFO_IO') console.error(err.message);
+ *   else throw err;
+ * }
+ * ```
+ */
 export class ZofoError extends Error {
   readonly code: ZofoErrorCode;
   constructor(code: ZofoErrorCode, message: string, options?: { cause?: unknown }) {

@@ -60,7 +60,11 @@ export type {
 
 export { demoModelDir } from './demo/model.js';
 
-/** What backendInfo() reports. */
+/**
+ * What this installation runs on, as `backendInfo()` reports it: the CPU addon's SIMD
+ * level, Philox implementation, BLAS and default thread count, and whether the CUDA addon
+ * loaded (with the reasons when it did not).
+ */
 export interface BackendInfo {
   /** `file`: the zofo_cpu.node that was loaded (a source build, or a prebuilt platform package). */
   cpu: { simd: string; philox: string; blas: string; threads: number; file: string };
@@ -81,3 +85,11 @@ export function backendInfo(): BackendInfo {
     },
   };
 }
+
+// Types that appear in the signatures above, exported so that callers can name them.
+export type { ChartPanel, ChartPoint, ChartRow, ChartSeries, ChartSpec } from './chart.js';
+export type { LoadTaskOptions, SplitOptions, TaskText } from './data/tasks.js';
+export type { ModelTarget, PlainObjective, StepSizeInput, VecLike, Verdict as StepSizeVerdict, VerdictLevel } from './theory/smoothness.js';
+export type { ObjectiveOptions, StudyGrid, StudyObjective, StudyRecord, StudyReport, Verdict as StudyVerdict } from './theory/study.js';
+export type { EvalRecord, LoadedCheckpoint, TrainerCheckpointState } from './train/checkpoint.js';
+export type { HybridObjective, HybridRecord, Vec } from './train/quadratic.js';

@@ -1,8 +1,21 @@
 /**
- * The fused perturbation primitives (ALGORITHM.md §3) on plain typed arrays, for
+ * The fused perturbation primitives (docs/algorithm.md §3) on plain typed arrays, for
  * trainers that own their weights and for benchmarking. Every option is validated
  * here, before any memory is touched: bad input throws a ZofoError naming the
  * option, and the buffer is left exactly as it was.
+ *
+ * @example
+ * ```ts
+ * import { kernels } from 'zofo';
+ *
+ * const w = new Float32Array(1 << 20); // one tensor's weights
+ * const z = kernels.gaussian(4, { seed: 42n, name: 'layer.weight' }); // z of its first 4 elements
+ * kernels.perturb(w, { seed: 42n, name: 'layer.weight', scale: 1e-3 }); // w ← w + μ·z, one pass
+ * kernels.restoreUpdate(w, { seed: 42n, name: 'layer.weight', scale: -1e-3 - 0.01 * 0.5, lr: 0.01, weightDecay: 0 });
+ * // w ← (w − μ·z) − η·c·z: the restore and an SGD step with projected gradient c = 0.5, fused
+ * ```
+ *
+ * @module
  */
 import { cpuBinding, cudaBinding, cudaLoadErrors, type CudaBinding } from './binding.js';
 import { awaitNative, describe, invalidArg, rethrowNative, ZofoError } from './errors.js';
@@ -10,6 +23,9 @@ import { OptionError } from './validate/schema.js';
 
 const U64_MAX = (1n << 64n) - 1n;
 
+/**
+ * Storage dtype of a weight buffer: fp32, bfloat16 or IEEE half (the last two as raw `Uint16Array` bits).
+ */
 export type Dtype = 'f32' | 'bf16' | 'f16';
 const DTYPE_CODE: Record<Dtype, number> = { f32: 0, bf16: 1, f16: 2 };
 
@@ -121,6 +137,9 @@ export function philox4x32(counter: ArrayLike<number>, key: ArrayLike<number>): 
   return cpuBinding().philox4x32(words(counter, 4, 'counter'), words(key, 2, 'key'));
 }
 
+/**
+ * Which slice of the perturbation stream `gaussian()` draws: the key, the tensor (by name or stream id), the first element, and the thread count.
+ */
 export interface GaussianOptions {
   /** 64-bit step seed s_{k,j}. */
   seed: U64;
@@ -171,6 +190,9 @@ export interface TensorSlice {
   decay?: boolean;
 }
 
+/**
+ * Options of `perturb()`: the key, the scale a of x ← x + a·z, the storage dtype, the tensor (name or stream, first element) or a table of tensors, the thread count and the device.
+ */
 export interface PerturbOptions {
   seed: U64;
   /** a in x ← x + a·z (e.g. μ to perturb, −μ to restore). */
@@ -188,6 +210,9 @@ export interface PerturbOptions {
   device?: Device;
 }
 
+/**
+ * Options of `restoreUpdate()`: those of `perturb()` plus the update's weight-decay term.
+ */
 export interface RestoreUpdateOptions extends PerturbOptions {
   /** η: the learning rate of this step (multiplies weight decay). Default 0. */
   lr?: number;
@@ -288,7 +313,7 @@ export function perturb(weights: Float32Array | Uint16Array, opts: PerturbOption
 }
 
 /**
- * The fused restore+update of ALGORITHM.md §2 step 3, in one pass:
+ * The fused restore+update of docs/algorithm.md §2 step 3, in one pass:
  * x ← (1 − lr·weightDecay·mask)·x + scale·z, with mask = 0 for tensors whose
  * `decay` is false.
  */
@@ -314,6 +339,9 @@ export function restoreUpdateAsync(weights: Float32Array | Uint16Array, opts: Re
   }
 }
 
+/**
+ * Options of `matmul()`: transposes, the BLAS-style scalars `alpha` and `beta`, and the thread count.
+ */
 export interface MatmulOptions {
   transA?: boolean;
   transB?: boolean;

@@ -1,4 +1,4 @@
-// The Gaussian generator of ALGORITHM.md §3: conformance with the float64 formula,
+// The Gaussian generator of docs/algorithm.md §3: conformance with the float64 formula,
 // stream ids, N(0,1) statistics, independence, thread-count independence.
 import t from 'tap';
 import { kernels } from '../lib/index.js';

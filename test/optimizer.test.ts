@@ -1,4 +1,4 @@
-// The hybrid optimizer (ALGORITHM.md §2) on tiny random checkpoints: one step against
+// The hybrid optimizer (docs/algorithm.md §2) on tiny random checkpoints: one step against
 // a float64 reference built from independently checked pieces (the engine's tested
 // losses and gradients, kernels.gaussian's z), exact restore in every storage dtype,
 // non-finite and cancelled steps, determinism, FO optimizers against PyTorch's
@@ -59,7 +59,7 @@ async function allSameBits(model: Model, before: Map<string, Float32Array>): Pro
   return differ;
 }
 
-for (const family of ['llama', 'opt-350m', 'gpt2'] as const) t.test(`${family}: one hybrid step equals ALGORITHM.md §2 computed independently in float64`, async (t) => {
+for (const family of ['llama', 'opt-350m', 'gpt2'] as const) t.test(`${family}: one hybrid step equals docs/algorithm.md §2 computed independently in float64`, async (t) => {
   const dir = await tinyDir(t, family);
   const model = await loadModel(dir);
   const twin = await loadModel(dir); // evaluates the perturbed points independently

@@ -31,7 +31,7 @@ for (const [fi, family] of (['llama', 'opt', 'gpt2'] as TinyFamily[]).entries())
     const first = names[0];
     t.match(first, family === 'llama' ? /^base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.lora_A\.weight$/
       : family === 'opt' ? /^base_model\.model\.model\.decoder\.layers\.0\.self_attn\.q_proj\.lora_A\.weight$/
-        : /^base_model\.model\.transformer\.h\.0\.attn\.c_attn\.lora_A\.weight$/, 'STYLE.md naming');
+        : /^base_model\.model\.transformer\.h\.0\.attn\.c_attn\.lora_A\.weight$/, 'PEFT naming');
     t.same(file.tensors.get(first)!.shape, [2, ckpt.config.hidden_size ?? ckpt.config.n_embd], 'lora_A is [r, in]');
     file.close();
 

@@ -1,4 +1,4 @@
-// STYLE.md's model pitfalls, one named test each, on the ENGINE (the float64 reference
+// The model pitfalls of docs/architecture.md, one named test each, on the ENGINE (the float64 reference
 // has its own in reference-model.test.ts; here the engine must reproduce them).
 import t from 'tap';
 import { join } from 'node:path';

@@ -1,4 +1,4 @@
-// The synthetic quadratic of ALGORITHM.md §6 and hybrid ZO/FO reshuffling SGD on it:
+// The synthetic quadratic of docs/algorithm.md §6 and hybrid ZO/FO reshuffling SGD on it:
 // the problem's constants are what it claims, the Gaussian-smoothing estimator built on
 // the real z has the mean theory predicts (unbiased on a quadratic, O(μ²) bias on a
 // smooth cubic, O(μ) on an L-smooth function with a kink), the fused fp32 step matches

@@ -1,6 +1,6 @@
 // The float64 reference model (test/helpers/reference-model.ts), checked on its own:
 // analytic LoRA gradients against central finite differences, padding invariance,
-// causality, B = 0 adapters, one named test per model pitfall (docs/STYLE.md), the
+// causality, B = 0 adapters, one named test per model pitfall (docs/architecture.md), the
 // MeZO scores, and the tiny-checkpoint writer. Fresh seeds every run, printed.
 import t, { type Test } from 'tap';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -435,7 +435,7 @@ t.test('(e) OPT scales q by head_dim^-0.5 after q_proj bias', (t) => {
   const seed = nextSeed();
   const ckpt = randomCheckpoint('opt', seed);
   const model = new ReferenceModel(ckpt.config, ckpt.weights);
-  const T = 5, C = 24, NH = 4, HS = 6;
+  const T = 5, NH = 4, HS = 6;
   const { act } = capture(model, [tokens(seededRandom(seed), T, 50)]);
   const p = 'model.decoder.layers.0.self_attn';
   const x = get(act, 'model.decoder.layers.0.self_attn_layer_norm');

@@ -1,4 +1,4 @@
-// Smoothness estimates (ALGORITHM.md §6) and step-size advice: on the synthetic quadratic
+// Smoothness estimates (docs/algorithm.md §6) and step-size advice: on the synthetic quadratic
 // the power-iteration estimates of L_x = λmax(A) and L_y = λmax(B) land within 10% at the
 // default 20 iterations and the forward-only curvature equals vᵀAv direction by direction;
 // on a tiny random Llama with LoRA the L_y estimate agrees with the spectrum of a dense

@@ -3,7 +3,7 @@
 // merges; special-token ids from tokenizer_config.json; and the file errors.
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
-import { loadTokenizer, ZofoError } from '../lib/index.js';
+import { loadTokenizer } from '../lib/index.js';
 import { byteLevelBpe } from './helpers/bpe-tokenizer.js';
 import { caught } from './helpers/errors.js';
 

@@ -324,6 +324,7 @@ t.test('each kind of hostile file is a ZOFO_BAD_FILE naming the problem', async 
     return concat(pre, json);
   };
   const validJson = JSON.parse(Buffer.from(h.subarray(16)).toString('utf8'));
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the cases edit arbitrary fields of the parsed header
   const jsonWith = (edit: (j: Record<string, any>) => void): Uint8Array => {
     const j = structuredClone(validJson);
     edit(j);

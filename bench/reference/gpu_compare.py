@@ -10,7 +10,7 @@ llama_ref.py's model (bf16 weights on the GPU, LoRA r8 on q/v, the last-position
 the loss run in fp32, as in zofo) with torch.cuda.synchronize around each run: a forward,
 MeZO's ZO step (per-tensor torch.manual_seed + torch.normal, +eps/-2eps/+eps, z
 regenerated for the update), the PEFT-style LoRA step (autograd forward + backward, SGD
-on the adapters), the straightforward hybrid step of ALGORITHM section 2, and one
+on the adapters), the straightforward hybrid step of docs/algorithm.md §2, and one
 perturbation pass; peak device memory (torch.cuda.max_memory_allocated) of each. Then it
 prints one table of zofo / PyTorch ratios from the two runs on this machine, the
 targets of the GPU benchmark:

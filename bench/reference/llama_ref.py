@@ -13,7 +13,7 @@ Step kinds:
            z = torch.normal(0, 1, size=param.shape) per named parameter; passes +eps, -2eps,
            +eps around two forwards; the update regenerates z: param -= lr * projected_grad * z
   lora     FO-LoRA step: autograd forward+backward, SGD on the adapters, base requires_grad False
-  hybrid   ALGORITHM section 2 the straightforward way: loss+backward on the adapters at x;
+  hybrid   docs/algorithm.md §2 the straightforward way: loss+backward on the adapters at x;
            MeZO-style perturbation x += mu z, one forward (no grad), restore x -= mu z,
            update x -= lr c z (z regenerated each pass), SGD on the adapters
   perturb  one MeZO perturbation pass alone over every base parameter
@@ -222,7 +222,7 @@ class Stepper:
         self.sgd_adapters()
         return loss.item()
 
-    def hybrid(self):  # ALGORITHM section 2, forward estimator, q = 1
+    def hybrid(self):  # docs/algorithm.md §2, forward estimator, q = 1
         self.model.train()
         loss = loss_fn(self.model, self.batch)  # FO at (x_k, y_k)
         loss.backward()

@@ -1,5 +1,5 @@
 /**
- * `zofo smoothness`: estimates L_x and L_y (ALGORITHM.md §6) on a model and a few
+ * `zofo smoothness`: estimates L_x and L_y (docs/algorithm.md §6) on a model and a few
  * minibatches of the user's task, and judges learning rates against the step sizes the
  * hybrid analysis admits (lib/theory/smoothness.ts has the methods and formulas).
  */

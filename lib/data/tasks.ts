@@ -1,7 +1,7 @@
 /**
  * Task loaders with MeZO's prompts (princeton-nlp/MeZO `large_models/templates.py`),
  * producing zofo Examples (token ids) from a Tokenizer, and MeZO's seeded sampling of
- * train / dev / eval subsets (ALGORITHM.md §5, STYLE.md "MeZO reference behaviour").
+ * train / dev / eval subsets (docs/algorithm.md §5, after MeZO's reference prompts).
  *
  * Formats: `sst2` (GLUE TSV), `wsc` (SuperGLUE JSONL), `winogrande` (JSONL) and `jsonl`
  * (a user's {prompt, candidates, label} or {prompt, target} rows). Every malformed row is
@@ -21,7 +21,13 @@ import { badFile, ioError, isRecord } from '../formats/files.js';
 import type { ClassificationExample, Example, LmExample } from '../model/model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 
+/**
+ * The task formats `loadTask()` reads.
+ */
 export const TASK_NAMES = ['sst2', 'wsc', 'winogrande', 'jsonl'] as const;
+/**
+ * One of `TASK_NAMES`.
+ */
 export type TaskName = (typeof TASK_NAMES)[number];
 
 /** The text an example was built from, before tokenization (for debugging and reports). */
@@ -35,6 +41,9 @@ export interface TaskText {
   target?: string;
 }
 
+/**
+ * A loaded task: its name and file, the tokenised examples, and the text each was built from.
+ */
 export interface Task {
   name: TaskName;
   file: string;
@@ -49,6 +58,9 @@ export interface Task {
   skipped?: number[];
 }
 
+/**
+ * Options of `loadTask()`: how many rows, which rows to tokenise, what to do with malformed rows, and task-specific scoring.
+ */
 export interface LoadTaskOptions {
   /** Read only the first `limit` well-formed rows of the file. */
   limit?: number;
@@ -293,6 +305,16 @@ async function readLines(file: string, maxFileBytes: number): Promise<string[]> 
  * Empty lines are skipped; a malformed row throws ZOFO_BAD_FILE `<file>:<line>: …`
  * (the rows are all parsed first, then tokenized: a row that only fails to tokenize is
  * reported after the parse errors, and only if `pick` keeps it).
+ *
+ * @example
+ * ```ts
+ * import { loadModel, loadTask, sampleIndices, splitTask } from 'zofo';
+ *
+ * const model = await loadModel('./opt-125m');
+ * // MeZO's SST-2 sample: 1000 train + 500 dev examples, tokenising only those rows.
+ * const task = await loadTask('sst2', './SST-2/train.tsv', model.tokenizer!, { pick: (n) => sampleIndices(n, 1500, 0) });
+ * const train = task.examples.slice(0, 1000), dev = task.examples.slice(1000);
+ * ```
  */
 export async function loadTask(name: TaskName, file: string, tokenizer: Tokenizer, opts: LoadTaskOptions = {}): Promise<Task> {
   if (!(TASK_NAMES as readonly unknown[]).includes(name)) throw invalidArg(`one of ${TASK_NAMES.map((n) => `'${n}'`).join(', ')}`, 'name', name);
@@ -488,6 +510,7 @@ export function sampleExamples<T>(examples: readonly T[], k: number, seed: numbe
   return sampleIndices(examples.length, k, seed).map((i) => examples[i]);
 }
 
+/** Options of `splitTask()`: the sizes of the train and dev samples and the seed that draws them. */
 export interface SplitOptions { train: number; dev: number; seed: number }
 
 /**

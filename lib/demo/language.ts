@@ -189,7 +189,7 @@ export function makeReview(rng: Rng, kind: ReviewKind, label: 0 | 1): Review {
   return { text: joinClauses(rng, clauses), label, kind };
 }
 
-/** The classification prompt of a review (ALGORITHM.md §5's SST-2 template). */
+/** The classification prompt of a review (docs/algorithm.md §5's SST-2 template). */
 export const promptOf = (review: Review | string): string => `${typeof review === 'string' ? review : review.text} It was`;
 /** The candidate strings, in label order. */
 export const CANDIDATES = [' terrible', ' great'] as const;

@@ -43,7 +43,7 @@ export function demoTaskReviews(opts: DemoTaskOptions = {}): { train: Review[]; 
 
 /**
  * The built-in task: SST-2-style sentiment classification of the demo language's
- * reviews (ALGORITHM.md §5): prompt "<review> It was", candidates [" terrible", " great"],
+ * reviews (docs/algorithm.md §5): prompt "<review> It was", candidates [" terrible", " great"],
  * label 0 (negative) or 1 (positive). Labels are balanced; a mix of simple, negated and
  * contrasted reviews (language.ts DEMO_MIX).
  */

@@ -283,6 +283,7 @@ export class Checkpoint {
     return shard;
   }
 
+  /** The tensor `name` as fp32 (converted from its stored dtype), from whichever shard holds it. */
   read(name: string): Promise<Float32Array> {
     try {
       return this.fileOf(name).read(name);
@@ -291,6 +292,7 @@ export class Checkpoint {
     }
   }
 
+  /** The tensor `name`'s stored bytes, unconverted. */
   readRaw(name: string): Promise<Uint8Array> {
     try {
       return this.fileOf(name).readRaw(name);
@@ -299,6 +301,7 @@ export class Checkpoint {
     }
   }
 
+  /** Releases every shard (unmapped once in-flight reads end). Further reads throw ZOFO_CLOSED. */
   close(): void {
     for (const shard of this.shards) shard.close();
   }

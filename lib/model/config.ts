@@ -13,9 +13,18 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, ZofoError, type ZofoErrorCode } from '../errors.js';
 
+/**
+ * The architecture families the engine implements (Llama-style includes Mistral and Qwen2 checkpoints).
+ */
 export type ModelFamily = 'llama' | 'opt' | 'gpt2';
+/**
+ * Feed-forward activation named by a model's config.json.
+ */
 export type Activation = 'silu' | 'relu' | 'gelu_new' | 'gelu';
 
+/**
+ * A HuggingFace config.json reduced to what the engine needs, normalised across families; `raw` keeps the file's own object.
+ */
 export interface ModelConfig {
   /** Which forward graph runs: Llama (also Mistral, Qwen2), OPT or GPT-2. */
   family: ModelFamily;

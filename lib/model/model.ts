@@ -1,7 +1,7 @@
 /**
  * A HuggingFace causal LM on the zofo engine: `loadModel(dir)` reads config.json,
  * the safetensors checkpoint (single file or sharded) and, when present,
- * tokenizer.json; the model then computes logits, the losses of ALGORITHM.md §5, and
+ * tokenizer.json; the model then computes logits, the losses of docs/algorithm.md §5, and
  * the gradients of a loss w.r.t. its LoRA adapters (the base stays frozen).
  */
 import { existsSync } from 'node:fs';
@@ -19,8 +19,14 @@ import { foldSeed32 } from '../validate/u64.js';
 export interface ClassificationExample { prompt: number[]; candidates: number[][]; label: number }
 /** Language modelling: next-token loss over `target`, the prompt masked. */
 export interface LmExample { prompt: number[]; target: number[] }
+/**
+ * One training or evaluation example, already tokenised: a classification example or a language-modelling one.
+ */
 export type Example = ClassificationExample | LmExample;
 
+/**
+ * Options of `loadModel()`: the device and the storage dtype of the base weights.
+ */
 export interface LoadModelOptions {
   /**
    * Where the model runs: 'cpu' (default), 'cuda' (device 0; 'cuda:N' for device N: weights,
@@ -68,6 +74,9 @@ function resolveDevice(device: unknown): { binding: EngineBinding; device: strin
   throw invalidArg("'cpu', 'auto', 'cuda' or 'cuda:N'", 'device', device);
 }
 
+/**
+ * Options of `Model.addLoRA()`: rank r (default 8), alpha (default 16, scaling alpha / r), target modules and the init seed.
+ */
 export interface LoraOptions {
   rank?: number;
   alpha?: number;
@@ -77,6 +86,9 @@ export interface LoraOptions {
   seed?: number | bigint;
 }
 
+/**
+ * What `Model.loss()` returns: the batch loss and, for classification, the candidates' scores and the predictions.
+ */
 export interface LossResult {
   loss: number;
   /** Classification: per example, the mean log-prob score of each candidate. */
@@ -85,6 +97,9 @@ export interface LossResult {
   predictions?: number[];
 }
 
+/**
+ * What `Model.loraGradients()` returns: the loss and d loss / d every LoRA tensor.
+ */
 export interface LoraGradients {
   loss: number;
   /** d loss / d tensor, keyed by PEFT tensor name (…lora_A.weight / …lora_B.weight). */
@@ -112,7 +127,20 @@ function resolveCompute(compute: unknown, device: string): Compute {
   return compute as Compute;
 }
 
-/** Loads a HuggingFace model directory. */
+/**
+ * Loads a HuggingFace model directory: config.json, model.safetensors (or shards with
+ * their index) and, when present, tokenizer.json.
+ *
+ * @example
+ * ```ts
+ * import { loadModel } from 'zofo';
+ *
+ * const model = await loadModel('./opt-125m', { device: 'auto', dtype: 'f32' });
+ * const ids = model.tokenizer!.encode('the movie was great');
+ * const [logits] = await model.logits([ids]); // (T, V) for each sequence
+ * model.dispose();
+ * ```
+ */
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
   if (typeof dir !== 'string' || dir.length === 0) throw invalidArg('a model directory', 'dir', dir);
   const target = resolveTarget(opts);
@@ -121,7 +149,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   let storedNames: string[];
   try {
     storedNames = await loadWeights(dir, config, native);
-    native.setStreamNames(storedNames); // ALGORITHM.md §3: noise streams follow the keys as stored
+    native.setStreamNames(storedNames); // docs/algorithm.md §3: noise streams follow the keys as stored
   } catch (err) {
     native.dispose();
     throw err;
@@ -320,6 +348,27 @@ export function splitScores(batch: ClassificationExample[], flat: Float64Array):
 }
 
 
+/**
+ * A loaded causal LM on the zofo engine (create it with `loadModel()`): logits, losses,
+ * LoRA adapters and their gradients, and PEFT / merged-model output. Holds native memory:
+ * call `dispose()` (or use `await using`) when done; disposing cascades to its optimizers.
+ *
+ * @example
+ * ```ts
+ * import { loadModel } from 'zofo';
+ *
+ * await using model = await loadModel('./opt-125m');
+ * model.addLoRA({ rank: 8, alpha: 16 });
+ * const tok = model.tokenizer!;
+ * const ex = {
+ *   prompt: tok.encode('a great movie . It was', { addSpecialTokens: false }),
+ *   candidates: [[tok.tokenToId('Ġterrible')!], [tok.tokenToId('Ġgreat')!]],
+ *   label: 1,
+ * };
+ * const { loss, predictions } = await model.loss([ex]);
+ * await model.saveAdapter('./out/adapter'); // HF PEFT layout
+ * ```
+ */
 export class Model {
   #native: NativeModel | null;
   readonly #binding: EngineBinding;
@@ -474,13 +523,15 @@ export class Model {
     return [...this.#loraSpec(name).shape];
   }
 
-    loraTensor(name: string): Float32Array {
+  /** A copy of the LoRA tensor `name` (a PEFT name from `loraNames()`). */
+  loraTensor(name: string): Float32Array {
     const spec = this.#loraSpec(name);
     const out = new Float32Array(spec.shape[0] * spec.shape[1]);
     this.#live().getLoraTensor(spec.name, out);
     return out;
   }
 
+  /** Overwrites the LoRA tensor `name` with `data` (its exact length). */
   setLoraTensor(name: string, data: Float32Array): void {
     const spec = this.#loraSpec(name);
     if (!(data instanceof Float32Array)) throw invalidArg('a Float32Array', name, data);
@@ -566,6 +617,7 @@ export class Model {
     this.#native = null;
   }
 
+  /** `await using` support: the same as `dispose()`. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
   }

@@ -9,6 +9,12 @@ import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { invalidArg, ZofoError } from '../errors.js';
 import { readJsonFile } from './config.js';
 
+/**
+ * A model directory's tokenizer (tokenizer.json, run by @huggingface/tokenizers).
+ * `encode(text)` adds the template's special tokens (e.g. a start token) unless
+ * `{ addSpecialTokens: false }` is given; prompts and candidates of an example are usually
+ * encoded without them.
+ */
 export interface Tokenizer {
   /** Token ids of `text`; with addSpecialTokens (default true) the template's <s>/</s> etc. are added. */
   encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];

@@ -1,5 +1,5 @@
 /**
- * Estimates of the hybrid smoothness constants of ALGORITHM.md §6 on a user's problem,
+ * Estimates of the hybrid smoothness constants of docs/algorithm.md §6 on a user's problem,
  * and the step sizes they admit.
  *
  *   ‖∇_x f(x₁,y) − ∇_x f(x₂,y)‖ ≤ L_x‖x₁ − x₂‖,   ‖∇_y f(x,y₁) − ∇_y f(x,y₂)‖ ≤ L_y‖y₁ − y₂‖.
@@ -66,6 +66,7 @@ export type VecLike = ArrayLike<number>;
 export interface PlainObjective {
   dimX: number;
   dimY: number;
+  /** f(x, y). */
   loss(x: Float64Array, y: Float64Array): number | Promise<number>;
   /** ∇_y f (needed for L_y; dimY may be 0 for no y block). */
   gradY(x: Float64Array, y: Float64Array): VecLike | Promise<VecLike>;
@@ -82,8 +83,14 @@ export interface ModelTarget {
   batches: Example[][];
 }
 
+/**
+ * What `estimateSmoothness()` measures: a plain objective on Float64Arrays, or a model with a batch of examples.
+ */
 export type SmoothnessTarget = PlainObjective | ModelTarget;
 
+/**
+ * Options of `estimateSmoothness()`: directions, iterations, finite-difference steps, batches and seed.
+ */
 export interface SmoothnessOptions {
   /** Hessian–vector products per power iteration (default 20). */
   iterations?: number;
@@ -138,6 +145,9 @@ export interface Estimate {
   vectors?: Float64Array[];
 }
 
+/**
+ * Curvature along random directions (forward passes only): mean, spread and extremes; its maximum is a lower bound on L_x.
+ */
 export interface CurvatureEstimate {
   mean: number;
   max: number;
@@ -160,6 +170,9 @@ export interface CurvatureEstimate {
   vectors?: Float64Array[];
 }
 
+/**
+ * What `estimateSmoothness()` found: the L_x and L_y estimates with their spread, the dimensions, and how they were measured.
+ */
 export interface SmoothnessReport {
   /** null when there is no y block (no adapters, dimY = 0). */
   ly: Estimate | null;
@@ -618,6 +631,9 @@ async function estimateModel(target: ModelTarget, o: Resolved, tensors: string[]
 // ---------------------------------------------------------------------------------------
 // Step-size advice
 
+/**
+ * Input of `stepSizeAdvice()`: the constants (numbers or estimates), d_x, q and the learning rates to judge.
+ */
 export interface StepSizeInput {
   /** L_x: a number, an Estimate (its value), or a CurvatureEstimate (its max: a LOWER bound, so the advice is optimistic). */
   lx?: number | Estimate | CurvatureEstimate | null;
@@ -632,8 +648,12 @@ export interface StepSizeInput {
   q?: number;
 }
 
+/** How a learning rate compares with its admissible bound, from well below it to far above. */
 export type VerdictLevel = 'conservative' | 'admissible' | 'oscillate' | 'diverge';
 
+/**
+ * The advice on one learning rate: the rate, its admissible bound, their ratio, a level and a sentence.
+ */
 export interface Verdict {
   rate: number;
   /** The admissible bound it is compared with (lrYMax or lrXMax). */
@@ -644,6 +664,9 @@ export interface Verdict {
   message: string;
 }
 
+/**
+ * What `stepSizeAdvice()` says about a pair of learning rates: the admissible rates and a verdict per group.
+ */
 export interface StepSizeAdvice {
   /** 1/L_y: the first-order block's step, η ≲ 1/L. */
   lrYMax: number | null;

@@ -1,5 +1,5 @@
 /**
- * The convergence testbed of the paper's claim (ALGORITHM.md §6): hybrid ZO/FO reshuffling
+ * The convergence testbed of the paper's claim (docs/algorithm.md §6): hybrid ZO/FO reshuffling
  * SGD with separate rates η_x, η_y converges on finite sums that are hybrid-smooth,
  *
  *   ‖∇_x f(x₁,y) − ∇_x f(x₂,y)‖ ≤ L_x‖x₁ − x₂‖,   ‖∇_y f(x,y₁) − ∇_y f(x,y₂)‖ ≤ L_y‖y₁ − y₂‖,
@@ -37,7 +37,13 @@ import * as kernels from '../kernels.js';
 import { writeChartFiles, type ChartPoint, type ChartRow, type ChartSeries, type ChartSpec } from '../chart.js';
 import { quadraticProblem, runHybrid, type HybridObjective, type HybridRecord, type Vec } from '../train/quadratic.js';
 
+/**
+ * The synthetic objectives of the convergence study (docs/smoothness.md).
+ */
 export type ObjectiveName = 'quadratic-well' | 'quadratic-ill' | 'nonconvex' | 'violates';
+/**
+ * Every `ObjectiveName`, in the order the study runs them.
+ */
 export const OBJECTIVES: readonly ObjectiveName[] = ['quadratic-well', 'quadratic-ill', 'nonconvex', 'violates'];
 
 /** 'converges' needs ‖∇f‖ start / end ≥ this. */
@@ -55,6 +61,7 @@ export const THEORY_LR_X: readonly number[] = [1, 4];
 /** Exponent of the reference curve ‖∇f‖_ref ∝ epoch^REFERENCE_EXPONENT. */
 export const REFERENCE_EXPONENT = -0.25;
 
+/** A synthetic objective of the convergence study, with its known constants and start point. */
 export interface StudyObjective extends HybridObjective {
   readonly name: ObjectiveName;
   /** One line: what f is and where L_x, L_y come from. */
@@ -79,6 +86,7 @@ export interface StudyObjective extends HybridObjective {
   minimizer?(): { x: Float64Array; y: Float64Array };
 }
 
+/** Options of `makeObjective()`: dimensions, number of examples and seed. */
 export interface ObjectiveOptions {
   dimX: number;
   dimY: number;
@@ -320,6 +328,9 @@ export function makeObjective(name: ObjectiveName, opts: ObjectiveOptions): Stud
 // ---------------------------------------------------------------------------------------
 // The study
 
+/**
+ * The grid a study sweeps: step sizes for each block (or the rates the theory admits) and smoothing radii.
+ */
 export interface StudyGrid {
   /** η_x values, or 'theory': THEORY_LR_X / (4 (d_x + 4) L_x). */
   lrX: readonly number[] | 'theory';
@@ -329,6 +340,9 @@ export interface StudyGrid {
   mu: readonly number[];
 }
 
+/**
+ * Options of `runStudy()` / `study()`: which objective, the grid of step sizes and smoothing radii, steps and seed.
+ */
 export interface StudyOptions {
   objective: ObjectiveName;
   dimX: number;
@@ -344,13 +358,18 @@ export interface StudyOptions {
   estimator?: 'forward' | 'central';
 }
 
+/** How a study run ended. */
 export type Verdict = 'converges' | 'diverges' | 'stalls';
 
+/** One recorded point of a study run: a `HybridRecord` plus the running minimum of the gradient norm. */
 export interface StudyRecord extends HybridRecord {
   /** min of ‖∇f‖ over this and every earlier record (NaN/∞ ignored). */
   runningMin: number;
 }
 
+/**
+ * One run of the study: its rates and radius, the recorded trajectory, the constants at its end and its verdict.
+ */
 export interface StudyRun {
   lrX: number;
   lrY: number;
@@ -377,6 +396,9 @@ export interface StudyRun {
   endConstants: { lx: number; ly: number } | null;
 }
 
+/**
+ * All runs of a study on one objective, with the objective's known constants and a reference curve for the chart.
+ */
 export interface StudyResult {
   objective: { name: ObjectiveName; description: string; lx: number; ly: number; constants: 'global' | 'local-at-start'; dimX: number; dimY: number; n: number };
   batchSize: number;
@@ -526,6 +548,7 @@ export function formatStudyTable(result: StudyResult): string {
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n') + '\n';
 }
 
+/** What `study()` returns: the result, its table as text and the files it wrote. */
 export interface StudyReport {
   result: StudyResult;
   /** formatStudyTable(result). */

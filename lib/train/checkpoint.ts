@@ -1,5 +1,5 @@
 /**
- * Crash-safe training checkpoints (ALGORITHM.md §4: the sampler state is part of them).
+ * Crash-safe training checkpoints (docs/algorithm.md §4: the sampler state is part of them).
  * Layout of a checkpoint root `<dir>`:
  *
  *   <dir>/step-000123/          one complete checkpoint per saved step
@@ -37,6 +37,7 @@ const TRAINER_JSON = 'trainer.json';
 const OPTIMIZER_FILE = 'optimizer.safetensors';
 const TRAJECTORY_FILE = 'trajectory.zlog';
 
+/** One evaluation of a run: the step after which it ran, the loss and the accuracy. */
 export interface EvalRecord {
   /** Trainer step (batches consumed) after which the evaluation ran. */
   step: number;
@@ -67,6 +68,9 @@ export interface TrainerCheckpointState {
   history: string[];
 }
 
+/**
+ * A checkpoint as `loadCheckpoint()` reads it: trainer state, optimizer state and where its adapter and base live.
+ */
 export interface LoadedCheckpoint {
   /** The checkpoint directory that was read. */
   dir: string;

@@ -1,5 +1,5 @@
 /**
- * The hybrid optimizer (ALGORITHM.md §2): zeroth-order updates of the base weights x
+ * The hybrid optimizer (docs/algorithm.md §2): zeroth-order updates of the base weights x
  * (seed-regenerated Gaussian perturbations, forward passes only) jointly with
  * first-order updates of the LoRA adapters y, each with its own learning rate.
  * `await opt.step(batch)` runs the whole step in ONE native call off the JS thread.
@@ -78,6 +78,30 @@ function resolveParallel(p: ParallelOptions, zo: ResolvedZo | null): ResolvedPar
 
 const matches = (name: string, pattern: string | RegExp) => (typeof pattern === 'string' ? name.includes(pattern) : pattern.test(name));
 
+/**
+ * The hybrid optimizer of docs/algorithm.md §2: zeroth-order (seed-regenerated Gaussian
+ * perturbations, forward passes only) on the base weights and first-order (backprop) on
+ * the LoRA adapters, each with its own learning rate and schedule. `step(batch)` is the
+ * single-step primitive: one native call, off the JS thread, that leaves every weight
+ * unchanged if it fails or is cancelled. The ZO updates are logged as a trajectory
+ * (`saveTrajectory`, `replay`).
+ *
+ * @example
+ * ```ts
+ * import { HybridOptimizer, loadModel } from 'zofo';
+ *
+ * const model = await loadModel('./opt-125m');
+ * model.addLoRA({ rank: 8, alpha: 16 });
+ * const opt = new HybridOptimizer(model, {
+ *   zo: { lr: 1e-6, mu: 1e-3, estimator: 'forward' },
+ *   fo: { lr: 1e-4, optimizer: 'sgd' },
+ *   seed: 42,
+ * });
+ * const r = await opt.step(batch); // batch: Example[]
+ * console.log(r.loss, r.projectedGrads);
+ * await opt.saveTrajectory('./out/zo.zlog'); // seeds + projected gradients, replayable
+ * ```
+ */
 export class HybridOptimizer implements TrainableOptimizer {
   readonly model: Model;
   readonly zo: ResolvedZo | null;
@@ -332,6 +356,7 @@ export class HybridOptimizer implements TrainableOptimizer {
     this.#native = null;
   }
 
+  /** `await using` support: the same as `dispose()`. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
   }

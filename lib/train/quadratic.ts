@@ -1,5 +1,5 @@
 /**
- * A synthetic finite-sum quadratic with KNOWN block smoothness constants (ALGORITHM.md §6),
+ * A synthetic finite-sum quadratic with KNOWN block smoothness constants (docs/algorithm.md §6),
  * and the hybrid ZO/FO reshuffling SGD of §2 run on it with the real fused kernels.
  *
  *   f(x, y)    = (1/n) Σ_i f_i(x, y)
@@ -61,6 +61,7 @@ export interface HybridObjective {
   loss(x: Vec, y: Vec, indices?: readonly number[]): number;
   /** ∇_x and ∇_y of that mean loss. */
   gradX(x: Vec, y: Vec, indices?: readonly number[]): Float64Array;
+  /** ∇_y of that mean loss. */
   gradY(x: Vec, y: Vec, indices?: readonly number[]): Float64Array;
 }
 
@@ -299,7 +300,7 @@ export function projectedGradient(f: (x: Float64Array) => number, x: Vec, z: Vec
 }
 
 // ---------------------------------------------------------------------------------------
-// Hybrid reshuffling SGD (ALGORITHM.md §2 and §4)
+// Hybrid reshuffling SGD (docs/algorithm.md §2 and §4)
 
 export interface HybridRunOptions {
   /** Length of the run: whole epochs, or a number of steps (exactly one of the two). */
@@ -347,6 +348,7 @@ export interface HybridStepInfo {
   lrY: number;
 }
 
+/** One recorded point of a `runHybrid` run: epoch, step, loss and gradient norms. */
 export interface HybridRecord {
   /** Epochs completed (0: the start; fractional for a run that ends mid-epoch) and steps taken. */
   epoch: number;

@@ -1,5 +1,5 @@
 /**
- * Seed replay (ALGORITHM.md §2 step 4): a fine-tuned base is the base checkpoint plus
+ * Seed replay (docs/algorithm.md §7): a fine-tuned base is the base checkpoint plus
  * its trajectory log. `replay(baseDir, log)` loads the base, checks that the log names
  * it (parameter table and hash), and re-applies every logged update pass.
  */
@@ -7,6 +7,9 @@ import { loadModel, type LoadModelOptions, type Model } from '../model/model.js'
 import { applyTrajectory } from './optimizer.js';
 import { readTrajectory } from './trajectory.js';
 
+/**
+ * Options of `replay()`: the device the base is rebuilt on.
+ */
 export interface ReplayOptions {
   device?: LoadModelOptions['device'];
 }

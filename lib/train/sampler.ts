@@ -1,5 +1,5 @@
 /**
- * Random reshuffling (ALGORITHM.md §4): every epoch walks a fresh seeded permutation of
+ * Random reshuffling (docs/algorithm.md §4): every epoch walks a fresh seeded permutation of
  * the n examples in minibatches, without replacement. The permutation of epoch e is a
  * pure function of (seed, e), so the sampler's whole state is { epoch, position }:
  * a resumed run sees exactly the batches an uninterrupted run would.
@@ -7,6 +7,9 @@
 import { invalidArg } from '../errors.js';
 import { foldSeed32, isU64 } from '../validate/u64.js';
 
+/**
+ * Options of `ReshufflingSampler`: batch size, seed, and what to do with a short last batch.
+ */
 export interface SamplerOptions {
   /** Examples per minibatch. */
   batchSize: number;
@@ -18,6 +21,9 @@ export interface SamplerOptions {
   withReplacement?: boolean;
 }
 
+/**
+ * Where a sampler stands: the epoch and the position inside that epoch's permutation (the whole state: permutations are a pure function of seed and epoch).
+ */
 export interface SamplerState { epoch: number; position: number }
 
 // xoshiro128** seeded through splitmix32: small, fast, and fully specified here so a
@@ -67,6 +73,11 @@ export function epochPermutation(n: number, seed: number | bigint, epoch: number
   return p;
 }
 
+/**
+ * Random-reshuffling minibatches: every epoch walks a fresh seeded permutation without
+ * replacement (docs/algorithm.md §4). Its state is `{ epoch, position }`, so a resumed run
+ * sees the batches an uninterrupted one would.
+ */
 export class ReshufflingSampler {
   readonly n: number;
   readonly batchSize: number;
@@ -94,6 +105,7 @@ export class ReshufflingSampler {
     return this.dropLast ? Math.floor(this.n / this.batchSize) : Math.ceil(this.n / this.batchSize);
   }
 
+  /** Where the sampler stands now (what a checkpoint stores). */
   get state(): SamplerState {
     return { epoch: this.#epoch, position: this.#position };
   }

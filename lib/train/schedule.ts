@@ -1,9 +1,12 @@
 /**
- * Learning-rate schedules, one per parameter group (x and y independently, ALGORITHM.md
+ * Learning-rate schedules, one per parameter group (x and y independently, docs/algorithm.md
  * §4): constant, linear decay or cosine, each with an optional linear warm-up from 0.
  */
 import { invalidArg } from '../errors.js';
 
+/**
+ * A learning-rate schedule for one parameter group: `kind` 'constant' (default), 'linear' or 'cosine' decay, with optional linear warm-up.
+ */
 export interface ScheduleOptions {
   kind?: 'constant' | 'linear' | 'cosine';
   /** Steps of linear warm-up from 0 to the base rate (default 0). */

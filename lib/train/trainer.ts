@@ -1,5 +1,5 @@
 /**
- * The training loop: random-reshuffling minibatches (ALGORITHM.md §4) fed to a
+ * The training loop: random-reshuffling minibatches (docs/algorithm.md §4) fed to a
  * TrainableOptimizer, periodic evaluation with best-model tracking and early stopping,
  * crash-safe checkpoints, cancellation, and exact resume. `fit()` is an async generator
  * of typed events, so callers drive it with `for await`.
@@ -20,6 +20,9 @@ import { validateTrainerOptions } from '../validate/options.js';
 import { OptionError } from '../validate/schema.js';
 import { u64ToJson } from '../validate/u64.js';
 
+/**
+ * Evaluation during `Trainer.fit()`: the examples, how often, the batch size, and the metric that picks the best checkpoint.
+ */
 export interface EvalOptions {
   data: Example[];
   /** Evaluate after every `every` steps (default: once per epoch). */
@@ -30,6 +33,9 @@ export interface EvalOptions {
   metric?: 'loss' | 'accuracy';
 }
 
+/**
+ * Crash-safe checkpoints during `Trainer.fit()` (format: docs/algorithm.md §8): where, how often, how many to keep.
+ */
 export interface CheckpointOptions {
   dir: string;
   /** Save a step checkpoint every N steps (default: only the final one). */
@@ -42,6 +48,9 @@ export interface CheckpointOptions {
   saveBase?: boolean;
 }
 
+/**
+ * Options of `Trainer`: batch size, epochs or steps, sampling, evaluation, early stopping, checkpoints, non-finite handling and cancellation.
+ */
 export interface TrainerOptions {
   batchSize: number;
   /** Exactly one of epochs and steps. */
@@ -67,8 +76,14 @@ export interface TrainerOptions {
   distributed?: boolean;
 }
 
+/**
+ * The best evaluation of a run so far: its step, loss and accuracy (null without classification examples).
+ */
 export interface BestInfo { step: number; loss: number; accuracy: number | null }
 
+/**
+ * What `Trainer.fit()` yields, one event at a time: a step, a skipped step, an evaluation, a checkpoint, and finally `done` with the reason the run ended.
+ */
 export type TrainerEvent =
   | {
     type: 'step'; step: number; epoch: number; loss: number; lrX: number; lrY: number;
@@ -81,6 +96,9 @@ export type TrainerEvent =
   | { type: 'checkpoint'; step: number; dir: string; best: boolean }
   | { type: 'done'; step: number; reason: 'completed' | 'early-stop' | 'aborted' | 'non-finite'; best?: BestInfo };
 
+/**
+ * Options of one `Trainer.fit()` call: an optional checkpoint to resume from.
+ */
 export interface FitOptions {
   /** A checkpoint root (its `latest`) or one checkpoint directory to continue from. */
   resumeFrom?: string;
@@ -119,6 +137,27 @@ export async function evaluate(model: Model, data: Example[], batchSize = 16): P
 
 interface ResolvedEval { data: Example[]; every: number | null; batchSize: number; metric: 'loss' | 'accuracy' }
 
+/**
+ * The training loop: reshuffled minibatches fed to an optimizer's `step()`, with
+ * evaluation, early stopping, crash-safe checkpoints, cancellation (`signal`) and exact
+ * resume. `fit()` is an async generator of `TrainerEvent`s.
+ *
+ * @example
+ * ```ts
+ * import { HybridOptimizer, Trainer, loadModel, loadTask, splitTask } from 'zofo';
+ *
+ * const model = await loadModel('./opt-125m');
+ * model.addLoRA({ rank: 8, alpha: 16 });
+ * const task = await loadTask('sst2', './sst2/train.tsv', model.tokenizer!);
+ * const { train, dev } = splitTask(task.examples, { train: 1000, dev: 500, seed: 0 });
+ * const opt = new HybridOptimizer(model, { zo: { lr: 1e-6 }, fo: { lr: 1e-4 }, seed: 42 });
+ * const trainer = new Trainer(model, opt, { batchSize: 16, epochs: 3, eval: dev, checkpoint: { dir: './ckpt' } });
+ * for await (const ev of trainer.fit(train)) {
+ *   if (ev.type === 'eval') console.log(`step ${ev.step}: dev accuracy ${ev.accuracy}`);
+ * }
+ * await model.saveAdapter('./out/adapter');
+ * ```
+ */
 export class Trainer {
   readonly model: Model;
   readonly optimizer: TrainableOptimizer;

@@ -1,5 +1,5 @@
 /**
- * The trajectory log (ALGORITHM.md §2 step 4): every update pass of the base weights,
+ * The trajectory log (docs/algorithm.md §7): every update pass of the base weights,
  * exactly as applied, so that the base checkpoint + this log rebuild x_K by seed replay.
  * Versioned, append-only, little-endian throughout.
  *
@@ -54,7 +54,10 @@ import { describe, invalidArg, ZofoError } from '../errors.js';
 import { badFile, ioError, isCount, isRecord, parseJsonHeader, writeAll, writeFileAtomic } from '../formats/files.js';
 import type { Trajectory, TrajectoryHeader, TrajectoryRecord, TrajectoryTensor } from './types.js';
 
-/** The format version zofo writes (it reads this one and version 1). */
+/**
+ * The trajectory log format version this zofo writes (docs/algorithm.md §7); it reads this
+ * one and version 1.
+ */
 export const TRAJECTORY_VERSION = 2;
 export const RECORD_BYTES = 48;
 
@@ -498,6 +501,7 @@ export class TrajectoryAppender {
     return this.order.lastStep;
   }
 
+  /** Whether `close()` has been called. */
   get closed(): boolean {
     return this.handle === undefined;
   }

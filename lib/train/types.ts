@@ -1,6 +1,6 @@
 /**
  * The types the optimizer, the trajectory log, the trainer and its checkpoints share
- * (ALGORITHM.md §2–§4). Kept in one file so each module depends on shapes, not on
+ * (docs/algorithm.md §2–§4). Kept in one file so each module depends on shapes, not on
  * each other.
  */
 import type { Example, Model } from '../model/model.js';
@@ -44,6 +44,9 @@ export interface FoOptions {
   schedule?: ScheduleOptions;
 }
 
+/**
+ * Options of `HybridOptimizer`: the zeroth-order part, the first-order part (either may be omitted, not both), the run seed and the schedules' length.
+ */
 export interface HybridOptimizerOptions {
   /** The ZO part; omit (or null) for FO-only (LoRA / full fine-tuning). */
   zo?: ZoOptions | null;
@@ -119,13 +122,16 @@ export interface AbortSignalLike {
   removeEventListener(type: 'abort', listener: () => void): void;
 }
 
+/**
+ * Options of one `HybridOptimizer.step()`.
+ */
 export interface StepOptions {
   /** Aborting before the update phase rejects with ZOFO_ABORTED and leaves every weight as it was. */
   signal?: AbortSignalLike;
 }
 
 /**
- * One update pass of the base weights, exactly as applied (ALGORITHM.md §2 step 4):
+ * One update pass of the base weights, exactly as applied (docs/algorithm.md §7):
  * x ← (1 − etaLambda·decay)·x + scale·z(seed). Replaying these in order on the base
  * reproduces x bit-for-bit on the same backend.
  */
@@ -156,6 +162,9 @@ export interface TrajectoryTensor {
   decay: number;
 }
 
+/**
+ * The header of a trajectory log: base identity, parameter table, estimator, μ, q and run seed (docs/algorithm.md §7).
+ */
 export interface TrajectoryHeader {
   version: number;
   /** Identity of the base weights the log starts from. */
@@ -168,6 +177,9 @@ export interface TrajectoryHeader {
   seed: bigint;
 }
 
+/**
+ * A whole trajectory log in memory: its header and its records in log order.
+ */
 export interface Trajectory {
   header: TrajectoryHeader;
   records: TrajectoryRecord[];
@@ -180,6 +192,7 @@ export interface TrainableOptimizer {
   readonly stepCount: number;
   /** Steps the schedules span; Trainer sets it from its epochs / steps. */
   totalSteps: number;
+  /** One step on a minibatch (see `HybridOptimizer.step`). */
   step(batch: Example[], opts?: StepOptions): Promise<StepResult>;
   /** Everything needed to continue exactly: JSON-safe scalars and named fp32 tensors (moments). */
   state(): OptimizerState;
@@ -190,7 +203,9 @@ export interface TrainableOptimizer {
   stateProblem?(state: OptimizerState): string | undefined;
   /** Restores state(); replays its trajectory onto the base weights the model holds (async). */
   loadState(state: OptimizerState, opts?: { replay?: boolean }): Promise<void>;
+  /** The seed log so far. */
   trajectory(): Trajectory;
+  /** Writes the seed log atomically. */
   saveTrajectory(file: string): Promise<void>;
   /** Set when the step runs over several processes; Trainer then writes files on rank 0 only. */
   readonly parallel?: ParallelInfo | null;
@@ -198,6 +213,9 @@ export interface TrainableOptimizer {
   checkReplicas?(): Promise<void>;
 }
 
+/**
+ * An optimizer's state as `state()` returns it and checkpoints store it.
+ */
 export interface OptimizerState {
   json: Record<string, unknown>;
   tensors: Map<string, Float32Array>;

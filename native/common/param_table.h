@@ -1,5 +1,5 @@
 // The parameter table: which elements of one flat buffer belong to which tensor.
-// One fused pass over the table perturbs or updates the whole model (STYLE.md:
+// One fused pass over the table perturbs or updates the whole model (docs/architecture.md:
 // one contiguous buffer per dtype, one launch), instead of one call per tensor.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The Gaussian generator of ALGORITHM.md §3: Philox4x32-10 + Box–Muller, with its own
+// The Gaussian generator of docs/algorithm.md §3: Philox4x32-10 + Box–Muller, with its own
 // log and sin/cos. This header is the single source of truth for the CPU and CUDA
 // backends: every function is branch-free, every multiply-add is an explicit fmaf,
 // and nothing calls libm or a CUDA intrinsic whose rounding could differ, so both

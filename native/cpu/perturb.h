@@ -1,4 +1,4 @@
-// CPU perturbation engine (ALGORITHM.md §3, §2 step 3): Gaussian generation, the
+// CPU perturbation engine (docs/algorithm.md §3, §2 step 3): Gaussian generation, the
 // in-place perturbation and the fused restore+update, over a whole parameter table
 // in one threaded pass. fp32 math; bf16/f16 storage rounded to nearest even.
 #pragma once

@@ -1,4 +1,4 @@
-// CUDA perturbation engine (ALGORITHM.md §3, §2 step 3): the device twin of
+// CUDA perturbation engine (docs/algorithm.md §3, §2 step 3): the device twin of
 // native/cpu/perturb.h. Same generator (common/philox.h), same fp32 expression
 // x ← store(fmaf(a, z, d·load(x))), so results are bit-identical to the CPU backend
 // (test/cuda/test_perturb.cu checks this). One launch covers the whole parameter table.

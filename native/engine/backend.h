@@ -59,7 +59,7 @@ class Backend {
   virtual void upload_raw(void* dst, const void* host, size_t bytes) = 0;
   virtual void download_raw(void* host, const void* src, size_t bytes) = 0;
 
-  // ---- the optimizer's passes over the weights (ALGORITHM.md §2–§3) ----
+  // ---- the optimizer's passes over the weights (docs/algorithm.md §2–§3) ----
   // dst (n) = fp32(src[0 .. n)) + a·z(seed, stream, first .. first+n): one tensor's
   // perturbed weights in scratch (a = 0: the plain fp32 view of low-precision storage).
   virtual void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,

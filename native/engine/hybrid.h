@@ -1,4 +1,4 @@
-// The hybrid ZO/FO step of ALGORITHM.md §2, whole, on one Transformer:
+// The hybrid ZO/FO step of docs/algorithm.md §2, whole, on one Transformer:
 //   1. FO: forward + adapter-only backward at (x_k, y_k)  → L0, g_y
 //   2. ZO: for j < q, forward(s) at x_k ± μ·z_j            → c_j
 //   3. y ← FO update (SGD / momentum / AdamW);  x ← x − η_x·(Σ_j c_j z_j / q + λ_x x)

@@ -1,6 +1,6 @@
 // The model engine: one decoder-only transformer that covers the Llama (Mistral,
 // Qwen2), OPT and GPT-2 families by configuration, written once against Backend.
-// Forward, LoRA, the adapter-only backward and the losses of ALGORITHM.md §5.
+// Forward, LoRA, the adapter-only backward and the losses of docs/algorithm.md §5.
 //
 // Base weights live in ONE fp32 buffer in checkpoint layout (GPT-2 Conv1D weights
 // stay [in, out]), described by a table of checkpoint names: the perturbation engine
@@ -96,7 +96,7 @@ class Transformer {
   void set_lora_tensor(const std::string& name, const float* host, int64_t n);
   void get_lora_tensor(const std::string& name, float* host, int64_t n) const;
 
-  // ---- the optimizer's view of the base weights (ALGORITHM.md §2–§3) ----
+  // ---- the optimizer's view of the base weights (docs/algorithm.md §2–§3) ----
   // While a perturbation is set, every read of a trainable tensor sees x + scale·z(seed),
   // computed into scratch: the stored weights are never perturbed in place.
   void set_perturbation(uint64_t seed, float scale, const std::vector<uint8_t>& trainable);

@@ -2,7 +2,7 @@
  * The float64 reference ("oracle") for zofo's model engine: causal LMs exactly as
  * HuggingFace transformers computes them (modeling_llama.py / Mistral / Qwen2,
  * modeling_opt.py, modeling_gpt2.py), plus PEFT LoRA adapters, the MeZO-style losses of
- * docs/ALGORITHM.md §5, and analytic LoRA gradients through a tape (autograd64.ts).
+ * docs/algorithm.md §5, and analytic LoRA gradients through a tape (autograd64.ts).
  *
  * Written plainly from HF semantics; shares no code with lib/ or native/. Weights are
  * keyed by the checkpoint's own names, read as stored (GPT-2 Conv1D weights stay [in, out]).

@@ -1,7 +1,7 @@
 /**
  * Independent float64 / BigInt references for the tests: Philox4x32-10, FNV-1a-64,
  * Box–Muller in float64 (Math.log/cos/sin), rounding to bf16/f16, the normal CDF.
- * Written plainly from the specifications (Salmon et al. SC'11, ALGORITHM.md §3),
+ * Written plainly from the specifications (Salmon et al. SC'11, docs/algorithm.md §3),
  * sharing no code with the native implementation.
  */
 const M32 = 0xffffffffn;
