@@ -77,6 +77,11 @@ export interface ModelConfig {
   raw: Readonly<Record<string, unknown>>;
 }
 
+/** The largest size a config may state (vocab, widths, positions): token ids and rows are int32. */
+export const MAX_MODEL_DIM = 2 ** 31 - 1;
+/** The most decoder blocks a config may state (the engine's limit; real models have a few hundred at most). */
+export const MAX_MODEL_LAYERS = 4096;
+
 interface ArchitectureInfo { family: ModelFamily; modelType: string }
 
 const ARCHITECTURES: Record<string, ArchitectureInfo> = {
@@ -137,11 +142,15 @@ class Fields {
     return new ZofoError('ZOFO_UNSUPPORTED', `${this.file}: ${name} ${what} is not supported`);
   }
 
-  /** A positive safe integer; required unless `fallback` is given. */
-  count(name: string, fallback?: number): number {
+  /**
+   * A positive integer up to `max` (by default MAX_MODEL_DIM: sizes index int32 token ids
+   * and rows); required unless `fallback` is given.
+   */
+  count(name: string, fallback?: number, max = MAX_MODEL_DIM): number {
     if (!this.has(name) && fallback !== undefined) return fallback;
     const v = this.raw[name];
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw this.bad(name, 'a positive integer');
+    if (v > max) throw this.bad(name, `a positive integer up to ${max}`);
     return v;
   }
 
@@ -267,7 +276,7 @@ function parseLlama(f: Fields, modelType: string): Omit<ModelConfig, 'architectu
     family: 'llama',
     vocabSize: f.count('vocab_size'),
     hiddenSize,
-    numLayers: f.count('num_hidden_layers'),
+    numLayers: f.count('num_hidden_layers', undefined, MAX_MODEL_LAYERS),
     numHeads,
     numKvHeads,
     headDim,
@@ -302,7 +311,7 @@ function parseOpt(f: Fields): Omit<ModelConfig, 'architecture' | 'modelType'> {
     family: 'opt',
     vocabSize: f.count('vocab_size'),
     hiddenSize,
-    numLayers: f.count('num_hidden_layers'),
+    numLayers: f.count('num_hidden_layers', undefined, MAX_MODEL_LAYERS),
     numHeads,
     numKvHeads: numHeads,
     headDim: headWidth(f, 'hidden_size', hiddenSize, 'num_attention_heads', numHeads),
@@ -338,7 +347,7 @@ function parseGpt2(f: Fields): Omit<ModelConfig, 'architecture' | 'modelType'> {
     family: 'gpt2',
     vocabSize: f.count('vocab_size'),
     hiddenSize,
-    numLayers: f.count('n_layer'),
+    numLayers: f.count('n_layer', undefined, MAX_MODEL_LAYERS),
     numHeads,
     numKvHeads: numHeads,
     headDim: headWidth(f, 'n_embd', hiddenSize, 'n_head', numHeads),

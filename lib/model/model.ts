@@ -6,11 +6,12 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { cpuBinding, cudaBinding, cudaLoadErrors, type EngineBinding, type NativeModel } from '../binding.js';
+import { cpuBinding, cudaBinding, cudaLoadErrors, type EngineBinding, type NativeModel, type NativeModelConfig, type NativeTensorSpec } from '../binding.js';
 import { awaitNative, invalidArg, rethrowNative, ZofoError } from '../errors.js';
 import { openCheckpoint } from '../formats/safetensors.js';
 import { loadAdapter, saveAdapter, saveMerged } from '../formats/peft.js';
 import { loadConfig, type ModelConfig } from './config.js';
+import { matchCheckpoint } from './checkpoint-shapes.js';
 import { loadTokenizer, type Tokenizer } from './tokenizer.js';
 
 /** Classification: prompt + K candidate continuations; `label` indexes the right one. */
@@ -80,8 +81,6 @@ export interface LoraGradients {
 const FAMILY_CODE = { llama: 0, opt: 1, gpt2: 2 } as const;
 const DTYPE_CODE: Record<string, number> = { f32: 0, bf16: 1, f16: 2 };
 const ACTIVATION_CODE: Record<string, number> = { gelu_new: 0, relu: 1, silu: 2 };
-// Checkpoint tensors that HF itself ignores when loading these models.
-const IGNORED = [/\.attn\.(masked_)?bias$/, /\.rotary_emb\.inv_freq$/];
 const PEFT_PREFIX = 'base_model.model.';
 
 interface Spec { name: string; shape: number[]; offset: number }
@@ -98,61 +97,43 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   if (activation === undefined) {
     throw new ZofoError('ZOFO_UNSUPPORTED', `${join(dir, 'config.json')}: activation ${JSON.stringify(config.activation)} is not implemented by the engine (gelu_new, relu, silu are)`);
   }
-  let native: NativeModel;
+  const nativeConfig: NativeModelConfig = {
+    family: FAMILY_CODE[config.family], vocab: config.vocabSize, hidden: config.hiddenSize, layers: config.numLayers,
+    heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, ffn: config.ffnSize,
+    maxPositions: config.maxPositions, embedDim: config.embedProjDim, positionOffset: config.positionOffset,
+    rmsnorm: config.norm === 'rmsnorm', normEps: config.normEps, activation, ropeTheta: config.ropeTheta ?? 10000,
+    tieEmbeddings: config.tieWordEmbeddings, attentionBias: config.attentionBias, outputBias: config.outputBias,
+    mlpBias: config.mlpBias, preNorm: config.preNorm, finalNorm: config.finalNorm,
+  };
+  // The tensor table the config implies (nothing allocated), checked against the
+  // checkpoint's shapes before the engine allocates for the config's sizes.
+  let expected: NativeTensorSpec[];
   try {
-    native = new binding.NativeModel({
-      family: FAMILY_CODE[config.family], vocab: config.vocabSize, hidden: config.hiddenSize, layers: config.numLayers,
-      heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, ffn: config.ffnSize,
-      maxPositions: config.maxPositions, embedDim: config.embedProjDim, positionOffset: config.positionOffset,
-      rmsnorm: config.norm === 'rmsnorm', normEps: config.normEps, activation, ropeTheta: config.ropeTheta ?? 10000,
-      tieEmbeddings: config.tieWordEmbeddings, attentionBias: config.attentionBias, outputBias: config.outputBias,
-      mlpBias: config.mlpBias, preNorm: config.preNorm, finalNorm: config.finalNorm,
-    }, dtypeCode, device);
+    expected = binding.NativeModel.tensorSpecsOf(nativeConfig);
   } catch (err) {
     rethrowNative(err, `loadModel ${dir}`);
   }
+  const ckpt = await openCheckpoint(dir);
+  let native: NativeModel | undefined;
   let storedNames: string[];
   try {
-    storedNames = await loadWeights(dir, config, native);
+    storedNames = matchCheckpoint(dir, config, expected, ckpt.tensors);
+    try {
+      native = new binding.NativeModel(nativeConfig, dtypeCode, device);
+    } catch (err) {
+      rethrowNative(err, `loadModel ${dir}`);
+    }
+    const specs = native.tensorSpecs();
+    for (let i = 0; i < specs.length; i++) native.setTensor(specs[i].name, await ckpt.read(storedNames[i]));
     native.setStreamNames(storedNames); // ALGORITHM.md §3: noise streams follow the keys as stored
   } catch (err) {
-    native.dispose();
+    native?.dispose();
     throw err;
-  }
-  const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? await loadTokenizer(dir) : null;
-  return new Model(dir, config, native, tokenizer, dtype, storedNames, binding, device);
-}
-
-// Every tensor the engine expects, from the checkpoint, shape-checked; anything left
-// over that HF would not ignore is an error (a config that does not match its weights).
-// Returns each tensor's key as stored (GPT-2 keys may lack the `transformer.` prefix).
-async function loadWeights(dir: string, config: ModelConfig, native: NativeModel): Promise<string[]> {
-  const ckpt = await openCheckpoint(dir);
-  try {
-    const used = new Set<string>();
-    const stored: string[] = [];
-    for (const spec of native.tensorSpecs() as Spec[]) {
-      // GPT-2 checkpoints store keys with or without the `transformer.` prefix.
-      const candidates = config.family === 'gpt2' ? [spec.name, spec.name.replace(/^transformer\./, '')] : [spec.name];
-      const key = candidates.find((k) => ckpt.tensors.has(k));
-      if (key === undefined) throw new ZofoError('ZOFO_BAD_FILE', `${dir}: the checkpoint has no tensor ${spec.name}, which a ${config.architecture} with this config.json needs`);
-      const info = ckpt.tensors.get(key)!;
-      if (info.shape.join(',') !== spec.shape.join(',')) {
-        throw new ZofoError('ZOFO_BAD_FILE', `${dir}: tensor ${key} has shape [${info.shape.join(', ')}] but config.json implies [${spec.shape.join(', ')}]`);
-      }
-      native.setTensor(spec.name, await ckpt.read(key));
-      used.add(key);
-      stored.push(key);
-    }
-    for (const key of ckpt.tensors.keys()) {
-      if (used.has(key) || IGNORED.some((re) => re.test(key))) continue;
-      if (config.tieWordEmbeddings && /^lm_head\.weight$/.test(key)) continue; // tied: HF uses the embedding
-      throw new ZofoError('ZOFO_BAD_FILE', `${dir}: the checkpoint has a tensor ${key} that a ${config.architecture} with this config.json does not use`);
-    }
-    return stored;
   } finally {
     ckpt.close();
   }
+  const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? await loadTokenizer(dir) : null;
+  return new Model(dir, config, native, tokenizer, dtype, storedNames, binding, device);
 }
 
 /** A padded batch in the engine's layout: (B, T) row-major, right padding. */
