@@ -9,9 +9,9 @@
  * ZOFO_UNSUPPORTED; it is never silently ignored. A malformed field is a
  * ZOFO_BAD_CONFIG that names the file, the field and what it held.
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, ZofoError, type ZofoErrorCode } from '../errors.js';
+import { checkJsonLimits, readRegularFile } from '../formats/files.js';
 
 export type ModelFamily = 'llama' | 'opt' | 'gpt2';
 export type Activation = 'silu' | 'relu' | 'gelu_new' | 'gelu';
@@ -77,6 +77,9 @@ export interface ModelConfig {
   raw: Readonly<Record<string, unknown>>;
 }
 
+/** The largest JSON file (config.json, tokenizer.json) zofo reads. */
+export const MAX_JSON_FILE_BYTES = 256 * 2 ** 20;
+
 /** The largest size a config may state (vocab, widths, positions): token ids and rows are int32. */
 export const MAX_MODEL_DIM = 2 ** 31 - 1;
 /** The most decoder blocks a config may state (the engine's limit; real models have a few hundred at most). */
@@ -103,11 +106,21 @@ const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 export async function readJsonFile(path: string, badCode: ZofoErrorCode, optional = false): Promise<unknown> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    // A regular file only (a FIFO or device would hang or never end), of bounded size.
+    text = (await readRegularFile(path, MAX_JSON_FILE_BYTES)).toString('utf8');
   } catch (err) {
-    if (optional && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
-    throw new ZofoError('ZOFO_IO', `${path}: cannot read: ${why}`, { cause: err });
+    const cause = (err as { cause?: NodeJS.ErrnoException }).cause;
+    if (cause?.code === 'ENOENT') {
+      if (optional) return undefined;
+      throw new ZofoError('ZOFO_IO', `${path}: cannot read: no such file`, { cause: err });
+    }
+    if (err instanceof ZofoError && err.code === 'ZOFO_BAD_FILE') throw new ZofoError(badCode, err.message, { cause: err });
+    throw err;
+  }
+  try {
+    checkJsonLimits(path, text);
+  } catch (err) {
+    throw new ZofoError(badCode, (err as Error).message, { cause: err });
   }
   try {
     return JSON.parse(text);
