@@ -4,7 +4,7 @@
 // directory is refused at once, naming the path, instead of hanging loadModel.
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
-import { copyFile, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadModel, openSafetensors } from '../lib/index.js';
 import { entry, fileBytes } from './helpers/safetensors-bytes.js';
@@ -90,3 +90,13 @@ for (const name of ['model.safetensors', 'config.json', 'tokenizer.json', 'model
     });
   }
 }
+
+t.test('one huge token id in tokenizer.json is refused before the library sizes its tables by it', async (t) => {
+  const dir = await demoWith(t, 'tokenizer.json', async (path) => {
+    const json = JSON.parse(await readFile(join(demo, 'tokenizer.json'), 'utf8'));
+    const token = Object.keys(json.model.vocab)[10];
+    json.model.vocab[token] = 2 ** 31;
+    await writeFile(path, JSON.stringify(json));
+  });
+  await t.rejects(settlesWithin(loadModel(dir), 20_000, 'loadModel'), { code: 'ZOFO_BAD_FILE', message: /tokenizer\.json: model\.vocab\[".*"\] is 2147483648; token ids must be integers in \[0, \d+\)/ });
+});

@@ -104,6 +104,32 @@ class HfBackedTokenizer implements Tokenizer {
   }
 }
 
+/** How far token ids may run past the number of tokens: ids are dense in real tokenizers. */
+const MAX_ID_GAP = 1 << 16;
+
+/**
+ * The library sizes its tables by the largest token id: one huge id in a vocabulary or in
+ * added_tokens stalls loading for minutes and costs gigabytes. Ids must be integers below
+ * the number of tokens plus MAX_ID_GAP.
+ */
+function checkTokenIds(file: string, json: unknown): void {
+  if (typeof json !== 'object' || json === null) return; // the library names what is wrong
+  const ids: [string, unknown][] = [];
+  const vocab = (json as { model?: { vocab?: unknown } }).model?.vocab;
+  if (typeof vocab === 'object' && vocab !== null && !Array.isArray(vocab)) {
+    for (const [token, id] of Object.entries(vocab)) ids.push([`model.vocab[${JSON.stringify(token)}]`, id]);
+  }
+  const added = (json as { added_tokens?: unknown }).added_tokens;
+  if (Array.isArray(added)) added.forEach((t, i) => ids.push([`added_tokens[${i}].id`, (t as { id?: unknown })?.id]));
+  const limit = ids.length + MAX_ID_GAP;
+  for (const [where, id] of ids) {
+    if (id === undefined) continue;
+    if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) >= limit) {
+      throw new ZofoError('ZOFO_BAD_FILE', `${file}: ${where} is ${JSON.stringify(id)}; token ids must be integers in [0, ${limit}) for ${ids.length} tokens`);
+    }
+  }
+}
+
 /** Loads `${dir}/tokenizer.json` and, when present, `${dir}/tokenizer_config.json`. */
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const file = join(dir, 'tokenizer.json');
@@ -113,6 +139,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   if (typeof config !== 'object' || config === null || Array.isArray(config)) {
     throw new ZofoError('ZOFO_BAD_FILE', `${configFile}: not a JSON object`);
   }
+  checkTokenIds(file, json);
   let hf: HfTokenizerApi;
   try {
     hf = new HfTokenizer(json as object, config) as HfTokenizerApi;
