@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { OPTIMIZER_OPTIONS } from './corpus.mjs';
+import { EXAMPLES, LORA, OPTIMIZER_OPTIONS, TRAINER_OPTIONS } from './corpus.mjs';
 
 const [distIndex, demoDir] = process.argv.slice(2);
 const zofo = await import(pathToFileURL(distIndex).href);
@@ -57,7 +57,7 @@ const READERS = {
   async adapter(dir) {
     const m = await zofo.loadModel(demoDir);
     try {
-      m.addLoRA({ rank: 2, alpha: 4 });
+      m.addLoRA(LORA);
       await m.loadAdapter(dir);
       const h = hash();
       for (const name of m.loraNames()) feed(h, m.loraTensor(name));
@@ -69,17 +69,18 @@ const READERS = {
     // A torn tail is reported, not silent: the fingerprint says so.
     return feed(hash(), t).digest('hex') + (t.tornTail ? ':torn' : '');
   },
-  async checkpoint(dir) { // resume: the state a trainer would continue from
-    const ckpt = await zofo.loadCheckpoint(dir);
+  async checkpoint(dir) { // resume the run from its checkpoint and finish it: the final state
     const m = await zofo.loadModel(demoDir);
     try {
-      m.addLoRA({ rank: 2, alpha: 4 });
+      m.addLoRA(LORA);
       const opt = new zofo.HybridOptimizer(m, OPTIMIZER_OPTIONS);
-      const { restoreCheckpoint } = await import(pathToFileURL(join(distIndex, '../train/checkpoint.js')).href);
-      await restoreCheckpoint(ckpt, m, opt);
-      const h = feed(hash(), ckpt.trainer);
-      feed(h, await m.baseHash());
+      const trainer = new zofo.Trainer(m, opt, TRAINER_OPTIONS);
+      for await (const ev of trainer.fit(EXAMPLES, { resumeFrom: dir })) {
+        if (ev.type === 'done' && ev.reason !== 'completed') throw new Error(`resumed run ended: ${ev.reason}`);
+      }
+      const h = feed(hash(), await m.baseHash());
       for (const name of m.loraNames()) feed(h, m.loraTensor(name));
+      feed(h, opt.trajectory());
       const state = opt.state();
       feed(h, state.json);
       for (const [name, t] of [...state.tensors].sort()) feed(feed(h, name), t);

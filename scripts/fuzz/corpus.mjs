@@ -2,7 +2,7 @@
 // model, a sharded copy of it, a PEFT adapter, a tiny training run's checkpoint folder and
 // trajectory log, and task files. Each target names a folder and the files in it that
 // may be mutated; the rest of the folder is shared by hard links.
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export async function makeCorpus(zofo, demoDir, root) {
@@ -32,15 +32,16 @@ export async function makeCorpus(zofo, demoDir, root) {
   ckpt.close();
   writeFileSync(join(sharded, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }, null, 2));
 
-  // A tiny hybrid run with checkpoints: adapter, trajectory log, checkpoint folder.
+  // A tiny hybrid run with checkpoints; its `latest` is moved back to step 4 of 6, so the
+  // fuzzer's checkpoint target resumes it and runs the last two steps.
   const m = await loadModel(demoDir);
-  m.addLoRA({ rank: 2, alpha: 4, seed: 3 });
-  const examples = [];
-  for (let i = 0; i < 8; i++) examples.push({ prompt: [1, 5 + i, 9], target: [12 + i, 7, 2] });
+  m.addLoRA(LORA);
   const opt = new HybridOptimizer(m, OPTIMIZER_OPTIONS);
   const run = dir('run');
-  const trainer = new Trainer(m, opt, { batchSize: 2, steps: 4, seed: 0, checkpoint: { dir: run, every: 2, keep: 2 } });
-  for await (const ev of trainer.fit(examples)) if (ev.type === 'done' && ev.reason !== 'completed') throw new Error(`corpus run ended: ${ev.reason}`);
+  const trainer = new Trainer(m, opt, { ...TRAINER_OPTIONS, checkpoint: { dir: run, every: 2, keep: 3 } });
+  for await (const ev of trainer.fit(EXAMPLES)) if (ev.type === 'done' && ev.reason !== 'completed') throw new Error(`corpus run ended: ${ev.reason}`);
+  writeFileSync(join(run, 'latest'), JSON.stringify({ step: 4, path: 'step-000004' }));
+  rmSync(join(run, 'step-000006'), { recursive: true, force: true });
   const trajectory = dir('trajectory');
   await opt.saveTrajectory(join(trajectory, 'trajectory.zlog'));
   const adapter = dir('adapter');
@@ -56,5 +57,8 @@ export async function makeCorpus(zofo, demoDir, root) {
   return { model, sharded, run, trajectory, adapter, tasks };
 }
 
-/** The optimizer of the corpus run; the child rebuilds the same one to resume its checkpoint. */
-export const OPTIMIZER_OPTIONS = { zo: { lr: 1e-4, mu: 1e-3 }, fo: { lr: 1e-2 }, seed: 7, totalSteps: 4 };
+// The corpus run; the child rebuilds the same model, optimizer and trainer to resume it.
+export const LORA = { rank: 2, alpha: 4, seed: 3 };
+export const OPTIMIZER_OPTIONS = { zo: { lr: 1e-4, mu: 1e-3 }, fo: { lr: 1e-2 }, seed: 7 };
+export const TRAINER_OPTIONS = { batchSize: 2, steps: 6, seed: 0 };
+export const EXAMPLES = Array.from({ length: 8 }, (_, i) => ({ prompt: [1, 5 + i, 9], target: [12 + i, 7, 2] }));
