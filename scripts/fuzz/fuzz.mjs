@@ -183,7 +183,7 @@ const t0 = Date.now();
 await worker(0, () => (seeds.length ? nextJob() : null));
 await Promise.all(Array.from({ length: jobs }, (_, i) => worker(i, nextJob)));
 const total = Object.values(counts).reduce((a, b) => a + b, 0);
-console.log(`\nzofo fuzz: seed ${seed}, ${total} cases in ${((Date.now() - t0) / 1000).toFixed(0)} s on ${jobs} processes`);
+console.log(`\nzofo fuzz: every reader loaded its unmutated seed (${names.length} targets); seed ${seed}, ${total} mutated cases in ${((Date.now() - t0) / 1000).toFixed(0)} s on ${jobs} processes`);
 console.log(`outcomes: ${JSON.stringify(counts)}`);
 for (const [target, o] of Object.entries(byTarget)) console.log(`  ${target.padEnd(12)} ${JSON.stringify(o)}`);
 rmSync(join(work, 'cases'), { recursive: true, force: true });
