@@ -137,10 +137,11 @@ inline void register_env(napi_env env) {
   napi_add_env_cleanup_hook(env, [](void* data) { static_cast<EnvState*>(data)->closing.store(true); }, state);
 }
 
-// True once the environment has begun its teardown (or never registered).
+// True once the environment has begun its teardown. Without instance data (its
+// registration failed) this says false: completions then rely on never throwing.
 inline bool env_closing(napi_env env) {
   void* data = nullptr;
-  if (napi_get_instance_data(env, &data) != napi_ok || data == nullptr) return true;
+  if (napi_get_instance_data(env, &data) != napi_ok || data == nullptr) return false;
   return static_cast<EnvState*>(data)->closing.load();
 }
 
