@@ -32,7 +32,11 @@ export interface CpuBinding {
   sgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: Float32Array,
         B: Float32Array, beta: number, C: Float32Array, impl: number, threads: number | undefined, compute?: number): void;
   /** The model engine (native/addon/model.cpp); lib/model/model.ts is its typed face. */
-  readonly NativeModel: new (config: NativeModelConfig, dtype?: number, device?: string, compute?: number) => NativeModel;
+  readonly NativeModel: {
+    new (config: NativeModelConfig, dtype?: number, device?: string, compute?: number): NativeModel;
+    /** The tensor table a config implies, with nothing allocated (checked against a checkpoint first). */
+    tensorSpecsOf(config: NativeModelConfig): NativeTensorSpec[];
+  };
   /** The hybrid step (native/addon/optimizer.cpp); lib/train/optimizer.ts is its typed face. */
   readonly NativeOptimizer: {
     new (model: NativeModel, config: NativeOptimizerConfig): NativeOptimizer;
@@ -165,14 +169,22 @@ export interface CudaBinding {
   axpby(weights: Float32Array | Uint16Array, dtype: number, table: BigUint64Array, decay: Float32Array,
         seed: bigint, scale: number, etaLambda: number): void;
   /** The model engine with its weights, activations and optimizer state in device memory. */
-  readonly NativeModel: new (config: NativeModelConfig, dtype?: number, device?: string, compute?: number) => NativeModel;
+  readonly NativeModel: {
+    new (config: NativeModelConfig, dtype?: number, device?: string, compute?: number): NativeModel;
+    /** The tensor table a config implies, with nothing allocated (checked against a checkpoint first). */
+    tensorSpecsOf(config: NativeModelConfig): NativeTensorSpec[];
+  };
   readonly NativeOptimizer: CpuBinding['NativeOptimizer'];
 }
 
 /** The engine classes of one addon: a model's optimizer must come from its model's addon. */
 export interface EngineBinding {
   readonly backend: 'cpu' | 'cuda';
-  readonly NativeModel: new (config: NativeModelConfig, dtype?: number, device?: string, compute?: number) => NativeModel;
+  readonly NativeModel: {
+    new (config: NativeModelConfig, dtype?: number, device?: string, compute?: number): NativeModel;
+    /** The tensor table a config implies, with nothing allocated (checked against a checkpoint first). */
+    tensorSpecsOf(config: NativeModelConfig): NativeTensorSpec[];
+  };
   readonly NativeOptimizer: CpuBinding['NativeOptimizer'];
 }
 

@@ -7,6 +7,9 @@
 //   ZOFO_BUILD=cmake|gyp              force one tool
 //   ZOFO_CUDA=0|1                     CUDA addon off / required (default: when cuBLAS is found)
 //   ZOFO_BLAS=0                       built-in matmul instead of OpenBLAS/Accelerate
+//   ZOFO_SANITIZE=1                   CPU addon with ASan + UBSan, into build-sanitize/Release
+//                                     (cmake-js only; load it with ZOFO_BINDING_DIR and
+//                                     LD_PRELOAD=$(gcc -print-file-name=libasan.so))
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -27,10 +30,15 @@ function have(cmd) {
   return spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
+const sanitize = process.env.ZOFO_SANITIZE === '1';
+
 function cmakeJs(env) {
   const cli = require.resolve('cmake-js/bin/cmake-js');
   const jobs = String(Math.max(1, Math.min(4, cpuCount())));
-  return run(process.execPath, [cli, 'rebuild', '--parallel', jobs], env);
+  // cmake-js ignores CXXFLAGS from the environment: the sanitizer build is a CMake option,
+  // built into its own folder so it never replaces build/Release.
+  const extra = sanitize ? ['--CDZOFO_SANITIZE=ON', '--out', 'build-sanitize'] : [];
+  return run(process.execPath, [cli, 'rebuild', '--parallel', jobs, ...extra], sanitize ? { ...env, ZOFO_CUDA: '0' } : env);
 }
 
 function cpuCount() {
@@ -78,7 +86,10 @@ function nodeGyp() {
 }
 
 let ok = false;
-if (tool === 'cmake' || (tool === 'auto' && have('cmake'))) {
+if (sanitize) {
+  if (tool === 'gyp' || !have('cmake')) console.error('zofo: ZOFO_SANITIZE=1 needs cmake (cmake-js)');
+  else ok = cmakeJs(process.env);
+} else if (tool === 'cmake' || (tool === 'auto' && have('cmake'))) {
   ok = cmakeJs(process.env);
   // A broken optional CUDA toolchain must not cost the user the CPU addon.
   if (!ok && process.env.ZOFO_CUDA !== '1' && process.env.ZOFO_CUDA !== '0') {

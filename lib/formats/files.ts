@@ -4,7 +4,8 @@
  * unreadable file, and one crash-safe way to write one.
  */
 import { randomBytes } from 'node:crypto';
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ZofoError } from '../errors.js';
 
@@ -29,22 +30,114 @@ export const isRecord = (v: unknown): v is Record<string, unknown> => typeof v =
 /** A count or size: a non-negative safe integer. */
 export const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
+/** Limits on the JSON zofo reads from files (headers, configs, indexes). */
+export interface JsonLimits {
+  /** Deepest nesting of objects and arrays. */
+  maxDepth: number;
+  /** Most objects and arrays in all. */
+  maxContainers: number;
+  /** Most values (array elements and object members) in all. */
+  maxValues: number;
+}
+
+/**
+ * Generous for every file zofo reads (a safetensors header nests 3 deep; a tokenizer.json
+ * holds a few hundred thousand values), while bounding what JSON.parse may build from a
+ * hostile file: deep nesting or millions of tiny values cost far more memory than bytes.
+ */
+export const JSON_LIMITS: JsonLimits = { maxDepth: 64, maxContainers: 1 << 21, maxValues: 1 << 23 };
+
+/**
+ * Throws ZOFO_BAD_FILE when `text` (any text, valid JSON or not) nests deeper or holds
+ * more containers or values than `limits` allow. One pass, constant work per character,
+ * strings skipped: run before JSON.parse so a pathological file is refused cheaply.
+ */
+export function checkJsonLimits(file: string, text: string, limits: JsonLimits = JSON_LIMITS): void {
+  let depth = 0, containers = 0, values = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) { // a string: skip to its closing quote
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+    } else if (c === 0x7b || c === 0x5b) { // { [
+      if (++depth > limits.maxDepth) throw badFile(file, `JSON nests deeper than ${limits.maxDepth} levels`);
+      if (++containers > limits.maxContainers) throw badFile(file, `JSON holds more than ${limits.maxContainers} objects and arrays`);
+      values++;
+    } else if (c === 0x7d || c === 0x5d) { // } ]
+      depth--;
+    } else if (c === 0x2c) { // ,
+      if (++values > limits.maxValues) throw badFile(file, `JSON holds more than ${limits.maxValues} values`);
+    }
+  }
+}
+
 /**
  * Decodes a JSON header: strict UTF-8 (a lenient decode would hide corruption behind
- * U+FFFD), then JSON.parse. Returns the text too, for checks JSON.parse cannot make
- * (duplicate keys). Each failure is a ZOFO_BAD_FILE naming the file.
+ * U+FFFD), a check of its nesting and size (checkJsonLimits), then JSON.parse. Returns
+ * the text too, for checks JSON.parse cannot make (duplicate keys). Each failure is a
+ * ZOFO_BAD_FILE naming the file.
  */
-export function parseJsonHeader(file: string, bytes: Uint8Array): { text: string; value: unknown } {
+export function parseJsonHeader(file: string, bytes: Uint8Array, limits: JsonLimits = JSON_LIMITS): { text: string; value: unknown } {
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
     throw badFile(file, 'header is not valid UTF-8');
   }
+  checkJsonLimits(file, text, limits);
   try {
     return { text, value: JSON.parse(text) };
   } catch (err) {
     throw badFile(file, `header is not valid JSON (${(err as Error).message})`);
+  }
+}
+
+/**
+ * Opens `file` for reading without ever blocking on it: a FIFO opened plainly waits for
+ * a writer forever (and holds a libuv thread while it does), and a device such as
+ * /dev/zero never ends. stat first, then open with O_NONBLOCK, then fstat the handle (the
+ * path may have changed in between). A directory or anything but a regular file is a
+ * ZOFO_IO naming the path; a missing file is a ZOFO_IO whose cause has code ENOENT.
+ */
+export async function openRegularFile(file: string): Promise<{ handle: FileHandle; size: number }> {
+  const refuse = (st: { isDirectory(): boolean }) =>
+    new ZofoError('ZOFO_IO', `${file}: ${st.isDirectory() ? 'is a directory' : 'is not a regular file (a FIFO, socket or device)'}, not a file zofo can read`);
+  let handle: FileHandle;
+  try {
+    const st = await stat(file);
+    if (!st.isFile()) throw refuse(st);
+    handle = await open(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  } catch (err) {
+    throw ioError(file, 'cannot open', err);
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw refuse(st);
+    return { handle, size: st.size };
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    throw ioError(file, 'cannot stat', err);
+  }
+}
+
+/**
+ * The whole of a regular file of at most `maxBytes` (see openRegularFile): larger is a
+ * ZOFO_BAD_FILE naming the limit, so no reader ever pulls an unbounded file into memory.
+ */
+export async function readRegularFile(file: string, maxBytes: number): Promise<Buffer> {
+  const { handle, size } = await openRegularFile(file);
+  try {
+    if (size > maxBytes) throw badFile(file, `file is ${size} bytes, over the limit of ${maxBytes} bytes`);
+    const bytes = Buffer.alloc(size);
+    for (let done = 0; done < size;) {
+      const { bytesRead } = await handle.read(bytes, done, size - done, done);
+      if (bytesRead === 0) throw badFile(file, `file shrank while being read (${done} of ${size} bytes)`);
+      done += bytesRead;
+    }
+    return bytes;
+  } catch (err) {
+    throw ioError(file, 'cannot read', err);
+  } finally {
+    await handle.close().catch(() => undefined);
   }
 }
 

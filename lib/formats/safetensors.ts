@@ -9,152 +9,29 @@
  * names the file and the problem. Only the header passes through the JS heap; tensor
  * bytes are read by native code (native/io/mapped_file.h), which checks bounds again.
  */
-import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { cpuBinding, type CpuBinding } from '../binding.js';
-import { awaitNative, describe, invalidArg, rethrowNative, ZofoError } from '../errors.js';
-import { badFile, ioError, isCount, isRecord, parseJsonHeader, writeFileAtomic } from './files.js';
+import { awaitNative, describe, invalidArg, rethrowNative, ZofoError, type ZofoErrorCode } from '../errors.js';
+import { badFile, checkJsonLimits, ioError, isCount, isRecord, openRegularFile, readRegularFile, writeFileAtomic } from './files.js';
+import { METADATA_KEY, numel, parseHeader, WIDTH, type ParsedHeader, type SafetensorsDtype, type TensorInfo } from './safetensors-header.js';
 
-/** The storage dtypes zofo reads and writes. */
-export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
+export type { SafetensorsDtype, TensorInfo } from './safetensors-header.js';
 
-const WIDTH: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2 };
 // The native dtype codes (native/common/dtype.h DType).
 const NATIVE_DTYPE: Record<SafetensorsDtype, number> = { F32: 0, BF16: 1, F16: 2 };
-// Valid safetensors dtypes that zofo does not load: named as "unsupported", not "unknown".
-const OTHER_DTYPES = new Set([
-  'BOOL', 'U8', 'I8', 'U16', 'I16', 'U32', 'I32', 'U64', 'I64', 'F64', 'C64',
-  'F8_E4M3', 'F8_E5M2', 'F8_E8M0', 'F6_E2M3', 'F6_E3M2', 'F4',
-]);
 
 /** safetensors' own limit on the header size. */
 export const MAX_HEADER_BYTES = 100_000_000;
-const METADATA_KEY = '__metadata__';
 
-/** Where one tensor lives: `dataOffsets` are relative to the start of the data section. */
-export interface TensorInfo {
-  dtype: SafetensorsDtype;
-  shape: number[];
-  dataOffsets: [number, number];
-}
 
 type NativeFile = InstanceType<CpuBinding['MappedFile']>;
 
-/** Product of a shape, or undefined when it exceeds 2^53 − 1. */
-function numel(shape: readonly number[]): number | undefined {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return Number.isSafeInteger(n) ? n : undefined;
-}
-
-/**
- * The first key that occurs twice in one JSON object of `text` (valid JSON), with the
- * top-level key it sits under. JSON.parse silently keeps the last duplicate, so this
- * walks the tokens: a stack of open containers, each object with the keys seen so far.
- */
-function findDuplicateKey(text: string): { key: string; under?: string } | undefined {
-  const stack: ({ keys: Set<string>; expectKey: boolean } | null)[] = []; // null: an array
-  let top: string | undefined;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (c === '{') stack.push({ keys: new Set(), expectKey: true });
-    else if (c === '[') stack.push(null);
-    else if (c === '}' || c === ']') stack.pop();
-    else if (c === ',') {
-      const frame = stack[stack.length - 1];
-      if (frame) frame.expectKey = true;
-    } else if (c === '"') {
-      const start = i;
-      for (i++; text[i] !== '"'; i++) if (text[i] === '\\') i++;
-      const frame = stack[stack.length - 1];
-      if (!frame?.expectKey) continue; // a string value
-      frame.expectKey = false;
-      const key = JSON.parse(text.slice(start, i + 1)) as string; // resolves escapes: "\u0061" is "a"
-      if (frame.keys.has(key)) return stack.length === 1 ? { key } : { key, under: top };
-      frame.keys.add(key);
-      if (stack.length === 1) top = key;
-    }
-  }
-  return undefined;
-}
-
-/** Parses and validates a header (the N bytes after the length prefix) against a data section of `dataLength` bytes. */
-function parseHeader(file: string, bytes: Uint8Array, dataLength: number): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
-  const { text, value: header } = parseJsonHeader(file, bytes);
-  if (!isRecord(header)) throw badFile(file, `header is not a JSON object but ${describe(header)}`);
-  const dup = findDuplicateKey(text);
-  if (dup) {
-    throw badFile(file, dup.under === undefined ? `duplicate tensor name ${JSON.stringify(dup.key)} in the header`
-      : `duplicate key ${JSON.stringify(dup.key)} in the header entry ${JSON.stringify(dup.under)}`);
-  }
-
-  let metadata: Record<string, string> = {};
-  const tensors = new Map<string, TensorInfo>();
-  for (const [name, entry] of Object.entries(header)) {
-    const where = `tensor ${JSON.stringify(name)}`;
-    if (name === METADATA_KEY) {
-      if (!isRecord(entry)) throw badFile(file, `${METADATA_KEY} must be an object of strings, not ${describe(entry)}`);
-      for (const [k, v] of Object.entries(entry)) {
-        if (typeof v !== 'string') throw badFile(file, `${METADATA_KEY} must map strings to strings, but key ${JSON.stringify(k)} holds ${describe(v)}`);
-      }
-      metadata = Object.fromEntries(Object.entries(entry as Record<string, string>)); // own keys only, even "__proto__"
-      continue;
-    }
-    if (!isRecord(entry)) throw badFile(file, `${where}: entry must be an object, not ${describe(entry)}`);
-    const { dtype, shape, data_offsets: offsets } = entry;
-    if (dtype === undefined) throw badFile(file, `${where}: missing dtype`);
-    if (shape === undefined) throw badFile(file, `${where}: missing shape`);
-    if (offsets === undefined) throw badFile(file, `${where}: missing data_offsets`);
-    if (typeof dtype !== 'string') throw badFile(file, `${where}: dtype must be a string, not ${describe(dtype)}`);
-    if (OTHER_DTYPES.has(dtype)) throw badFile(file, `unsupported dtype ${dtype} for ${where} (zofo reads F32, F16 and BF16)`);
-    if (!Object.hasOwn(WIDTH, dtype)) throw badFile(file, `unknown dtype ${JSON.stringify(dtype)} for ${where}`);
-    if (!Array.isArray(shape) || !shape.every(isCount)) {
-      throw badFile(file, `${where}: shape must be an array of non-negative safe integers, not ${JSON.stringify(shape)}`);
-    }
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount) || offsets[0] > offsets[1]) {
-      throw badFile(file, `${where}: data_offsets must be two non-negative safe integers [begin, end] with begin ≤ end, not ${JSON.stringify(offsets)}`);
-    }
-    const width = WIDTH[dtype as SafetensorsDtype];
-    const n = numel(shape);
-    const [begin, end] = offsets as [number, number];
-    if (n === undefined || n * width !== end - begin) {
-      throw badFile(file, `${where}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes but ${dtype} ${JSON.stringify(shape)} needs ${n === undefined ? 'more than 2^53' : n * width}`);
-    }
-    if (end > dataLength) {
-      throw badFile(file, `${where}: data_offsets [${begin}, ${end}] run past the end of the data section (${dataLength} bytes)`);
-    }
-    tensors.set(name, { dtype: dtype as SafetensorsDtype, shape: [...shape], dataOffsets: [begin, end] });
-  }
-
-  // Sorted by begin, the tensors must tile [0, dataLength): no overlap, no hole, nothing after.
-  const order = [...tensors].sort((a, b) => a[1].dataOffsets[0] - b[1].dataOffsets[0] || a[1].dataOffsets[1] - b[1].dataOffsets[1]);
-  let covered = 0;
-  let previous = '';
-  for (const [name, info] of order) {
-    const [begin, end] = info.dataOffsets;
-    if (begin < covered) {
-      throw badFile(file, `tensor ${JSON.stringify(name)} [${begin}, ${end}] overlaps tensor ${JSON.stringify(previous)}, which ends at ${covered}`);
-    }
-    if (begin > covered) throw badFile(file, `hole in the data section: bytes [${covered}, ${begin}) belong to no tensor`);
-    covered = end;
-    previous = name;
-  }
-  if (covered !== dataLength) {
-    throw badFile(file, `hole in the data section: bytes [${covered}, ${dataLength}) at its end belong to no tensor`);
-  }
-  return { tensors, metadata };
-}
-
-/** Reads the length prefix and the header with fs (never the data). */
+/** Reads the length prefix and the header with fs (never the data). A FIFO, device or directory is refused before any read. */
 async function readHeader(file: string): Promise<{ size: number; headerLength: number; header: Uint8Array }> {
-  let handle: FileHandle;
+  const { handle, size } = await openRegularFile(file);
   try {
-    handle = await open(file, 'r');
-  } catch (err) {
-    throw ioError(file, 'cannot open', err);
-  }
-  try {
-    const { size } = await handle.stat();
     if (size < 8) throw badFile(file, `file is ${size} bytes, shorter than the 8-byte header length`);
     const prefix = Buffer.alloc(8);
     await handle.read(prefix, 0, 8, 0);
@@ -165,8 +42,10 @@ async function readHeader(file: string): Promise<{ size: number; headerLength: n
     const { bytesRead } = await handle.read(header, 0, header.length, 8);
     if (bytesRead !== header.length) throw badFile(file, `file shrank while reading its header`);
     return { size, headerLength: Number(n), header };
+  } catch (err) {
+    throw ioError(file, 'cannot read', err);
   } finally {
-    await handle.close();
+    await handle.close().catch(() => undefined);
   }
 }
 
@@ -179,6 +58,29 @@ export interface TensorLocation {
   offset: number;
   nbytes: number;
   dtype: SafetensorsDtype;
+}
+
+/** Headers up to this size are parsed inline (well under a millisecond per KiB); larger ones in a worker thread. */
+export const INLINE_HEADER_BYTES = 1 << 20;
+
+// The worker's module, as compiled (.js) or as run from source by a TypeScript loader (.ts).
+const HEADER_WORKER = new URL(`./safetensors-header-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+
+/** parseHeader, in a worker thread when the header is large: the event loop stays free. */
+async function parseHeaderOffThread(file: string, header: Uint8Array, dataLength: number): Promise<ParsedHeader> {
+  if (header.length <= INLINE_HEADER_BYTES) return parseHeader(file, header, dataLength);
+  type Answer = { tensors: [string, TensorInfo][]; metadata: Record<string, string> } | { error: { code: ZofoErrorCode; message: string } };
+  const answer = await new Promise<Answer>((resolve, reject) => {
+    const worker = new Worker(HEADER_WORKER, { workerData: { file, header, dataLength } });
+    worker.once('message', (m: Answer) => {
+      resolve(m);
+      void worker.terminate();
+    });
+    worker.once('error', (err) => reject(new ZofoError('ZOFO_INTERNAL', `${file}: the header parser thread failed: ${err.message}`, { cause: err })));
+    worker.once('exit', (code) => reject(new ZofoError('ZOFO_INTERNAL', `${file}: the header parser thread exited (${code}) without an answer`)));
+  });
+  if ('error' in answer) throw new ZofoError(answer.error.code, answer.error.message);
+  return { tensors: new Map(answer.tensors), metadata: answer.metadata };
 }
 
 /** An open safetensors file. Call close() when done (a finalizer is only a safety net). */
@@ -243,7 +145,7 @@ export async function openSafetensors(file: string): Promise<SafetensorsFile> {
   if (typeof file !== 'string' || file.length === 0) throw invalidArg('a file path', 'file', file);
   const { size, headerLength, header } = await readHeader(file);
   const dataStart = 8 + headerLength;
-  const { tensors, metadata } = parseHeader(file, header, size - dataStart);
+  const { tensors, metadata } = await parseHeaderOffThread(file, header, size - dataStart);
   let native: NativeFile;
   try {
     native = new (cpuBinding().MappedFile)(file);
@@ -309,11 +211,11 @@ export class Checkpoint {
 
 /** weight_map of an index file: tensor name → shard file name (a plain name inside dir). */
 async function readIndex(indexPath: string): Promise<Map<string, string>> {
-  const { size } = await stat(indexPath);
-  if (size > MAX_HEADER_BYTES) throw badFile(indexPath, `index is ${size} bytes, over the limit of ${MAX_HEADER_BYTES}`);
+  const text = (await readRegularFile(indexPath, MAX_HEADER_BYTES)).toString('utf8');
+  checkJsonLimits(indexPath, text);
   let index: unknown;
   try {
-    index = JSON.parse(await readFile(indexPath, 'utf8'));
+    index = JSON.parse(text);
   } catch (err) {
     throw badFile(indexPath, `index is not valid JSON (${(err as Error).message})`);
   }

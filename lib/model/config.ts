@@ -9,9 +9,9 @@
  * ZOFO_UNSUPPORTED; it is never silently ignored. A malformed field is a
  * ZOFO_BAD_CONFIG that names the file, the field and what it held.
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, ZofoError, type ZofoErrorCode } from '../errors.js';
+import { checkJsonLimits, readRegularFile } from '../formats/files.js';
 
 /**
  * The architecture families the engine implements (Llama-style includes Mistral and Qwen2 checkpoints).
@@ -86,6 +86,14 @@ export interface ModelConfig {
   raw: Readonly<Record<string, unknown>>;
 }
 
+/** The largest JSON file (config.json, tokenizer.json) zofo reads. */
+export const MAX_JSON_FILE_BYTES = 256 * 2 ** 20;
+
+/** The largest size a config may state (vocab, widths, positions): token ids and rows are int32. */
+export const MAX_MODEL_DIM = 2 ** 31 - 1;
+/** The most decoder blocks a config may state (the engine's limit; real models have a few hundred at most). */
+export const MAX_MODEL_LAYERS = 4096;
+
 interface ArchitectureInfo { family: ModelFamily; modelType: string }
 
 const ARCHITECTURES: Record<string, ArchitectureInfo> = {
@@ -107,11 +115,21 @@ const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 export async function readJsonFile(path: string, badCode: ZofoErrorCode, optional = false): Promise<unknown> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    // A regular file only (a FIFO or device would hang or never end), of bounded size.
+    text = (await readRegularFile(path, MAX_JSON_FILE_BYTES)).toString('utf8');
   } catch (err) {
-    if (optional && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
-    throw new ZofoError('ZOFO_IO', `${path}: cannot read: ${why}`, { cause: err });
+    const cause = (err as { cause?: NodeJS.ErrnoException }).cause;
+    if (cause?.code === 'ENOENT') {
+      if (optional) return undefined;
+      throw new ZofoError('ZOFO_IO', `${path}: cannot read: no such file`, { cause: err });
+    }
+    if (err instanceof ZofoError && err.code === 'ZOFO_BAD_FILE') throw new ZofoError(badCode, err.message, { cause: err });
+    throw err;
+  }
+  try {
+    checkJsonLimits(path, text);
+  } catch (err) {
+    throw new ZofoError(badCode, (err as Error).message, { cause: err });
   }
   try {
     return JSON.parse(text);
@@ -146,11 +164,15 @@ class Fields {
     return new ZofoError('ZOFO_UNSUPPORTED', `${this.file}: ${name} ${what} is not supported`);
   }
 
-  /** A positive safe integer; required unless `fallback` is given. */
-  count(name: string, fallback?: number): number {
+  /**
+   * A positive integer up to `max` (by default MAX_MODEL_DIM: sizes index int32 token ids
+   * and rows); required unless `fallback` is given.
+   */
+  count(name: string, fallback?: number, max = MAX_MODEL_DIM): number {
     if (!this.has(name) && fallback !== undefined) return fallback;
     const v = this.raw[name];
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw this.bad(name, 'a positive integer');
+    if (v > max) throw this.bad(name, `a positive integer up to ${max}`);
     return v;
   }
 
@@ -276,7 +298,7 @@ function parseLlama(f: Fields, modelType: string): Omit<ModelConfig, 'architectu
     family: 'llama',
     vocabSize: f.count('vocab_size'),
     hiddenSize,
-    numLayers: f.count('num_hidden_layers'),
+    numLayers: f.count('num_hidden_layers', undefined, MAX_MODEL_LAYERS),
     numHeads,
     numKvHeads,
     headDim,
@@ -311,7 +333,7 @@ function parseOpt(f: Fields): Omit<ModelConfig, 'architecture' | 'modelType'> {
     family: 'opt',
     vocabSize: f.count('vocab_size'),
     hiddenSize,
-    numLayers: f.count('num_hidden_layers'),
+    numLayers: f.count('num_hidden_layers', undefined, MAX_MODEL_LAYERS),
     numHeads,
     numKvHeads: numHeads,
     headDim: headWidth(f, 'hidden_size', hiddenSize, 'num_attention_heads', numHeads),
@@ -347,7 +369,7 @@ function parseGpt2(f: Fields): Omit<ModelConfig, 'architecture' | 'modelType'> {
     family: 'gpt2',
     vocabSize: f.count('vocab_size'),
     hiddenSize,
-    numLayers: f.count('n_layer'),
+    numLayers: f.count('n_layer', undefined, MAX_MODEL_LAYERS),
     numHeads,
     numKvHeads: numHeads,
     headDim: headWidth(f, 'n_embd', hiddenSize, 'n_head', numHeads),

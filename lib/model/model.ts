@@ -6,11 +6,12 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { cpuBinding, cudaBinding, cudaLoadErrors, type EngineBinding, type NativeModel } from '../binding.js';
+import { cpuBinding, cudaBinding, cudaLoadErrors, type EngineBinding, type NativeModel, type NativeModelConfig, type NativeTensorSpec } from '../binding.js';
 import { awaitNative, invalidArg, rethrowNative, ZofoError } from '../errors.js';
-import { openCheckpoint } from '../formats/safetensors.js';
+import { openCheckpoint, type Checkpoint } from '../formats/safetensors.js';
 import { loadAdapter, saveAdapter, saveMerged } from '../formats/peft.js';
 import { loadConfig, type ModelConfig } from './config.js';
+import { matchCheckpoint } from './checkpoint-shapes.js';
 import { loadTokenizer, type Tokenizer } from './tokenizer.js';
 import { validateLoraOptions } from '../validate/options.js';
 import { foldSeed32 } from '../validate/u64.js';
@@ -110,8 +111,6 @@ const FAMILY_CODE = { llama: 0, opt: 1, gpt2: 2 } as const;
 const DTYPE_CODE: Record<string, number> = { f32: 0, bf16: 1, f16: 2 };
 const COMPUTE_CODE: Record<string, number> = { fp32: 0, tf32: 1, bf16: 2 };
 const ACTIVATION_CODE: Record<string, number> = { gelu_new: 0, relu: 1, silu: 2 };
-// Checkpoint tensors that HF itself ignores when loading these models.
-const IGNORED = [/\.attn\.(masked_)?bias$/, /\.rotary_emb\.inv_freq$/];
 const PEFT_PREFIX = 'base_model.model.';
 const LORA_DEFAULTS = { rank: 8, alpha: 16 };
 
@@ -145,14 +144,28 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   if (typeof dir !== 'string' || dir.length === 0) throw invalidArg('a model directory', 'dir', dir);
   const target = resolveTarget(opts);
   const config = await loadConfig(dir);
-  const native = createNative(config, target, join(dir, 'config.json'), `loadModel ${dir}`);
+  const nativeConfig = nativeConfigOf(config, join(dir, 'config.json'));
+  // The tensor table the config implies (nothing allocated), checked against the
+  // checkpoint's shapes before the engine allocates for the config's sizes.
+  let expected: NativeTensorSpec[];
+  try {
+    expected = target.binding.NativeModel.tensorSpecsOf(nativeConfig);
+  } catch (err) {
+    rethrowNative(err, `loadModel ${dir}`);
+  }
+  const ckpt = await openCheckpoint(dir);
+  let native: NativeModel | undefined;
   let storedNames: string[];
   try {
-    storedNames = await loadWeights(dir, config, native);
+    storedNames = matchCheckpoint(dir, config, expected, ckpt.tensors);
+    native = createNative(nativeConfig, target, `loadModel ${dir}`);
+    await loadWeights(ckpt, native, storedNames);
     native.setStreamNames(storedNames); // docs/algorithm.md §3: noise streams follow the keys as stored
   } catch (err) {
-    native.dispose();
+    native?.dispose();
     throw err;
+  } finally {
+    ckpt.close();
   }
   let tokenizer: Tokenizer | null = null;
   try {
@@ -165,7 +178,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   return new Model(dir, config, native, tokenizer, target.dtype, storedNames, target.binding, target.device, target.compute);
 }
 
-/** Where and how a model's weights live: addon, device and storage dtype (@internal). */
+/** Where and how a model's weights live: addon, device, storage dtype and compute precision (@internal). */
 export interface ModelTarget { binding: EngineBinding; device: string; dtype: 'f32' | 'bf16' | 'f16'; compute: Compute }
 
 /** Validates the placement options of loadModel and friends (@internal). */
@@ -176,69 +189,46 @@ export function resolveTarget(opts: LoadModelOptions): ModelTarget {
   return { binding, device, dtype, compute: resolveCompute(opts.compute, device) };
 }
 
-/**
- * The engine's model for a config, its parameters zero (@internal). Nothing is read here:
- * the caller fills the weights. `configFile` names the config in errors.
- */
-export function createNative(config: ModelConfig, target: ModelTarget, configFile: string, context: string): NativeModel {
+/** The engine's view of a config (@internal); `configFile` names the config in errors. */
+export function nativeConfigOf(config: ModelConfig, configFile: string): NativeModelConfig {
   const activation = ACTIVATION_CODE[config.activation];
   if (activation === undefined) {
     throw new ZofoError('ZOFO_UNSUPPORTED', `${configFile}: activation ${JSON.stringify(config.activation)} is not implemented by the engine (gelu_new, relu, silu are)`);
   }
+  return {
+    family: FAMILY_CODE[config.family], vocab: config.vocabSize, hidden: config.hiddenSize, layers: config.numLayers,
+    heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, ffn: config.ffnSize,
+    maxPositions: config.maxPositions, embedDim: config.embedProjDim, positionOffset: config.positionOffset,
+    rmsnorm: config.norm === 'rmsnorm', normEps: config.normEps, activation, ropeTheta: config.ropeTheta ?? 10000,
+    tieEmbeddings: config.tieWordEmbeddings, attentionBias: config.attentionBias, outputBias: config.outputBias,
+    mlpBias: config.mlpBias, preNorm: config.preNorm, finalNorm: config.finalNorm,
+  };
+}
+
+/** The engine's model for a config, its parameters zero (@internal): the caller fills the weights. */
+export function createNative(nativeConfig: NativeModelConfig, target: ModelTarget, context: string): NativeModel {
   try {
-    return new target.binding.NativeModel({
-      family: FAMILY_CODE[config.family], vocab: config.vocabSize, hidden: config.hiddenSize, layers: config.numLayers,
-      heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, ffn: config.ffnSize,
-      maxPositions: config.maxPositions, embedDim: config.embedProjDim, positionOffset: config.positionOffset,
-      rmsnorm: config.norm === 'rmsnorm', normEps: config.normEps, activation, ropeTheta: config.ropeTheta ?? 10000,
-      tieEmbeddings: config.tieWordEmbeddings, attentionBias: config.attentionBias, outputBias: config.outputBias,
-      mlpBias: config.mlpBias, preNorm: config.preNorm, finalNorm: config.finalNorm,
-    }, DTYPE_CODE[target.dtype], target.device, COMPUTE_CODE[target.compute]);
+    return new target.binding.NativeModel(nativeConfig, DTYPE_CODE[target.dtype], target.device, COMPUTE_CODE[target.compute]);
   } catch (err) {
     rethrowNative(err, context);
   }
 }
 
-// Every tensor the engine expects, from the checkpoint, shape-checked; anything left
-// over that HF would not ignore is an error (a config that does not match its weights).
-// Returns each tensor's key as stored (GPT-2 keys may lack the `transformer.` prefix).
-async function loadWeights(dir: string, config: ModelConfig, native: NativeModel): Promise<string[]> {
-  const ckpt = await openCheckpoint(dir);
-  try {
-    const used = new Set<string>();
-    const stored: string[] = [];
-    const perFile = new Map<string, { fileSize: number; names: string[]; offsets: number[]; dtypes: number[] }>();
-    for (const spec of native.tensorSpecs() as Spec[]) {
-      // GPT-2 checkpoints store keys with or without the `transformer.` prefix.
-      const candidates = config.family === 'gpt2' ? [spec.name, spec.name.replace(/^transformer\./, '')] : [spec.name];
-      const key = candidates.find((k) => ckpt.tensors.has(k));
-      if (key === undefined) throw new ZofoError('ZOFO_BAD_FILE', `${dir}: the checkpoint has no tensor ${spec.name}, which a ${config.architecture} with this config.json needs`);
-      const info = ckpt.tensors.get(key)!;
-      if (info.shape.join(',') !== spec.shape.join(',')) {
-        throw new ZofoError('ZOFO_BAD_FILE', `${dir}: tensor ${key} has shape [${info.shape.join(', ')}] but config.json implies [${spec.shape.join(', ')}]`);
-      }
-      const at = ckpt.fileOf(key).location(key);
-      let group = perFile.get(at.file);
-      if (!group) perFile.set(at.file, group = { fileSize: at.fileSize, names: [], offsets: [], dtypes: [] });
-      group.names.push(spec.name);
-      group.offsets.push(at.offset);
-      group.dtypes.push(DTYPE_CODE[at.dtype.toLowerCase()]);
-      used.add(key);
-      stored.push(key);
-    }
-    for (const key of ckpt.tensors.keys()) {
-      if (used.has(key) || IGNORED.some((re) => re.test(key))) continue;
-      if (config.tieWordEmbeddings && /^lm_head\.weight$/.test(key)) continue; // tied: HF uses the embedding
-      throw new ZofoError('ZOFO_BAD_FILE', `${dir}: the checkpoint has a tensor ${key} that a ${config.architecture} with this config.json does not use`);
-    }
-    // Everything checked: now read straight into the model's buffer, off the JS thread.
-    for (const [file, g] of perFile) {
-      await awaitNative(() => native.loadTensors(file, g.fileSize, g.names, Float64Array.from(g.offsets), Uint8Array.from(g.dtypes)),
-        `loadModel: reading ${file}`);
-    }
-    return stored;
-  } finally {
-    ckpt.close();
+// Reads every tensor (already matched and shape-checked) straight into the model's
+// parameter buffer, one native call per file, off the JS thread.
+async function loadWeights(ckpt: Checkpoint, native: NativeModel, storedNames: string[]): Promise<void> {
+  const perFile = new Map<string, { fileSize: number; names: string[]; offsets: number[]; dtypes: number[] }>();
+  native.tensorSpecs().forEach((spec, i) => {
+    const at = ckpt.fileOf(storedNames[i]).location(storedNames[i]);
+    let group = perFile.get(at.file);
+    if (!group) perFile.set(at.file, group = { fileSize: at.fileSize, names: [], offsets: [], dtypes: [] });
+    group.names.push(spec.name);
+    group.offsets.push(at.offset);
+    group.dtypes.push(DTYPE_CODE[at.dtype.toLowerCase()]);
+  });
+  for (const [file, g] of perFile) {
+    await awaitNative(() => native.loadTensors(file, g.fileSize, g.names, Float64Array.from(g.offsets), Uint8Array.from(g.dtypes)),
+      `loadModel: reading ${file}`);
   }
 }
 

@@ -5,7 +5,7 @@
  */
 import { awaitNative, invalidArg } from '../errors.js';
 import { parseConfig } from './config.js';
-import { createNative, Model, resolveTarget, type LoadModelOptions } from './model.js';
+import { createNative, Model, nativeConfigOf, resolveTarget, type LoadModelOptions } from './model.js';
 
 // HF config.json fields of each shape (vocabulary 32000 as in Llama 1/2 and TinyLlama).
 const llama = (hidden: number, layers: number, heads: number, kvHeads: number, ffn: number, tie = false) => ({
@@ -64,7 +64,7 @@ export async function randomModel(shape: LlamaShape, opts: RandomModelOptions = 
   const target = resolveTarget(opts);
   const source = `random:${shape}`;
   const config = parseConfig(json, source);
-  const native = createNative(config, target, source, `randomModel ${shape}`);
+  const native = createNative(nativeConfigOf(config, source), target, `randomModel ${shape}`);
   try {
     const specs = native.tensorSpecs() as { name: string; shape: number[] }[];
     const trainable = Uint8Array.from(specs, (s) => (isNorm(s.name) ? 0 : 1));

@@ -215,7 +215,7 @@ Napi::Value AxpbyAsync(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     auto args = std::make_shared<AxpbyArgs>(get_axpby_args(info));
     auto* worker = new PromiseWorker(info.Env(), [args] { run_axpby(*args); }, info[0]);
-    Napi::Promise p = worker->promise();
+    Napi::Value p = worker->promise();
     worker->Queue();
     return p;
   });
@@ -308,7 +308,7 @@ class FileWrap : public Napi::ObjectWrap<FileWrap> {
 
   Napi::Value queue(std::function<void()> work, Napi::Value out) {
     auto* worker = new PromiseWorker(Env(), std::move(work), out);
-    Napi::Promise p = worker->promise();
+    Napi::Value p = worker->promise();
     worker->Queue();
     return p;
   }
@@ -318,6 +318,7 @@ class FileWrap : public Napi::ObjectWrap<FileWrap> {
 };
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  register_env(env);
   exports.Set("backend", Napi::String::New(env, "cpu"));
   exports.Set("simd", Napi::String::New(env, zofo::cpu::simd_level()));
   exports.Set("philoxImpl", Napi::String::New(env, zofo::cpu::philox_chunk_best_name()));

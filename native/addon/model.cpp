@@ -24,9 +24,13 @@ namespace {
 const napi_type_tag kModelTag = {0x7a6f666f6d6f6465ull, 0x6c5f777261700001ull};
 
 int64_t get_int(const Napi::Object& o, const char* key) {
-  const Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw arg_error(std::string("model config field ") + key + " must be a number");
-  return (int64_t)v.As<Napi::Number>().DoubleValue();
+  const std::string what = std::string("model config field ") + key;
+  return get_integer(o.Get(key), what.c_str(), -(int64_t(1) << 53), int64_t(1) << 53);
+}
+
+float get_float(const Napi::Object& o, const char* key) {
+  const std::string what = std::string("model config field ") + key;
+  return (float)get_number(o.Get(key), what.c_str());
 }
 
 bool get_bool(const Napi::Object& o, const char* key) { return o.Get(key).ToBoolean(); }
@@ -49,9 +53,9 @@ ModelConfig config_from_js(const Napi::Value& v) {
   c.embed_dim = get_int(o, "embedDim");
   c.position_offset = get_int(o, "positionOffset");
   c.rmsnorm = get_bool(o, "rmsnorm");
-  c.norm_eps = (float)o.Get("normEps").As<Napi::Number>().DoubleValue();
+  c.norm_eps = get_float(o, "normEps");
   c.activation = (int)get_int(o, "activation");
-  c.rope_theta = (float)o.Get("ropeTheta").As<Napi::Number>().DoubleValue();
+  c.rope_theta = get_float(o, "ropeTheta");
   c.tie_embeddings = get_bool(o, "tieEmbeddings");
   c.attention_bias = get_bool(o, "attentionBias");
   c.output_bias = get_bool(o, "outputBias");
@@ -92,7 +96,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod<&ModelWrap::SetStreamNames>("setStreamNames"),
                         InstanceMethod<&ModelWrap::HashParameters>("hashParameters"),
                         InstanceMethod<&ModelWrap::ApplyUpdates>("applyUpdates"),
-                        InstanceMethod<&ModelWrap::Dispose>("dispose")});
+                        InstanceMethod<&ModelWrap::Dispose>("dispose"),
+                        StaticMethod<&ModelWrap::TensorSpecsOf>("tensorSpecsOf")});
+  }
+
+  // NativeModel.tensorSpecsOf(config) → specs: the tensor table a config implies, with
+  // nothing allocated, so a loader can check it against a checkpoint first.
+  static Napi::Value TensorSpecsOf(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      std::unique_ptr<Backend> owned;
+      Transformer plan(config_from_js(info[0]), choose_backend("cpu", owned), DType::F32, false);
+      return specs_to_js(info.Env(), plan.tensors());
+    });
   }
 
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
@@ -256,7 +271,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         targets.push_back(t.As<Napi::String>().Utf8Value());
       }
       std::lock_guard<std::mutex> guard(s->lock);
-      return specs_to_js(info.Env(), s->model->add_lora(targets, (int64_t)get_number(info[1], "rank"),
+      return specs_to_js(info.Env(), s->model->add_lora(targets, get_integer(info[1], "rank", 1, 1 << 20),
                                                          (float)get_number(info[2], "alpha")));
     });
   }
@@ -279,7 +294,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             s->model->logits(*batch, *rows, dst);
           },
           [](Napi::Env env) { return env.Undefined(); }, {info[6]});
-      Napi::Promise p = w->promise();
+      Napi::Value p = w->promise();
       w->Queue();
       return p;
     });
@@ -326,7 +341,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             return o;
           },
           {info[12], info.Length() > 13 ? info[13] : info.Env().Undefined()});
-      Napi::Promise p = w->promise();
+      Napi::Value p = w->promise();
       w->Queue();
       return p;
     });
@@ -362,7 +377,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             *out = s->model->hash_parameters();
           },
           [out](Napi::Env env) -> Napi::Value { return Napi::BigInt::New(env, *out); }, {});
-      Napi::Promise p = w->promise();
+      Napi::Value p = w->promise();
       w->Queue();
       return p;
     });
@@ -390,7 +405,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
               s->model->zo_update((*seeds)[i], (*scales)[i], (*el)[i], *trainable, *decay);
           },
           [](Napi::Env env) { return env.Undefined(); }, {});
-      Napi::Promise p = w->promise();
+      Napi::Value p = w->promise();
       w->Queue();
       return p;
     });
@@ -427,24 +442,23 @@ Batch batch_from_js(const Napi::CallbackInfo& info, int first) {
   b.ids = copy_array<int32_t>(info[first], "ids", napi_int32_array);
   b.positions = copy_array<int32_t>(info[first + 1], "positions", napi_int32_array);
   b.mask = copy_array<uint8_t>(info[first + 2], "mask", napi_uint8_array);
-  b.B = (int64_t)get_number(info[first + 3], "B");
-  b.T = (int64_t)get_number(info[first + 4], "T");
-  const size_t n = (size_t)(b.B * b.T);
-  if (b.B <= 0 || b.T <= 0 || b.ids.size() != n || b.positions.size() != n || b.mask.size() != n)
+  b.B = get_integer(info[first + 3], "B", 1, INT32_MAX);
+  b.T = get_integer(info[first + 4], "T", 1, INT32_MAX);
+  const size_t n = (size_t)(b.B * b.T);  // < 2^62
+  if (b.ids.size() != n || b.positions.size() != n || b.mask.size() != n)
     throw arg_error("batch arrays must each hold B·T values");
   return b;
 }
 
 LossSpec loss_spec_from_js(const Napi::CallbackInfo& info, int first) {
   LossSpec spec;
-  spec.kind = (int)get_number(info[first], "kind");
-  if (spec.kind != 0 && spec.kind != 1) throw arg_error("loss kind must be 0 (lm) or 1 (classification)");
+  spec.kind = (int)get_integer(info[first], "loss kind (0 lm, 1 classification)", 0, 1);
   spec.rows = copy_array<int32_t>(info[first + 1], "rows", napi_int32_array);
   spec.targets = copy_array<int32_t>(info[first + 2], "targets", napi_int32_array);
   spec.group = copy_array<int32_t>(info[first + 3], "group", napi_int32_array);
   spec.candidate_example = copy_array<int32_t>(info[first + 4], "candidateExample", napi_int32_array);
   spec.candidate_is_label = copy_array<uint8_t>(info[first + 5], "candidateIsLabel", napi_uint8_array);
-  spec.examples = (int64_t)get_number(info[first + 6], "examples");
+  spec.examples = get_integer(info[first + 6], "examples", 0, INT32_MAX);
   return spec;
 }
 

@@ -4,6 +4,7 @@
 
 #include <napi.h>
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <vector>
@@ -53,6 +54,15 @@ inline uint64_t get_u64(const Napi::Value& v, const char* what) {
 inline double get_number(const Napi::Value& v, const char* what) {
   if (!v.IsNumber()) throw arg_error(std::string(what) + " must be a number");
   return v.As<Napi::Number>().DoubleValue();
+}
+
+// An integer in [lo, hi]. Casting a NaN or out-of-range double to an integer is
+// undefined behaviour, so every count from JS comes through here.
+inline int64_t get_integer(const Napi::Value& v, const char* what, int64_t lo, int64_t hi) {
+  const double d = get_number(v, what);
+  if (!(d >= (double)lo && d <= (double)hi) || d != (double)(int64_t)d)
+    throw arg_error(std::string(what) + " must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi));
+  return (int64_t)d;
 }
 
 inline int get_threads(const Napi::Value& v) {
@@ -108,47 +118,101 @@ inline std::vector<ParamEntry> get_table(const Napi::Value& rows_v, const Napi::
   return table;
 }
 
+// Per-environment state of an addon (napi instance data): `closing` is set by an env
+// cleanup hook when the environment (main thread, worker thread, Electron window) is
+// torn down, so late completions know not to reach for JS.
+struct EnvState {
+  std::atomic<bool> closing{false};
+};
+
+// Called once from each addon's Init: instance data + the cleanup hook. Never throws:
+// registration may happen in an environment that is already terminating.
+inline void register_env(napi_env env) {
+  auto* state = new EnvState();
+  if (napi_set_instance_data(env, state, [](napi_env, void* data, void*) { delete static_cast<EnvState*>(data); },
+                             nullptr) != napi_ok) {
+    delete state;
+    return;
+  }
+  napi_add_env_cleanup_hook(env, [](void* data) { static_cast<EnvState*>(data)->closing.store(true); }, state);
+}
+
+// True once the environment has begun its teardown. Without instance data (its
+// registration failed) this says false: completions then rely on never throwing.
+inline bool env_closing(napi_env env) {
+  void* data = nullptr;
+  if (napi_get_instance_data(env, &data) != napi_ok || data == nullptr) return false;
+  return static_cast<EnvState*>(data)->closing.load();
+}
+
 // Runs work() off the JS thread (it must not touch V8), then settles a promise: resolved
 // with to_js(env) on the JS thread, or rejected with a coded Error. `keep` holds the
 // typed arrays the work reads or writes, so they cannot be collected under it.
+//
+// The completion never throws. When the environment is being torn down (worker.terminate()
+// with this work in flight) nothing may run JS and every napi call fails; a C++
+// exception escaping the completion would abort the whole process. Such a completion is
+// dropped: the promise dies with its environment. The work itself always finishes
+// (a kernel cannot be interrupted), and the env's teardown waits for it.
 class PromiseWorker : public Napi::AsyncWorker {
  public:
   PromiseWorker(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> to_js,
                 std::vector<Napi::Value> keep)
-      : Napi::AsyncWorker(env), work_(std::move(work)), to_js_(std::move(to_js)),
-        deferred_(Napi::Promise::Deferred::New(env)) {
+      : Napi::AsyncWorker(env), work_(std::move(work)), to_js_(std::move(to_js)) {
+    if (napi_create_promise(env, &deferred_, &promise_) != napi_ok) throw Napi::Error::New(env);
     for (auto& v : keep)
       if (v.IsObject()) keep_.push_back(Napi::Persistent(v.As<Napi::Object>()));
   }
   // A worker whose promise resolves to undefined.
   PromiseWorker(Napi::Env env, std::function<void()> work, Napi::Value keep)
       : PromiseWorker(env, std::move(work), [](Napi::Env e) { return e.Undefined(); }, {keep}) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
+  Napi::Value promise() { return Napi::Value(Env(), promise_); }
 
  protected:
   void Execute() override {
     try {
       work_();
     } catch (const zofo::Error& e) {
-      code_ = e.code;
-      SetError(e.what());
+      fail(e.code, e.what());
     } catch (const std::bad_alloc&) {
-      code_ = "ZOFO_OUT_OF_MEMORY";
-      SetError("out of memory");
+      fail("ZOFO_OUT_OF_MEMORY", "out of memory");
     } catch (const std::exception& e) {
-      code_ = "ZOFO_INTERNAL";
-      SetError(e.what());
+      fail("ZOFO_INTERNAL", e.what());
+    } catch (...) {
+      fail("ZOFO_INTERNAL", "unknown native exception");
     }
   }
-  void OnOK() override { deferred_.Resolve(to_js_(Env())); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(coded_error(Env(), code_, e.Message()).Value()); }
+
+  void OnWorkComplete(Napi::Env env, napi_status status) override {
+    if (status != napi_cancelled && !env_closing(env)) {
+      try {
+        Napi::HandleScope scope(env);
+        if (!failed_) napi_resolve_deferred(env, deferred_, to_js_(env));
+        else napi_reject_deferred(env, deferred_, coded_error(env, code_, message_).Value());
+      } catch (...) {
+        // The environment began closing under us: nobody is left to see the result.
+      }
+    }
+    // (A deferred never settled is reclaimed with its environment.)
+    Destroy();
+  }
+  void OnOK() override {}
+  void OnError(const Napi::Error&) override {}
 
  private:
+  void fail(std::string code, std::string message) {
+    failed_ = true;
+    code_ = std::move(code);
+    message_ = std::move(message);
+  }
+
   std::function<void()> work_;
   std::function<Napi::Value(Napi::Env)> to_js_;
-  Napi::Promise::Deferred deferred_;
+  napi_deferred deferred_ = nullptr;
+  napi_value promise_ = nullptr;
   std::vector<Napi::ObjectReference> keep_;
-  std::string code_;
+  bool failed_ = false;
+  std::string code_, message_;
 };
 
 // Arguments of gaussian(seed, stream, offset, out: Float32Array, ...), both backends.

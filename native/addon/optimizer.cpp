@@ -40,7 +40,7 @@ HybridConfig config_from_js(const Napi::Value& v) {
   c.zo = o.Get("zo").ToBoolean();
   c.central = o.Get("central").ToBoolean();
   c.fo_at_plus = o.Get("foAtPlus").ToBoolean();
-  c.q = (int)num_field(o, "q");
+  c.q = (int)get_integer(o.Get("q"), "optimizer config field q", 0, 1 << 20);
   c.mu = (float)num_field(o, "mu");
   c.trainable = copy_array<uint8_t>(o.Get("trainable"), "trainable", napi_uint8_array);
   c.decay = copy_array<float>(o.Get("decay"), "decay", napi_float32_array);
@@ -115,7 +115,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
       if (!info[12].IsObject()) throw arg_error("step arguments must be an object");
       const Napi::Object o = info[12].As<Napi::Object>();
       StepArgs args;
-      args.step = (int64_t)get_number(o.Get("step"), "step");
+      args.step = get_integer(o.Get("step"), "step", 0, int64_t(1) << 53);
       args.lr_x = (float)get_number(o.Get("lrX"), "lrX");
       args.wd_x = (float)get_number(o.Get("wdX"), "wdX");
       args.lr_y = (float)get_number(o.Get("lrY"), "lrY");
@@ -153,7 +153,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
             return o;
           },
           {});
-      Napi::Promise p = w->promise();
+      Napi::Value p = w->promise();
       w->Queue();
       return p;
     });
@@ -224,8 +224,9 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
   static Napi::Value StepSeed(const Napi::CallbackInfo& info) {
     return guarded(info, [&]() -> Napi::Value {
       const uint64_t seed = get_u64(info[0], "runSeed");
-      const double k = get_number(info[1], "k"), j = get_number(info[2], "j");
-      return Napi::BigInt::New(info.Env(), HybridOptimizer::step_seed(seed, (int64_t)k, (int)j));
+      const int64_t k = get_integer(info[1], "k", 0, int64_t(1) << 53);
+      const int64_t j = get_integer(info[2], "j", 0, UINT32_MAX);
+      return Napi::BigInt::New(info.Env(), HybridOptimizer::step_seed(seed, k, (int)(uint32_t)j));
     });
   }
 

@@ -2,6 +2,7 @@
 
 #include <math.h>
 
+#include <stdint.h>
 #include <string.h>
 
 #include <algorithm>
@@ -12,9 +13,27 @@
 
 namespace zofo {
 
+namespace {
+
+// a·b and a + b of non-negative sizes, or a ZOFO_BAD_CONFIG naming `what`: signed
+// overflow is undefined behaviour, and a wrapped size would under-allocate.
+int64_t checked_mul(int64_t a, int64_t b, const std::string& what) {
+  if (a < 0 || b < 0 || (a != 0 && b > INT64_MAX / a))
+    throw Error("ZOFO_BAD_CONFIG", what + ": size " + std::to_string(a) + " × " + std::to_string(b) + " overflows 64 bits");
+  return a * b;
+}
+
+int64_t checked_add(int64_t a, int64_t b, const std::string& what) {
+  if (a < 0 || b < 0 || a > INT64_MAX - b)
+    throw Error("ZOFO_BAD_CONFIG", what + ": size " + std::to_string(a) + " + " + std::to_string(b) + " overflows 64 bits");
+  return a + b;
+}
+
+}  // namespace
+
 int64_t TensorSpec::numel() const {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) n = checked_mul(n, d, "tensor " + name);
   return n;
 }
 
@@ -117,13 +136,29 @@ struct Transformer::Activations {
 };
 
 Transformer::Transformer(const ModelConfig& config, Backend& backend, DType storage)
+    : Transformer(config, backend, storage, true) {}
+
+Transformer::Transformer(const ModelConfig& config, Backend& backend, DType storage, bool allocate)
     : config_(config), be_(backend), dtype_(storage) {
   const ModelConfig& c = config_;
   if (c.vocab <= 0 || c.hidden <= 0 || c.layers <= 0 || c.heads <= 0 || c.kv_heads <= 0 || c.head_dim <= 0 ||
-      c.ffn <= 0 || c.embed_dim <= 0 || c.heads % c.kv_heads != 0)
+      c.ffn <= 0 || c.embed_dim <= 0 || c.max_positions <= 0 || c.position_offset < 0 || c.heads % c.kv_heads != 0)
     throw invalid_arg("model config: sizes must be positive and heads a multiple of kv_heads");
+  // Sane limits, checked before anything is built or allocated: token ids are int32,
+  // and the tensor table grows with the layer count.
+  const std::pair<const char*, int64_t> limited[] = {
+      {"vocab", c.vocab}, {"hidden", c.hidden}, {"heads", c.heads}, {"kv_heads", c.kv_heads},
+      {"head_dim", c.head_dim}, {"ffn", c.ffn}, {"max_positions", c.max_positions}, {"embed_dim", c.embed_dim}};
+  for (const auto& [field, value] : limited)
+    if (value > kMaxModelDim)
+      throw Error("ZOFO_BAD_CONFIG", std::string("model config: ") + field + " = " + std::to_string(value) +
+                                         " exceeds the limit of " + std::to_string(kMaxModelDim));
+  if (c.layers > kMaxModelLayers)
+    throw Error("ZOFO_BAD_CONFIG", "model config: layers = " + std::to_string(c.layers) + " exceeds the limit of " +
+                                       std::to_string(kMaxModelLayers));
+  if (c.position_offset > 1024) throw invalid_arg("model config: position_offset must be at most 1024");
   if (c.family == ModelConfig::Llama && c.head_dim % 2) throw invalid_arg("model config: RoPE needs an even head_dim");
-  build();
+  build(allocate);
 }
 
 Transformer::~Transformer() {
@@ -132,13 +167,14 @@ Transformer::~Transformer() {
 }
 
 // The tensor table, in checkpoint names and layouts, and the linears that read it.
-void Transformer::build() {
+void Transformer::build(bool allocate) {
   const ModelConfig& c = config_;
-  const int64_t C = c.hidden, E = c.embed_dim, F = c.ffn, V = c.vocab, Q = c.heads * c.head_dim,
-                KV = c.kv_heads * c.head_dim;
+  const int64_t C = c.hidden, E = c.embed_dim, F = c.ffn, V = c.vocab,
+                Q = checked_mul(c.heads, c.head_dim, "model config heads × head_dim"),
+                KV = checked_mul(c.kv_heads, c.head_dim, "model config kv_heads × head_dim");
   auto add = [&](const std::string& name, std::vector<int64_t> shape) {
     TensorSpec s{name, std::move(shape), n_params_};
-    n_params_ += s.numel();
+    n_params_ = checked_add(n_params_, s.numel(), "model parameter count");
     index_[name] = specs_.size();
     specs_.push_back(std::move(s));
     return specs_.back().offset;
@@ -195,7 +231,7 @@ void Transformer::build() {
       L->ln1_w = add(lp + "ln_1.weight", {C});
       L->ln1_b = add(lp + "ln_1.bias", {C});
       L->packed_qkv = true;
-      L->qkv = linear(lp + "attn.c_attn", C, 3 * C, true, true);
+      L->qkv = linear(lp + "attn.c_attn", C, checked_mul(3, C, "model config 3 × hidden"), true, true);
       L->o = linear(lp + "attn.c_proj", C, C, true, true);
       L->ln2_w = add(lp + "ln_2.weight", {C});
       L->ln2_b = add(lp + "ln_2.bias", {C});
@@ -217,7 +253,10 @@ void Transformer::build() {
   if (c.family == ModelConfig::OPT && E != C) add(pre + "project_out.weight", {E, C});
   if (!c.tie_embeddings) add("lm_head.weight", {V, E});
   // One buffer in the storage dtype (allocated in fp32 units).
-  store_ = be_.alloc(((size_t)n_params_ * dtype_size(dtype_) + 3) / 4);
+  if (n_params_ > kMaxModelParameters)
+    throw Error("ZOFO_BAD_CONFIG", "model config: " + std::to_string(n_params_) + " parameters exceed the limit of " +
+                                       std::to_string(kMaxModelParameters));
+  if (allocate) store_ = be_.alloc(((size_t)n_params_ * dtype_size(dtype_) + 3) / 4);
   streams_.resize(specs_.size());
   for (size_t i = 0; i < specs_.size(); ++i) {
     streams_[i] = fnv1a64(specs_[i].name.data(), specs_[i].name.size());

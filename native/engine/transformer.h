@@ -37,11 +37,18 @@ struct ModelConfig {
   bool pre_norm = true, final_norm = true;
 };
 
+// Limits on a model config, checked before anything is allocated: every size fits an
+// int32 index (token ids are int32), the tensor table stays small, and the parameter
+// count leaves room for byte counts in 64 bits.
+constexpr int64_t kMaxModelDim = 2147483647;
+constexpr int64_t kMaxModelLayers = 4096;
+constexpr int64_t kMaxModelParameters = int64_t(1) << 44;
+
 struct TensorSpec {
   std::string name;
   std::vector<int64_t> shape;
   int64_t offset = 0;  // in the parameter buffer
-  int64_t numel() const;
+  int64_t numel() const;  // throws ZOFO_BAD_CONFIG when the product overflows
 };
 
 // A padded batch: ids/positions/mask (B, T), mask 1 = real token.
@@ -72,6 +79,9 @@ struct LossResult {
 class Transformer {
  public:
   Transformer(const ModelConfig& config, Backend& backend, DType storage = DType::F32);
+  // allocate = false: only the tensor table (tensors()), no memory for weights: what a
+  // loader compares with a checkpoint's shapes before committing to the allocation.
+  Transformer(const ModelConfig& config, Backend& backend, DType storage, bool allocate);
   ~Transformer();
   Transformer(const Transformer&) = delete;
   Transformer& operator=(const Transformer&) = delete;
@@ -147,7 +157,7 @@ class Transformer {
   float perturbation_of(size_t tensor) const;
   void embedding_rows(float* out, int64_t offset, const int32_t* ids, int64_t N, int64_t C) const;
 
-  void build();
+  void build(bool allocate);
   // keep = false: activations are freed layer by layer (no backward follows).
   void forward(const Batch& batch, Activations& act, bool keep);
   std::pair<int64_t, int64_t> final_norm() const;

@@ -63,6 +63,7 @@ MappedFile::~MappedFile() {
 
 void MappedFile::read(uint64_t offset, uint64_t nbytes, void* dst) const {
   check_range(offset, nbytes);
+  if (nbytes == 0) return;
   std::lock_guard<std::mutex> hold(lock_);
   FILE* f = static_cast<FILE*>(file_);
   if (_fseeki64(f, (long long)offset, SEEK_SET) != 0 || fread(dst, 1, (size_t)nbytes, f) != nbytes)
@@ -73,7 +74,9 @@ void MappedFile::read(uint64_t offset, uint64_t nbytes, void* dst) const {
 #else
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+  // It is cleared below once fstat has shown a regular file.
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd_ < 0) throw io_error(path, "cannot open for reading: " + errno_text());
   struct stat st;
   if (fstat(fd_, &st) != 0) {
@@ -85,6 +88,8 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     ::close(fd_);
     throw io_error(path, S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file");
   }
+  const int flags = fcntl(fd_, F_GETFL);
+  if (flags >= 0) fcntl(fd_, F_SETFL, flags & ~O_NONBLOCK);
   size_ = (uint64_t)st.st_size;
   // ZOFO_MMAP=0 forces positioned reads: how the tests reach the fallback path.
   const char* mmap_env = getenv("ZOFO_MMAP");
@@ -106,6 +111,7 @@ MappedFile::~MappedFile() {
 
 void MappedFile::read(uint64_t offset, uint64_t nbytes, void* dst) const {
   check_range(offset, nbytes);
+  if (nbytes == 0) return;  // dst may be null (an empty typed array): memcpy(null, .., 0) is UB
   if (map_) {
     memcpy(dst, map_ + offset, (size_t)nbytes);
     return;
@@ -134,6 +140,7 @@ void MappedFile::read_f32(uint64_t offset, DType dtype, uint64_t count, float* o
   const uint64_t width = dtype_size(dtype);
   if (count > UINT64_MAX / width) throw zofo::invalid_arg(path_ + ": element count too large");
   check_range(offset, count * width);
+  if (count == 0) return;  // out may be null
   // Converts elements [lo, hi) whose bytes start at `src` (little-endian host assumed,
   // as on every platform Node supports).
   auto convert = [dtype, out](const uint8_t* src, uint64_t lo, uint64_t hi) {
