@@ -105,7 +105,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   static Napi::Value TensorSpecsOf(const Napi::CallbackInfo& info) {
     return guarded(info, [&]() -> Napi::Value {
       std::unique_ptr<Backend> owned;
-      Transformer plan(config_from_js(info[0]), choose_backend("cpu", owned), DType::F32, false);
+      Transformer plan(config_from_js(info[0]), choose_backend("cpu", Compute::FP32, owned), DType::F32, false);
       return specs_to_js(info.Env(), plan.tensors());
     });
   }
@@ -237,7 +237,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             }
           },
           [](Napi::Env env) { return env.Undefined(); }, {});
-      Napi::Promise p = w->promise();
+      Napi::Value p = w->promise();
       w->Queue();
       return p;
     });

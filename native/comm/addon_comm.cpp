@@ -80,7 +80,7 @@ Napi::Value Allreduce(const Napi::CallbackInfo& info) {
       if (v.type == napi_float32_array) c.allreduce_sum(static_cast<float*>(v.data), v.length, what.c_str());
       else c.allreduce_sum(static_cast<double*>(v.data), v.length, what.c_str());
     }, info[0]);
-    Napi::Promise p = w->promise();
+    Napi::Value p = w->promise();
     w->Queue();
     return p;
   });
@@ -95,7 +95,7 @@ Napi::Value Broadcast(const Napi::CallbackInfo& info) {
     if (root != (double)(int)root) throw arg_error("root must be an integer rank");
     const std::string what = what_of(info[2], "broadcast");
     auto* w = new PromiseWorker(info.Env(), [&c, v, bytes, root, what] { c.broadcast(v.data, bytes, (int)root, what.c_str()); }, info[0]);
-    Napi::Promise p = w->promise();
+    Napi::Value p = w->promise();
     w->Queue();
     return p;
   });
@@ -106,7 +106,7 @@ Napi::Value Barrier(const Napi::CallbackInfo& info) {
     MpiCommunicator& c = live_world();
     const std::string what = what_of(info[0], "barrier");
     auto* w = new PromiseWorker(info.Env(), [&c, what] { c.barrier(what.c_str()); }, info.Env().Undefined());
-    Napi::Promise p = w->promise();
+    Napi::Value p = w->promise();
     w->Queue();
     return p;
   });
