@@ -6,7 +6,7 @@ import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { copyFile, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadModel, openSafetensors } from '../lib/index.js';
+import { loadModel, loadTask, openSafetensors } from '../lib/index.js';
 import { entry, fileBytes } from './helpers/safetensors-bytes.js';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
@@ -98,5 +98,16 @@ t.test('one huge token id in tokenizer.json is refused before the library sizes 
     json.model.vocab[token] = 2 ** 31;
     await writeFile(path, JSON.stringify(json));
   });
-  await t.rejects(settlesWithin(loadModel(dir), 20_000, 'loadModel'), { code: 'ZOFO_BAD_FILE', message: /tokenizer\.json: model\.vocab\[".*"\] is 2147483648; token ids must be integers in \[0, \d+\)/ });
+  await t.rejects(settlesWithin(loadModel(dir), 20_000, 'loadModel'), { code: 'ZOFO_BAD_FILE', message: /tokenizer\.json: token ".*" has id 2147483648, outside the model's vocabulary of \d+/ });
+});
+
+t.test('a FIFO in place of an adapter config or a task file is refused at once, naming it', { skip: process.platform === 'win32' && 'POSIX file types' }, async (t) => {
+  const model = await loadModel(demo);
+  t.teardown(() => model.dispose());
+  const adapter = t.testdir({});
+  execFileSync('mkfifo', [join(adapter, 'adapter_config.json')]);
+  await t.rejects(settlesWithin(model.loadAdapter(adapter), 20_000, 'loadAdapter'), { code: 'ZOFO_IO', message: /adapter_config\.json.*is not a regular file/ });
+  const task = join(t.testdir({}), 'train.tsv');
+  execFileSync('mkfifo', [task]);
+  await t.rejects(settlesWithin(loadTask('sst2', task, model.tokenizer!), 20_000, 'loadTask'), { code: 'ZOFO_IO', message: /train\.tsv.*is not a regular file/ });
 });

@@ -15,9 +15,9 @@
  * special tokens the tokenizer's template puts before the text (a BOS), never those it
  * puts after it (an EOS): a continuation follows the prompt.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { invalidArg, ZofoError } from '../errors.js';
-import { badFile, ioError, isRecord } from '../formats/files.js';
+import { badFile, ioError, isRecord, readRegularFile } from '../formats/files.js';
 import type { ClassificationExample, Example, LmExample } from '../model/model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 
@@ -283,7 +283,8 @@ async function readLines(file: string, maxFileBytes: number): Promise<string[]> 
   try {
     const size = (await stat(file)).size;
     if (size > maxFileBytes) throw badFile(file, `the file is ${size} bytes, over the limit of ${maxFileBytes} (maxFileBytes)`);
-    bytes = await readFile(file);
+    // A regular file only: a FIFO or device in its place is refused, never waited on.
+    bytes = await readRegularFile(file, maxFileBytes);
   } catch (err) {
     throw ioError(file, 'cannot read', err);
   }

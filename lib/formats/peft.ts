@@ -8,12 +8,12 @@
  * Conv1D weights, stored [in, out], get the transpose), loadable by loadModel and by
  * transformers. Every file is written atomically (temp file, fsync, rename).
  */
-import { copyFile, mkdir, readFile } from 'node:fs/promises';
+import { copyFile, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, invalidArg, ZofoError } from '../errors.js';
 import { MAX_LORA_RANK, MAX_LORA_SCALING } from '../validate/options.js';
-import { badFile, ioError, isRecord, writeFileAtomic } from './files.js';
+import { badFile, ioError, isRecord, readRegularFile, writeFileAtomic } from './files.js';
 import { openSafetensors, writeSafetensors, type TensorData } from './safetensors.js';
 
 /** What a Model exposes to these formats (lib/model/model.ts implements it). */
@@ -106,12 +106,13 @@ function isEmptyObject(v: unknown): boolean {
 interface AdapterFiles { rank: number; alpha: number; targets: string[]; tensors: Map<string, { shape: number[]; data: Float32Array }> }
 
 async function readAdapterConfig(configFile: string): Promise<{ rank: number; alpha: number; targets: string[] }> {
+  // A regular file of bounded size: a FIFO, device or directory in its place is refused, never waited on.
+  const text = (await readRegularFile(configFile, 1 << 20)).toString('utf8');
   let cfg: unknown;
   try {
-    cfg = JSON.parse(await readFile(configFile, 'utf8'));
+    cfg = JSON.parse(text);
   } catch (err) {
-    const code = (err as { code?: string }).code === 'ENOENT' ? 'ZOFO_IO' : 'ZOFO_BAD_FILE';
-    throw new ZofoError(code, `${configFile}: ${code === 'ZOFO_IO' ? 'not found' : `not valid JSON (${(err as Error).message})`}`, { cause: err });
+    throw new ZofoError('ZOFO_BAD_FILE', `${configFile}: not valid JSON (${(err as Error).message})`, { cause: err });
   }
   if (!isRecord(cfg)) throw badFile(configFile, 'not a JSON object');
   if (cfg.peft_type !== 'LORA') throw new ZofoError('ZOFO_UNSUPPORTED', `${configFile}: peft_type ${JSON.stringify(cfg.peft_type)} is not supported (LORA is)`);
