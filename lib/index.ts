@@ -20,7 +20,7 @@ export { MAX_LORA_RANK, MAX_LORA_SCALING } from './validate/options.js';
 export {
   openSafetensors, openCheckpoint, writeSafetensors, SafetensorsFile, Checkpoint,
 } from './formats/safetensors.js';
-export type { SafetensorsDtype, TensorInfo, TensorData } from './formats/safetensors.js';
+export type { SafetensorsDtype, TensorInfo, TensorData, TensorLocation } from './formats/safetensors.js';
 export { loadConfig, parseConfig } from './model/config.js';
 export type { ModelConfig, ModelFamily, Activation } from './model/config.js';
 export { loadTokenizer, MAX_TOKEN_ID } from './model/tokenizer.js';
@@ -87,7 +87,7 @@ export function backendInfo(): BackendInfo {
 }
 
 // Types that appear in the signatures above, exported so that callers can name them.
-export type { ChartPanel, ChartPoint, ChartRow, ChartSeries, ChartSpec } from './chart.js';
+export type { ChartBandPoint, ChartPanel, ChartPoint, ChartRow, ChartSeries, ChartSpec } from './chart.js';
 export type { LoadTaskOptions, SplitOptions, TaskText } from './data/tasks.js';
 export type { ModelTarget, PlainObjective, StepSizeInput, VecLike, Verdict as StepSizeVerdict, VerdictLevel } from './theory/smoothness.js';
 export type { ObjectiveOptions, StudyGrid, StudyObjective, StudyRecord, StudyReport, Verdict as StudyVerdict } from './theory/study.js';

@@ -3,7 +3,7 @@
 // killed runs are removed on the next start (nobody else's). The CLI runs in process.
 import t from 'tap';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { main } from '../lib/cli/main.js';
 import { loadCheckpoint } from '../lib/train/checkpoint.js';

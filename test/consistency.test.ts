@@ -4,7 +4,7 @@
 // non-finite moments and adapters, adapter shapes, PEFT options zofo does not implement,
 // tokenizers larger than the model or with absurd ids, and task files past their limits.
 import t, { type Test } from 'tap';
-import { cp, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ZofoError } from '../lib/errors.js';
 import { demoModelDir } from '../lib/demo/model.js';
@@ -48,6 +48,7 @@ async function model(t: Test, lora = true): Promise<Model> {
   return m;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the tests edit arbitrary JSON
 async function editJson(file: string, edit: (j: Record<string, any>) => void): Promise<void> {
   const j = JSON.parse(await readFile(file, 'utf8'));
   edit(j);

@@ -9,7 +9,6 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { kernels, LLAMA_SHAPES, loadModel, randomModel, writeSafetensors, type Model } from '../lib/index.js';
 
-const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 // Parameter count of a Llama config, written out from the architecture (untied head).
 function llamaParameters(c: { vocab_size: number; hidden_size: number; intermediate_size: number; num_hidden_layers: number; num_attention_heads: number; num_key_value_heads: number; tie_word_embeddings: boolean }): number {

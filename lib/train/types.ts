@@ -117,8 +117,11 @@ export interface StepResult {
  * (`new AbortController().signal`); anything else is rejected at run time.
  */
 export interface AbortSignalLike {
+  /** Whether the signal has fired. */
   readonly aborted: boolean;
+  /** Calls `listener` when the signal fires. */
   addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  /** Stops calling `listener`. */
   removeEventListener(type: 'abort', listener: () => void): void;
 }
 

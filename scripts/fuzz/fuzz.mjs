@@ -13,7 +13,7 @@
 //   ZOFO_FUZZ_OUT       where failing cases are kept (default a temp folder)
 //   ZOFO_FUZZ_CORPUS=dir   only write the seed corpus to dir and exit (the sanitizer job runs it)
 import { spawn } from 'node:child_process';
-import { linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, cpSync } from 'node:fs';
+import { linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, cpSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
