@@ -18,6 +18,7 @@ import { existsSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { numberArg } from './args.js';
+import { llamaNative, xorshift } from './llama-native.js';
 import { addonFiles, cpuBinding, packageRoot } from '../lib/binding.js';
 import { cpuPackageName } from '../lib/platform.js';
 
@@ -34,21 +35,8 @@ interface ChildResult { file: string; blas: string; seconds: number[]; logitSum:
 
 // In the child: one binary, one model, `reps` timed forwards after a warm-up.
 async function child(): Promise<void> {
-  let state = 12345;
-  const rand = () => { state ^= state << 13; state >>>= 0; state ^= state >>> 17; state ^= state << 5; state >>>= 0; return state / 4294967296; };
-  const native = cpuBinding();
-  const model = new native.NativeModel({
-    family: 0, vocab: V, hidden: C, layers: L, heads: NH, kvHeads: NH, headDim: HS, ffn: F, maxPositions: 4096,
-    embedDim: C, positionOffset: 0, rmsnorm: true, normEps: 1e-5, activation: 2, ropeTheta: 10000, tieEmbeddings: false,
-    attentionBias: false, outputBias: false, mlpBias: false, preNorm: true, finalNorm: true,
-  });
-  for (const spec of model.tensorSpecs()) {
-    const n = spec.shape.reduce((a, b) => a * b, 1);
-    const data = new Float32Array(n);
-    if (spec.shape.length === 1) data.fill(1);
-    else for (let i = 0; i < n; i++) data[i] = (rand() - 0.5) * 0.07;
-    model.setTensor(spec.name, data);
-  }
+  const rand = xorshift();
+  const model = llamaNative({ V, C, L, NH, HS, F }, rand);
   const ids = Int32Array.from({ length: N }, () => Math.floor(rand() * V));
   const positions = Int32Array.from({ length: N }, (_, i) => i % T);
   const mask = new Uint8Array(N).fill(1);
@@ -62,7 +50,7 @@ async function child(): Promise<void> {
     seconds.push(Number(process.hrtime.bigint() - t0) / 1e9);
   }
   model.dispose();
-  const result: ChildResult = { file: addonFiles().cpu ?? '', blas: native.blas, seconds, logitSum: logits.reduce((a, b) => a + b, 0) };
+  const result: ChildResult = { file: addonFiles().cpu ?? '', blas: cpuBinding().blas, seconds, logitSum: logits.reduce((a, b) => a + b, 0) };
   console.log(JSON.stringify(result));
 }
 

@@ -9,31 +9,17 @@
  *                              [--batch 4] [--seq 64] [--reps 15]
  */
 import { backendInfo } from '../lib/index.js';
-import { cpuBinding, type NativeModel } from '../lib/binding.js';
+import type { NativeModel } from '../lib/binding.js';
 import { numberArg } from './args.js';
+import { llamaNative, xorshift } from './llama-native.js';
 
 const L = numberArg('layers', 4), C = numberArg('hidden', 512), F = numberArg('ffn', 1408), V = numberArg('vocab', 8000);
 const B = numberArg('batch', 4), T = numberArg('seq', 64), reps = numberArg('reps', 15);
 const NH = Math.max(1, Math.round(C / 64)), HS = C / NH, N = B * T;
 const COMPUTES = ['fp32', 'tf32', 'bf16'] as const;
 
-function buildModel(compute: number): NativeModel {
-  let state = 12345; // the same weights for every compute precision
-  const rand = () => { state ^= state << 13; state >>>= 0; state ^= state >>> 17; state ^= state << 5; state >>>= 0; return state / 4294967296; };
-  const model = new (cpuBinding().NativeModel)({
-    family: 0, vocab: V, hidden: C, layers: L, heads: NH, kvHeads: NH, headDim: HS, ffn: F, maxPositions: 4096,
-    embedDim: C, positionOffset: 0, rmsnorm: true, normEps: 1e-5, activation: 2, ropeTheta: 10000, tieEmbeddings: false,
-    attentionBias: false, outputBias: false, mlpBias: false, preNorm: true, finalNorm: true,
-  }, 0, 'cpu', compute);
-  for (const spec of model.tensorSpecs()) {
-    const n = spec.shape.reduce((a, b) => a * b, 1);
-    const data = new Float32Array(n);
-    if (spec.shape.length === 1) data.fill(1);
-    else for (let i = 0; i < n; i++) data[i] = (rand() - 0.5) * 0.07; // std ≈ 0.02
-    model.setTensor(spec.name, data);
-  }
-  return model;
-}
+// The same weights for every compute precision.
+const buildModel = (compute: number): NativeModel => llamaNative({ V, C, L, NH, HS, F }, xorshift(), compute);
 
 async function main(): Promise<void> {
   const info = backendInfo();

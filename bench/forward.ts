@@ -12,7 +12,8 @@
  */
 import { backendInfo, kernels } from '../lib/index.js';
 import { numberArg } from './args.js';
-import { cpuBinding, type NativeModel } from '../lib/binding.js';
+import { llamaNative, xorshift } from './llama-native.js';
+import type { NativeModel } from '../lib/binding.js';
 
 
 const L = numberArg('layers', 12), C = numberArg('hidden', 768), F = numberArg('ffn', 2048), V = numberArg('vocab', 32000);
@@ -20,25 +21,8 @@ const B = numberArg('batch', 8), T = numberArg('seq', 64), reps = numberArg('rep
 const NH = Math.max(1, Math.round(C / 64)), HS = C / NH;
 const N = B * T;
 
-let state = 12345;
-const rand = () => { state ^= state << 13; state >>>= 0; state ^= state >>> 17; state ^= state << 5; state >>>= 0; return state / 4294967296; };
-
-function buildModel(): NativeModel {
-  const native = cpuBinding();
-  const model = new native.NativeModel({
-    family: 0, vocab: V, hidden: C, layers: L, heads: NH, kvHeads: NH, headDim: HS, ffn: F, maxPositions: 4096,
-    embedDim: C, positionOffset: 0, rmsnorm: true, normEps: 1e-5, activation: 2, ropeTheta: 10000, tieEmbeddings: false,
-    attentionBias: false, outputBias: false, mlpBias: false, preNorm: true, finalNorm: true,
-  });
-  for (const spec of model.tensorSpecs()) {
-    const n = spec.shape.reduce((a, b) => a * b, 1);
-    const data = new Float32Array(n);
-    if (spec.shape.length === 1) data.fill(1);
-    else for (let i = 0; i < n; i++) data[i] = (rand() - 0.5) * 0.07; // std ≈ 0.02
-    model.setTensor(spec.name, data);
-  }
-  return model;
-}
+const rand = xorshift();
+const buildModel = (): NativeModel => llamaNative({ V, C, L, NH, HS, F }, rand);
 
 // GEMMs of one pass: [M, N, K, transB, count].
 type Gemm = [number, number, number, boolean, number];

@@ -5,30 +5,14 @@ import t from 'tap';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { main } from '../lib/cli/main.js';
 import { loadCheckpoint } from '../lib/train/checkpoint.js';
 import { freshSeed } from './helpers/reference.js';
 import { sst2Fixture } from './helpers/sst2-fixture.js';
+import { zofo } from './helpers/cli-in-process.js';
 
 const seed = freshSeed() % 1_000_000;
 t.comment(`input seed ${seed}`);
 
-/** Runs the CLI in this process (main()); returns its output and exit code. */
-async function zofo(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  const [out, err, log] = [process.stdout.write, process.stderr.write, console.log];
-  let stdout = '', stderr = '';
-  process.stdout.write = ((c: string | Uint8Array) => { stdout += String(c); return true; }) as typeof process.stdout.write;
-  process.stderr.write = ((c: string | Uint8Array) => { stderr += String(c); return true; }) as typeof process.stderr.write;
-  console.log = (...a: unknown[]) => { stdout += `${a.join(' ')}\n`; };
-  const before = process.exitCode;
-  try {
-    await main(['node', 'zofo', ...args]);
-    return { status: Number(process.exitCode ?? 0), stdout, stderr };
-  } finally {
-    [process.stdout.write, process.stderr.write, console.log] = [out, err, log];
-    process.exitCode = before;
-  }
-}
 const lastLine = (s: string) => s.trimEnd().split('\n').at(-1) ?? '';
 const jsonl = async (file: string) => (await readFile(file, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, number | null>);
 

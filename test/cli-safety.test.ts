@@ -7,32 +7,16 @@ import { existsSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evalCommand, mergeCommand } from '../lib/cli/commands.js';
-import { main } from '../lib/cli/main.js';
 import { loadCheckpoint } from '../lib/train/checkpoint.js';
 import { freshSeed } from './helpers/reference.js';
 import { sst2Fixture } from './helpers/sst2-fixture.js';
+import { zofo } from './helpers/cli-in-process.js';
 
 const here = import.meta.dirname ?? new URL('.', import.meta.url).pathname;
 const entry = join(here, 'helpers', 'cli-child.ts');
 const seed = freshSeed() % 1_000_000;
 t.comment(`input seed ${seed}`);
 
-/** Runs the CLI in this process (main()); returns its output and exit code. */
-async function zofo(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  const [out, err, log] = [process.stdout.write, process.stderr.write, console.log];
-  let stdout = '', stderr = '';
-  process.stdout.write = ((c: string | Uint8Array) => { stdout += String(c); return true; }) as typeof process.stdout.write;
-  process.stderr.write = ((c: string | Uint8Array) => { stderr += String(c); return true; }) as typeof process.stderr.write;
-  console.log = (...a: unknown[]) => { stdout += `${a.join(' ')}\n`; };
-  const before = process.exitCode;
-  try {
-    await main(['node', 'zofo', ...args]);
-    return { status: Number(process.exitCode ?? 0), stdout, stderr };
-  } finally {
-    [process.stdout.write, process.stderr.write, console.log] = [out, err, log];
-    process.exitCode = before;
-  }
-}
 
 async function setup(root: string) {
   const f = await sst2Fixture(root, seed);
