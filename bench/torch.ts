@@ -388,7 +388,7 @@ async function main(): Promise<void> {
   }
 
   say();
-  say('## Targets (issue 7)');
+  say('## Targets');
   say();
   say('Hybrid step ≥ 1.5× faster than the PyTorch hybrid reference, ZO step ≥ 2× faster than MeZO, perturbation pass ≥ 3× faster than MeZO\'s per-tensor generation, each at no more peak memory (perturbation pass: peak above the built state); on GPU, perturbation ≥ 0.8 of copy bandwidth.');
   say();
