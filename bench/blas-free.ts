@@ -22,16 +22,29 @@ import { llamaNative, xorshift } from './llama-native.js';
 import { addonFiles, cpuBinding, packageRoot } from '../lib/binding.js';
 import { cpuPackageName } from '../lib/platform.js';
 
-const L = numberArg('layers', 6), C = numberArg('hidden', 512), F = numberArg('ffn', 1408), V = numberArg('vocab', 8000);
-const B = numberArg('batch', 8), T = numberArg('seq', 64), reps = numberArg('reps', 2), rounds = numberArg('rounds', 3);
-const NH = Math.max(1, Math.round(C / 64)), HS = C / NH, N = B * T;
+const L = numberArg('layers', 6),
+  C = numberArg('hidden', 512),
+  F = numberArg('ffn', 1408),
+  V = numberArg('vocab', 8000);
+const B = numberArg('batch', 8),
+  T = numberArg('seq', 64),
+  reps = numberArg('reps', 2),
+  rounds = numberArg('rounds', 3);
+const NH = Math.max(1, Math.round(C / 64)),
+  HS = C / NH,
+  N = B * T;
 
 function stringArg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i < 0 ? fallback : resolve(process.argv[i + 1]);
 }
 
-interface ChildResult { file: string; blas: string; seconds: number[]; logitSum: number }
+interface ChildResult {
+  file: string;
+  blas: string;
+  seconds: number[];
+  logitSum: number;
+}
 
 // In the child: one binary, one model, `reps` timed forwards after a warm-up.
 async function child(): Promise<void> {
@@ -54,11 +67,15 @@ async function child(): Promise<void> {
   console.log(JSON.stringify(result));
 }
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+};
 
 function runChild(dir: string, env: NodeJS.ProcessEnv): ChildResult {
   const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', ...process.argv.slice(2)], {
-    encoding: 'utf8', env: { ...env, ZOFO_BINDING_DIR: dir, ZOFO_BINDING_ONLY: '1', ZOFO_CUDA: '0' },
+    encoding: 'utf8',
+    env: { ...env, ZOFO_BINDING_DIR: dir, ZOFO_BINDING_ONLY: '1', ZOFO_CUDA: '0' },
   });
   if (r.status !== 0) throw new Error(`benchmark child for ${dir} failed:\n${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as ChildResult;
@@ -67,8 +84,12 @@ function runChild(dir: string, env: NodeJS.ProcessEnv): ChildResult {
 function compare(label: string, prebuilt: string, source: string, env: NodeJS.ProcessEnv): number {
   const times = { prebuilt: [] as number[], source: [] as number[] };
   const seen: Record<string, ChildResult> = {};
-  for (let k = 0; k < rounds; k++) { // alternate, so both see the same machine state
-    for (const [name, dir] of [['prebuilt', prebuilt], ['source', source]] as const) {
+  for (let k = 0; k < rounds; k++) {
+    // alternate, so both see the same machine state
+    for (const [name, dir] of [
+      ['prebuilt', prebuilt],
+      ['source', source],
+    ] as const) {
       const r = runChild(dir, env);
       times[name].push(...r.seconds);
       seen[name] = r;
@@ -79,7 +100,9 @@ function compare(label: string, prebuilt: string, source: string, env: NodeJS.Pr
   console.log(`\n${label}`);
   console.log('| binary | BLAS | forward (median of ' + times.prebuilt.length + ') | tokens/s |');
   console.log('|---|---|---:|---:|');
-  console.log(`| prebuilt ${relative(packageRoot, seen.prebuilt.file)} | ${seen.prebuilt.blas} (static) | ${(p * 1e3).toFixed(0)} ms | ${(N / p).toFixed(0)} |`);
+  console.log(
+    `| prebuilt ${relative(packageRoot, seen.prebuilt.file)} | ${seen.prebuilt.blas} (static) | ${(p * 1e3).toFixed(0)} ms | ${(N / p).toFixed(0)} |`,
+  );
   console.log(`| source ${relative(packageRoot, seen.source.file)} | ${seen.source.blas} (system .so) | ${(s * 1e3).toFixed(0)} ms | ${(N / s).toFixed(0)} |`);
   console.log(`speed prebuilt ÷ source: ${(s / p).toFixed(3)} (target ≥ 0.9); logits agree: ${agree ? 'yes' : 'NO'}`);
   return s / p;

@@ -13,9 +13,16 @@ import type { NativeModel } from '../lib/binding.js';
 import { numberArg } from './args.js';
 import { llamaNative, xorshift } from './llama-native.js';
 
-const L = numberArg('layers', 4), C = numberArg('hidden', 512), F = numberArg('ffn', 1408), V = numberArg('vocab', 8000);
-const B = numberArg('batch', 4), T = numberArg('seq', 64), reps = numberArg('reps', 15);
-const NH = Math.max(1, Math.round(C / 64)), HS = C / NH, N = B * T;
+const L = numberArg('layers', 4),
+  C = numberArg('hidden', 512),
+  F = numberArg('ffn', 1408),
+  V = numberArg('vocab', 8000);
+const B = numberArg('batch', 4),
+  T = numberArg('seq', 64),
+  reps = numberArg('reps', 15);
+const NH = Math.max(1, Math.round(C / 64)),
+  HS = C / NH,
+  N = B * T;
 const COMPUTES = ['fp32', 'tf32', 'bf16'] as const;
 
 // The same weights for every compute precision.
@@ -28,7 +35,10 @@ async function main(): Promise<void> {
   console.log(`cpu: ${info.cpu.simd}; BLAS: ${info.cpu.blas}; threads: ${info.cpu.threads}`);
   const models = COMPUTES.map((_, code) => buildModel(code));
   let state = 777;
-  const ids = Int32Array.from({ length: N }, () => { state = (state * 1103515245 + 12345) >>> 0; return state % V; });
+  const ids = Int32Array.from({ length: N }, () => {
+    state = (state * 1103515245 + 12345) >>> 0;
+    return state % V;
+  });
   const positions = Int32Array.from({ length: N }, (_, i) => i % T);
   const mask = new Uint8Array(N).fill(1);
   const rows = Int32Array.from({ length: N }, (_, i) => i);
@@ -54,7 +64,9 @@ async function main(): Promise<void> {
   console.log('|---|---:|---:|---:|---:|---:|');
   for (const [i, c] of COMPUTES.entries()) {
     const ts = times[i];
-    console.log(`| ${c} | ${Math.min(...ts).toFixed(4)} | ${median(ts).toFixed(4)} | ${Math.max(...ts).toFixed(4)} | ${(Math.min(...ts) / best).toFixed(2)} | ${(median(ts) / base).toFixed(2)} |`);
+    console.log(
+      `| ${c} | ${Math.min(...ts).toFixed(4)} | ${median(ts).toFixed(4)} | ${Math.max(...ts).toFixed(4)} | ${(Math.min(...ts) / best).toFixed(2)} | ${(median(ts) / base).toFixed(2)} |`,
+    );
   }
 }
 

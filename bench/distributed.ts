@@ -21,23 +21,65 @@ import { cpuBinding } from '../lib/binding.js';
 import { HybridOptimizer } from '../lib/train/optimizer.js';
 import { numberArg } from './args.js';
 
-const L = numberArg('layers', 4), C = numberArg('hidden', 256), F = numberArg('ffn', 688), V = numberArg('vocab', 8000);
-const B = numberArg('batch', 16), T = numberArg('seq', 32), reps = numberArg('reps', 8);
-const NH = Math.max(1, Math.round(C / 64)), HS = C / NH;
+const L = numberArg('layers', 4),
+  C = numberArg('hidden', 256),
+  F = numberArg('ffn', 688),
+  V = numberArg('vocab', 8000);
+const B = numberArg('batch', 16),
+  T = numberArg('seq', 32),
+  reps = numberArg('reps', 8);
+const NH = Math.max(1, Math.round(C / 64)),
+  HS = C / NH;
 
-interface RankConfig { mode: 'none' | 'data' | 'perturbation'; q: number }
-interface RankResult { stepMs: number; commMsPerStep: number; bytesPerStep: number; loraFloats: number; allreduceLoraMs: number; allreduceScalarsMs: number; params: number }
+interface RankConfig {
+  mode: 'none' | 'data' | 'perturbation';
+  q: number;
+}
+interface RankResult {
+  stepMs: number;
+  commMsPerStep: number;
+  bytesPerStep: number;
+  loraFloats: number;
+  allreduceLoraMs: number;
+  allreduceScalarsMs: number;
+  params: number;
+}
 
 let state = 12345;
-const rand = () => { state ^= state << 13; state >>>= 0; state ^= state >>> 17; state ^= state << 5; state >>>= 0; return state / 4294967296; };
+const rand = () => {
+  state ^= state << 13;
+  state >>>= 0;
+  state ^= state >>> 17;
+  state ^= state << 5;
+  state >>>= 0;
+  return state / 4294967296;
+};
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 // The same weights on every rank: the generator's seed is fixed.
 function buildModel(): Model {
   const native = new (cpuBinding().NativeModel)({
-    family: 0, vocab: V, hidden: C, layers: L, heads: NH, kvHeads: NH, headDim: HS, ffn: F, maxPositions: 4096,
-    embedDim: C, positionOffset: 0, rmsnorm: true, normEps: 1e-5, activation: 2, ropeTheta: 10000, tieEmbeddings: false,
-    attentionBias: false, outputBias: false, mlpBias: false, preNorm: true, finalNorm: true,
+    family: 0,
+    vocab: V,
+    hidden: C,
+    layers: L,
+    heads: NH,
+    kvHeads: NH,
+    headDim: HS,
+    ffn: F,
+    maxPositions: 4096,
+    embedDim: C,
+    positionOffset: 0,
+    rmsnorm: true,
+    normEps: 1e-5,
+    activation: 2,
+    ropeTheta: 10000,
+    tieEmbeddings: false,
+    attentionBias: false,
+    outputBias: false,
+    mlpBias: false,
+    preNorm: true,
+    finalNorm: true,
   });
   const names: string[] = [];
   for (const spec of native.tensorSpecs()) {
@@ -49,11 +91,24 @@ function buildModel(): Model {
     names.push(spec.name);
   }
   native.setStreamNames(names);
-  const config = parseConfig({
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: V, hidden_size: C, intermediate_size: F,
-    num_hidden_layers: L, num_attention_heads: NH, num_key_value_heads: NH, max_position_embeddings: 4096,
-    rms_norm_eps: 1e-5, hidden_act: 'silu', rope_theta: 10000, tie_word_embeddings: false,
-  }, '(random model)');
+  const config = parseConfig(
+    {
+      architectures: ['LlamaForCausalLM'],
+      model_type: 'llama',
+      vocab_size: V,
+      hidden_size: C,
+      intermediate_size: F,
+      num_hidden_layers: L,
+      num_attention_heads: NH,
+      num_key_value_heads: NH,
+      max_position_embeddings: 4096,
+      rms_norm_eps: 1e-5,
+      hidden_act: 'silu',
+      rope_theta: 10000,
+      tie_word_embeddings: false,
+    },
+    '(random model)',
+  );
   const model = new Model('(random model)', config, native, null, 'f32', names);
   model.addLoRA({ rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'], seed: 1 });
   return model;
@@ -63,10 +118,14 @@ async function rank(cfg: RankConfig): Promise<void> {
   const comm = cfg.mode === 'none' ? null : await distributed.init();
   const model = buildModel();
   const batch: ClassificationExample[] = Array.from({ length: B }, (_, e) => ({
-    prompt: Array.from({ length: T }, () => Math.floor(rand() * V)), candidates: [[1 + (e % 7)], [100 + (e % 5)]], label: e % 2,
+    prompt: Array.from({ length: T }, () => Math.floor(rand() * V)),
+    candidates: [[1 + (e % 7)], [100 + (e % 5)]],
+    label: e % 2,
   }));
   const opt = new HybridOptimizer(model, {
-    zo: { lr: 1e-6, mu: 1e-3, perturbations: cfg.q }, fo: { lr: 1e-4 }, seed: 5,
+    zo: { lr: 1e-6, mu: 1e-3, perturbations: cfg.q },
+    fo: { lr: 1e-4 },
+    seed: 5,
     ...(comm ? { parallel: { kind: cfg.mode as 'data' | 'perturbation', comm, checkEvery: 0 } } : {}),
   });
   for (let i = 0; i < 2; i++) await opt.step(batch); // warm-up
@@ -80,9 +139,11 @@ async function rank(cfg: RankConfig): Promise<void> {
   }
   const after = comm?.stats();
   const loraFloats = model.loraNames().reduce((n, name) => n + model.loraTensor(name).length, 0);
-  let allreduceLoraMs = 0, allreduceScalarsMs = 0;
+  let allreduceLoraMs = 0,
+    allreduceScalarsMs = 0;
   if (comm) {
-    const g = new Float32Array(loraFloats), s = new Float64Array(2 * cfg.q + 2);
+    const g = new Float32Array(loraFloats),
+      s = new Float64Array(2 * cfg.q + 2);
     const timed = async (buf: Float32Array | Float64Array) => {
       const xs: number[] = [];
       for (let i = 0; i < 30; i++) {
@@ -100,7 +161,10 @@ async function rank(cfg: RankConfig): Promise<void> {
     stepMs: median(times),
     commMsPerStep: before && after ? (1000 * (after.seconds - before.seconds)) / reps : 0,
     bytesPerStep: before && after ? (after.bytes - before.bytes) / reps : 0,
-    loraFloats, allreduceLoraMs, allreduceScalarsMs, params: model.parameterCounts().reduce((a, b) => a + b, 0),
+    loraFloats,
+    allreduceLoraMs,
+    allreduceScalarsMs,
+    params: model.parameterCounts().reduce((a, b) => a + b, 0),
   };
   if ((comm?.rank ?? 0) === 0) console.log(`RESULT ${JSON.stringify(result)}`);
   opt.dispose();
@@ -110,7 +174,13 @@ async function rank(cfg: RankConfig): Promise<void> {
 function launch(ranks: number, threads: number, cfg: RankConfig): RankResult {
   const self = fileURLToPath(import.meta.url);
   const args = [...process.argv.slice(2), '--rank-config', JSON.stringify(cfg)];
-  const env = { ...process.env, ZOFO_NUM_THREADS: String(threads), OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', OMPI_MCA_rmaps_base_oversubscribe: '1' };
+  const env = {
+    ...process.env,
+    ZOFO_NUM_THREADS: String(threads),
+    OMPI_ALLOW_RUN_AS_ROOT: '1',
+    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
+    OMPI_MCA_rmaps_base_oversubscribe: '1',
+  };
   const [cmd, argv] = ranks === 0 ? [process.execPath, [self, ...args]] : ['mpirun', ['-n', String(ranks), process.execPath, self, ...args]];
   const r = spawnSync(cmd, argv, { encoding: 'utf8', env, timeout: 600_000 });
   const line = r.stdout?.split('\n').find((l) => l.startsWith('RESULT '));
@@ -132,12 +202,17 @@ if (at >= 0) {
     ['q=4  1 process, 1 thread', launch(0, 1, { mode: 'none', q: 4 })],
     ['q=4  2 ranks perturbation-parallel, 1 thread each', launch(2, 1, { mode: 'perturbation', q: 4 })],
   ];
-  const base = rows[0][1].stepMs, base4 = rows[3][1].stepMs;
+  const base = rows[0][1].stepMs,
+    base4 = rows[3][1].stepMs;
   console.log(`\nbase parameters ${rows[0][1].params}, LoRA parameters ${rows[0][1].loraFloats}\n`);
-  console.log('| run | step ms (median) | ÷ 1 process all cores | in collectives ms/step | bytes/step/rank | allreduce |LoRA| ms | allreduce 2q+2 scalars ms |');
+  console.log(
+    '| run | step ms (median) | ÷ 1 process all cores | in collectives ms/step | bytes/step/rank | allreduce |LoRA| ms | allreduce 2q+2 scalars ms |',
+  );
   console.log('|---|---|---|---|---|---|---|');
   rows.forEach(([name, r], i) => {
     const ratio = r.stepMs / (i < 3 ? base : base4);
-    console.log(`| ${name} | ${r.stepMs.toFixed(1)} | ${ratio.toFixed(2)} | ${r.commMsPerStep.toFixed(2)} | ${r.bytesPerStep.toFixed(0)} | ${r.allreduceLoraMs ? r.allreduceLoraMs.toFixed(3) : '—'} | ${r.allreduceScalarsMs ? r.allreduceScalarsMs.toFixed(3) : '—'} |`);
+    console.log(
+      `| ${name} | ${r.stepMs.toFixed(1)} | ${ratio.toFixed(2)} | ${r.commMsPerStep.toFixed(2)} | ${r.bytesPerStep.toFixed(0)} | ${r.allreduceLoraMs ? r.allreduceLoraMs.toFixed(3) : '—'} | ${r.allreduceScalarsMs ? r.allreduceScalarsMs.toFixed(3) : '—'} |`,
+    );
   });
 }

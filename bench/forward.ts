@@ -15,10 +15,15 @@ import { numberArg } from './args.js';
 import { llamaNative, xorshift } from './llama-native.js';
 import type { NativeModel } from '../lib/binding.js';
 
-
-const L = numberArg('layers', 12), C = numberArg('hidden', 768), F = numberArg('ffn', 2048), V = numberArg('vocab', 32000);
-const B = numberArg('batch', 8), T = numberArg('seq', 64), reps = numberArg('reps', 3);
-const NH = Math.max(1, Math.round(C / 64)), HS = C / NH;
+const L = numberArg('layers', 12),
+  C = numberArg('hidden', 768),
+  F = numberArg('ffn', 2048),
+  V = numberArg('vocab', 32000);
+const B = numberArg('batch', 8),
+  T = numberArg('seq', 64),
+  reps = numberArg('reps', 3);
+const NH = Math.max(1, Math.round(C / 64)),
+  HS = C / NH;
 const N = B * T;
 
 const rand = xorshift();
@@ -27,10 +32,10 @@ const buildModel = (): NativeModel => llamaNative({ V, C, L, NH, HS, F }, rand);
 // GEMMs of one pass: [M, N, K, transB, count].
 type Gemm = [number, number, number, boolean, number];
 const forwardGemms = (rows: number): Gemm[] => [
-  [N, C, C, true, 4 * L],   // q, k, v, o
-  [N, F, C, true, 2 * L],   // gate, up
-  [N, C, F, true, L],       // down
-  [rows, V, C, true, 1],    // lm_head at the rows read
+  [N, C, C, true, 4 * L], // q, k, v, o
+  [N, F, C, true, 2 * L], // gate, up
+  [N, C, F, true, L], // down
+  [rows, V, C, true, 1], // lm_head at the rows read
 ];
 // Adapter-only backward: du = dy·W for every linear above the lowest adapter (all here,
 // except layer 0's q/k/v input gradient, which nothing needs), and dz = dlogits·W_head.
@@ -42,7 +47,9 @@ const backwardGemms = (rows: number): Gemm[] => [
 ];
 
 function gemmRate(M: number, Nn: number, K: number, transB: boolean): number {
-  const A = new Float32Array(M * K).fill(0.01), Bm = new Float32Array(K * Nn).fill(0.01), Cm = new Float32Array(M * Nn);
+  const A = new Float32Array(M * K).fill(0.01),
+    Bm = new Float32Array(K * Nn).fill(0.01),
+    Cm = new Float32Array(M * Nn);
   kernels.matmul(M, Nn, K, A, Bm, Cm, { transB });
   let best = Infinity;
   for (let r = 0; r < 3; r++) {
@@ -54,7 +61,8 @@ function gemmRate(M: number, Nn: number, K: number, transB: boolean): number {
 }
 
 function floorSeconds(gemms: Gemm[], rates: Map<string, number>): { seconds: number; flops: number } {
-  let seconds = 0, flops = 0;
+  let seconds = 0,
+    flops = 0;
   for (const [M, Nn, K, tb, count] of gemms) {
     const key = `${M}x${Nn}x${K}${tb ? 'T' : ''}`;
     if (!rates.has(key)) rates.set(key, gemmRate(M, Nn, K, tb));
@@ -68,8 +76,10 @@ async function main(): Promise<void> {
   const info = backendInfo();
   console.log('zofo model-engine benchmark (CPU)');
   console.log(`model: Llama-shaped, ${L} layers, hidden ${C}, ${NH} heads × ${HS}, ffn ${F}, vocab ${V}; batch ${B} × ${T} tokens`);
-  console.log(`cpu: ${info.cpu.simd}; BLAS: ${info.cpu.blas}; threads: ${info.cpu.threads}; ` +
-    `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}; OPENBLAS_NUM_THREADS=${process.env.OPENBLAS_NUM_THREADS ?? '(unset)'}`);
+  console.log(
+    `cpu: ${info.cpu.simd}; BLAS: ${info.cpu.blas}; threads: ${info.cpu.threads}; ` +
+      `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}; OPENBLAS_NUM_THREADS=${process.env.OPENBLAS_NUM_THREADS ?? '(unset)'}`,
+  );
   const model = buildModel();
   const params = model.tensorSpecs().reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
   console.log(`parameters: ${(params / 1e6).toFixed(1)} M (random, fp32)`);
@@ -92,7 +102,8 @@ async function main(): Promise<void> {
   const times = { forward: [] as number[], forwardBackward: [] as number[] };
   await forward();
   await forwardBackward();
-  for (let r = 0; r < reps; r++) { // alternate, so both see the same machine state
+  for (let r = 0; r < reps; r++) {
+    // alternate, so both see the same machine state
     let t0 = process.hrtime.bigint();
     await forward();
     times.forward.push(Number(process.hrtime.bigint() - t0) / 1e9);
@@ -110,11 +121,15 @@ async function main(): Promise<void> {
   for (const [shape, rate] of rates) console.log(`  ${shape.padEnd(18)} ${(rate / 1e9).toFixed(1)} GFLOP/s`);
   console.log('\n| pass | median s | spread (s) | tokens/s | GEMM GFLOP | floor s (sgemm) | achieved ÷ floor |');
   console.log('|---|---:|---:|---:|---:|---:|---:|');
-  for (const [name, ts, floor] of [['forward (logits at all positions)', times.forward, fwdFloor],
-    ['forward + adapter backward (LM loss)', times.forwardBackward, fbFloor]] as const) {
+  for (const [name, ts, floor] of [
+    ['forward (logits at all positions)', times.forward, fwdFloor],
+    ['forward + adapter backward (LM loss)', times.forwardBackward, fbFloor],
+  ] as const) {
     const t = median(ts);
-    console.log(`| ${name} | ${t.toFixed(3)} | ${Math.min(...ts).toFixed(3)}–${Math.max(...ts).toFixed(3)} | ` +
-      `${(N / t).toFixed(0)} | ${(floor.flops / 1e9).toFixed(1)} | ${floor.seconds.toFixed(3)} | ${(floor.seconds / t).toFixed(3)} |`);
+    console.log(
+      `| ${name} | ${t.toFixed(3)} | ${Math.min(...ts).toFixed(3)}–${Math.max(...ts).toFixed(3)} | ` +
+        `${(N / t).toFixed(0)} | ${(floor.flops / 1e9).toFixed(1)} | ${floor.seconds.toFixed(3)} | ${(floor.seconds / t).toFixed(3)} |`,
+    );
   }
 }
 

@@ -25,7 +25,13 @@ export interface Limits {
   blas: string;
 }
 
-export interface ShapeDims { dim: number; layers: number; heads: number; ffn: number; vocab: number }
+export interface ShapeDims {
+  dim: number;
+  layers: number;
+  heads: number;
+  ffn: number;
+  vocab: number;
+}
 
 export const LORA_RANK = 8;
 
@@ -46,14 +52,20 @@ function timeIt(fn: () => void, reps: number): number {
 export function zofoLimits(threads: number, copyMiB = 256, gemmN = 2048): Limits {
   const native = cpuBinding();
   const n = Math.floor((copyMiB * 2 ** 20) / 4);
-  const src = new Float32Array(n).fill(0.25), dst = new Float32Array(n);
+  const src = new Float32Array(n).fill(0.25),
+    dst = new Float32Array(n);
   const copyS = timeIt(() => native.benchCopy(dst, src, threads), 7);
-  const A = new Float32Array(gemmN * gemmN).fill(0.01), B = new Float32Array(gemmN * gemmN).fill(0.02);
+  const A = new Float32Array(gemmN * gemmN).fill(0.01),
+    B = new Float32Array(gemmN * gemmN).fill(0.02);
   const C = new Float32Array(gemmN * gemmN);
   const gemmS = timeIt(() => native.sgemm(false, false, gemmN, gemmN, gemmN, 1, A, B, 0, C, 0, threads), 5);
   return {
-    kind: 'limits', copy_bytes_per_s: (8 * n) / copyS, gemm_flop_per_s: (2 * gemmN ** 3) / gemmS,
-    copy_mib: copyMiB, gemm_n: gemmN, blas: `zofo sgemm (${backendInfo().cpu.blas})`,
+    kind: 'limits',
+    copy_bytes_per_s: (8 * n) / copyS,
+    gemm_flop_per_s: (2 * gemmN ** 3) / gemmS,
+    copy_mib: copyMiB,
+    gemm_n: gemmN,
+    blas: `zofo sgemm (${backendInfo().cpu.blas})`,
   };
 }
 
@@ -66,9 +78,11 @@ export function zofoLimits(threads: number, copyMiB = 256, gemmN = 2048): Limits
  * + 4·B·L·NH·T²·HS              attention's QKᵀ and PV, the full T×T (a causal kernel can skip half)
  */
 export function forwardFlops(s: ShapeDims, B: number, T: number, rank = LORA_RANK): number {
-  const N = B * T, C = s.dim, L = s.layers, HS = s.dim / s.heads;
-  return 2 * N * L * (4 * C * C + 3 * C * s.ffn) + 2 * N * L * 2 * (2 * rank * C) + 2 * B * s.vocab * C
-    + 4 * B * L * s.heads * T * T * HS;
+  const N = B * T,
+    C = s.dim,
+    L = s.layers,
+    HS = s.dim / s.heads;
+  return 2 * N * L * (4 * C * C + 3 * C * s.ffn) + 2 * N * L * 2 * (2 * rank * C) + 2 * B * s.vocab * C + 4 * B * L * s.heads * T * T * HS;
 }
 
 /** Useful bytes of one perturbation pass over P fp32 values: each read once and written once. */

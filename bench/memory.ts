@@ -29,8 +29,17 @@ import { readSection, writeSection } from './results-section.js';
 const GiB = 1024 ** 3;
 
 interface Args {
-  shape: LlamaShape; dtype: 'f32' | 'bf16' | 'f16'; device: string; steps: number; batch: number; seq: number;
-  checkpoint: boolean; keep?: string; phase?: string; dir?: string; record: boolean;
+  shape: LlamaShape;
+  dtype: 'f32' | 'bf16' | 'f16';
+  device: string;
+  steps: number;
+  batch: number;
+  seq: number;
+  checkpoint: boolean;
+  keep?: string;
+  phase?: string;
+  dir?: string;
+  record: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -50,8 +59,17 @@ function parseArgs(argv: string[]): Args {
   const dtype = (get('dtype') ?? 'bf16') as Args['dtype'];
   if (!['f32', 'bf16', 'f16'].includes(dtype)) throw new Error(`--dtype must be f32, bf16 or f16, got ${dtype}`);
   return {
-    shape, dtype, device: get('device') ?? 'cpu', steps: int('steps', 2), batch: int('batch', 1), seq: int('seq', 64),
-    checkpoint: argv.includes('--checkpoint'), record: argv.includes('--record'), keep: get('keep-checkpoint'), phase: get('phase'), dir: get('dir'),
+    shape,
+    dtype,
+    device: get('device') ?? 'cpu',
+    steps: int('steps', 2),
+    batch: int('batch', 1),
+    seq: int('seq', 64),
+    checkpoint: argv.includes('--checkpoint'),
+    record: argv.includes('--record'),
+    keep: get('keep-checkpoint'),
+    phase: get('phase'),
+    dir: get('dir'),
   };
 }
 
@@ -70,7 +88,9 @@ function peakRssBytes(): number {
   try {
     const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
     if (m) return Number(m[1]) * 1024;
-  } catch { /* not Linux */ }
+  } catch {
+    /* not Linux */
+  }
   return process.resourceUsage().maxRSS * 1024;
 }
 
@@ -122,10 +142,17 @@ const lmBatch = (args: Args, vocab: number): LmExample[] => {
 };
 
 interface Measured {
-  parameters: number; weightBytes: number; baselineRssBytes: number; loadPeakBytes?: number; loadSeconds?: number;
-  stepPeakBytes: number; stepSeconds: number[]; peakMark: 'VmHWM reset' | 'process maximum';
+  parameters: number;
+  weightBytes: number;
+  baselineRssBytes: number;
+  loadPeakBytes?: number;
+  loadSeconds?: number;
+  stepPeakBytes: number;
+  stepSeconds: number[];
+  peakMark: 'VmHWM reset' | 'process maximum';
   /** CUDA: the backend's peak device memory during the steps, and up to them (building or loading). */
-  devicePeakBytes?: number; deviceLoadPeakBytes?: number;
+  devicePeakBytes?: number;
+  deviceLoadPeakBytes?: number;
 }
 
 async function measure(args: Args): Promise<Measured> {
@@ -162,8 +189,16 @@ async function measure(args: Args): Promise<Measured> {
   opt.dispose();
   model.dispose();
   return {
-    parameters, weightBytes, baselineRssBytes, loadPeakBytes, loadSeconds, stepPeakBytes, stepSeconds,
-    peakMark: reset ? 'VmHWM reset' : 'process maximum', devicePeakBytes, deviceLoadPeakBytes: deviceLoad?.peak,
+    parameters,
+    weightBytes,
+    baselineRssBytes,
+    loadPeakBytes,
+    loadSeconds,
+    stepPeakBytes,
+    stepSeconds,
+    peakMark: reset ? 'VmHWM reset' : 'process maximum',
+    devicePeakBytes,
+    deviceLoadPeakBytes: deviceLoad?.peak,
   };
 }
 
@@ -175,24 +210,34 @@ function record(line: string, args: Args): void {
     const o = JSON.parse(l);
     return `${o.shape}|${o.dtype}|${o.device}|${o.loadPeakBytes !== undefined}`;
   };
-  const old = readSection(file, 'memory').split('\n').filter((l) => l.startsWith('{'));
+  const old = readSection(file, 'memory')
+    .split('\n')
+    .filter((l) => l.startsWith('{'));
   const lines = [...old.filter((l) => key(l) !== key(line)), line].sort();
-  writeSection(file, 'memory', [
-    '## Memory at scale (`zofo bench memory`)',
-    '',
-    'A random Llama-shaped model built in memory, LoRA r8 on q_proj/v_proj, hybrid steps on one',
-    `${args.batch} × ${args.seq}-token example; one JSON line per run (\`npm run bench:memory -- --shape S [--checkpoint] --record\`).`,
-    'Peaks are the process\'s resident high-water mark (VmHWM) reset before the phase (device memory on CUDA);',
-    'target: peak ≤ 1.15 × weight bytes + 0.5 GiB. `--checkpoint` lines load an fp32 checkpoint as bf16. CPU lines only: no GPU line was measured.',
-    '',
-    '```jsonl',
-    ...lines,
-    '```',
-  ].join('\n'));
+  writeSection(
+    file,
+    'memory',
+    [
+      '## Memory at scale (`zofo bench memory`)',
+      '',
+      'A random Llama-shaped model built in memory, LoRA r8 on q_proj/v_proj, hybrid steps on one',
+      `${args.batch} × ${args.seq}-token example; one JSON line per run (\`npm run bench:memory -- --shape S [--checkpoint] --record\`).`,
+      "Peaks are the process's resident high-water mark (VmHWM) reset before the phase (device memory on CUDA);",
+      'target: peak ≤ 1.15 × weight bytes + 0.5 GiB. `--checkpoint` lines load an fp32 checkpoint as bf16. CPU lines only: no GPU line was measured.',
+      '',
+      '```jsonl',
+      ...lines,
+      '```',
+    ].join('\n'),
+  );
 }
 
 function child(phase: string, argv: string[]): string {
-  const r = spawnSync(process.execPath, ['--expose-gc', process.argv[1], ...argv, '--phase', phase], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
+  const r = spawnSync(process.execPath, ['--expose-gc', process.argv[1], ...argv, '--phase', phase], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 1 << 24,
+  });
   if (r.status !== 0) throw new Error(`bench memory: the ${phase} phase failed (exit ${r.status ?? r.signal})`);
   return r.stdout.trim().split('\n').pop() ?? '';
 }
@@ -222,16 +267,29 @@ async function main(): Promise<void> {
     const budget = 1.15 * m.weightBytes + 0.5 * GiB;
     const median = [...m.stepSeconds].sort((a, b) => a - b)[Math.floor(m.stepSeconds.length / 2)];
     const line = JSON.stringify({
-      shape: args.shape, device: args.device, dtype: args.dtype, batch: `${args.batch}x${args.seq}`,
-      parameters: m.parameters, weightBytes: m.weightBytes, baselineRssBytes: m.baselineRssBytes,
+      shape: args.shape,
+      device: args.device,
+      dtype: args.dtype,
+      batch: `${args.batch}x${args.seq}`,
+      parameters: m.parameters,
+      weightBytes: m.weightBytes,
+      baselineRssBytes: m.baselineRssBytes,
       memory: m.devicePeakBytes !== undefined ? 'device' : 'rss',
-      stepPeakBytes: m.stepPeakBytes, stepPeakRatio: +(m.stepPeakBytes / m.weightBytes).toFixed(3),
-      stepWithinTarget: m.stepPeakBytes <= budget, stepSeconds: +median.toFixed(3), steps: m.stepSeconds.length,
-      ...(m.loadPeakBytes !== undefined ? {
-        loadPeakBytes: m.loadPeakBytes, loadPeakRatio: +(m.loadPeakBytes / m.weightBytes).toFixed(3),
-        loadWithinTarget: m.loadPeakBytes <= budget, loadSeconds: +m.loadSeconds!.toFixed(2),
-      } : {}),
-      targetBytes: Math.round(budget), peakMark: m.peakMark,
+      stepPeakBytes: m.stepPeakBytes,
+      stepPeakRatio: +(m.stepPeakBytes / m.weightBytes).toFixed(3),
+      stepWithinTarget: m.stepPeakBytes <= budget,
+      stepSeconds: +median.toFixed(3),
+      steps: m.stepSeconds.length,
+      ...(m.loadPeakBytes !== undefined
+        ? {
+            loadPeakBytes: m.loadPeakBytes,
+            loadPeakRatio: +(m.loadPeakBytes / m.weightBytes).toFixed(3),
+            loadWithinTarget: m.loadPeakBytes <= budget,
+            loadSeconds: +m.loadSeconds!.toFixed(2),
+          }
+        : {}),
+      targetBytes: Math.round(budget),
+      peakMark: m.peakMark,
       env: { OPENBLAS_CORETYPE: process.env.OPENBLAS_CORETYPE ?? null, node: process.version, cpus: cpus().length, memoryBytes: totalmem() },
     });
     console.log(line);

@@ -17,7 +17,8 @@ export function writeSection(file: string, name: string, body: string): void {
   const [begin, end] = marks(name);
   const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
   const block = `${begin}\n${body.trim()}\n${end}`;
-  const at = text.indexOf(begin), stop = text.indexOf(end);
+  const at = text.indexOf(begin),
+    stop = text.indexOf(end);
   const next = at >= 0 && stop > at ? text.slice(0, at) + block + text.slice(stop + end.length) : `${text.trimEnd()}\n\n${block}\n`;
   writeFileSync(file, next);
 }
@@ -26,6 +27,7 @@ export function writeSection(file: string, name: string, body: string): void {
 export function readSection(file: string, name: string): string {
   const [begin, end] = marks(name);
   const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
-  const at = text.indexOf(begin), stop = text.indexOf(end);
+  const at = text.indexOf(begin),
+    stop = text.indexOf(end);
   return at >= 0 && stop > at ? text.slice(at + begin.length, stop).trim() : '';
 }

@@ -25,12 +25,41 @@ export interface CpuBinding {
   philoxChunk(seed: bigint, stream: bigint, block: bigint, best: boolean): Uint32Array;
   fnv1a64(name: string): bigint;
   gaussian(seed: bigint, stream: bigint, offset: bigint, out: Float32Array, threads: number | undefined): void;
-  axpby(weights: Float32Array | Uint16Array, dtype: number, table: BigUint64Array, decay: Float32Array,
-        seed: bigint, scale: number, etaLambda: number, threads: number | undefined): void;
-  axpbyAsync(weights: Float32Array | Uint16Array, dtype: number, table: BigUint64Array, decay: Float32Array,
-             seed: bigint, scale: number, etaLambda: number, threads: number | undefined): Promise<void>;
-  sgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: Float32Array,
-        B: Float32Array, beta: number, C: Float32Array, impl: number, threads: number | undefined, compute?: number): void;
+  axpby(
+    weights: Float32Array | Uint16Array,
+    dtype: number,
+    table: BigUint64Array,
+    decay: Float32Array,
+    seed: bigint,
+    scale: number,
+    etaLambda: number,
+    threads: number | undefined,
+  ): void;
+  axpbyAsync(
+    weights: Float32Array | Uint16Array,
+    dtype: number,
+    table: BigUint64Array,
+    decay: Float32Array,
+    seed: bigint,
+    scale: number,
+    etaLambda: number,
+    threads: number | undefined,
+  ): Promise<void>;
+  sgemm(
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    A: Float32Array,
+    B: Float32Array,
+    beta: number,
+    C: Float32Array,
+    impl: number,
+    threads: number | undefined,
+    compute?: number,
+  ): void;
   /** The model engine (native/addon/model.cpp); lib/model/model.ts is its typed face. */
   readonly NativeModel: {
     new (config: NativeModelConfig, dtype?: number, device?: string, compute?: number): NativeModel;
@@ -62,13 +91,34 @@ export interface CpuBinding {
 
 /** What the engine needs to know of a model (built from ModelConfig by lib/model/model.ts). */
 export interface NativeModelConfig {
-  family: number; vocab: number; hidden: number; layers: number; heads: number; kvHeads: number; headDim: number;
-  ffn: number; maxPositions: number; embedDim: number; positionOffset: number; rmsnorm: boolean; normEps: number;
-  activation: number; ropeTheta: number; tieEmbeddings: boolean; attentionBias: boolean; outputBias: boolean;
-  mlpBias: boolean; preNorm: boolean; finalNorm: boolean;
+  family: number;
+  vocab: number;
+  hidden: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  ffn: number;
+  maxPositions: number;
+  embedDim: number;
+  positionOffset: number;
+  rmsnorm: boolean;
+  normEps: number;
+  activation: number;
+  ropeTheta: number;
+  tieEmbeddings: boolean;
+  attentionBias: boolean;
+  outputBias: boolean;
+  mlpBias: boolean;
+  preNorm: boolean;
+  finalNorm: boolean;
 }
 
-export interface NativeTensorSpec { name: string; shape: number[]; offset: number }
+export interface NativeTensorSpec {
+  name: string;
+  shape: number[];
+  offset: number;
+}
 
 export interface NativeModel {
   tensorSpecs(): NativeTensorSpec[];
@@ -81,29 +131,52 @@ export interface NativeModel {
   setLoraTensor(name: string, data: Float32Array): void;
   getLoraTensor(name: string, out: Float32Array): void;
   logits(ids: Int32Array, positions: Int32Array, mask: Uint8Array, B: number, T: number, rows: Int32Array, out: Float32Array): Promise<void>;
-  loss(ids: Int32Array, positions: Int32Array, mask: Uint8Array, B: number, T: number, kind: number, rows: Int32Array,
-       targets: Int32Array, group: Int32Array, candidateExample: Int32Array, candidateIsLabel: Uint8Array, examples: number,
-       gradOut: Float32Array | null, baseGradOut?: Float32Array | null): Promise<{ loss: number; scores: Float64Array }>;
+  loss(
+    ids: Int32Array,
+    positions: Int32Array,
+    mask: Uint8Array,
+    B: number,
+    T: number,
+    kind: number,
+    rows: Int32Array,
+    targets: Int32Array,
+    group: Int32Array,
+    candidateExample: Int32Array,
+    candidateIsLabel: Uint8Array,
+    examples: number,
+    gradOut: Float32Array | null,
+    baseGradOut?: Float32Array | null,
+  ): Promise<{ loss: number; scores: Float64Array }>;
   /** Philox streams from the checkpoint keys as stored (one per tensor, tensorSpecs() order). */
   setStreamNames(names: string[]): void;
   /** 64-bit identity of the stored base weights. */
   hashParameters(): Promise<bigint>;
   /** Base-weight update passes x ← (1 − etaλ·decay)·x + scale·z(seed), in order (seed replay). */
-  applyUpdates(seeds: BigUint64Array, scales: Float32Array, etaLambdas: Float32Array, trainable: Uint8Array,
-               decay: Float32Array): Promise<void>;
+  applyUpdates(seeds: BigUint64Array, scales: Float32Array, etaLambdas: Float32Array, trainable: Uint8Array, decay: Float32Array): Promise<void>;
   dispose(): void;
 }
 
 export interface NativeOptimizerConfig {
-  zo: boolean; central: boolean; foAtPlus: boolean; q: number; mu: number;
+  zo: boolean;
+  central: boolean;
+  foAtPlus: boolean;
+  q: number;
+  mu: number;
   /** Per base tensor (tensorSpecs() order). */
-  trainable: Uint8Array; decay: Float32Array;
-  foAdapters: boolean; foBase: boolean;
+  trainable: Uint8Array;
+  decay: Float32Array;
+  foAdapters: boolean;
+  foBase: boolean;
   /** 0 sgd, 1 momentum, 2 adamw */
-  foKind: number; momentum: number; beta1: number; beta2: number; eps: number;
+  foKind: number;
+  momentum: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
   seed: bigint;
   /** 0 one process, 1 data-parallel, 2 perturbation-parallel; comm: the handle from lib/distributed. */
-  parallel?: number; comm?: object;
+  parallel?: number;
+  comm?: object;
 }
 
 export interface NativeStepResult {
@@ -120,9 +193,21 @@ export interface NativeStepResult {
 }
 
 export interface NativeOptimizer {
-  step(ids: Int32Array, positions: Int32Array, mask: Uint8Array, B: number, T: number, kind: number, rows: Int32Array,
-       targets: Int32Array, group: Int32Array, candidateExample: Int32Array, candidateIsLabel: Uint8Array, examples: number,
-       args: { step: number; lrX: number; wdX: number; lrY: number; wdY: number; idle?: boolean }): Promise<NativeStepResult>;
+  step(
+    ids: Int32Array,
+    positions: Int32Array,
+    mask: Uint8Array,
+    B: number,
+    T: number,
+    kind: number,
+    rows: Int32Array,
+    targets: Int32Array,
+    group: Int32Array,
+    candidateExample: Int32Array,
+    candidateIsLabel: Uint8Array,
+    examples: number,
+    args: { step: number; lrX: number; wdX: number; lrY: number; wdY: number; idle?: boolean },
+  ): Promise<NativeStepResult>;
   /** Asks the in-flight step to stop before its update phase. */
   cancel(): void;
   moments(): Array<{ name: string; length: number }>;
@@ -136,23 +221,75 @@ export interface NativeOptimizer {
 /** Raw CPU model kernels: forward beside backward; backwards accumulate (+=). */
 export interface ModelOps {
   rmsnormForward(out: Float32Array, rstd: Float32Array, inp: Float32Array, weight: Float32Array, N: number, C: number, eps: number): void;
-  rmsnormBackward(dinp: Float32Array, dweight: Float32Array | null, dout: Float32Array, inp: Float32Array, weight: Float32Array,
-                  rstd: Float32Array, N: number, C: number): void;
-  layernormForward(out: Float32Array, mean: Float32Array, rstd: Float32Array, inp: Float32Array, weight: Float32Array,
-                   bias: Float32Array | null, N: number, C: number, eps: number): void;
-  layernormBackward(dinp: Float32Array, dweight: Float32Array | null, dbias: Float32Array | null, dout: Float32Array,
-                    inp: Float32Array, weight: Float32Array, mean: Float32Array, rstd: Float32Array, N: number, C: number): void;
+  rmsnormBackward(
+    dinp: Float32Array,
+    dweight: Float32Array | null,
+    dout: Float32Array,
+    inp: Float32Array,
+    weight: Float32Array,
+    rstd: Float32Array,
+    N: number,
+    C: number,
+  ): void;
+  layernormForward(
+    out: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    inp: Float32Array,
+    weight: Float32Array,
+    bias: Float32Array | null,
+    N: number,
+    C: number,
+    eps: number,
+  ): void;
+  layernormBackward(
+    dinp: Float32Array,
+    dweight: Float32Array | null,
+    dbias: Float32Array | null,
+    dout: Float32Array,
+    inp: Float32Array,
+    weight: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    N: number,
+    C: number,
+  ): void;
   rope(x: Float32Array, positions: Int32Array, B: number, T: number, NH: number, HS: number, theta: number, backward: boolean): void;
   /** kind 0 = gelu_new, 1 = relu */
   activationForward(kind: number, out: Float32Array, inp: Float32Array, N: number): void;
   activationBackward(kind: number, dinp: Float32Array, inp: Float32Array, dout: Float32Array, N: number): void;
   swigluForward(out: Float32Array, gate: Float32Array, up: Float32Array, N: number): void;
   swigluBackward(dgate: Float32Array, dup: Float32Array, gate: Float32Array, up: Float32Array, dout: Float32Array, N: number): void;
-  attentionForward(out: Float32Array, att: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, mask: Uint8Array,
-                   B: number, T: number, NH: number, NKV: number, HS: number, scale: number): void;
-  attentionBackward(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, att: Float32Array,
-                    q: Float32Array, k: Float32Array, v: Float32Array, B: number, T: number, NH: number, NKV: number,
-                    HS: number, scale: number): void;
+  attentionForward(
+    out: Float32Array,
+    att: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    mask: Uint8Array,
+    B: number,
+    T: number,
+    NH: number,
+    NKV: number,
+    HS: number,
+    scale: number,
+  ): void;
+  attentionBackward(
+    dq: Float32Array,
+    dk: Float32Array,
+    dv: Float32Array,
+    dout: Float32Array,
+    att: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    B: number,
+    T: number,
+    NH: number,
+    NKV: number,
+    HS: number,
+    scale: number,
+  ): void;
 }
 
 /**
@@ -166,8 +303,7 @@ export interface CudaBinding {
   readonly computeCapability: string;
   readonly memoryBytes: number;
   gaussian(seed: bigint, stream: bigint, offset: bigint, out: Float32Array): void;
-  axpby(weights: Float32Array | Uint16Array, dtype: number, table: BigUint64Array, decay: Float32Array,
-        seed: bigint, scale: number, etaLambda: number): void;
+  axpby(weights: Float32Array | Uint16Array, dtype: number, table: BigUint64Array, decay: Float32Array, seed: bigint, scale: number, etaLambda: number): void;
   /** The model engine with its weights, activations and optimizer state in device memory. */
   readonly NativeModel: {
     new (config: NativeModelConfig, dtype?: number, device?: string, compute?: number): NativeModel;
@@ -211,7 +347,10 @@ const require = createRequire(import.meta.url);
 type AddonName = 'zofo_cpu' | 'zofo_cuda';
 
 /** A place an addon may be; `unavailable` says why it cannot be there without looking. */
-interface Place { file: string; unavailable?: string }
+interface Place {
+  file: string;
+  unavailable?: string;
+}
 
 let target: string | undefined;
 const thisTarget = () => (target ??= platformTarget());
@@ -296,7 +435,8 @@ export function cpuBinding(): CpuBinding {
       `zofo could not load its native addon (${thisTarget()}, Node.js ${process.version}). Tried:` +
         attempts.map((a) => `\n  - ${a.file}: ${a.error}`).join('') +
         cudaNote +
-        '\nFix: ' + (hasPrebuilt()
+        '\nFix: ' +
+        (hasPrebuilt()
           ? `install this platform's prebuilt package (\`npm install ${cpuPackageName(thisTarget())}@${packageVersion()}\`;` +
             ' it is an optional dependency of zofo, so --omit=optional or --no-optional leaves it out), or '
           : '') +

@@ -312,14 +312,22 @@ function renderPanel(panel: ChartPanel, ox: number, oy: number, w: number, h: nu
     out.push(`<text x="${num(area.x0 - 7)}" y="${num(sy(v) + 4)}" data-value="${v}">${escapeXml(yLabels[i] as string)}</text>`);
   });
   out.push(`</g>`);
-  out.push(`<rect class="plot-area" x="${num(area.x0)}" y="${num(area.y0)}" width="${num(pw)}" height="${num(ph)}" fill="none" stroke="#333" stroke-width="1"/>`);
+  out.push(
+    `<rect class="plot-area" x="${num(area.x0)}" y="${num(area.y0)}" width="${num(pw)}" height="${num(ph)}" fill="none" stroke="#333" stroke-width="1"/>`,
+  );
   // Axis labels.
-  out.push(`<text class="x-label" x="${num(area.x0 + pw / 2)}" y="${num(area.y1 + 38)}" text-anchor="middle" font-size="${FONT}">${escapeXml(fit(panel.xLabel, pw, FONT))}</text>`);
+  out.push(
+    `<text class="x-label" x="${num(area.x0 + pw / 2)}" y="${num(area.y1 + 38)}" text-anchor="middle" font-size="${FONT}">${escapeXml(fit(panel.xLabel, pw, FONT))}</text>`,
+  );
   const ly = area.y0 + ph / 2;
   const lx = ox + 16;
-  out.push(`<text class="y-label" x="${num(lx)}" y="${num(ly)}" text-anchor="middle" font-size="${FONT}" transform="rotate(-90 ${num(lx)} ${num(ly)})">${escapeXml(fit(panel.yLabel, ph, FONT))}</text>`);
+  out.push(
+    `<text class="y-label" x="${num(lx)}" y="${num(ly)}" text-anchor="middle" font-size="${FONT}" transform="rotate(-90 ${num(lx)} ${num(ly)})">${escapeXml(fit(panel.yLabel, ph, FONT))}</text>`,
+  );
   if (!hasData) {
-    out.push(`<text class="no-data" x="${num(area.x0 + pw / 2)}" y="${num(area.y0 + ph / 2)}" text-anchor="middle" font-size="${FONT}" fill="#888">no data</text>`);
+    out.push(
+      `<text class="no-data" x="${num(area.x0 + pw / 2)}" y="${num(area.y0 + ph / 2)}" text-anchor="middle" font-size="${FONT}" fill="#888">no data</text>`,
+    );
   }
   // Bands first, so every line stays visible above them.
   panel.series.forEach((s, i) => {
@@ -342,7 +350,8 @@ function renderPanel(panel: ChartPanel, ox: number, oy: number, w: number, h: nu
     }
     const count = rs.reduce((a, r) => a + r.length, 0);
     if (count <= MARKER_LIMIT) {
-      for (const r of rs) for (const [x, y] of r) out.push(`<circle cx="${num(sx(x))}" cy="${num(sy(y))}" r="3" fill="${st.color}" stroke="#fff" stroke-width="0.8"/>`);
+      for (const r of rs)
+        for (const [x, y] of r) out.push(`<circle cx="${num(sx(x))}" cy="${num(sy(y))}" r="3" fill="${st.color}" stroke="#fff" stroke-width="0.8"/>`);
     }
     out.push(`</g>`);
   });
@@ -373,7 +382,9 @@ export function renderChart(spec: ChartSpec): string {
   out.push(`<title>${escapeXml(spec.title)}</title>`);
   out.push(`<rect width="100%" height="100%" fill="#ffffff"/>`);
   if (spec.title) {
-    out.push(`<text class="title" x="${num(width / 2)}" y="${num(OUTER + TITLE_FONT)}" text-anchor="middle" font-size="${TITLE_FONT}" font-weight="bold">${escapeXml(spec.title)}</text>`);
+    out.push(
+      `<text class="title" x="${num(width / 2)}" y="${num(OUTER + TITLE_FONT)}" text-anchor="middle" font-size="${TITLE_FONT}" font-weight="bold">${escapeXml(spec.title)}</text>`,
+    );
   }
   if (legend.items.length > 0) {
     out.push(`<g class="legend" font-size="${FONT}">`);
@@ -381,7 +392,9 @@ export function renderChart(spec: ChartSpec): string {
       const st = style.get(it.name) as Style;
       const dash = st.dash ? ` stroke-dasharray="${st.dash}"` : '';
       out.push(`<g class="legend-item" data-series="${escapeXml(it.name)}">`);
-      out.push(`<line x1="${num(it.x)}" y1="${num(it.y)}" x2="${num(it.x + LEGEND_SWATCH)}" y2="${num(it.y)}" stroke="${st.color}" stroke-width="2.5"${dash}/>`);
+      out.push(
+        `<line x1="${num(it.x)}" y1="${num(it.y)}" x2="${num(it.x + LEGEND_SWATCH)}" y2="${num(it.y)}" stroke="${st.color}" stroke-width="2.5"${dash}/>`,
+      );
       out.push(`<circle cx="${num(it.x + LEGEND_SWATCH / 2)}" cy="${num(it.y)}" r="3" fill="${st.color}"/>`);
       out.push(`<text x="${num(it.x + LEGEND_SWATCH + 6)}" y="${num(it.y + 4)}">${escapeXml(it.name)}</text>`);
       out.push(`</g>`);

@@ -17,9 +17,7 @@ export { OptionError } from './validate/schema.js';
 export { editDistance, nearestKey, unknownKeyMessage } from './validate/suggest.js';
 export type { KeyAliases } from './validate/suggest.js';
 export { MAX_LORA_RANK, MAX_LORA_SCALING } from './validate/options.js';
-export {
-  openSafetensors, openCheckpoint, writeSafetensors, SafetensorsFile, Checkpoint,
-} from './formats/safetensors.js';
+export { openSafetensors, openCheckpoint, writeSafetensors, SafetensorsFile, Checkpoint } from './formats/safetensors.js';
 export type { SafetensorsDtype, TensorInfo, TensorData, TensorLocation } from './formats/safetensors.js';
 export { loadConfig, parseConfig } from './model/config.js';
 export type { ModelConfig, ModelFamily, Activation } from './model/config.js';
@@ -45,18 +43,26 @@ export type { SmoothnessTarget, SmoothnessOptions, SmoothnessReport, Estimate, C
 export type { ReplayOptions } from './train/replay.js';
 export { readTrajectory, writeTrajectory, TrajectoryAppender, TRAJECTORY_VERSION } from './train/trajectory.js';
 export type {
-  ZoOptions, FoOptions, HybridOptimizerOptions, StepResult, StepOptions, TrajectoryRecord, TrajectoryTensor,
-  TrajectoryHeader, Trajectory, OptimizerState, TrainableOptimizer, AbortSignalLike, ParallelOptions, ParallelInfo,
+  ZoOptions,
+  FoOptions,
+  HybridOptimizerOptions,
+  StepResult,
+  StepOptions,
+  TrajectoryRecord,
+  TrajectoryTensor,
+  TrajectoryHeader,
+  Trajectory,
+  OptimizerState,
+  TrainableOptimizer,
+  AbortSignalLike,
+  ParallelOptions,
+  ParallelInfo,
 } from './train/types.js';
 export type { ScheduleOptions } from './train/schedule.js';
-export type {
-  Example, ClassificationExample, LmExample, LoadModelOptions, LoraOptions, LossResult, LoraGradients, Compute,
-} from './model/model.js';
+export type { Example, ClassificationExample, LmExample, LoadModelOptions, LoraOptions, LossResult, LoraGradients, Compute } from './model/model.js';
 export type { Tokenizer } from './model/tokenizer.js';
 export type { ZofoErrorCode } from './errors.js';
-export type {
-  Device, Dtype, U64, GaussianOptions, PerturbOptions, RestoreUpdateOptions, TensorSlice, MatmulOptions,
-} from './kernels.js';
+export type { Device, Dtype, U64, GaussianOptions, PerturbOptions, RestoreUpdateOptions, TensorSlice, MatmulOptions } from './kernels.js';
 
 export { demoModelDir } from './demo/model.js';
 

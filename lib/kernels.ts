@@ -60,7 +60,9 @@ function allocate(n: number, what: string): Float32Array {
   try {
     return new Float32Array(n);
   } catch (err) {
-    throw new ZofoError('ZOFO_OUT_OF_MEMORY', `${what}: cannot allocate ${n} floats (${(n * 4 / 2 ** 30).toFixed(1)} GiB): ${(err as Error).message}`, { cause: err });
+    throw new ZofoError('ZOFO_OUT_OF_MEMORY', `${what}: cannot allocate ${n} floats (${((n * 4) / 2 ** 30).toFixed(1)} GiB): ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 
@@ -83,9 +85,14 @@ function cudaOrThrow(device: unknown): CudaBinding | null {
   if (device !== 'cuda') throw invalidArg("'cpu' or 'cuda'", 'device', device);
   const cuda = cudaBinding();
   if (!cuda) {
-    throw new ZofoError('ZOFO_CUDA', 'device "cuda" requested but the CUDA addon is not available:' +
-      cudaLoadErrors().map((a) => `\n  - ${a.file}: ${a.error}`).join('') +
-      '\nIt is built by `npm install` when the CUDA toolkit with cuBLAS is present (ZOFO_CUDA=1 to require it).');
+    throw new ZofoError(
+      'ZOFO_CUDA',
+      'device "cuda" requested but the CUDA addon is not available:' +
+        cudaLoadErrors()
+          .map((a) => `\n  - ${a.file}: ${a.error}`)
+          .join('') +
+        '\nIt is built by `npm install` when the CUDA toolkit with cuBLAS is present (ZOFO_CUDA=1 to require it).',
+    );
   }
   return cuda;
 }
@@ -278,7 +285,10 @@ function prepare(weights: unknown, opts: RestoreUpdateOptions, what: string): Pr
   slices.forEach((s, i) => {
     const name = opts.tensors ? `tensors[${i}]` : 'the tensor';
     if (s.offset + s.count > weights.length) {
-      throw new ZofoError('ZOFO_INVALID_ARG', `${name} (offset ${s.offset}, count ${s.count}) runs past the end of the weights buffer of ${weights.length} elements`);
+      throw new ZofoError(
+        'ZOFO_INVALID_ARG',
+        `${name} (offset ${s.offset}, count ${s.count}) runs past the end of the weights buffer of ${weights.length} elements`,
+      );
     }
     if (s.offset < end) throw new ZofoError('ZOFO_INVALID_ARG', `${name} overlaps the previous tensor: slices must be sorted by offset and disjoint`);
     if (s.first + BigInt(s.count) - 1n > U64_MAX) throw new ZofoError('ZOFO_INVALID_ARG', `${name}: first + count runs past element 2^64-1`);
@@ -359,8 +369,14 @@ export interface MatmulOptions {
 
 /** C (M×N) = alpha·op(A)·op(B) + beta·C, row-major Float32Arrays. */
 export function matmul(M: number, N: number, K: number, A: Float32Array, B: Float32Array, C: Float32Array, opts: MatmulOptions = {}): void {
-  const m = toSize(M, 'M'), n = toSize(N, 'N'), k = toSize(K, 'K');
-  for (const [arr, name, need] of [[A, 'A', m * k], [B, 'B', k * n], [C, 'C', m * n]] as const) {
+  const m = toSize(M, 'M'),
+    n = toSize(N, 'N'),
+    k = toSize(K, 'K');
+  for (const [arr, name, need] of [
+    [A, 'A', m * k],
+    [B, 'B', k * n],
+    [C, 'C', m * n],
+  ] as const) {
     if (!(arr instanceof Float32Array)) throw invalidArg('a Float32Array', name, arr);
     if (arr.length < need) throw new ZofoError('ZOFO_INVALID_ARG', `${name} has ${arr.length} elements but (M, N, K) = (${m}, ${n}, ${k}) needs ${need}`);
   }
@@ -370,9 +386,21 @@ export function matmul(M: number, N: number, K: number, A: Float32Array, B: Floa
   const compute = opts.compute ?? 'fp32';
   if (!['fp32', 'tf32', 'bf16'].includes(compute)) throw invalidArg("'fp32', 'tf32' or 'bf16'", 'compute', compute);
   try {
-    cpuBinding().sgemm(!!opts.transA, !!opts.transB, m, n, k, toFinite(opts.alpha ?? 1, 'alpha'), A, B,
-      toFinite(opts.beta ?? 0, 'beta'), C, { auto: 0, blas: 1, builtin: 2 }[impl], toThreads(opts.threads),
-      { fp32: 0, tf32: 1, bf16: 2 }[compute]);
+    cpuBinding().sgemm(
+      !!opts.transA,
+      !!opts.transB,
+      m,
+      n,
+      k,
+      toFinite(opts.alpha ?? 1, 'alpha'),
+      A,
+      B,
+      toFinite(opts.beta ?? 0, 'beta'),
+      C,
+      { auto: 0, blas: 1, builtin: 2 }[impl],
+      toThreads(opts.threads),
+      { fp32: 0, tf32: 1, bf16: 2 }[compute],
+    );
   } catch (err) {
     rethrowNative(err, 'matmul');
   }

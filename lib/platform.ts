@@ -37,8 +37,7 @@ function linuxLibc(): 'gnu' | 'musl' {
  * The platform target of this machine, e.g. `linux-x64-gnu`, `darwin-arm64`, `win32-x64`:
  * `<process.platform>-<process.arch>`, with `-gnu` or `-musl` on Linux.
  */
-export function platformTarget(platform: string = process.platform, arch: string = process.arch,
-  libc: () => 'gnu' | 'musl' = linuxLibc): string {
+export function platformTarget(platform: string = process.platform, arch: string = process.arch, libc: () => 'gnu' | 'musl' = linuxLibc): string {
   return platform === 'linux' ? `${platform}-${arch}-${libc()}` : `${platform}-${arch}`;
 }
 

@@ -6,8 +6,7 @@ try {
 } catch (err) {
   if (err && (err.code === 'ERR_REQUIRE_ESM' || err.code === 'ERR_REQUIRE_ASYNC_MODULE')) {
     const e = new Error(
-      'zofo is an ES module and this Node.js (' + process.version + ') cannot require() it. ' +
-        "Use `const zofo = await import('zofo')`, or Node.js >= 20.19.",
+      'zofo is an ES module and this Node.js (' + process.version + ') cannot require() it. ' + "Use `const zofo = await import('zofo')`, or Node.js >= 20.19.",
     );
     e.code = 'ZOFO_REQUIRE_ESM';
     e.cause = err;

@@ -79,8 +79,7 @@ function nodeGyp() {
   // Use local headers when there are any: the ones npm was told about, else those of
   // the running Node's own install prefix. Otherwise node-gyp downloads them.
   const prefix = dirname(dirname(process.execPath));
-  const nodedir = process.env.npm_config_nodedir ||
-    (existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? prefix : undefined);
+  const nodedir = process.env.npm_config_nodedir || (existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? prefix : undefined);
   if (nodedir) args.push(`--nodedir=${nodedir}`);
   return run(process.execPath, args);
 }

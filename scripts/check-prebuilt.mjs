@@ -15,7 +15,8 @@ const LINUX_C_RUNTIME = /^(libc|libm|libpthread|libdl|librt)\.so\.\d+$|^ld-linux
 // The CUDA variant: the driver is loaded by the static CUDA runtime; cuBLAS is the one
 // library it links (docs/distribution.md).
 const LINUX_CUDA = /^libcublas(Lt)?\.so\.\d+$/;
-const MAC_SYSTEM = /^(\/usr\/lib\/libSystem\.B\.dylib|\/usr\/lib\/libc\+\+\.1\.dylib|\/System\/Library\/Frameworks\/Accelerate\.framework\/.+|@rpath\/zofo_\w+\.node)$/;
+const MAC_SYSTEM =
+  /^(\/usr\/lib\/libSystem\.B\.dylib|\/usr\/lib\/libc\+\+\.1\.dylib|\/System\/Library\/Frameworks\/Accelerate\.framework\/.+|@rpath\/zofo_\w+\.node)$/;
 
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
@@ -29,7 +30,11 @@ export function dependencies(file) {
     return [...run('readelf', ['-d', file]).matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1]);
   }
   if (process.platform === 'darwin') {
-    return run('otool', ['-L', file]).split('\n').slice(1).map((l) => l.trim().split(' ')[0]).filter(Boolean);
+    return run('otool', ['-L', file])
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim().split(' ')[0])
+      .filter(Boolean);
   }
   return [];
 }
@@ -43,8 +48,7 @@ export function disallowed(file, deps) {
 }
 
 function newestGlibc(file) {
-  const versions = [...run('objdump', ['-T', file]).matchAll(/GLIBC_(\d+)\.(\d+)(?:\.(\d+))?/g)]
-    .map((m) => [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)]);
+  const versions = [...run('objdump', ['-T', file]).matchAll(/GLIBC_(\d+)\.(\d+)(?:\.(\d+))?/g)].map((m) => [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)]);
   versions.sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]);
   return versions.length ? versions[versions.length - 1].filter((v, i) => i < 2 || v).join('.') : 'none';
 }

@@ -6,7 +6,8 @@
 import { backendInfo, HybridOptimizer, loadModel } from '../dist/lib/index.js';
 import { demoModelDir, demoTask } from '../dist/lib/demo/model.js';
 
-let passed = 0, failed = 0;
+let passed = 0,
+  failed = 0;
 function check(ok, name, detail = '') {
   if (ok) passed++;
   else failed++;
@@ -40,7 +41,8 @@ async function main() {
   }
   for (const m of [cpu, gpu, auto]) m.addLoRA({ rank: 4, alpha: 8, seed: 3 });
   const opts = { zo: { lr: 1e-4, mu: 1e-3 }, fo: { lr: 1e-2 }, seed: 5 };
-  const oc = new HybridOptimizer(cpu, opts), og = new HybridOptimizer(gpu, opts);
+  const oc = new HybridOptimizer(cpu, opts),
+    og = new HybridOptimizer(gpu, opts);
   for (let k = 0; k < 3; k++) {
     const [x, y] = [await og.step(batch), await oc.step(batch)];
     close(x.loss, y.loss, `hybrid step ${k}: loss`);

@@ -24,7 +24,9 @@ function blas() {
   }
   if (pkgConfig(['--exists', 'openblas']) === null) return null;
   const includeDirs = (pkgConfig(['--cflags-only-I', 'openblas']) || '')
-    .split(/\s+/).filter(Boolean).map((f) => f.replace(/^-I/, ''));
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((f) => f.replace(/^-I/, ''));
   const candidates = [...includeDirs, '/usr/include', '/usr/local/include'];
   if (!candidates.some((d) => fs.existsSync(path.join(d, 'cblas.h')))) return null;
   const libs = (pkgConfig(['--libs', 'openblas']) || '-lopenblas').split(/\s+/).filter(Boolean);

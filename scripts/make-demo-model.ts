@@ -19,9 +19,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { HybridOptimizer, loadModel, loadTokenizer, writeSafetensors, type LmExample, type Model, type TensorData } from '../lib/index.js';
-import {
-  CORPUS_DEFAULTS, Rng, pretrainingCorpus, REVIEW_KINDS, tokenizerFiles, vocabulary, type ReviewKind,
-} from '../lib/demo/language.js';
+import { CORPUS_DEFAULTS, Rng, pretrainingCorpus, REVIEW_KINDS, tokenizerFiles, vocabulary, type ReviewKind } from '../lib/demo/language.js';
 import { demoModelDir, demoTask, demoTaskReviews } from '../lib/demo/model.js';
 import { DEMO_SPLIT } from '../lib/cli/demo.js';
 
@@ -50,8 +48,13 @@ const num = (name: keyof typeof args) => {
   if (!Number.isFinite(v)) throw new Error(`--${name}: not a number: ${String(args[name])}`);
   return v;
 };
-const seed = num('seed'), steps = num('steps'), batchSize = num('batch'), lr = num('lr');
-const hidden = num('hidden'), layers = num('layers'), heads = num('heads');
+const seed = num('seed'),
+  steps = num('steps'),
+  batchSize = num('batch'),
+  lr = num('lr');
+const hidden = num('hidden'),
+  layers = num('layers'),
+  heads = num('heads');
 const ffn = args.ffn ? num('ffn') : 3 * hidden;
 const corpusSize = num('corpus');
 const dtype = args.dtype === 'BF16' ? 'BF16' : 'F32';
@@ -60,11 +63,28 @@ const out = resolve(args.out ?? demoModelDir());
 
 const vocab = vocabulary();
 const config = {
-  architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: vocab.length, hidden_size: hidden,
-  intermediate_size: ffn, num_hidden_layers: layers, num_attention_heads: heads, num_key_value_heads: heads,
-  head_dim: hidden / heads, max_position_embeddings: 64, rms_norm_eps: 1e-5, rope_theta: 10000, rope_scaling: null,
-  hidden_act: 'silu', tie_word_embeddings: true, attention_bias: false, mlp_bias: false, initializer_range: 0.02,
-  torch_dtype: dtype === 'BF16' ? 'bfloat16' : 'float32', bos_token_id: 1, eos_token_id: 2, pad_token_id: 3,
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  vocab_size: vocab.length,
+  hidden_size: hidden,
+  intermediate_size: ffn,
+  num_hidden_layers: layers,
+  num_attention_heads: heads,
+  num_key_value_heads: heads,
+  head_dim: hidden / heads,
+  max_position_embeddings: 64,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  rope_scaling: null,
+  hidden_act: 'silu',
+  tie_word_embeddings: true,
+  attention_bias: false,
+  mlp_bias: false,
+  initializer_range: 0.02,
+  torch_dtype: dtype === 'BF16' ? 'bfloat16' : 'float32',
+  bos_token_id: 1,
+  eos_token_id: 2,
+  pad_token_id: 3,
 };
 
 function log(msg: string) {
@@ -110,7 +130,8 @@ async function writeModelDir(dir: string, weights: Map<string, TensorData>, read
 }
 
 async function lmLoss(model: Model, examples: LmExample[]): Promise<number> {
-  let sum = 0, n = 0;
+  let sum = 0,
+    n = 0;
   for (let i = 0; i < examples.length; i += 64) {
     const b = examples.slice(i, i + 64);
     const tokens = b.reduce((s, e) => s + e.target.length, 0);
@@ -164,7 +185,10 @@ async function readmeOnly() {
     const file = join(out, 'README.md');
     const readme = readFileSync(file, 'utf8');
     const stated = /→ ([\d.]+) pretrained/.exec(readme)?.[1];
-    if (stated !== loss.toFixed(3)) throw new Error(`${file} states a held-out LM loss of ${stated ?? '(none)'}; these weights measure ${loss.toFixed(3)}: retrain with npm run make-demo-model`);
+    if (stated !== loss.toFixed(3))
+      throw new Error(
+        `${file} states a held-out LM loss of ${stated ?? '(none)'}; these weights measure ${loss.toFixed(3)}: retrain with npm run make-demo-model`,
+      );
     const lines = readme.split('\n');
     const at = lines.findIndex((l) => l.startsWith('- demo dev accuracy'));
     if (at < 0) throw new Error(`${file}: no "- demo dev accuracy" line to rewrite`);
@@ -194,18 +218,24 @@ async function main() {
     log(`demo model: llama hidden ${hidden}, ${layers} layers, ${heads} heads, ffn ${ffn}, vocab ${vocab.length}: ${params} parameters`);
     log(`corpus: ${corpus.length} lines (seed ${seed}, ${JSON.stringify(corpusOptions)}), longest ${longest} tokens`);
     const initLoss = await lmLoss(model, heldOut);
-    log(`random init: held-out LM loss ${initLoss.toFixed(3)} (log V = ${Math.log(vocab.length).toFixed(3)}); demo dev accuracy ${fmt(await demoAccuracy(model))}`);
+    log(
+      `random init: held-out LM loss ${initLoss.toFixed(3)} (log V = ${Math.log(vocab.length).toFixed(3)}); demo dev accuracy ${fmt(await demoAccuracy(model))}`,
+    );
 
     const opt = new HybridOptimizer(model, {
       fo: { lr, params: 'all', optimizer: 'adamw', weightDecay: 0.01, schedule: { kind: 'cosine', warmupSteps: Math.min(200, steps >> 3), minLr: lr / 20 } },
-      totalSteps: steps, seed,
+      totalSteps: steps,
+      seed,
     });
     const rng = new Rng(seed + 99);
-    let order: number[] = [], at = corpus.length;
-    let running = 0, count = 0;
+    let order: number[] = [],
+      at = corpus.length;
+    let running = 0,
+      count = 0;
     const tTrain = performance.now();
     for (let k = 0; k < steps; k++) {
-      if (at + batchSize > order.length) { // random reshuffling, a fresh permutation per epoch
+      if (at + batchSize > order.length) {
+        // random reshuffling, a fresh permutation per epoch
         order = rng.shuffle(Array.from({ length: corpus.length }, (_, i) => i));
         at = 0;
       }
@@ -215,7 +245,9 @@ async function main() {
       running += r.loss;
       count++;
       if ((k + 1) % 250 === 0 || k + 1 === steps) {
-        log(`step ${k + 1}/${steps}  train loss ${(running / count).toFixed(3)}  lr ${r.lrX.toExponential(2)}  ${((performance.now() - tTrain) / 1000).toFixed(1)} s`);
+        log(
+          `step ${k + 1}/${steps}  train loss ${(running / count).toFixed(3)}  lr ${r.lrX.toExponential(2)}  ${((performance.now() - tTrain) / 1000).toFixed(1)} s`,
+        );
         running = 0;
         count = 0;
       }
@@ -230,7 +262,10 @@ async function main() {
     const names = model.parameterNames();
     for (let i = 0; i < names.length; i++) {
       const data = await model.tensor(names[i]);
-      weights.set(stored[i], dtype === 'BF16' ? { dtype, shape: model.tensorShape(names[i]), data: bf16Bits(data) } : { dtype, shape: model.tensorShape(names[i]), data });
+      weights.set(
+        stored[i],
+        dtype === 'BF16' ? { dtype, shape: model.tensorShape(names[i]), data: bf16Bits(data) } : { dtype, shape: model.tensorShape(names[i]), data },
+      );
     }
     model.dispose();
     const command = `node dist/scripts/make-demo-model.js ${process.argv.slice(2).join(' ')}`.trim();
@@ -257,8 +292,10 @@ ${accuracyLine(acc)}
     const again = await demoAccuracy(check);
     const heldAgain = await lmLoss(check, heldOut);
     check.dispose();
-    const size = ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'README.md']
-      .reduce((s, f) => s + statSync(join(out, f)).size, 0);
+    const size = ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'README.md'].reduce(
+      (s, f) => s + statSync(join(out, f)).size,
+      0,
+    );
     log(`wrote ${out} (${(size / 1024).toFixed(0)} KiB); reloaded: LM loss ${heldAgain.toFixed(3)}, dev accuracy ${fmt(again)}`);
     log(`total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   } finally {

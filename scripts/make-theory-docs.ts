@@ -11,7 +11,9 @@ import { smoothness } from '../lib/cli/smoothness.js';
 import { packageRoot } from '../lib/binding.js';
 import { OBJECTIVES, study } from '../lib/theory/study.js';
 
-const docs = join(packageRoot, 'docs'), img = join(docs, 'img'), work = join(packageRoot, 'build', 'theory-docs');
+const docs = join(packageRoot, 'docs'),
+  img = join(docs, 'img'),
+  work = join(packageRoot, 'build', 'theory-docs');
 await mkdir(img, { recursive: true });
 const md: string[] = [
   '# Hybrid smoothness: results on this repository',
@@ -24,16 +26,31 @@ const md: string[] = [
   '',
 ];
 for (const objective of OBJECTIVES) {
-  const r = await study({ objective, dimX: 16, dimY: 8, n: 32, batchSize: 8, epochs: 300, seed: 0, grid: { lrX: 'theory', lrY: 'theory', mu: [1e-3] }, out: join(work, objective) });
+  const r = await study({
+    objective,
+    dimX: 16,
+    dimY: 8,
+    n: 32,
+    batchSize: 8,
+    epochs: 300,
+    seed: 0,
+    grid: { lrX: 'theory', lrY: 'theory', mu: [1e-3] },
+    out: join(work, objective),
+  });
   await copyFile(r.files.svg, join(img, `study-${objective}.svg`));
   md.push(`### ${objective}`, '', '```', r.table, '```', '', `![${objective}](img/study-${objective}.svg)`, '');
 }
 
 md.push('## L_x, L_y and step-size advice on the demo model (`zofo smoothness`)', '', '```');
-await smoothness({ lrX: 2e-4, lrY: 0.05, seed: 0 }, (line) => md.push(line.replaceAll(packageRoot, '<zofo>')));  // no machine paths in docs
-md.push('```', '', 'The demo trains with η_x = 2e-4 and η_y = 0.05 (SGD) and converges: the worst-case ZO bound, which charges every random direction the sharpest curvature L_x, is far more conservative than the measured curvature along random directions.', '');
+await smoothness({ lrX: 2e-4, lrY: 0.05, seed: 0 }, (line) => md.push(line.replaceAll(packageRoot, '<zofo>'))); // no machine paths in docs
+md.push(
+  '```',
+  '',
+  'The demo trains with η_x = 2e-4 and η_y = 0.05 (SGD) and converges: the worst-case ZO bound, which charges every random direction the sharpest curvature L_x, is far more conservative than the measured curvature along random directions.',
+  '',
+);
 
-md.push('## The paper\'s comparison at demo scale (`zofo compare`)', '');
+md.push("## The paper's comparison at demo scale (`zofo compare`)", '');
 const c = await compare({ out: join(work, 'compare'), progress: false, log: () => {} });
 await copyFile(c.files.svg, join(img, 'compare.svg'));
 md.push(c.table, '', '![compare](img/compare.svg)', '');

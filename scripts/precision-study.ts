@@ -57,7 +57,8 @@ export function directionOf(ref: Reference, seed: bigint): Map<string, Float32Ar
 /** D = ∇F·z in float64 by Richardson-extrapolated central differences; err = |D_{h/2} − D_h|. */
 export function directionalDerivative(ref: Reference, z: Map<string, Float32Array>, h = 1e-3): { d: number; err: number } {
   const central = (s: number) => (ref.loss(z, s) - ref.loss(z, -s)) / (2 * s);
-  const dh = central(h), dh2 = central(h / 2);
+  const dh = central(h),
+    dh2 = central(h / 2);
   return { d: (4 * dh2 - dh) / 3, err: Math.abs(dh2 - dh) };
 }
 
@@ -66,12 +67,19 @@ export function directionalDerivative(ref: Reference, z: Map<string, Float32Arra
  * ZO-only HybridOptimizer with lr_x = 0 (the weights stay exact), run seed `seed`; also
  * the step seeds, so z_k = directionOf(ref, seeds[k]).
  */
-export async function engineEstimates(dir: string, compute: Compute, mu: number, batch: ClassificationExample[], n: number,
-                                      seed: number): Promise<{ c: number[]; seeds: bigint[]; loss: number }> {
+export async function engineEstimates(
+  dir: string,
+  compute: Compute,
+  mu: number,
+  batch: ClassificationExample[],
+  n: number,
+  seed: number,
+): Promise<{ c: number[]; seeds: bigint[]; loss: number }> {
   const model: Model = await loadModel(dir, { compute });
   try {
     const opt = new HybridOptimizer(model, { zo: { lr: 0, mu }, seed });
-    const c: number[] = [], seeds: bigint[] = [];
+    const c: number[] = [],
+      seeds: bigint[] = [];
     let loss = NaN;
     for (let k = 0; k < n; k++) {
       const r = await opt.step(batch);
@@ -87,8 +95,12 @@ export async function engineEstimates(dir: string, compute: Compute, mu: number,
 
 /** Pearson correlation of two equal-length samples. */
 export function correlation(a: readonly number[], b: readonly number[]): number {
-  const n = a.length, ma = a.reduce((s, x) => s + x, 0) / n, mb = b.reduce((s, x) => s + x, 0) / n;
-  let sab = 0, saa = 0, sbb = 0;
+  const n = a.length,
+    ma = a.reduce((s, x) => s + x, 0) / n,
+    mb = b.reduce((s, x) => s + x, 0) / n;
+  let sab = 0,
+    saa = 0,
+    sbb = 0;
   for (let i = 0; i < n; i++) {
     sab += (a[i] - ma) * (b[i] - mb);
     saa += (a[i] - ma) ** 2;
@@ -99,7 +111,8 @@ export function correlation(a: readonly number[], b: readonly number[]): number 
 
 /** rms(c − d) / rms(d): the estimator's error relative to the derivative's typical size. */
 export function relativeError(c: readonly number[], d: readonly number[]): number {
-  let e = 0, s = 0;
+  let e = 0,
+    s = 0;
   for (let i = 0; i < d.length; i++) {
     e += (c[i] - d[i]) ** 2;
     s += d[i] ** 2;

@@ -43,7 +43,15 @@ t.test('when no addon loads, one error lists every attempt and the fix', async (
   t.match(err.message, /npx zofo build/, 'says how to fix it');
 });
 
-t.test('CommonJS consumers can require() the package', { skip: !existsSync(join(root, 'dist/lib/index.js')) && 'dist/ not built (run npm run build:ts)' }, async (t) => {
-  const r = spawnSync(process.execPath, ['-e', `const z = require(${JSON.stringify(join(root, 'lib/require.cjs'))}); console.log(typeof z.kernels.gaussian)`], { encoding: 'utf8' });
-  t.equal(r.stdout.trim(), 'function', r.stderr);
-});
+t.test(
+  'CommonJS consumers can require() the package',
+  { skip: !existsSync(join(root, 'dist/lib/index.js')) && 'dist/ not built (run npm run build:ts)' },
+  async (t) => {
+    const r = spawnSync(
+      process.execPath,
+      ['-e', `const z = require(${JSON.stringify(join(root, 'lib/require.cjs'))}); console.log(typeof z.kernels.gaussian)`],
+      { encoding: 'utf8' },
+    );
+    t.equal(r.stdout.trim(), 'function', r.stderr);
+  },
+);

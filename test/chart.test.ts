@@ -219,7 +219,11 @@ t.test('one polyline per non-empty series per panel, markers only for short seri
     });
   });
   // The boundary exactly.
-  const at = (n: number) => findAll(parseXml(renderChart({ title: 'm', panels: [{ title: 'p', xLabel: 'x', yLabel: 'y', series: [{ name: 's', points: line(n, (i) => i) }] }] })), byName('circle')).length;
+  const at = (n: number) =>
+    findAll(
+      parseXml(renderChart({ title: 'm', panels: [{ title: 'p', xLabel: 'x', yLabel: 'y', series: [{ name: 's', points: line(n, (i) => i) }] }] })),
+      byName('circle'),
+    ).length;
   t.equal(at(MARKER_LIMIT), MARKER_LIMIT + 1, '30 points: 30 markers (+1 in the legend)');
   t.equal(at(MARKER_LIMIT + 1), 1, '31 points: only the legend marker');
 });
@@ -266,7 +270,9 @@ t.test('ticks are nice numbers covering the data range', async (t) => {
         tk.values.length <= target + 2 &&
         tk.values[0] === tk.min &&
         tk.values[tk.values.length - 1] === tk.max &&
-        tk.values.every((v, k) => Math.abs(v / tk.step - Math.round(v / tk.step)) < 1e-6 && (k === 0 || Math.abs(v - tk.values[k - 1]! - tk.step) < tk.step * 1e-6));
+        tk.values.every(
+          (v, k) => Math.abs(v / tk.step - Math.round(v / tk.step)) < 1e-6 && (k === 0 || Math.abs(v - tk.values[k - 1]! - tk.step) < tk.step * 1e-6),
+        );
       if (!ok) t.fail(`niceTicks(${lo}, ${hi}, ${target}) = ${JSON.stringify(tk)}`);
     }
   }
@@ -274,7 +280,7 @@ t.test('ticks are nice numbers covering the data range', async (t) => {
   t.same(niceTicks(0, 2000, 4).values, [0, 500, 1000, 1500, 2000]);
   t.same(niceTicks(0.49, 0.93, 5).values, [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1]);
   t.same(niceTicks(0.1, 0.7, 6).values, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7], 'no float noise');
-  t.same(niceTicks(0.12, 0.31, 1).values, [0, 0.2, 0.4], "a range that straddles a nice step");
+  t.same(niceTicks(0.12, 0.31, 1).values, [0, 0.2, 0.4], 'a range that straddles a nice step');
   t.same(niceTicks(3, 1, 2).values, niceTicks(1, 3, 2).values, 'reversed range');
   t.same(niceTicks(NaN, Infinity).values, niceTicks(0, 1).values, 'non-finite range: [0, 1]');
   t.equal(niceStep(0), 1);
@@ -285,7 +291,10 @@ t.test('ticks are nice numbers covering the data range', async (t) => {
   const root = parseXml(renderChart(example));
   findAll(root, byClass('panel')).forEach((panel, i) => {
     const pts = (example.panels[i] as ChartPanel).series.flatMap((s) => s.points);
-    for (const [axis, k] of [['x-ticks', 0], ['y-ticks', 1]] as const) {
+    for (const [axis, k] of [
+      ['x-ticks', 0],
+      ['y-ticks', 1],
+    ] as const) {
       const vals = findAll(findAll(panel, byClass(axis))[0]!, byName('text')).map((n) => Number(n.attrs['data-value']));
       const data = pts.map((p) => p[k]);
       t.ok(vals.length >= 2 && isNice(vals[1]! - vals[0]!), `panel ${i} ${axis}: nice step`);
@@ -335,7 +344,17 @@ t.test('NaN and Infinity points are skipped and split the line', async (t) => {
     [7, 6],
     [8, NaN],
   ];
-  t.same(finiteRuns(pts), [[[0, 1], [1, 2]], [[3, 3], [4, 4]], [[7, 6]]]);
+  t.same(finiteRuns(pts), [
+    [
+      [0, 1],
+      [1, 2],
+    ],
+    [
+      [3, 3],
+      [4, 4],
+    ],
+    [[7, 6]],
+  ]);
   t.same(finiteRuns([]), []);
   t.same(finiteRuns([[NaN, NaN]]), []);
   const root = parseXml(
@@ -348,7 +367,13 @@ t.test('NaN and Infinity points are skipped and split the line', async (t) => {
           yLabel: 'y',
           series: [
             { name: 'gappy', points: pts },
-            { name: 'all NaN', points: [[0, NaN], [1, NaN]] },
+            {
+              name: 'all NaN',
+              points: [
+                [0, NaN],
+                [1, NaN],
+              ],
+            },
             { name: 'empty', points: [] },
           ],
         },
@@ -356,15 +381,26 @@ t.test('NaN and Infinity points are skipped and split the line', async (t) => {
     }),
   );
   const groups = findAll(root, byClass('series'));
-  t.same(groups.map((g) => g.attrs['data-series']), ['gappy'], 'series without finite points draw nothing');
+  t.same(
+    groups.map((g) => g.attrs['data-series']),
+    ['gappy'],
+    'series without finite points draw nothing',
+  );
   const polys = findAll(groups[0]!, byName('polyline'));
-  t.same(polys.map((p) => polylinePoints(p).length), [2, 2, 1], 'one polyline per finite run');
+  t.same(
+    polys.map((p) => polylinePoints(p).length),
+    [2, 2, 1],
+    'one polyline per finite run',
+  );
   t.equal(findAll(groups[0]!, byName('circle')).length, 5, 'a marker per finite point (so a lone point is visible)');
   // The axes ignore the skipped values.
   const xs = findAll(findAll(root, byClass('x-ticks'))[0]!, byName('text')).map((n) => Number(n.attrs['data-value']));
   t.ok(Math.max(...xs) < 10, 'x axis ignores Infinity');
   // The legend still names every series, in a consistent colour.
-  t.same(findAll(root, byClass('legend-item')).map((n) => n.attrs['data-series']), ['gappy', 'all NaN', 'empty']);
+  t.same(
+    findAll(root, byClass('legend-item')).map((n) => n.attrs['data-series']),
+    ['gappy', 'all NaN', 'empty'],
+  );
   // A panel with no data at all still draws its axes and says so.
   const empty = parseXml(renderChart({ title: 'e', panels: [{ title: 'p', xLabel: 'x', yLabel: 'y', series: [{ name: 's', points: [[NaN, 1]] }] }] }));
   t.equal(findAll(empty, byClass('no-data')).length, 1);
@@ -531,7 +567,10 @@ t.test('JSONL: one object per line', async (t) => {
   t.ok(out.endsWith('\n'));
   const lines = out.trimEnd().split('\n');
   t.equal(lines.length, 2, 'embedded newlines stay escaped');
-  t.same(lines.map((l) => JSON.parse(l)), rows);
+  t.same(
+    lines.map((l) => JSON.parse(l)),
+    rows,
+  );
   t.equal(toJsonl([]), '');
 });
 

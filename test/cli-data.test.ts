@@ -14,13 +14,43 @@ const seed = freshSeed() % 1_000_000;
 t.comment(`input seed ${seed}`);
 
 const lastLine = (s: string) => s.trimEnd().split('\n').at(-1) ?? '';
-const jsonl = async (file: string) => (await readFile(file, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, number | null>);
+const jsonl = async (file: string) =>
+  (await readFile(file, 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number | null>);
 
 async function setup(root: string) {
   const f = await sst2Fixture(root, seed);
   const out = join(root, 'out');
-  const common = ['--model', f.model, '--task', 'sst2', '--train', f.train, '--dev', f.dev, '--mode', 'hybrid', '--batch-size', '4',
-    '--lr-x', '1e-3', '--lr-y', '0.05', '--rank', '2', '--seed', '3', '--eval-every', '2', '--checkpoint-every', '2', '--out', out];
+  const common = [
+    '--model',
+    f.model,
+    '--task',
+    'sst2',
+    '--train',
+    f.train,
+    '--dev',
+    f.dev,
+    '--mode',
+    'hybrid',
+    '--batch-size',
+    '4',
+    '--lr-x',
+    '1e-3',
+    '--lr-y',
+    '0.05',
+    '--rank',
+    '2',
+    '--seed',
+    '3',
+    '--eval-every',
+    '2',
+    '--checkpoint-every',
+    '2',
+    '--out',
+    out,
+  ];
   return { f, out, common };
 }
 
@@ -31,7 +61,11 @@ t.test('resume keeps the earlier curves; a second train into --out needs --resum
   t.equal(first.status, 0, first.stderr);
   t.match(first.stdout, /curves\.jsonl/, 'the list of outputs names curves.jsonl');
   const before = await jsonl(join(out, 'curves.jsonl'));
-  t.same(before.filter((r) => r.loss !== null).map((r) => r.step), [1, 2, 3, 4], 'steps are numbered from 1');
+  t.same(
+    before.filter((r) => r.loss !== null).map((r) => r.step),
+    [1, 2, 3, 4],
+    'steps are numbered from 1',
+  );
 
   const again = await zofo(['train', ...common, '--steps', '4']);
   t.equal(again.status, 2, 'a second run into the same --out is refused');
@@ -41,9 +75,17 @@ t.test('resume keeps the earlier curves; a second train into --out needs --resum
   const more = await zofo(['train', ...common, '--steps', '6', '--resume']);
   t.equal(more.status, 0, more.stderr);
   const after = await jsonl(join(out, 'curves.jsonl'));
-  t.same(after.filter((r) => r.loss !== null).map((r) => r.step), [1, 2, 3, 4, 5, 6], 'the resumed curves hold every step');
+  t.same(
+    after.filter((r) => r.loss !== null).map((r) => r.step),
+    [1, 2, 3, 4, 5, 6],
+    'the resumed curves hold every step',
+  );
   t.same(after.slice(0, before.length), before, 'the earlier rows are kept as they were');
-  t.same(after.filter((r) => r.devAccuracy !== null).map((r) => r.step), [2, 4, 6], 'and the evaluations of both processes');
+  t.same(
+    after.filter((r) => r.devAccuracy !== null).map((r) => r.step),
+    [2, 4, 6],
+    'and the evaluations of both processes',
+  );
   const csv = await readFile(join(out, 'curves.csv'), 'utf8');
   t.equal(csv.trim().split('\r\n').length, 1 + after.length, 'curves.csv has the same rows');
 
@@ -55,14 +97,21 @@ t.test('resume keeps the earlier curves; a second train into --out needs --resum
   const replaced = await zofo(['train', ...common, '--steps', '2', '--overwrite']);
   t.equal(replaced.status, 0, replaced.stderr);
   t.equal((await loadCheckpoint(join(out, 'checkpoints'))).trainer.step, 2, '--overwrite starts a new run');
-  t.same((await jsonl(join(out, 'curves.jsonl'))).filter((r) => r.loss !== null).map((r) => r.step), [1, 2], 'with its own curves');
-  t.notOk((await readdir(join(out, 'checkpoints'))).some((n) => n.startsWith('step-000006')), 'the old run\'s checkpoints are gone');
+  t.same(
+    (await jsonl(join(out, 'curves.jsonl'))).filter((r) => r.loss !== null).map((r) => r.step),
+    [1, 2],
+    'with its own curves',
+  );
+  t.notOk(
+    (await readdir(join(out, 'checkpoints'))).some((n) => n.startsWith('step-000006')),
+    "the old run's checkpoints are gone",
+  );
   const both = await zofo(['train', ...common, '--steps', '2', '--overwrite', '--resume']);
   t.equal(both.status, 2);
   t.match(lastLine(both.stderr), /--resume or --overwrite, not both/);
 });
 
-t.test('temp folders of killed runs are removed on the next start; nobody else\'s', async (t) => {
+t.test("temp folders of killed runs are removed on the next start; nobody else's", async (t) => {
   const root = t.testdir({});
   const { out, common } = await setup(root);
   t.equal((await zofo(['train', ...common, '--steps', '2'])).status, 0);
@@ -82,4 +131,3 @@ t.test('temp folders of killed runs are removed on the next start; nobody else\'
   const fresh = await zofo(['train', ...common.map((a) => (a === out ? early : a)), '--steps', '1']);
   t.equal(fresh.status, 0, `a run left nothing to keep: the folder is free ${fresh.stderr.slice(-200)}`);
 });
-

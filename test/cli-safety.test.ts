@@ -17,12 +17,37 @@ const entry = join(here, 'helpers', 'cli-child.ts');
 const seed = freshSeed() % 1_000_000;
 t.comment(`input seed ${seed}`);
 
-
 async function setup(root: string) {
   const f = await sst2Fixture(root, seed);
   const out = join(root, 'out');
-  const common = ['--model', f.model, '--task', 'sst2', '--train', f.train, '--dev', f.dev, '--mode', 'hybrid', '--batch-size', '4',
-    '--lr-x', '1e-3', '--lr-y', '0.05', '--rank', '2', '--seed', '3', '--eval-every', '2', '--checkpoint-every', '2', '--out', out];
+  const common = [
+    '--model',
+    f.model,
+    '--task',
+    'sst2',
+    '--train',
+    f.train,
+    '--dev',
+    f.dev,
+    '--mode',
+    'hybrid',
+    '--batch-size',
+    '4',
+    '--lr-x',
+    '1e-3',
+    '--lr-y',
+    '0.05',
+    '--rank',
+    '2',
+    '--seed',
+    '3',
+    '--eval-every',
+    '2',
+    '--checkpoint-every',
+    '2',
+    '--out',
+    out,
+  ];
   return { f, out, common };
 }
 
@@ -31,42 +56,83 @@ t.test('eval / merge of a hybrid adapter need its trajectory; merge --out is nev
   const { f, out, common } = await setup(root);
   t.equal((await zofo(['train', ...common, '--steps', '2'])).status, 0);
   const adapter = join(out, 'adapter');
-  t.ok(existsSync(join(adapter, 'zofo-run.json')), 'the adapter records its run\'s ZO steps');
+  t.ok(existsSync(join(adapter, 'zofo-run.json')), "the adapter records its run's ZO steps");
   const log = join(out, 'trajectory.zlog');
 
-  await t.rejects(evalCommand({ model: f.model, adapter, task: 'sst2', data: f.dev }),
-    { code: 'ZOFO_INVALID_ARG', message: /trained together with 2 ZO steps.*--log .*trajectory\.zlog$/ }, 'eval without the log is refused');
+  await t.rejects(
+    evalCommand({ model: f.model, adapter, task: 'sst2', data: f.dev }),
+    { code: 'ZOFO_INVALID_ARG', message: /trained together with 2 ZO steps.*--log .*trajectory\.zlog$/ },
+    'eval without the log is refused',
+  );
   const ckptAdapter = join(out, 'checkpoints', 'step-000002', 'adapter');
-  await t.rejects(evalCommand({ model: f.model, adapter: ckptAdapter, task: 'sst2', data: f.dev }),
-    { code: 'ZOFO_INVALID_ARG', message: /step-000002.*trajectory\.zlog/ }, 'an adapter inside a checkpoint is recognised too');
+  await t.rejects(
+    evalCommand({ model: f.model, adapter: ckptAdapter, task: 'sst2', data: f.dev }),
+    { code: 'ZOFO_INVALID_ARG', message: /step-000002.*trajectory\.zlog/ },
+    'an adapter inside a checkpoint is recognised too',
+  );
   await t.rejects(mergeCommand({ model: f.model, adapter, out: join(root, 'm0') }), { code: 'ZOFO_INVALID_ARG', message: /--log/ }, 'merge too');
   t.notOk(existsSync(join(root, 'm0')), 'nothing written');
   const other = join(root, 'other');
   t.equal((await zofo(['train', ...common.map((a) => (a === out ? other : a)), '--steps', '1'])).status, 0);
-  await t.rejects(evalCommand({ model: f.model, adapter, log: join(other, 'trajectory.zlog'), task: 'sst2', data: f.dev }),
-    { code: 'ZOFO_INVALID_ARG', message: /2 ZO steps, but .* holds 1/ }, 'a log of another length is refused');
+  await t.rejects(
+    evalCommand({ model: f.model, adapter, log: join(other, 'trajectory.zlog'), task: 'sst2', data: f.dev }),
+    { code: 'ZOFO_INVALID_ARG', message: /2 ZO steps, but .* holds 1/ },
+    'a log of another length is refused',
+  );
 
   const merged = join(root, 'merged');
   const first = await zofo(['merge', '--model', f.model, '--adapter', adapter, '--log', log, '--out', merged]);
   t.equal(first.status, 0, first.stderr);
   const marker = join(merged, 'user-note.txt');
   await writeFile(marker, 'mine');
-  await t.rejects(mergeCommand({ model: f.model, adapter, log, out: merged }), { code: 'ZOFO_INVALID_ARG', message: /already exists.*--overwrite/ }, 'an existing --out is refused');
+  await t.rejects(
+    mergeCommand({ model: f.model, adapter, log, out: merged }),
+    { code: 'ZOFO_INVALID_ARG', message: /already exists.*--overwrite/ },
+    'an existing --out is refused',
+  );
   t.ok(existsSync(marker), 'and left alone');
   const over = await zofo(['merge', '--model', f.model, '--adapter', adapter, '--log', log, '--out', merged, '--overwrite']);
   t.equal(over.status, 0, over.stderr);
   t.notOk(existsSync(marker), '--overwrite replaces the folder as a whole');
   t.ok(existsSync(join(merged, 'config.json')));
-  t.same((await readdir(root)).filter((n) => n.includes('.tmp-')), [], 'no temp folder is left beside it');
+  t.same(
+    (await readdir(root)).filter((n) => n.includes('.tmp-')),
+    [],
+    'no temp folder is left beside it',
+  );
 });
 
 t.test('a closed stdout and stderr do not end training', async (t) => {
   const root = t.testdir({});
   const { f, out } = await setup(root);
-  const args = ['train', '--model', f.model, '--task', 'sst2', '--train', f.train, '--dev', f.dev, '--batch-size', '4', '--lr-x', '1e-3', '--lr-y', '0.05',
-    '--rank', '2', '--eval-every', '1', '--checkpoint-every', '3', '--steps', '12', '--out', out];
-  const p = spawn(process.execPath, [...process.execArgv, entry, ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = [
+    'train',
+    '--model',
+    f.model,
+    '--task',
+    'sst2',
+    '--train',
+    f.train,
+    '--dev',
+    f.dev,
+    '--batch-size',
+    '4',
+    '--lr-x',
+    '1e-3',
+    '--lr-y',
+    '0.05',
+    '--rank',
+    '2',
+    '--eval-every',
+    '1',
+    '--checkpoint-every',
+    '3',
+    '--steps',
+    '12',
+    '--out',
+    out,
+  ];
+  const p = spawn(process.execPath, [...process.execArgv, entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   // Like `zofo train … | head -1`: read the first output, then close both pipes.
   await new Promise<void>((resolve) => p.stderr.once('data', () => resolve()));
   p.stdout.destroy();
@@ -76,4 +142,3 @@ t.test('a closed stdout and stderr do not end training', async (t) => {
   t.equal((await loadCheckpoint(join(out, 'checkpoints'))).trainer.step, 12, 'with its final checkpoint');
   t.ok(existsSync(join(out, 'curves.jsonl')) && existsSync(join(out, 'adapter', 'adapter_model.safetensors')), 'and its files');
 });
-

@@ -19,7 +19,10 @@ import { editDistance, suggestKey } from '../lib/cli/suggest.js';
 async function run(args: string[]): Promise<{ stderr: string; exitCode: number }> {
   const write = process.stderr.write;
   let stderr = '';
-  process.stderr.write = ((chunk: string | Uint8Array) => { stderr += String(chunk); return true; }) as typeof process.stderr.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  }) as typeof process.stderr.write;
   const before = process.exitCode;
   try {
     await main(['node', 'zofo', ...args]);
@@ -59,7 +62,11 @@ t.test('config files: checked against the flags, unknown keys named with the nea
     ['dotted.json', { ...base, 'fo.learning_rate': 1e-4 }, /unknown key "fo\.learning_rate" \(did you mean "fo\.lr"\?\)/],
     ['flagname.json', { ...base, 'lr-y': 1e-4 }, /unknown key "lr-y" \(did you mean "fo\.lr"\?\)/],
     ['snake.json', { ...base, batch_size: 4 }, /unknown key "batch_size" \(did you mean "batchSize"\?\)/],
-    ['two.json', { ...base, setps: 3, zo: { lr: 1, muu: 2 } }, /unknown keys (?=.*"setps" \(did you mean "steps"\?\))(?=.*"zo\.muu" \(did you mean "zo\.mu"\?\))/],
+    [
+      'two.json',
+      { ...base, setps: 3, zo: { lr: 1, muu: 2 } },
+      /unknown keys (?=.*"setps" \(did you mean "steps"\?\))(?=.*"zo\.muu" \(did you mean "zo\.mu"\?\))/,
+    ],
     ['far.json', { ...base, zzzzzzzz: 1 }, /unknown key "zzzzzzzz"; valid keys: model, /],
     ['type.json', { ...base, steps: 'ten' }, /"steps" must be a number/],
     ['int.json', { ...base, steps: 2.5 }, /"steps" must be an integer/],
@@ -84,11 +91,18 @@ t.test('config files: checked against the flags, unknown keys named with the nea
   t.match(missing.stderr, /nope\.json: cannot read the config file.*\[ZOFO_IO\]/);
 
   // The file's values come back by flag name; flags given on the command line win.
-  const values = validateConfig('run.json', { ...base, steps: 5, zo: { lr: 2e-6 }, fo: { lr: 3e-4, optimizer: 'adamw' }, lora: { targets: ['q_proj'] } }, Object.keys(TRAINING_FLAGS) as FlagName[]);
+  const values = validateConfig(
+    'run.json',
+    { ...base, steps: 5, zo: { lr: 2e-6 }, fo: { lr: 3e-4, optimizer: 'adamw' }, lora: { targets: ['q_proj'] } },
+    Object.keys(TRAINING_FLAGS) as FlagName[],
+  );
   t.same(values, { model: 'm', task: 'sst2', train: 't.tsv', out: 'o', steps: 5, lrX: 2e-6, lrY: 3e-4, foOptimizer: 'adamw', targets: ['q_proj'] });
   const c = trainConfig({ lrX: 1e-5, epochs: 2 }, values);
-  t.same(c, { model: 'm', task: 'sst2', train: 't.tsv', out: 'o', epochs: 2, zo: { lr: 1e-5 }, fo: { lr: 3e-4, optimizer: 'adamw' }, lora: { targets: ['q_proj'] } },
-    'a flag overrides the file (and --epochs replaces the file\'s steps)');
+  t.same(
+    c,
+    { model: 'm', task: 'sst2', train: 't.tsv', out: 'o', epochs: 2, zo: { lr: 1e-5 }, fo: { lr: 3e-4, optimizer: 'adamw' }, lora: { targets: ['q_proj'] } },
+    "a flag overrides the file (and --epochs replaces the file's steps)",
+  );
 });
 
 t.test('nearest-key suggestions', async (t) => {
@@ -97,7 +111,13 @@ t.test('nearest-key suggestions', async (t) => {
   t.equal(editDistance('kitten', 'sitting'), 3, 'the textbook pair');
   t.equal(editDistance('', 'abc'), 3);
   t.equal(editDistance('ca', 'abc'), 3, 'optimal string alignment, not unrestricted Damerau (which gives 2)');
-  const keys = new Map([['steps', 'steps'], ['epochs', 'epochs'], ['zo.lr', 'zo.lr'], ['fo.lr', 'fo.lr'], ['batchSize', 'batchSize']]);
+  const keys = new Map([
+    ['steps', 'steps'],
+    ['epochs', 'epochs'],
+    ['zo.lr', 'zo.lr'],
+    ['fo.lr', 'fo.lr'],
+    ['batchSize', 'batchSize'],
+  ]);
   t.equal(suggestKey('setps', keys), 'steps');
   t.equal(suggestKey('Epoch', keys), 'epochs');
   t.equal(suggestKey('fo.learningRate', keys), 'fo.lr');
@@ -105,7 +125,7 @@ t.test('nearest-key suggestions', async (t) => {
   t.equal(suggestKey('temperature', keys), null, 'nothing close: no suggestion');
 });
 
-t.test('one definition of the training flags: the same flags and defaults in every command\'s --help', async (t) => {
+t.test("one definition of the training flags: the same flags and defaults in every command's --help", async (t) => {
   const p = program();
   const cmd = (name: string) => p.commands.find((c) => c.name() === name) as Command;
   const help = (name: string) => cmd(name).helpInformation().replace(/\s+/g, ' ');
@@ -125,19 +145,30 @@ t.test('one definition of the training flags: the same flags and defaults in eve
     }
   }
   const o = compareOverrides({ lrX: 1e-3, lrY: 0.1, mu: 1e-2, foOptimizer: 'adamw', rank: 4 }, 5e-4);
-  t.same(o.optimizers, { hybrid: { zo: { lr: 1e-3, mu: 1e-2 }, fo: { lr: 0.1, optimizer: 'adamw' } }, zo: { zo: { lr: 1e-3, mu: 1e-2 } }, lora: { fo: { lr: 0.1, optimizer: 'adamw' } }, full: { fo: { lr: 5e-4 } } });
+  t.same(o.optimizers, {
+    hybrid: { zo: { lr: 1e-3, mu: 1e-2 }, fo: { lr: 0.1, optimizer: 'adamw' } },
+    zo: { zo: { lr: 1e-3, mu: 1e-2 } },
+    lora: { fo: { lr: 0.1, optimizer: 'adamw' } },
+    full: { fo: { lr: 5e-4 } },
+  });
   t.same(o.lora, { rank: 4 });
 });
 
 t.test('summaries of repeated runs: mean, sample sd, 95% t interval', async (t) => {
   // Published two-sided 95% quantiles of Student's t (any statistics table).
-  for (const [dof, q] of [[1, 12.706], [2, 4.303], [4, 2.776], [9, 2.262], [29, 2.045]] as const) {
+  for (const [dof, q] of [
+    [1, 12.706],
+    [2, 4.303],
+    [4, 2.776],
+    [9, 2.262],
+    [29, 2.045],
+  ] as const) {
     t.ok(Math.abs(tQuantile975(dof) - q) < 5e-4, `t(0.975, ${dof}) = ${tQuantile975(dof)} ≈ ${q}`);
   }
   const s = summarize([0.5, 0.7, 0.9]);
   // mean 0.7; deviations ±0.2, 0 → sd = sqrt(0.08 / 2) = 0.2; half width 4.303 · 0.2 / √3.
   t.ok(Math.abs(s.mean! - 0.7) < 1e-12 && Math.abs(s.sd! - 0.2) < 1e-12);
-  const half = 4.302653 * 0.2 / Math.sqrt(3);
+  const half = (4.302653 * 0.2) / Math.sqrt(3);
   t.ok(Math.abs(s.ci95![0] - (0.7 - half)) < 1e-5 && Math.abs(s.ci95![1] - (0.7 + half)) < 1e-5, `95% CI ${s.ci95}`);
   t.same([s.min, s.max, s.n], [0.5, 0.9, 3]);
   t.same(summarize([3]), { n: 1, mean: 3, sd: null, min: 3, max: 3, ci95: null }, 'one run: no spread, no interval');
@@ -145,10 +176,26 @@ t.test('summaries of repeated runs: mean, sample sd, 95% t interval', async (t) 
 });
 
 const run1 = (mode: ModeResult['mode'], seed: number, finalAccuracy: number, stepsToTarget: number | null, accs: number[]): ModeResult => ({
-  mode, seed, optimizer: { zo: { lr: 2e-4, mu: 1e-3 }, fo: { lr: 0.05, params: 'adapters' }, seed: seed + 1 }, lora: { rank: 8, alpha: 16 },
+  mode,
+  seed,
+  optimizer: { zo: { lr: 2e-4, mu: 1e-3 }, fo: { lr: 0.05, params: 'adapters' }, seed: seed + 1 },
+  lora: { rank: 8, alpha: 16 },
   rows: accs.map((a, i) => ({ step: 2 * i, seconds: i, loss: null, lrX: null, lrY: null, devLoss: 1 - a, devAccuracy: a })),
-  reason: 'completed', steps: 4, seconds: 2, wallSeconds: 3, secondsPerStep: 0.5, initialAccuracy: accs[0], finalAccuracy, bestAccuracy: Math.max(...accs),
-  finalDevLoss: 1 - finalAccuracy, stepsToTarget, secondsToTarget: stepsToTarget, peakRssMiB: 100, loadedRssMiB: 90, rssReset: true, parameters: { base: 10, trainable: 12 },
+  reason: 'completed',
+  steps: 4,
+  seconds: 2,
+  wallSeconds: 3,
+  secondsPerStep: 0.5,
+  initialAccuracy: accs[0],
+  finalAccuracy,
+  bestAccuracy: Math.max(...accs),
+  finalDevLoss: 1 - finalAccuracy,
+  stepsToTarget,
+  secondsToTarget: stepsToTarget,
+  peakRssMiB: 100,
+  loadedRssMiB: 90,
+  rssReset: true,
+  parameters: { base: 10, trainable: 12 },
 });
 
 t.test('compare --seeds: the summary table, the settings table, bands in the chart', async (t) => {
@@ -159,25 +206,53 @@ t.test('compare --seeds: the summary table, the settings table, bands in the cha
   t.same(m.stepsToTarget.n, 2, 'steps to target over the runs that reached it');
   t.ok(Math.abs(m.finalAccuracy.mean! - 0.8) < 1e-12 && Math.abs(m.finalAccuracy.sd! - 0.1) < 1e-12);
   const table = summaryTable([m]).split('\n');
-  const halfAcc = 100 * 4.302653 * 0.1 / Math.sqrt(3), halfSteps = 12.706205 * Math.SQRT2 / Math.sqrt(2);
-  t.equal(table[2], `| hybrid | 3 | 80.0% ± 10.0% | ${(80 - halfAcc).toFixed(1)}% – ${(80 + halfAcc).toFixed(1)}% | 3.0 ± 1.4 | ${(3 - halfSteps).toFixed(1)} – ${(3 + halfSteps).toFixed(1)} | 2/3 | 0.5000 | 100 |`);
+  const halfAcc = (100 * 4.302653 * 0.1) / Math.sqrt(3),
+    halfSteps = (12.706205 * Math.SQRT2) / Math.sqrt(2);
+  t.equal(
+    table[2],
+    `| hybrid | 3 | 80.0% ± 10.0% | ${(80 - halfAcc).toFixed(1)}% – ${(80 + halfAcc).toFixed(1)}% | 3.0 ± 1.4 | ${(3 - halfSteps).toFixed(1)} – ${(3 + halfSteps).toFixed(1)} | 2/3 | 0.5000 | 100 |`,
+  );
   const settings = settingsTable(results).split('\n');
   t.equal(settings[2], '| hybrid | 0, 1, 2 | 1, 2, 3 | 0.0002 | 0.001 | forward | 1 | 0 | 0.05 | sgd | adapters | 0 | 8 / 16 |', 'every rate and seed used');
 
-  const svg = renderChart({ title: 'x', panels: [{ title: 'p', xLabel: 'x', yLabel: 'y', series: [{ name: 'a', points: [[0, 1], [1, 2]], band: [[0, 0, 2], [1, 1, 5]] }] }] });
+  const svg = renderChart({
+    title: 'x',
+    panels: [
+      {
+        title: 'p',
+        xLabel: 'x',
+        yLabel: 'y',
+        series: [
+          {
+            name: 'a',
+            points: [
+              [0, 1],
+              [1, 2],
+            ],
+            band: [
+              [0, 0, 2],
+              [1, 1, 5],
+            ],
+          },
+        ],
+      },
+    ],
+  });
   const band = /<polygon class="band" data-series="a" points="([^"]+)"/.exec(svg);
   t.ok(band, 'a band is drawn');
   const pts = band![1].split(' ').map((p) => p.split(',').map(Number));
   t.equal(pts.length, 4, 'lower edge forward, upper edge back');
   t.ok(pts[0][0] === pts[3][0] && pts[1][0] === pts[2][0] && pts[0][1] > pts[3][1], 'same x at both edges; the lower edge lies below');
-  t.match(svg, /<text [^>]*data-value="5">/, 'the y axis reaches the band\'s top (5), above every line point');
+  t.match(svg, /<text [^>]*data-value="5">/, "the y axis reaches the band's top (5), above every line point");
   t.ok(svg.indexOf('class="band"') < svg.indexOf('<polyline'), 'drawn beneath the line');
 });
 
 t.test('zofo demo writes to a new temp folder by default, never into the working directory', async (t) => {
   const log = console.log;
   const out: string[] = [];
-  console.log = (...a: unknown[]) => { out.push(a.join(' ')); };
+  console.log = (...a: unknown[]) => {
+    out.push(a.join(' '));
+  };
   let r: { stderr: string; exitCode: number };
   try {
     r = await run(['demo', '--steps', '1', '--modes', 'lora', '--lr-y', '0.01']);

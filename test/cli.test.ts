@@ -22,13 +22,38 @@ t.comment(`input seed ${seed}`);
 
 const fixture = (root: string) => sst2Fixture(root, seed);
 
-
 t.test('train → resume → eval → merge → loadModel; replay', async (t) => {
   const root = t.testdir({});
   const f = await fixture(root);
   const out = join(root, 'out');
-  const common = ['--model', f.model, '--task', 'sst2', '--train', f.train, '--dev', f.dev, '--mode', 'hybrid', '--batch-size', '4',
-    '--lr-x', '1e-3', '--lr-y', '0.05', '--rank', '2', '--seed', '3', '--eval-every', '2', '--checkpoint-every', '2', '--out', out];
+  const common = [
+    '--model',
+    f.model,
+    '--task',
+    'sst2',
+    '--train',
+    f.train,
+    '--dev',
+    f.dev,
+    '--mode',
+    'hybrid',
+    '--batch-size',
+    '4',
+    '--lr-x',
+    '1e-3',
+    '--lr-y',
+    '0.05',
+    '--rank',
+    '2',
+    '--seed',
+    '3',
+    '--eval-every',
+    '2',
+    '--checkpoint-every',
+    '2',
+    '--out',
+    out,
+  ];
   const first = await zofo(['train', ...common, '--steps', '4']);
   t.equal(first.status, 0, `train exits 0 ${first.stderr}`);
   t.match(first.stdout, /completed after 4 steps; dev loss [\d.]+, accuracy [\d.]+%/);
@@ -44,7 +69,19 @@ t.test('train → resume → eval → merge → loadModel; replay', async (t) =>
   t.match(more.stdout, /completed after 6 steps/);
   t.equal((await readTrajectory(join(out, 'trajectory.zlog'))).records.length, 6, 'the trajectory covers all 6 steps');
 
-  const ev = await zofo(['eval', '--model', f.model, '--adapter', join(out, 'adapter'), '--log', join(out, 'trajectory.zlog'), '--task', 'sst2', '--data', f.dev]);
+  const ev = await zofo([
+    'eval',
+    '--model',
+    f.model,
+    '--adapter',
+    join(out, 'adapter'),
+    '--log',
+    join(out, 'trajectory.zlog'),
+    '--task',
+    'sst2',
+    '--data',
+    f.dev,
+  ]);
   const sampled = await zofo(['eval', '--model', f.model, '--task', 'sst2', '--data', f.train, '--samples', '5', '--seed', '1']);
   t.match(sampled.stdout, /^5 examples:/, '--samples draws k examples');
   t.equal(ev.status, 0, ev.stderr);
@@ -71,7 +108,10 @@ t.test('a JSON config supplies the options; flags override it; errors name the p
   const root = t.testdir({});
   const f = await fixture(root);
   const cfg = join(root, 'run.json');
-  await writeFile(cfg, JSON.stringify({ model: f.model, task: 'sst2', train: f.train, mode: 'zo', steps: 50, batchSize: 4, zo: { lr: 1e-3, mu: 1e-3 }, out: join(root, 'out') }));
+  await writeFile(
+    cfg,
+    JSON.stringify({ model: f.model, task: 'sst2', train: f.train, mode: 'zo', steps: 50, batchSize: 4, zo: { lr: 1e-3, mu: 1e-3 }, out: join(root, 'out') }),
+  );
   const r = await zofo(['train', '--config', cfg, '--steps', '2']);
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /completed after 2 steps/, '--steps overrides the file');
@@ -103,10 +143,38 @@ t.test('Ctrl-C (SIGINT) during training stops cleanly with a loadable checkpoint
   const root = t.testdir({});
   const f = await fixture(root);
   const out = join(root, 'out');
-  const p = spawn(process.execPath, [...process.execArgv, entry, 'train', '--model', f.model, '--task', 'sst2', '--train', f.train,
-    '--mode', 'hybrid', '--steps', '100000', '--batch-size', '4', '--lr-x', '1e-4', '--lr-y', '0.01', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '', out1 = '';
-  p.stdout.on('data', (d: Buffer) => { out1 += d.toString(); });
+  const p = spawn(
+    process.execPath,
+    [
+      ...process.execArgv,
+      entry,
+      'train',
+      '--model',
+      f.model,
+      '--task',
+      'sst2',
+      '--train',
+      f.train,
+      '--mode',
+      'hybrid',
+      '--steps',
+      '100000',
+      '--batch-size',
+      '4',
+      '--lr-x',
+      '1e-4',
+      '--lr-y',
+      '0.01',
+      '--out',
+      out,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let err = '',
+    out1 = '';
+  p.stdout.on('data', (d: Buffer) => {
+    out1 += d.toString();
+  });
   const code = await new Promise<number | null>((resolve) => {
     p.stderr.on('data', (d: Buffer) => {
       err += d.toString();

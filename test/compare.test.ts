@@ -7,8 +7,16 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  compare, compareTable, COMPARE_PRESETS, countParameters, defaultTarget, fullFineTuningBytes, fullFineTuningSkip, reachTarget,
-  type CompareRow, type ModeResult,
+  compare,
+  compareTable,
+  COMPARE_PRESETS,
+  countParameters,
+  defaultTarget,
+  fullFineTuningBytes,
+  fullFineTuningSkip,
+  reachTarget,
+  type CompareRow,
+  type ModeResult,
 } from '../lib/cli/compare.js';
 import { loadModel, type LoraOptions } from '../lib/model/model.js';
 import { freshSeed } from './helpers/reference.js';
@@ -29,8 +37,15 @@ async function adapterParameters(dir: string, lora: LoraOptions): Promise<number
   }
 }
 
-const row = (step: number, seconds: number, devAccuracy: number | null, loss: number | null = 0.5): CompareRow => (
-  { step, seconds, loss, lrX: null, lrY: null, devLoss: devAccuracy === null ? null : 1 - devAccuracy, devAccuracy });
+const row = (step: number, seconds: number, devAccuracy: number | null, loss: number | null = 0.5): CompareRow => ({
+  step,
+  seconds,
+  loss,
+  lrX: null,
+  lrY: null,
+  devLoss: devAccuracy === null ? null : 1 - devAccuracy,
+  devAccuracy,
+});
 
 t.test('steps / seconds to target on synthetic rows', async (t) => {
   const rows = [row(0, 0, 0.5, null), row(1, 0.1, null), row(2, 0.2, 0.7), row(3, 0.3, null), row(4, 0.4, 0.9), row(5, 0.5, 0.8), row(6, 0.6, 0.95)];
@@ -54,12 +69,31 @@ t.test('steps / seconds to target on synthetic rows', async (t) => {
   t.match(fullFineTuningSkip(134_217_729, 2 ** 31), /2048\.0 MiB.*2048\.0 MiB/, 'one more does not');
 
   const base: Omit<ModeResult, 'mode'> = {
-    seed: 0, optimizer: { fo: { lr: 0.1 }, seed: 1 }, lora: null, rows: [], reason: 'completed', steps: 10, seconds: 1.5, wallSeconds: 2, secondsPerStep: 0.15, initialAccuracy: 0.5, finalAccuracy: 0.75,
-    bestAccuracy: 0.8, finalDevLoss: 0.4, stepsToTarget: 6, secondsToTarget: 0.9, peakRssMiB: 123.4, loadedRssMiB: 100, rssReset: true,
+    seed: 0,
+    optimizer: { fo: { lr: 0.1 }, seed: 1 },
+    lora: null,
+    rows: [],
+    reason: 'completed',
+    steps: 10,
+    seconds: 1.5,
+    wallSeconds: 2,
+    secondsPerStep: 0.15,
+    initialAccuracy: 0.5,
+    finalAccuracy: 0.75,
+    bestAccuracy: 0.8,
+    finalDevLoss: 0.4,
+    stepsToTarget: 6,
+    secondsToTarget: 0.9,
+    peakRssMiB: 123.4,
+    loadedRssMiB: 100,
+    rssReset: true,
     parameters: { base: 10, trainable: 10 },
   };
-  const table = compareTable([{ mode: 'hybrid', ...base }, { mode: 'zo', ...base, stepsToTarget: null, secondsToTarget: null, peakRssMiB: null },
-    { mode: 'full', ...base, skipped: 'too big' }]);
+  const table = compareTable([
+    { mode: 'hybrid', ...base },
+    { mode: 'zo', ...base, stepsToTarget: null, secondsToTarget: null, peakRssMiB: null },
+    { mode: 'full', ...base, skipped: 'too big' },
+  ]);
   const lines = table.split('\n');
   t.equal(lines[0], '| mode | final acc | best acc | steps to target | seconds to target | s/step | peak RSS MiB |');
   t.equal(lines[2], '| hybrid | 75.0% | 80.0% | 6 | 0.90 | 0.1500 | 123 |');
@@ -70,8 +104,15 @@ t.test('steps / seconds to target on synthetic rows', async (t) => {
 
 // One set of options for the in-process run of all four modes and the isolated run of two.
 const common = (f: { model: string; train: string; dev: string }) => ({
-  model: f.model, task: { name: 'sst2' as const, train: f.train, dev: f.dev }, steps: 4, batchSize: 4, evalEvery: 2, seed: 3,
-  optimizers: { zo: { zo: { lr: 1e-3 } }, hybrid: { zo: { lr: 1e-3 } }, full: { fo: { lr: 1e-3 } } }, lora: { rank: 2, alpha: 4 }, progress: false,
+  model: f.model,
+  task: { name: 'sst2' as const, train: f.train, dev: f.dev },
+  steps: 4,
+  batchSize: 4,
+  evalEvery: 2,
+  seed: 3,
+  optimizers: { zo: { zo: { lr: 1e-3 } }, hybrid: { zo: { lr: 1e-3 } }, full: { fo: { lr: 1e-3 } } },
+  lora: { rank: 2, alpha: 4 },
+  progress: false,
 });
 let inProcess: ModeResult[] = [];
 
@@ -82,15 +123,33 @@ t.test('all four modes in process: files, rows, steps to target', async (t) => {
   const lines: string[] = [];
   const r = await compare({ ...common(f), out, isolate: false, log: (l) => lines.push(l) });
   inProcess = r.results;
-  t.same(r.results.map((m) => m.mode), ['hybrid', 'zo', 'lora', 'full'], 'every mode, in order');
+  t.same(
+    r.results.map((m) => m.mode),
+    ['hybrid', 'zo', 'lora', 'full'],
+    'every mode, in order',
+  );
   const params = await countParameters(f.model);
   for (const m of r.results) {
     t.notOk(m.skipped, `${m.mode} ran`);
     t.equal(m.reason, 'completed');
-    t.same(m.rows.map((x) => x.step), [0, 1, 2, 3, 4], `${m.mode}: a row per step after the step-0 eval`);
-    t.same(m.rows.filter((x) => x.devAccuracy !== null).map((x) => x.step), [0, 2, 4], `${m.mode}: evaluated every 2 steps`);
-    t.ok(m.rows.slice(1).every((x) => Number.isFinite(x.loss)), `${m.mode}: training losses`);
-    t.ok(m.rows.every((x, i) => i === 0 || x.seconds >= m.rows[i - 1].seconds), `${m.mode}: seconds never decrease`);
+    t.same(
+      m.rows.map((x) => x.step),
+      [0, 1, 2, 3, 4],
+      `${m.mode}: a row per step after the step-0 eval`,
+    );
+    t.same(
+      m.rows.filter((x) => x.devAccuracy !== null).map((x) => x.step),
+      [0, 2, 4],
+      `${m.mode}: evaluated every 2 steps`,
+    );
+    t.ok(
+      m.rows.slice(1).every((x) => Number.isFinite(x.loss)),
+      `${m.mode}: training losses`,
+    );
+    t.ok(
+      m.rows.every((x, i) => i === 0 || x.seconds >= m.rows[i - 1].seconds),
+      `${m.mode}: seconds never decrease`,
+    );
     t.equal(m.steps, 4);
     t.ok(m.secondsPerStep! > 0 && Math.abs(m.secondsPerStep! * 4 - m.seconds) < 1e-9, `${m.mode}: s/step = seconds / steps`);
     t.equal(m.initialAccuracy, r.results[0].initialAccuracy, `${m.mode}: the same model and dev set before training`);
@@ -100,25 +159,45 @@ t.test('all four modes in process: files, rows, steps to target', async (t) => {
     t.same([m.stepsToTarget, m.secondsToTarget], [hit?.step ?? null, hit?.seconds ?? null], `${m.mode}: steps to target from its rows`);
   }
   const adapters = await adapterParameters(f.model, { rank: 2, alpha: 4 });
-  t.same(r.results.map((m) => m.parameters.trainable), [params + adapters, params, adapters, params], 'trainable: base + adapters, base, adapters, base');
+  t.same(
+    r.results.map((m) => m.parameters.trainable),
+    [params + adapters, params, adapters, params],
+    'trainable: base + adapters, base, adapters, base',
+  );
   const best = Math.max(...r.results.map((m) => m.bestAccuracy!));
   t.equal(r.target, best * 0.95, 'the default target: 0.95 × the best accuracy reached');
-  t.ok(r.results.some((m) => m.stepsToTarget !== null), 'some mode reaches it');
+  t.ok(
+    r.results.some((m) => m.stepsToTarget !== null),
+    'some mode reaches it',
+  );
 
   for (const file of Object.values(r.files)) t.ok(existsSync(file), `wrote ${file}`);
-  t.same(Object.values(r.files).map((p) => p.slice(out.length + 1)), ['compare.svg', 'compare.csv', 'compare.jsonl', 'compare.md']);
+  t.same(
+    Object.values(r.files).map((p) => p.slice(out.length + 1)),
+    ['compare.svg', 'compare.csv', 'compare.jsonl', 'compare.md'],
+  );
   const svg = await readFile(r.files.svg, 'utf8');
-  for (const name of ['hybrid', 'zo', 'lora', 'full', 'dev accuracy vs step', 'dev accuracy vs training time', 'training loss']) t.match(svg, `>${name}<`, `the chart shows ${name}`);
+  for (const name of ['hybrid', 'zo', 'lora', 'full', 'dev accuracy vs step', 'dev accuracy vs training time', 'training loss'])
+    t.match(svg, `>${name}<`, `the chart shows ${name}`);
   const csv = (await readFile(r.files.csv, 'utf8')).trim().split(/\r?\n/);
   t.equal(csv[0], 'mode,seed,step,seconds,loss,lrX,lrY,devLoss,devAccuracy');
   t.equal(csv.length, 1 + 4 * 5, 'a CSV row per mode and row');
-  const jsonl = (await readFile(r.files.jsonl, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
-  t.same(jsonl.filter((x) => x.mode === 'full').map((x) => x.step), [0, 1, 2, 3, 4]);
+  const jsonl = (await readFile(r.files.jsonl, 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  t.same(
+    jsonl.filter((x) => x.mode === 'full').map((x) => x.step),
+    [0, 1, 2, 3, 4],
+  );
   const md = await readFile(r.files.md, 'utf8');
   t.ok(md.includes(r.table), 'compare.md holds the table');
   t.match(md, /\| zo \| 3 \| 4 \| 0\.001 \| 0\.001 \| forward \| 1 \| 0 \| – \|/, 'and the rates each mode ran with');
   t.match(md, /\| full \| 3 \| 4 \| – \| – \| – \| – \| – \| 0\.001 \| adamw \| all \| 0 \| – \|/);
-  t.ok(jsonl.filter((x) => x.mode === 'zo' && x.step > 0).every((x) => Math.abs(x.lrX - 1e-3) < 1e-9 && x.lrY === null), 'each step records its learning rates');
+  t.ok(
+    jsonl.filter((x) => x.mode === 'zo' && x.step > 0).every((x) => Math.abs(x.lrX - 1e-3) < 1e-9 && x.lrY === null),
+    'each step records its learning rates',
+  );
   t.equal(lines.filter((l) => l === r.table).length, 1, 'the table is printed once');
   t.equal(r.table.split('\n').length, 2 + 4);
   t.ok(lines.includes(r.table), 'the table is logged');
@@ -131,15 +210,23 @@ t.test('isolated: one child process per mode, the same curves, peak RSS', async 
   const lines: string[] = [];
   const r = await compare({ ...common(f), modes: ['hybrid', 'full'], out: join(root, 'out'), isolate: true, log: (l) => lines.push(l) });
   t.match(lines[0], /one child process per mode/);
-  t.same(r.results.map((m) => m.mode), ['hybrid', 'full']);
+  t.same(
+    r.results.map((m) => m.mode),
+    ['hybrid', 'full'],
+  );
   for (const m of r.results) {
     const same = inProcess.find((x) => x.mode === m.mode)!;
-    t.same(m.rows.map(({ step, loss, devLoss, devAccuracy }) => ({ step, loss, devLoss, devAccuracy })),
-      same.rows.map(({ step, loss, devLoss, devAccuracy }) => ({ step, loss, devLoss, devAccuracy })), `${m.mode}: the child trains exactly as in process`);
+    t.same(
+      m.rows.map(({ step, loss, devLoss, devAccuracy }) => ({ step, loss, devLoss, devAccuracy })),
+      same.rows.map(({ step, loss, devLoss, devAccuracy }) => ({ step, loss, devLoss, devAccuracy })),
+      `${m.mode}: the child trains exactly as in process`,
+    );
     t.same(m.parameters, same.parameters);
     t.equal(m.rssReset, process.platform === 'linux', 'the peak mark is reset after loading (Linux)');
-    t.ok(m.loadedRssMiB! > 10 && m.peakRssMiB! >= m.loadedRssMiB! - 1,
-      `${m.mode}: peak RSS ${m.peakRssMiB?.toFixed(1)} MiB measured in the child (${m.loadedRssMiB?.toFixed(1)} MiB once loaded)`);
+    t.ok(
+      m.loadedRssMiB! > 10 && m.peakRssMiB! >= m.loadedRssMiB! - 1,
+      `${m.mode}: peak RSS ${m.peakRssMiB?.toFixed(1)} MiB measured in the child (${m.loadedRssMiB?.toFixed(1)} MiB once loaded)`,
+    );
   }
   t.match(r.table, /\| hybrid \| [\d.]+% \| [\d.]+% \| .* \| [\d.]+ \|$/m, 'the table shows the peak RSS');
 });
@@ -149,14 +236,26 @@ t.test('in process: a time budget, and full fine-tuning skipped over a tiny memo
   const f = await fixture(root);
   const lines: string[] = [];
   const r = await compare({
-    model: f.model, task: { name: 'sst2', train: f.train, dev: f.dev }, seconds: 0.3, batchSize: 4, modes: ['lora', 'full'],
-    memoryBudget: 1024, target: 0.5, out: join(root, 'out'), isolate: false, progress: false, log: (l) => lines.push(l),
+    model: f.model,
+    task: { name: 'sst2', train: f.train, dev: f.dev },
+    seconds: 0.3,
+    batchSize: 4,
+    modes: ['lora', 'full'],
+    memoryBudget: 1024,
+    target: 0.5,
+    out: join(root, 'out'),
+    isolate: false,
+    progress: false,
+    log: (l) => lines.push(l),
   });
   const [lora, full] = r.results;
   t.equal(full.mode, 'full');
   t.match(full.skipped, /full fine-tuning needs .* × 4 bytes × 4.*over the memory budget of 0\.0 MiB/, `skipped with a reason: ${full.skipped}`);
   t.same(full.rows, []);
-  t.ok(lines.some((l) => /^full {3}skipped: full fine-tuning needs/.test(l)), 'the reason is printed');
+  t.ok(
+    lines.some((l) => /^full {3}skipped: full fine-tuning needs/.test(l)),
+    'the reason is printed',
+  );
   t.match(r.table, /\| full \| skipped: full fine-tuning needs/);
   t.equal(r.target, 0.5, 'a given target is used as is');
 
@@ -169,7 +268,10 @@ t.test('in process: a time budget, and full fine-tuning skipped over a tiny memo
   t.equal(lora.peakRssMiB, null, 'no peak RSS without isolation');
   t.equal(lora.parameters.trainable, await adapterParameters(f.model, { rank: 8, alpha: 16 }), 'rank-8 adapters by default');
   const csv = (await readFile(r.files.csv, 'utf8')).trim().split(/\r?\n/);
-  t.ok(csv.slice(1).every((l) => l.startsWith('lora,')), 'only the mode that ran has rows');
+  t.ok(
+    csv.slice(1).every((l) => l.startsWith('lora,')),
+    'only the mode that ran has rows',
+  );
 });
 
 t.test('errors', async (t) => {
@@ -183,25 +285,45 @@ t.test('errors', async (t) => {
   await t.rejects(compare({ model: f.model, task, out: root, target: 2, ...quiet }), { code: 'ZOFO_INVALID_ARG', message: /target/ });
   await t.rejects(compare({ model: f.model, task: { ...task, name: 'nope' as never }, out: root, ...quiet }), { code: 'ZOFO_INVALID_ARG' });
   // A failure inside the child comes back with its code and message.
-  await t.rejects(compare({ model: f.model, task: { ...task, dev: join(root, 'missing.tsv') }, modes: ['zo'], steps: 1, out: root, isolate: true, ...quiet }),
-    { message: /compare \(zo\): .*missing\.tsv/ });
+  await t.rejects(compare({ model: f.model, task: { ...task, dev: join(root, 'missing.tsv') }, modes: ['zo'], steps: 1, out: root, isolate: true, ...quiet }), {
+    message: /compare \(zo\): .*missing\.tsv/,
+  });
 });
 
 t.test('--seeds: every mode N times with other sampler and perturbation seeds; mean ± sd, 95% interval, bands', async (t) => {
   const root = t.testdir({});
   const f = await fixture(root);
   const r = await compare({ ...common(f), modes: ['zo', 'lora'], seeds: 3, out: join(root, 'out'), isolate: false, log: () => {} });
-  t.same(r.results.map((m) => [m.mode, m.seed, m.optimizer.seed]), [['zo', 3, 4], ['zo', 4, 5], ['zo', 5, 6], ['lora', 3, 4], ['lora', 4, 5], ['lora', 5, 6]]);
+  t.same(
+    r.results.map((m) => [m.mode, m.seed, m.optimizer.seed]),
+    [
+      ['zo', 3, 4],
+      ['zo', 4, 5],
+      ['zo', 5, 6],
+      ['lora', 3, 4],
+      ['lora', 4, 5],
+      ['lora', 5, 6],
+    ],
+  );
   const zo = r.results.filter((m) => m.mode === 'zo');
   t.not(zo[0].rows[1].loss, zo[1].rows[1].loss, 'another sampler seed: other batches, another first loss');
-  t.same(r.summary.map((m) => [m.mode, m.runs, m.finalAccuracy.n]), [['zo', 3, 3], ['lora', 3, 3]]);
+  t.same(
+    r.summary.map((m) => [m.mode, m.runs, m.finalAccuracy.n]),
+    [
+      ['zo', 3, 3],
+      ['lora', 3, 3],
+    ],
+  );
   for (const m of r.summary) {
     const accs = r.results.filter((x) => x.mode === m.mode).map((x) => x.finalAccuracy!);
     const mean = accs.reduce((a, b) => a + b, 0) / 3;
     const sd = Math.sqrt(accs.reduce((a, x) => a + (x - mean) ** 2, 0) / 2);
     t.ok(Math.abs(m.finalAccuracy.mean! - mean) < 1e-12 && Math.abs(m.finalAccuracy.sd! - sd) < 1e-12, `${m.mode}: mean and sd of the runs' final accuracy`);
-    const half = 4.302653 * sd / Math.sqrt(3); // t(0.975, 2)
-    t.ok(Math.abs(m.finalAccuracy.ci95![0] - (mean - half)) < 1e-5 && Math.abs(m.finalAccuracy.ci95![1] - (mean + half)) < 1e-5, `${m.mode}: the 95% t interval`);
+    const half = (4.302653 * sd) / Math.sqrt(3); // t(0.975, 2)
+    t.ok(
+      Math.abs(m.finalAccuracy.ci95![0] - (mean - half)) < 1e-5 && Math.abs(m.finalAccuracy.ci95![1] - (mean + half)) < 1e-5,
+      `${m.mode}: the 95% t interval`,
+    );
   }
   t.match(r.table, /^\| mode \| runs \| final acc \(mean ± sd\) \| final acc 95% CI \| steps to target \(mean ± sd\) \| steps to target 95% CI \|/);
   const md = await readFile(r.files.md, 'utf8');

@@ -74,16 +74,23 @@ for (const [vi, v] of variants.entries()) {
       // activation on either side of a rounding midpoint (probability ≈ 1e-7/u per element,
       // so ~0.03 (bf16) to ~0.3 (tf32) flips per forward here; one flip measured ≤ 0.12 of the
       // effect). Half the effect would take ~20 such flips at once; not rounding at all gives 1.
-      const effectRef = refC.map((x, i) => x - ref64[i]), effectEng = eng.map((x, i) => x - eng32[i]);
+      const effectRef = refC.map((x, i) => x - ref64[i]),
+        effectEng = eng.map((x, i) => x - eng32[i]);
       const mismatch = rms(effectEng.map((x, i) => x - effectRef[i])) / rms(effectRef);
-      t.ok(mismatch <= 0.5, `${compute}: engine effect − reference effect = ${mismatch.toExponential(2)} of the reference effect (rms ${rms(effectRef).toExponential(2)})`);
+      t.ok(
+        mismatch <= 0.5,
+        `${compute}: engine effect − reference effect = ${mismatch.toExponential(2)} of the reference effect (rms ${rms(effectRef).toExponential(2)})`,
+      );
       // (2) Its size: operands rounded with relative errors ≤ u (rms u/√3) give each of the
       // n linear outputs a relative error of rms ≈ u·√(2/3); summed over the n layers that
       // feed the logits, ≈ u·√(2n/3) of the logits' rms. Bound: 4u√n, ~5× that estimate
       // (measured 0.4–1.0× the estimate; docs/precision.md).
       const n = v.linears(L);
       const size = rms(effectEng) / rms(eng32);
-      t.ok(size <= 4 * u * Math.sqrt(n), `${compute}: rms(logits − fp32 logits) = ${size.toExponential(2)} of rms(logits) ≤ 4u√n = ${(4 * u * Math.sqrt(n)).toExponential(2)} (n = ${n})`);
+      t.ok(
+        size <= 4 * u * Math.sqrt(n),
+        `${compute}: rms(logits − fp32 logits) = ${size.toExponential(2)} of rms(logits) ≤ 4u√n = ${(4 * u * Math.sqrt(n)).toExponential(2)} (n = ${n})`,
+      );
       t.ok(size > 0, `${compute}: the rounding changes the logits`);
     }
   });
@@ -112,7 +119,10 @@ for (const dtype of ['f32', 'bf16'] as const) {
       const batch = classificationBatch(model.config.vocabSize, 3, seed0 + 11);
       for (let k = 0; k < 3; k++) {
         const res = await opt.step(batch);
-        t.ok(res.projectedGrads.every((c) => c !== 0), `${estimator} step ${k}: the perturbed forwards saw perturbed weights (c ≠ 0)`);
+        t.ok(
+          res.projectedGrads.every((c) => c !== 0),
+          `${estimator} step ${k}: the perturbed forwards saw perturbed weights (c ≠ 0)`,
+        );
       }
     }
     const differ: string[] = [];
@@ -127,7 +137,11 @@ for (const dtype of ['f32', 'bf16'] as const) {
 t.test('zo.mu defaults by the model compute: 1e-3 (fp32, tf32), 3e-3 (bf16), and the step uses it', async (t) => {
   const dir = t.testdir({});
   await writeCheckpointDir(dir, randomCheckpoint('llama', seed0 + 20), { dtype: 'F32' });
-  for (const [compute, mu] of [['fp32', 1e-3], ['tf32', 1e-3], ['bf16', 3e-3]] as const) {
+  for (const [compute, mu] of [
+    ['fp32', 1e-3],
+    ['tf32', 1e-3],
+    ['bf16', 3e-3],
+  ] as const) {
     const model = await loadModel(dir, { compute });
     t.teardown(() => model.dispose());
     const batch = classificationBatch(model.config.vocabSize, 2, seed0 + 21);

@@ -43,12 +43,35 @@ t.test('families parsed from real configs', async (t) => {
   t.test('OPT-125m: pre-LN, learned positions offset by 2, tied head', async (t) => {
     const config = await loadConfig(join(FIXTURES, 'opt-125m'));
     t.same(config, {
-      family: 'opt', architecture: 'OPTForCausalLM', modelType: 'opt',
-      vocabSize: 50272, hiddenSize: 768, numLayers: 12, numHeads: 12, numKvHeads: 12, headDim: 64, ffnSize: 3072,
-      maxPositions: 2048, norm: 'layernorm', normEps: 1e-5, activation: 'relu', ropeTheta: undefined,
-      tieWordEmbeddings: true, attentionBias: true, outputBias: true, mlpBias: true,
-      preNorm: true, finalNorm: true, embedProjDim: 768, positionOffset: 2, slidingWindow: null,
-      bosTokenId: 2, eosTokenId: 2, eosTokenIds: [2], padTokenId: 1, torchDtype: 'float16',
+      family: 'opt',
+      architecture: 'OPTForCausalLM',
+      modelType: 'opt',
+      vocabSize: 50272,
+      hiddenSize: 768,
+      numLayers: 12,
+      numHeads: 12,
+      numKvHeads: 12,
+      headDim: 64,
+      ffnSize: 3072,
+      maxPositions: 2048,
+      norm: 'layernorm',
+      normEps: 1e-5,
+      activation: 'relu',
+      ropeTheta: undefined,
+      tieWordEmbeddings: true,
+      attentionBias: true,
+      outputBias: true,
+      mlpBias: true,
+      preNorm: true,
+      finalNorm: true,
+      embedProjDim: 768,
+      positionOffset: 2,
+      slidingWindow: null,
+      bosTokenId: 2,
+      eosTokenId: 2,
+      eosTokenIds: [2],
+      padTokenId: 1,
+      torchDtype: 'float16',
       raw: fixture('opt-125m'),
     });
   });
@@ -61,12 +84,35 @@ t.test('families parsed from real configs', async (t) => {
   t.test('GPT-2: n_inner null gives 4·n_embd, gelu_new, tied head, Conv1D biases', async (t) => {
     const config = await loadConfig(join(FIXTURES, 'gpt2'));
     t.same(config, {
-      family: 'gpt2', architecture: 'GPT2LMHeadModel', modelType: 'gpt2',
-      vocabSize: 50257, hiddenSize: 768, numLayers: 12, numHeads: 12, numKvHeads: 12, headDim: 64, ffnSize: 3072,
-      maxPositions: 1024, norm: 'layernorm', normEps: 1e-5, activation: 'gelu_new', ropeTheta: undefined,
-      tieWordEmbeddings: true, attentionBias: true, outputBias: true, mlpBias: true,
-      preNorm: true, finalNorm: true, embedProjDim: 768, positionOffset: 0, slidingWindow: null,
-      bosTokenId: 50256, eosTokenId: 50256, eosTokenIds: [50256], padTokenId: undefined, torchDtype: undefined,
+      family: 'gpt2',
+      architecture: 'GPT2LMHeadModel',
+      modelType: 'gpt2',
+      vocabSize: 50257,
+      hiddenSize: 768,
+      numLayers: 12,
+      numHeads: 12,
+      numKvHeads: 12,
+      headDim: 64,
+      ffnSize: 3072,
+      maxPositions: 1024,
+      norm: 'layernorm',
+      normEps: 1e-5,
+      activation: 'gelu_new',
+      ropeTheta: undefined,
+      tieWordEmbeddings: true,
+      attentionBias: true,
+      outputBias: true,
+      mlpBias: true,
+      preNorm: true,
+      finalNorm: true,
+      embedProjDim: 768,
+      positionOffset: 0,
+      slidingWindow: null,
+      bosTokenId: 50256,
+      eosTokenId: 50256,
+      eosTokenIds: [50256],
+      padTokenId: undefined,
+      torchDtype: undefined,
       raw: fixture('gpt2'),
     });
   });
@@ -74,12 +120,35 @@ t.test('families parsed from real configs', async (t) => {
   t.test('TinyLlama-1.1B: grouped-query attention (32 query heads over 4 kv heads)', async (t) => {
     const config = await loadConfig(join(FIXTURES, 'tinyllama-1.1b'));
     t.same(config, {
-      family: 'llama', architecture: 'LlamaForCausalLM', modelType: 'llama',
-      vocabSize: 32000, hiddenSize: 2048, numLayers: 22, numHeads: 32, numKvHeads: 4, headDim: 64, ffnSize: 5632,
-      maxPositions: 2048, norm: 'rmsnorm', normEps: 1e-5, activation: 'silu', ropeTheta: 10000,
-      tieWordEmbeddings: false, attentionBias: false, outputBias: false, mlpBias: false,
-      preNorm: true, finalNorm: true, embedProjDim: 2048, positionOffset: 0, slidingWindow: null,
-      bosTokenId: 1, eosTokenId: 2, eosTokenIds: [2], padTokenId: undefined, torchDtype: 'bfloat16',
+      family: 'llama',
+      architecture: 'LlamaForCausalLM',
+      modelType: 'llama',
+      vocabSize: 32000,
+      hiddenSize: 2048,
+      numLayers: 22,
+      numHeads: 32,
+      numKvHeads: 4,
+      headDim: 64,
+      ffnSize: 5632,
+      maxPositions: 2048,
+      norm: 'rmsnorm',
+      normEps: 1e-5,
+      activation: 'silu',
+      ropeTheta: 10000,
+      tieWordEmbeddings: false,
+      attentionBias: false,
+      outputBias: false,
+      mlpBias: false,
+      preNorm: true,
+      finalNorm: true,
+      embedProjDim: 2048,
+      positionOffset: 0,
+      slidingWindow: null,
+      bosTokenId: 1,
+      eosTokenId: 2,
+      eosTokenIds: [2],
+      padTokenId: undefined,
+      torchDtype: 'bfloat16',
       raw: fixture('tinyllama-1.1b'),
     });
   });
@@ -103,8 +172,18 @@ t.test('families parsed from real configs', async (t) => {
   t.test('Qwen2-0.5B: q/k/v biases without an o_proj bias, tied head, window unused', async (t) => {
     const config = await loadConfig(join(FIXTURES, 'qwen2-0.5b'));
     hasFields(t, config, {
-      family: 'llama', modelType: 'qwen2', attentionBias: true, outputBias: false, mlpBias: false, tieWordEmbeddings: true,
-      ropeTheta: 1e6, normEps: 1e-6, numHeads: 14, numKvHeads: 2, headDim: 64, slidingWindow: null,
+      family: 'llama',
+      modelType: 'qwen2',
+      attentionBias: true,
+      outputBias: false,
+      mlpBias: false,
+      tieWordEmbeddings: true,
+      ropeTheta: 1e6,
+      normEps: 1e-6,
+      numHeads: 14,
+      numKvHeads: 2,
+      headDim: 64,
+      slidingWindow: null,
     });
   });
 
@@ -235,7 +314,10 @@ t.test('unsupported features are rejected by name', async (t) => {
 
 t.test('malformed numeric fields are named with what they held', async (t) => {
   const required: [string, string[]][] = [
-    ['tinyllama-1.1b', ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'max_position_embeddings', 'rms_norm_eps']],
+    [
+      'tinyllama-1.1b',
+      ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'max_position_embeddings', 'rms_norm_eps'],
+    ],
     ['opt-125m', ['vocab_size', 'hidden_size', 'ffn_dim', 'num_hidden_layers', 'num_attention_heads', 'max_position_embeddings']],
     ['gpt2', ['vocab_size', 'n_embd', 'n_layer', 'n_head', 'n_positions']],
   ];
@@ -261,29 +343,58 @@ t.test('malformed numeric fields are named with what they held', async (t) => {
   ];
   for (const [name, field, value, received] of invalid) {
     t.test(`${name}: ${field} = ${String(value)}`, async (t) => {
-      await rejected(t, { ...fixture(name), [field]: value }, 'ZOFO_BAD_CONFIG', new RegExp(`for ${field} but received ${received.replace(/[.()]/g, '\\$&')}$`));
+      await rejected(
+        t,
+        { ...fixture(name), [field]: value },
+        'ZOFO_BAD_CONFIG',
+        new RegExp(`for ${field} but received ${received.replace(/[.()]/g, '\\$&')}$`),
+      );
     });
   }
   t.test('non-numeric and non-boolean fields of the wrong type', async (t) => {
-    await rejected(t, { ...fixture('tinyllama-1.1b'), tie_word_embeddings: 'yes' }, 'ZOFO_BAD_CONFIG', /Expected a boolean for tie_word_embeddings but received "yes"/);
+    await rejected(
+      t,
+      { ...fixture('tinyllama-1.1b'), tie_word_embeddings: 'yes' },
+      'ZOFO_BAD_CONFIG',
+      /Expected a boolean for tie_word_embeddings but received "yes"/,
+    );
     await rejected(t, { ...fixture('tinyllama-1.1b'), hidden_act: 7 }, 'ZOFO_BAD_CONFIG', /Expected a string for hidden_act but received 7/);
     await rejected(t, { ...fixture('tinyllama-1.1b'), eos_token_id: -1 }, 'ZOFO_BAD_CONFIG', /for eos_token_id but received -1/);
     await rejected(t, { ...fixture('tinyllama-1.1b'), torch_dtype: 16 }, 'ZOFO_BAD_CONFIG', /Expected a string for torch_dtype/);
     await rejected(t, { ...fixture('tinyllama-1.1b'), layer_types: 'full_attention' }, 'ZOFO_BAD_CONFIG', /for layer_types/);
   });
   t.test('hidden size not divisible by the heads', async (t) => {
-    await rejected(t, { ...fixture('tinyllama-1.1b'), hidden_size: 2050 }, 'ZOFO_BAD_CONFIG', /hidden_size \(2050\) is not divisible by num_attention_heads \(32\)/);
+    await rejected(
+      t,
+      { ...fixture('tinyllama-1.1b'), hidden_size: 2050 },
+      'ZOFO_BAD_CONFIG',
+      /hidden_size \(2050\) is not divisible by num_attention_heads \(32\)/,
+    );
     await rejected(t, { ...fixture('gpt2'), n_embd: 770 }, 'ZOFO_BAD_CONFIG', /n_embd \(770\) is not divisible by n_head \(12\)/);
   });
   t.test('query heads not divisible by the kv heads', async (t) => {
-    await rejected(t, { ...fixture('tinyllama-1.1b'), num_key_value_heads: 5 }, 'ZOFO_BAD_CONFIG', /num_attention_heads \(32\) is not divisible by num_key_value_heads \(5\)/);
+    await rejected(
+      t,
+      { ...fixture('tinyllama-1.1b'), num_key_value_heads: 5 },
+      'ZOFO_BAD_CONFIG',
+      /num_attention_heads \(32\) is not divisible by num_key_value_heads \(5\)/,
+    );
   });
 });
 
 t.test('architecture resolution', async (t) => {
   t.test('an unknown architecture lists the supported ones', async (t) => {
-    await rejected(t, { ...fixture('tinyllama-1.1b'), architectures: ['FalconForCausalLM'], model_type: 'falcon' }, 'ZOFO_UNSUPPORTED',
-      /architecture "FalconForCausalLM" is not supported/, /LlamaForCausalLM \(llama\)/, /MistralForCausalLM/, /Qwen2ForCausalLM/, /OPTForCausalLM/, /GPT2LMHeadModel/);
+    await rejected(
+      t,
+      { ...fixture('tinyllama-1.1b'), architectures: ['FalconForCausalLM'], model_type: 'falcon' },
+      'ZOFO_UNSUPPORTED',
+      /architecture "FalconForCausalLM" is not supported/,
+      /LlamaForCausalLM \(llama\)/,
+      /MistralForCausalLM/,
+      /Qwen2ForCausalLM/,
+      /OPTForCausalLM/,
+      /GPT2LMHeadModel/,
+    );
   });
   t.test('an unknown model_type without architectures', async (t) => {
     const json: Record<string, unknown> = { ...fixture('tinyllama-1.1b'), model_type: 'falcon' };
@@ -294,10 +405,20 @@ t.test('architecture resolution', async (t) => {
     await rejected(t, { hidden_size: 8 }, 'ZOFO_UNSUPPORTED', /neither architectures nor model_type/);
   });
   t.test('model_type contradicting architectures[0]', async (t) => {
-    await rejected(t, { ...fixture('tinyllama-1.1b'), model_type: 'opt' }, 'ZOFO_BAD_CONFIG', /model_type "opt" does not match architectures\[0\] "LlamaForCausalLM"/);
+    await rejected(
+      t,
+      { ...fixture('tinyllama-1.1b'), model_type: 'opt' },
+      'ZOFO_BAD_CONFIG',
+      /model_type "opt" does not match architectures\[0\] "LlamaForCausalLM"/,
+    );
   });
   t.test('architectures that is not a list of names', async (t) => {
-    await rejected(t, { ...fixture('gpt2'), architectures: [] }, 'ZOFO_BAD_CONFIG', /Expected a non-empty list of class names for architectures but received an array of length 0/);
+    await rejected(
+      t,
+      { ...fixture('gpt2'), architectures: [] },
+      'ZOFO_BAD_CONFIG',
+      /Expected a non-empty list of class names for architectures but received an array of length 0/,
+    );
     await rejected(t, { ...fixture('gpt2'), architectures: 'GPT2LMHeadModel' }, 'ZOFO_BAD_CONFIG', /for architectures/);
   });
   t.test('a config that is not an object', async (t) => {

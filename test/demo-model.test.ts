@@ -13,8 +13,18 @@ import { Trainer } from '../lib/train/trainer.js';
 import { writeSafetensors, type TensorData } from '../lib/formats/safetensors.js';
 import { loadTokenizer, type Tokenizer } from '../lib/model/tokenizer.js';
 import {
-  CANDIDATES, DEMO_MIX, demoReviews, makeReview, pretrainingCorpus, promptOf, REVIEW_KINDS, Rng, tokenizerFiles,
-  vocabulary, withVerdict, type ReviewKind,
+  CANDIDATES,
+  DEMO_MIX,
+  demoReviews,
+  makeReview,
+  pretrainingCorpus,
+  promptOf,
+  REVIEW_KINDS,
+  Rng,
+  tokenizerFiles,
+  vocabulary,
+  withVerdict,
+  type ReviewKind,
 } from '../lib/demo/language.js';
 import { demoModelDir, demoTask, demoTaskReviews } from '../lib/demo/model.js';
 import { DEMO_SPLIT } from '../lib/cli/demo.js';
@@ -46,7 +56,8 @@ function byKind(correct: boolean[], kinds: ReviewKind[]): Record<ReviewKind, num
 }
 
 async function lmLoss(model: Model, examples: LmExample[]): Promise<number> {
-  let sum = 0, tokens = 0;
+  let sum = 0,
+    tokens = 0;
   for (let i = 0; i < examples.length; i += 100) {
     const batch = examples.slice(i, i + 100);
     const n = batch.reduce((s, e) => s + e.target.length, 0);
@@ -80,7 +91,11 @@ t.test('loads; the tokenizer gives single-token verbalizers and covers the langu
   t.ok(tok, 'tokenizer.json loaded with the model');
   t.equal(tok.vocabSize, model.config.vocabSize);
   const ids = CANDIDATES.map((c) => tok.encode(c));
-  t.same(ids.map((x) => x.length), [1, 1], '" terrible" and " great" are one token each');
+  t.same(
+    ids.map((x) => x.length),
+    [1, 1],
+    '" terrible" and " great" are one token each',
+  );
   t.not(ids[0][0], ids[1][0]);
   // Leading spaces and case do not matter: the pre-tokenizer splits on whitespace, the normalizer lowercases.
   t.same(tok.encode('great'), ids[1]);
@@ -92,7 +107,10 @@ t.test('loads; the tokenizer gives single-token verbalizers and covers the langu
   const unk = tok.tokenToId('<unk>');
   t.same(tok.encode('zebra'), [unk]);
   const corpus = pretrainingCorpus(500, HELD_OUT_SEED);
-  t.notOk(corpus.some((line) => tok.encode(line).includes(unk as number)), 'the corpus has no unknown words');
+  t.notOk(
+    corpus.some((line) => tok.encode(line).includes(unk as number)),
+    'the corpus has no unknown words',
+  );
   t.ok(Math.max(...corpus.map((l) => tok.encode(l).length)) < model.config.maxPositions, 'corpus lines fit the context');
 
   const { train, dev } = demoTask(tok, TASK);
@@ -106,11 +124,15 @@ t.test('loads; the tokenizer gives single-token verbalizers and covers the langu
 });
 
 t.test('the task generator: seeded, stratified, disjoint splits', async (t) => {
-  const a = demoTaskReviews(TASK), b = demoTaskReviews(TASK);
+  const a = demoTaskReviews(TASK),
+    b = demoTaskReviews(TASK);
   t.same(a, b, 'same seed, same reviews');
   t.not(JSON.stringify(demoTaskReviews({ ...TASK, seed: 1 }).dev), JSON.stringify(a.dev), 'another seed, other reviews');
   const trainTexts = new Set(a.train.map((r) => r.text));
-  t.notOk(a.dev.some((r) => trainTexts.has(r.text)), 'dev never repeats a training review');
+  t.notOk(
+    a.dev.some((r) => trainTexts.has(r.text)),
+    'dev never repeats a training review',
+  );
   for (const k of REVIEW_KINDS) t.equal(a.dev.filter((r) => r.kind === k).length, Math.round(DEMO_MIX[k] * TASK.dev), `${k} share`);
   t.equal(demoReviews(10, 3).length, 10);
   // Semantics: negation flips the adjective, the clause after "but" decides.
@@ -154,7 +176,8 @@ t.test('genuinely pretrained: held-out LM loss far below a random init', async (
     const n = shape.reduce((a, b) => a * b, 1);
     const norm = /norm/.test(name);
     weights.set(name, {
-      dtype: 'F32', shape,
+      dtype: 'F32',
+      shape,
       data: Float32Array.from({ length: n }, () => (norm ? 1 : 0.02 * Math.sqrt(-2 * Math.log(1 - rng.next())) * Math.cos(2 * Math.PI * rng.next()))),
     });
   }
@@ -177,8 +200,12 @@ t.test('zero-shot: well above chance, far from perfect', async (t) => {
   t.comment(`pretrained dev accuracy ${pct(all)} (${REVIEW_KINDS.map((x) => `${x} ${pct(k[x])}`).join(', ')})`);
   const readme = readFileSync(join(demoModelDir(), 'README.md'), 'utf8');
   const stated = /demo dev accuracy before fine-tuning \(the (\d+) dev reviews of seed (\d+) that `zofo demo` evaluates\): ([\d.]+%)/.exec(readme);
-  t.ok(stated, 'the model README states the zero-shot accuracy on the demo\'s split');
-  t.same(stated?.slice(1), [String(DEMO_SPLIT.dev), String(DEMO_SPLIT.seed), pct(all)], 'the README states what the demo measures (written by scripts/make-demo-model.ts)');
+  t.ok(stated, "the model README states the zero-shot accuracy on the demo's split");
+  t.same(
+    stated?.slice(1),
+    [String(DEMO_SPLIT.dev), String(DEMO_SPLIT.seed), pct(all)],
+    'the README states what the demo measures (written by scripts/make-demo-model.ts)',
+  );
   t.ok(all >= 0.62, `≥ 62% (chance 50%): ${pct(all)}`);
   t.ok(all <= 0.85, `≤ 85%, room for fine-tuning: ${pct(all)}`);
   t.ok(k.simple >= 0.95, 'simple reviews: the pretraining distribution');

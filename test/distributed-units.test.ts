@@ -53,7 +53,9 @@ t.test('launcher detection reads Open MPI, PMIx and PMI variables', async (t) =>
 t.test('a missing communicator addon is one error naming the packages to install', async (t) => {
   const script = "import('./lib/distributed/binding.ts').then((m) => { try { m.commBinding(); } catch (e) { console.log(e.code + ' ' + e.message); } })";
   const r = spawnSync(process.execPath, [...process.execArgv, '--input-type=module', '-e', script], {
-    cwd: root, encoding: 'utf8', env: { ...process.env, ZOFO_BINDING_ONLY: '1', ZOFO_BINDING_DIR: t.testdir({}) },
+    cwd: root,
+    encoding: 'utf8',
+    env: { ...process.env, ZOFO_BINDING_ONLY: '1', ZOFO_BINDING_DIR: t.testdir({}) },
   });
   t.match(r.stdout, /ZOFO_LOAD_FAILED/, 'code ZOFO_LOAD_FAILED');
   t.match(r.stdout, /zofo_comm\.node: not found/, 'names the file tried');
@@ -71,7 +73,10 @@ t.test('options: parallel and distributed are validated', async (t) => {
   t.throws(bad({ kind: 'data', comm: {} }), { code: 'ZOFO_INVALID_ARG', message: /parallel\.comm/ });
   const opt = new HybridOptimizer(model, { zo: { lr: 1e-3 }, fo: { lr: 1e-2 } });
   t.equal(opt.parallel, null, 'one process: no parallel info');
-  t.throws(() => new Trainer(model, opt, { batchSize: 4, steps: 1, distributed: true }), { code: 'ZOFO_INVALID_ARG', message: /distributed needs an optimizer created with parallel/ });
+  t.throws(() => new Trainer(model, opt, { batchSize: 4, steps: 1, distributed: true }), {
+    code: 'ZOFO_INVALID_ARG',
+    message: /distributed needs an optimizer created with parallel/,
+  });
 });
 
 t.test('a one-rank communicator in this process', { skip: !haveMpirun && 'mpirun not found (apt-get install openmpi-bin libopenmpi-dev)' }, async (t) => {
@@ -108,11 +113,14 @@ t.test('a one-rank communicator in this process', { skip: !haveMpirun && 'mpirun
     const model = await loadModel(join(dir, 'm'));
     model.addLoRA({ rank: 2, alpha: 4, seed: 5 });
     const opt = new HybridOptimizer(model, {
-      zo: { lr: 1e-3, mu: 1e-2, perturbations: 2 }, fo: { lr: 1e-2 }, seed: 11,
+      zo: { lr: 1e-3, mu: 1e-2, perturbations: 2 },
+      fo: { lr: 1e-2 },
+      seed: 11,
       ...(kind ? { parallel: { kind, comm, checkEvery: 2 } } : {}),
     });
     if (kind) t.same(opt.parallel, { kind, rank: 0, size: 1 });
-    const losses: number[] = [], grads: number[][] = [];
+    const losses: number[] = [],
+      grads: number[][] = [];
     for (let k = 0; k < 4; k++) {
       const r = await opt.step(train.slice(3 * k, 3 * k + 3));
       losses.push(r.loss);
@@ -126,5 +134,7 @@ t.test('a one-rank communicator in this process', { skip: !haveMpirun && 'mpirun
   }
   const [alone, data, pert] = runs;
   t.same(pert, alone, 'one-rank perturbation-parallel == one process, bit for bit');
-  data.losses.forEach((l, k) => t.ok(Math.abs(l - alone.losses[k]) <= 1e-6 * Math.abs(l), `one-rank data-parallel loss ${k} == one process within 1e-6 (w·g/w rounds)`));
+  data.losses.forEach((l, k) =>
+    t.ok(Math.abs(l - alone.losses[k]) <= 1e-6 * Math.abs(l), `one-rank data-parallel loss ${k} == one process within 1e-6 (w·g/w rounds)`),
+  );
 });

@@ -40,22 +40,58 @@ const skip = haveMpirun ? false : 'mpirun not found (apt-get install openmpi-bin
 
 const seed = freshSeed() % 1_000_000;
 t.comment(`input seed ${seed}`);
-const STEPS = 20, MU = 1e-2, LR_X = 1e-4;
+const STEPS = 20,
+  MU = 1e-2,
+  LR_X = 1e-4;
 
 // Children: one thread per rank (2 ranks on 2 cores), Open MPI allowed as root and
 // oversubscribed, and no TypeScript loader inherited from tap.
 const env: NodeJS.ProcessEnv = {
-  ...process.env, ZOFO_NUM_THREADS: '1', OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
-  OMPI_MCA_rmaps_base_oversubscribe: '1', ZOFO_COMM_TIMEOUT: '60',
+  ...process.env,
+  ZOFO_NUM_THREADS: '1',
+  OMPI_ALLOW_RUN_AS_ROOT: '1',
+  OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
+  OMPI_MCA_rmaps_base_oversubscribe: '1',
+  ZOFO_COMM_TIMEOUT: '60',
 };
 delete env.NODE_OPTIONS;
 
-interface Args { stallAfter?: number; result?: string; model: string; mode: 'none' | 'data' | 'perturbation'; steps: number; q: number; batch: number; mu: number; lrX: number; out?: string; every?: number; resume?: boolean; pauseMs?: number }
-interface Line { rank: number; type: string; pid?: number; step?: number; loss?: number; perturbedLosses?: number[]; projectedGrads?: number[]; hash?: string; adapters?: string; base?: string }
-const parse = (out: string): Line[] => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line);
-const command = (ranks: number, a: Args): [string, string[]] => ranks === 0
-  ? [process.execPath, [child, JSON.stringify(a)]]
-  : ['mpirun', ['--oversubscribe', '-n', String(ranks), process.execPath, child, JSON.stringify(a)]];
+interface Args {
+  stallAfter?: number;
+  result?: string;
+  model: string;
+  mode: 'none' | 'data' | 'perturbation';
+  steps: number;
+  q: number;
+  batch: number;
+  mu: number;
+  lrX: number;
+  out?: string;
+  every?: number;
+  resume?: boolean;
+  pauseMs?: number;
+}
+interface Line {
+  rank: number;
+  type: string;
+  pid?: number;
+  step?: number;
+  loss?: number;
+  perturbedLosses?: number[];
+  projectedGrads?: number[];
+  hash?: string;
+  adapters?: string;
+  base?: string;
+}
+const parse = (out: string): Line[] =>
+  out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Line);
+const command = (ranks: number, a: Args): [string, string[]] =>
+  ranks === 0
+    ? [process.execPath, [child, JSON.stringify(a)]]
+    : ['mpirun', ['--oversubscribe', '-n', String(ranks), process.execPath, child, JSON.stringify(a)]];
 
 let runs = 0;
 /** Runs to the end (ranks 0: one process without MPI); step lines and every rank's final line. */
@@ -79,14 +115,16 @@ const maxAbsDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, x, i) => M
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(a), Math.abs(b), 1e-30);
 
 function expectClose(t: Tap.Test, one: Line[], two: Line[], label: string) {
-  const a = steps(one), b = steps(two);
+  const a = steps(one),
+    b = steps(two);
   t.equal(b.length, a.length, `${label}: the same number of steps`);
-  let worstLoss = 0, worstC = 0;
+  let worstLoss = 0,
+    worstC = 0;
   a.forEach((x, i) => {
     const y = b[i];
     worstLoss = Math.max(worstLoss, rel(x.loss!, y.loss!), ...x.perturbedLosses!.map((p, j) => rel(p, y.perturbedLosses![j])));
     x.projectedGrads!.forEach((c, j) => {
-      const bound = 1e-6 * Math.abs(c) + 2e-6 * Math.max(Math.abs(x.loss!), ...x.perturbedLosses!.map(Math.abs)) / MU;
+      const bound = 1e-6 * Math.abs(c) + (2e-6 * Math.max(Math.abs(x.loss!), ...x.perturbedLosses!.map(Math.abs))) / MU;
       worstC = Math.max(worstC, Math.abs(c - y.projectedGrads![j]) / bound);
     });
   });
@@ -130,15 +168,19 @@ t.test('2 ranks under mpirun against 1 process', { skip }, async (t) => {
     t.equal(traj.records.length, STEPS, 'one record per step (q = 1)');
     await applyTrajectory(m, traj);
     const { hash } = JSON.parse(await readFile(join(dataOut, 'final.json'), 'utf8')) as { hash: string };
-    t.equal(await m.baseHash(), hash, 'replayed base == the ranks\' base (hash)');
-    t.equal(hash, final(two, 1).hash, 'and == rank 1\'s');
+    t.equal(await m.baseHash(), hash, "replayed base == the ranks' base (hash)");
+    t.equal(hash, final(two, 1).hash, "and == rank 1's");
   });
 
   t.test('perturbation-parallel: q = 4 on 2 ranks equals q = 4 on one process, bit for bit', async (t) => {
     const q4 = { ...base, q: 4, steps: 10 };
-    const a = run(0, q4), b = run(2, { ...q4, mode: 'perturbation' });
-    t.same(steps(b).map((l) => [l.loss, l.perturbedLosses, l.projectedGrads]), steps(a).map((l) => [l.loss, l.perturbedLosses, l.projectedGrads]),
-      'losses, perturbed losses and c_j are identical');
+    const a = run(0, q4),
+      b = run(2, { ...q4, mode: 'perturbation' });
+    t.same(
+      steps(b).map((l) => [l.loss, l.perturbedLosses, l.projectedGrads]),
+      steps(a).map((l) => [l.loss, l.perturbedLosses, l.projectedGrads]),
+      'losses, perturbed losses and c_j are identical',
+    );
     t.equal(final(b).hash, final(a).hash, 'base weights identical (hash)');
     t.equal(final(b).base, final(a).base, 'base weights identical (values)');
     t.equal(final(b).adapters, final(a).adapters, 'adapters identical');
@@ -152,7 +194,9 @@ t.test('2 ranks under mpirun against 1 process', { skip }, async (t) => {
     const started = { at: 0 };
     const ended = await new Promise<{ code: number | null; signal: string | null; seconds: number; stderr: string; killedAfter: number }>((resolve, reject) => {
       const p = spawn(cmd, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '', stderr = '', killedAfter = -1;
+      let out = '',
+        stderr = '',
+        killedAfter = -1;
       p.stdout.on('data', (d: Buffer) => {
         out += d.toString();
         const lines = parse(out);
@@ -164,7 +208,9 @@ t.test('2 ranks under mpirun against 1 process', { skip }, async (t) => {
           process.kill(victim.pid!, 'SIGKILL');
         }
       });
-      p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+      p.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
       p.on('error', reject);
       p.on('close', (code, signal) => resolve({ code, signal, seconds: (performance.now() - started.at) / 1000, stderr, killedAfter }));
     });

@@ -16,7 +16,8 @@ t.test('stream id is FNV-1a-64 of the UTF-8 name', async (t) => {
 t.test('z matches the float64 formula within 4e-6·max(1,|z|)', async (t) => {
   const seed0 = freshSeed();
   const r = rng(seed0);
-  let worst = 0, count = 0;
+  let worst = 0,
+    count = 0;
   for (let trial = 0; trial < 12; trial++) {
     const seed = U64(r);
     const name = `model.layers.${trial}.mlp.down_proj.weight`;
@@ -48,9 +49,14 @@ t.test('a slice equals the same elements of a longer draw; name and stream agree
 t.test('N(0,1) statistics on 2^21 samples', async (t) => {
   const n = 1 << 21;
   const z = kernels.gaussian(n, { seed: BigInt(freshSeed()), name: 'stats' });
-  let sum = 0, sq = 0;
-  for (let i = 0; i < n; i++) { sum += z[i]; sq += z[i] * z[i]; }
-  const mean = sum / n, variance = sq / n - mean * mean;
+  let sum = 0,
+    sq = 0;
+  for (let i = 0; i < n; i++) {
+    sum += z[i];
+    sq += z[i] * z[i];
+  }
+  const mean = sum / n,
+    variance = sq / n - mean * mean;
   // 5 standard errors: a false alarm is ~1 in 1.7 million runs.
   t.ok(Math.abs(mean) < 5 / Math.sqrt(n), `mean ${mean.toExponential(2)} (bound ${(5 / Math.sqrt(n)).toExponential(2)})`);
   t.ok(Math.abs(variance - 1) < 5 * Math.sqrt(2 / n), `variance ${variance.toFixed(5)} (bound ±${(5 * Math.sqrt(2 / n)).toExponential(2)})`);
@@ -65,16 +71,31 @@ t.test('N(0,1) statistics on 2^21 samples', async (t) => {
   const critical = 1.949 / Math.sqrt(m);
   t.ok(d < critical, `KS D = ${d.toExponential(3)} < ${critical.toExponential(3)} (α = 0.001)`);
   // The tails exist and are not clipped: |z| > 4 has probability 6.3e-5.
-  let tail = 0, maxAbs = 0;
-  for (let i = 0; i < n; i++) { const a = Math.abs(z[i]); if (a > 4) tail++; maxAbs = Math.max(maxAbs, a); }
+  let tail = 0,
+    maxAbs = 0;
+  for (let i = 0; i < n; i++) {
+    const a = Math.abs(z[i]);
+    if (a > 4) tail++;
+    maxAbs = Math.max(maxAbs, a);
+  }
   const expected = n * 6.334e-5;
   t.ok(Math.abs(tail - expected) < 5 * Math.sqrt(expected), `|z| > 4: ${tail} samples, expected ${expected.toFixed(0)}`);
   t.ok(maxAbs < 6, `max |z| = ${maxAbs.toFixed(3)} (Box–Muller on 2^-24 uniforms is bounded by 5.77)`);
 });
 
 function correlation(a: Float32Array, b: Float32Array): number {
-  let sa = 0, sb = 0, sab = 0, saa = 0, sbb = 0;
-  for (let i = 0; i < a.length; i++) { sa += a[i]; sb += b[i]; sab += a[i] * b[i]; saa += a[i] * a[i]; sbb += b[i] * b[i]; }
+  let sa = 0,
+    sb = 0,
+    sab = 0,
+    saa = 0,
+    sbb = 0;
+  for (let i = 0; i < a.length; i++) {
+    sa += a[i];
+    sb += b[i];
+    sab += a[i] * b[i];
+    saa += a[i] * a[i];
+    sbb += b[i] * b[i];
+  }
   const n = a.length;
   return (sab / n - (sa / n) * (sb / n)) / Math.sqrt((saa / n - (sa / n) ** 2) * (sbb / n - (sb / n) ** 2));
 }

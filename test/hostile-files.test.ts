@@ -15,7 +15,9 @@ const demo = join(root, 'demo/model');
 /** Rejects with a clear failure instead of hanging the suite when `p` never settles. */
 function settlesWithin<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const hung = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} hung for ${ms} ms`)), ms); });
+  const hung = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} hung for ${ms} ms`)), ms);
+  });
   return Promise.race([p, hung]).finally(() => clearTimeout(timer));
 }
 
@@ -74,9 +76,15 @@ async function demoWith(t: Test, name: string, replace: (path: string) => Promis
   return dir;
 }
 
-const fifo = async (path: string) => { execFileSync('mkfifo', [path]); };
-const directory = async (path: string) => { await mkdir(path); };
-const devZero = async (path: string) => { await symlink('/dev/zero', path); };
+const fifo = async (path: string) => {
+  execFileSync('mkfifo', [path]);
+};
+const directory = async (path: string) => {
+  await mkdir(path);
+};
+const devZero = async (path: string) => {
+  await symlink('/dev/zero', path);
+};
 
 for (const name of ['model.safetensors', 'config.json', 'tokenizer.json', 'model.safetensors.index.json']) {
   for (const [kind, make, message] of [
@@ -84,10 +92,17 @@ for (const name of ['model.safetensors', 'config.json', 'tokenizer.json', 'model
     ['/dev/zero', devZero, /is not a regular file/],
     ['a directory', directory, /is a directory/],
   ] as const) {
-    t.test(`${kind} in place of ${name}: loadModel fails at once with ZOFO_IO naming it`, { skip: process.platform === 'win32' && 'POSIX file types' }, async (t) => {
-      const dir = await demoWith(t, name, make);
-      await t.rejects(settlesWithin(loadModel(dir), 20_000, 'loadModel'), { code: 'ZOFO_IO', message: new RegExp(`${join(dir, name).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*${message.source}`) });
-    });
+    t.test(
+      `${kind} in place of ${name}: loadModel fails at once with ZOFO_IO naming it`,
+      { skip: process.platform === 'win32' && 'POSIX file types' },
+      async (t) => {
+        const dir = await demoWith(t, name, make);
+        await t.rejects(settlesWithin(loadModel(dir), 20_000, 'loadModel'), {
+          code: 'ZOFO_IO',
+          message: new RegExp(`${join(dir, name).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*${message.source}`),
+        });
+      },
+    );
   }
 }
 
@@ -98,16 +113,29 @@ t.test('one huge token id in tokenizer.json is refused before the library sizes 
     json.model.vocab[token] = 2 ** 31;
     await writeFile(path, JSON.stringify(json));
   });
-  await t.rejects(settlesWithin(loadModel(dir), 20_000, 'loadModel'), { code: 'ZOFO_BAD_FILE', message: /tokenizer\.json: token ".*" has id 2147483648, outside the model's vocabulary of \d+/ });
+  await t.rejects(settlesWithin(loadModel(dir), 20_000, 'loadModel'), {
+    code: 'ZOFO_BAD_FILE',
+    message: /tokenizer\.json: token ".*" has id 2147483648, outside the model's vocabulary of \d+/,
+  });
 });
 
-t.test('a FIFO in place of an adapter config or a task file is refused at once, naming it', { skip: process.platform === 'win32' && 'POSIX file types' }, async (t) => {
-  const model = await loadModel(demo);
-  t.teardown(() => model.dispose());
-  const adapter = t.testdir({});
-  execFileSync('mkfifo', [join(adapter, 'adapter_config.json')]);
-  await t.rejects(settlesWithin(model.loadAdapter(adapter), 20_000, 'loadAdapter'), { code: 'ZOFO_IO', message: /adapter_config\.json.*is not a regular file/ });
-  const task = join(t.testdir({}), 'train.tsv');
-  execFileSync('mkfifo', [task]);
-  await t.rejects(settlesWithin(loadTask('sst2', task, model.tokenizer!), 20_000, 'loadTask'), { code: 'ZOFO_IO', message: /train\.tsv.*is not a regular file/ });
-});
+t.test(
+  'a FIFO in place of an adapter config or a task file is refused at once, naming it',
+  { skip: process.platform === 'win32' && 'POSIX file types' },
+  async (t) => {
+    const model = await loadModel(demo);
+    t.teardown(() => model.dispose());
+    const adapter = t.testdir({});
+    execFileSync('mkfifo', [join(adapter, 'adapter_config.json')]);
+    await t.rejects(settlesWithin(model.loadAdapter(adapter), 20_000, 'loadAdapter'), {
+      code: 'ZOFO_IO',
+      message: /adapter_config\.json.*is not a regular file/,
+    });
+    const task = join(t.testdir({}), 'train.tsv');
+    execFileSync('mkfifo', [task]);
+    await t.rejects(settlesWithin(loadTask('sst2', task, model.tokenizer!), 20_000, 'loadTask'), {
+      code: 'ZOFO_IO',
+      message: /train\.tsv.*is not a regular file/,
+    });
+  },
+);

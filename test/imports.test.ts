@@ -9,19 +9,25 @@ const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname,
 
 function tsFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? tsFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []);
+    e.isDirectory() ? tsFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
 }
 
 /** The files (repository-relative, '/'-separated) a source file imports by relative path. */
 function relativeImports(file: string): string[] {
   const src = readFileSync(file, 'utf8');
   const specs = [
-    ...src.matchAll(/\bfrom\s*['"]([^'"]+)['"]/g),       // import … from, export … from
+    ...src.matchAll(/\bfrom\s*['"]([^'"]+)['"]/g), // import … from, export … from
     ...src.matchAll(/\bimport\s*\(\s*['"]([^'"]+)['"]/g), // import('…')
-    ...src.matchAll(/\bimport\s+['"]([^'"]+)['"]/g),      // import '…'
+    ...src.matchAll(/\bimport\s+['"]([^'"]+)['"]/g), // import '…'
   ].map((m) => m[1]);
-  return specs.filter((s) => s.startsWith('.'))
-    .map((s) => relative(root, resolve(dirname(file), s)).split(sep).join('/'));
+  return specs
+    .filter((s) => s.startsWith('.'))
+    .map((s) =>
+      relative(root, resolve(dirname(file), s))
+        .split(sep)
+        .join('/'),
+    );
 }
 
 const inCli = (path: string) => path.startsWith('lib/cli/');
@@ -31,7 +37,10 @@ t.test('the scanner sees the imports it must judge', async (t) => {
   // neither would pass the tests below vacuously.
   const found = relativeImports(join(root, 'lib/cli/main.ts'));
   t.ok(found.some(inCli), `finds main.ts's CLI imports (${found.join(', ')})`);
-  t.ok(found.some((p) => p.startsWith('lib/') && !inCli(p)), 'finds its library imports');
+  t.ok(
+    found.some((p) => p.startsWith('lib/') && !inCli(p)),
+    'finds its library imports',
+  );
 });
 
 t.test('nothing under lib/ outside lib/cli/ imports lib/cli/', async (t) => {

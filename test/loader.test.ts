@@ -12,8 +12,7 @@ import { cpuPackageName, cudaPackageNames, nvidiaDriverPresent } from '../lib/pl
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const addon = join(root, 'build', 'Release', 'zofo_cpu.node');
 const dist = join(root, 'dist', 'lib', 'index.js');
-const skip = !existsSync(addon) ? 'no build/Release/zofo_cpu.node (npm run build:native)'
-  : !existsSync(dist) ? 'dist/ not built (npm run build:ts)' : false;
+const skip = !existsSync(addon) ? 'no build/Release/zofo_cpu.node (npm run build:native)' : !existsSync(dist) ? 'dist/ not built (npm run build:ts)' : false;
 
 t.test('the loader order in an installed layout', { skip }, async (t) => {
   const app = join(t.testdir({}), 'my app with spaces');
@@ -56,8 +55,11 @@ t.test('the loader order in an installed layout', { skip }, async (t) => {
   const err = loaded({ ZOFO_BINDING_DIR: join(app, 'empty') });
   t.equal(err.code, 'ZOFO_LOAD_FAILED');
   const message = err.message ?? '';
-  const order = [join(app, 'empty', 'zofo_cpu.node'), join(build, 'zofo_cpu.node'), `${cpuPackageName()}/zofo_cpu.node: the package ${cpuPackageName()} is not installed`]
-    .map((s) => message.indexOf(s));
+  const order = [
+    join(app, 'empty', 'zofo_cpu.node'),
+    join(build, 'zofo_cpu.node'),
+    `${cpuPackageName()}/zofo_cpu.node: the package ${cpuPackageName()} is not installed`,
+  ].map((s) => message.indexOf(s));
   t.ok(order.every((i) => i >= 0) && order[0] < order[1] && order[1] < order[2], `lists ZOFO_BINDING_DIR, build/, the package, in order:\n${message}`);
   t.match(message, /npx zofo build/, 'gives the fix: compile from the installed sources');
   t.match(message, new RegExp(`npm install ${cpuPackageName().replace('/', '\\/')}@`), 'or install the platform package');

@@ -9,14 +9,30 @@ import { freshSeed, rng, roundToSignificand } from './helpers/reference.js';
 const FORMATS = { bf16: 8, tf32: 11 } as const;
 const U32 = 2 ** -24;
 
-interface Ref { value: Float64Array; magnitude: Float64Array }
+interface Ref {
+  value: Float64Array;
+  magnitude: Float64Array;
+}
 /** alpha·op(A)·op(B) + beta·C0 in float64, with each operand passed through `round`; magnitude = the same with |·|. */
-function reference(M: number, N: number, K: number, A: Float32Array, B: Float32Array, tA: boolean, tB: boolean,
-                   alpha: number, beta: number, C0: Float32Array, round: (x: number) => number): Ref {
-  const value = new Float64Array(M * N), magnitude = new Float64Array(M * N);
+function reference(
+  M: number,
+  N: number,
+  K: number,
+  A: Float32Array,
+  B: Float32Array,
+  tA: boolean,
+  tB: boolean,
+  alpha: number,
+  beta: number,
+  C0: Float32Array,
+  round: (x: number) => number,
+): Ref {
+  const value = new Float64Array(M * N),
+    magnitude = new Float64Array(M * N);
   for (let i = 0; i < M; i++)
     for (let j = 0; j < N; j++) {
-      let s = 0, m = 0;
+      let s = 0,
+        m = 0;
       for (let k = 0; k < K; k++) {
         const p = round(tA ? A[k * M + i] : A[i * K + k]) * round(tB ? B[j * K + k] : B[k * N + j]);
         s += p;
@@ -28,7 +44,12 @@ function reference(M: number, N: number, K: number, A: Float32Array, B: Float32A
   return { value, magnitude };
 }
 
-const shapes: [number, number, number][] = [[1, 1, 1], [7, 13, 5], [64, 33, 129], [3, 200, 17]];
+const shapes: [number, number, number][] = [
+  [1, 1, 1],
+  [7, 13, 5],
+  [64, 33, 129],
+  [3, 200, 17],
+];
 
 t.test('bf16 and tf32 operands: equal to float64 on the rounded operands, within the rounding bound of the exact product', async (t) => {
   const seed = freshSeed();
@@ -41,8 +62,11 @@ t.test('bf16 and tf32 operands: equal to float64 on the rounded operands, within
     for (const [M, N, K] of shapes)
       for (const tA of [false, true])
         for (const tB of [false, true]) {
-          const A = rand(M * K), B = rand(K * N), C0 = rand(M * N);
-          const alpha = 0.5 + r(), beta = r() < 0.5 ? 0 : r();
+          const A = rand(M * K),
+            B = rand(K * N),
+            C0 = rand(M * N);
+          const alpha = 0.5 + r(),
+            beta = r() < 0.5 ? 0 : r();
           const rounded = reference(M, N, K, A, B, tA, tB, alpha, beta, C0, (x) => roundToSignificand(x, p));
           const exact = reference(M, N, K, A, B, tA, tB, alpha, beta, C0, (x) => x);
           for (const impl of impls) {
@@ -52,7 +76,8 @@ t.test('bf16 and tf32 operands: equal to float64 on the rounded operands, within
             // arithmetic: K − 1 additions, alpha, beta and the final add, each ≤ 2^-24 relative,
             // so |C − rounded| ≤ (K + 3)·2^-24·Σ|terms| (first order).
             // Against the exact product each operand moves by ≤ u relative: |fl(a)fl(b) − ab| ≤ (2u + u²)|ab|.
-            let tight = 0, loose = 0;
+            let tight = 0,
+              loose = 0;
             for (let i = 0; i < M * N; i++) {
               const fp32 = (K + 3) * U32 * rounded.magnitude[i] + 1e-30;
               tight = Math.max(tight, Math.abs(C[i] - rounded.value[i]) / fp32);
@@ -68,15 +93,19 @@ t.test('bf16 and tf32 operands: equal to float64 on the rounded operands, within
 
 t.test('the option changes the product: fp32 operands miss the rounded reference, bf16 operands hit it', async (t) => {
   const r = rng(freshSeed());
-  const M = 64, N = 33, K = 129;
-  const A = Float32Array.from({ length: M * K }, () => r() * 2 - 1), B = Float32Array.from({ length: K * N }, () => r() * 2 - 1);
+  const M = 64,
+    N = 33,
+    K = 129;
+  const A = Float32Array.from({ length: M * K }, () => r() * 2 - 1),
+    B = Float32Array.from({ length: K * N }, () => r() * 2 - 1);
   const rounded = reference(M, N, K, A, B, false, false, 1, 0, new Float32Array(M * N), (x) => roundToSignificand(x, 8));
   const worst = (C: Float32Array) => {
     let w = 0;
     for (let i = 0; i < M * N; i++) w = Math.max(w, Math.abs(C[i] - rounded.value[i]) / ((K + 3) * U32 * rounded.magnitude[i]));
     return w;
   };
-  const fp32 = new Float32Array(M * N), bf16 = new Float32Array(M * N);
+  const fp32 = new Float32Array(M * N),
+    bf16 = new Float32Array(M * N);
   kernels.matmul(M, N, K, A, B, fp32, { compute: 'fp32' });
   kernels.matmul(M, N, K, A, B, bf16, { compute: 'bf16' });
   // 8448 outputs, each a sum of 129 terms whose operands move by up to 2^-9 relative: the
@@ -104,6 +133,8 @@ t.test('operand rounding at the ends of the range', async (t) => {
 });
 
 t.test('matmul rejects an unknown compute precision by name', async (t) => {
-  t.throws(() => kernels.matmul(1, 1, 1, new Float32Array(1), new Float32Array(1), new Float32Array(1), { compute: 'fp16' as 'bf16' }),
-    { code: 'ZOFO_INVALID_ARG', message: /compute/ });
+  t.throws(() => kernels.matmul(1, 1, 1, new Float32Array(1), new Float32Array(1), new Float32Array(1), { compute: 'fp16' as 'bf16' }), {
+    code: 'ZOFO_INVALID_ARG',
+    message: /compute/,
+  });
 });

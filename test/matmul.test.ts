@@ -15,7 +15,12 @@ function reference(M: number, N: number, K: number, A: Float32Array, B: Float32A
   return C;
 }
 
-const shapes: [number, number, number][] = [[1, 1, 1], [7, 13, 5], [64, 33, 129], [3, 200, 17]];
+const shapes: [number, number, number][] = [
+  [1, 1, 1],
+  [7, 13, 5],
+  [64, 33, 129],
+  [3, 200, 17],
+];
 
 t.test('built-in and BLAS matmul against float64', async (t) => {
   const seed = freshSeed();
@@ -26,8 +31,11 @@ t.test('built-in and BLAS matmul against float64', async (t) => {
   for (const [M, N, K] of shapes)
     for (const tA of [false, true])
       for (const tB of [false, true]) {
-        const A = rand(M * K), B = rand(K * N), C0 = rand(M * N);
-        const alpha = 0.5 + r(), beta = r() < 0.5 ? 0 : r();
+        const A = rand(M * K),
+          B = rand(K * N),
+          C0 = rand(M * N);
+        const alpha = 0.5 + r(),
+          beta = r() < 0.5 ? 0 : r();
         const want = reference(M, N, K, A, B, tA, tB, alpha, beta, C0);
         for (const impl of impls) {
           const C = C0.slice();
@@ -45,9 +53,13 @@ t.test('built-in matmul equals BLAS closely on a larger product', async (t) => {
     return;
   }
   const r = rng(freshSeed());
-  const M = 96, N = 160, K = 256;
-  const A = Float32Array.from({ length: M * K }, () => r() - 0.5), B = Float32Array.from({ length: K * N }, () => r() - 0.5);
-  const Cb = new Float32Array(M * N), Cf = new Float32Array(M * N);
+  const M = 96,
+    N = 160,
+    K = 256;
+  const A = Float32Array.from({ length: M * K }, () => r() - 0.5),
+    B = Float32Array.from({ length: K * N }, () => r() - 0.5);
+  const Cb = new Float32Array(M * N),
+    Cf = new Float32Array(M * N);
   kernels.matmul(M, N, K, A, B, Cb, { impl: 'blas' });
   kernels.matmul(M, N, K, A, B, Cf, { impl: 'builtin' });
   let worst = 0;
@@ -56,7 +68,13 @@ t.test('built-in matmul equals BLAS closely on a larger product', async (t) => {
 });
 
 t.test('matmul rejects bad shapes', async (t) => {
-  t.throws(() => kernels.matmul(2, 2, 2, new Float32Array(3), new Float32Array(4), new Float32Array(4)), { code: 'ZOFO_INVALID_ARG', message: /A has 3 elements/ });
+  t.throws(() => kernels.matmul(2, 2, 2, new Float32Array(3), new Float32Array(4), new Float32Array(4)), {
+    code: 'ZOFO_INVALID_ARG',
+    message: /A has 3 elements/,
+  });
   t.throws(() => kernels.matmul(-1, 2, 2, new Float32Array(4), new Float32Array(4), new Float32Array(4)), { code: 'ZOFO_INVALID_ARG', message: /M/ });
-  t.throws(() => kernels.matmul(1, 1, 1, new Float32Array(1), new Float32Array(1), new Float32Array(1), { impl: 'fast' as 'auto' }), { code: 'ZOFO_INVALID_ARG', message: /impl/ });
+  t.throws(() => kernels.matmul(1, 1, 1, new Float32Array(1), new Float32Array(1), new Float32Array(1), { impl: 'fast' as 'auto' }), {
+    code: 'ZOFO_INVALID_ARG',
+    message: /impl/,
+  });
 });

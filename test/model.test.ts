@@ -22,7 +22,14 @@ function scaledError(got: ArrayLike<number>, want: ArrayLike<number>, atol: numb
 // Random token sequences of different lengths for a vocabulary of V.
 function sequences(V: number, lengths: number[], seed: number): number[][] {
   let s = seed >>> 0 || 1;
-  const next = () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s; };
+  const next = () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s;
+  };
   return lengths.map((n) => Array.from({ length: n }, () => next() % V));
 }
 
@@ -74,15 +81,25 @@ for (const [vi, v] of variants.entries()) {
       { prompt: ids[0].slice(0, 4), candidates: [[ids[2][0]], [ids[2][1], ids[2][2]]], label: 1 },
       { prompt: ids[1], candidates: [[ids[0][5]], [ids[0][6]], [ids[2][3]]], label: 0 },
     ];
-    const lm = [{ prompt: ids[0].slice(0, 3), target: ids[0].slice(3) }, { prompt: [ids[1][0]], target: ids[1].slice(1) }];
-    for (const [kind, batch] of [['classification', cls], ['lm', lm]] as const) {
+    const lm = [
+      { prompt: ids[0].slice(0, 3), target: ids[0].slice(3) },
+      { prompt: [ids[1][0]], target: ids[1].slice(1) },
+    ];
+    for (const [kind, batch] of [
+      ['classification', cls],
+      ['lm', lm],
+    ] as const) {
       const g = await model.loraGradients(batch);
       const r = ref.loraGradients(batch as never, kind, { lora });
       t.ok(Math.abs(g.loss - r.loss) <= 1e-4 * (1 + Math.abs(r.loss)), `${kind} loss ${g.loss.toFixed(6)} vs reference ${r.loss.toFixed(6)}`);
-      let worst = 0, norm = 0;
+      let worst = 0,
+        norm = 0;
       for (const [name, want] of r.grads) {
         const have = g.grads.get(name);
-        if (!have) { t.fail(`no gradient for ${name}`); continue; }
+        if (!have) {
+          t.fail(`no gradient for ${name}`);
+          continue;
+        }
         for (let i = 0; i < want.length; i++) norm = Math.max(norm, Math.abs(want[i]));
         worst = Math.max(worst, scaledError(have, want, 1e-5, 1e-3));
       }
@@ -124,10 +141,14 @@ t.test('sharded and single-file checkpoints give identical logits', async (t) =>
   const root = t.testdir({});
   await writeCheckpointDir(join(root, 'one'), ckpt, { dtype: 'F32' });
   await writeCheckpointDir(join(root, 'three'), ckpt, { dtype: 'F32', shards: 3 });
-  const a = await loadModel(join(root, 'one')), b = await loadModel(join(root, 'three'));
+  const a = await loadModel(join(root, 'one')),
+    b = await loadModel(join(root, 'three'));
   const ids = sequences(a.config.vocabSize, [5, 2], seed0);
   const [la, lb] = [await a.logits(ids), await b.logits(ids)];
-  t.ok(la.every((x, i) => Buffer.from(x.buffer).equals(Buffer.from(lb[i].buffer))), 'bit-identical');
+  t.ok(
+    la.every((x, i) => Buffer.from(x.buffer).equals(Buffer.from(lb[i].buffer))),
+    'bit-identical',
+  );
   t.same(a.parameterNames(), b.parameterNames());
   a.dispose();
   b.dispose();
@@ -141,7 +162,14 @@ t.test('bad checkpoints, batches and use after dispose give clear errors', async
   // Missing tensor / wrong shape / an unused extra tensor.
   const variantsBad: [string, (w: Map<string, { shape: number[]; data: Float64Array }>) => void, RegExp][] = [
     ['missing', (w) => w.delete('model.norm.weight'), /no tensor model\.norm\.weight/],
-    ['misshaped', (w) => { const x = w.get('model.norm.weight')!; w.set('model.norm.weight', { shape: [x.shape[0] + 1], data: new Float64Array(x.shape[0] + 1) }); }, /model\.norm\.weight has shape/],
+    [
+      'misshaped',
+      (w) => {
+        const x = w.get('model.norm.weight')!;
+        w.set('model.norm.weight', { shape: [x.shape[0] + 1], data: new Float64Array(x.shape[0] + 1) });
+      },
+      /model\.norm\.weight has shape/,
+    ],
     ['extra', (w) => w.set('model.extra.weight', { shape: [2], data: new Float64Array(2) }), /model\.extra\.weight.*does not use/],
   ];
   for (const [what, edit, message] of variantsBad) {
@@ -160,7 +188,13 @@ t.test('bad checkpoints, batches and use after dispose give clear errors', async
   await t.rejects(model.logits([[]]), { code: 'ZOFO_INVALID_ARG', message: /ids\[0\]/ });
   await t.rejects(model.loss([{ prompt: [1], candidates: [[2], [3]], label: 2 }]), { code: 'ZOFO_INVALID_ARG', message: /label/ });
   await t.rejects(model.loss([{ prompt: [1], candidates: [[2], [V]], label: 0 }]), { code: 'ZOFO_INVALID_ARG', message: /candidates\[1\]\[0\]/ });
-  await t.rejects(model.loss([{ prompt: [1], target: [2] }, { prompt: [1], candidates: [[2], [3]], label: 0 }]), { code: 'ZOFO_INVALID_ARG', message: /only classification or only LM/ });
+  await t.rejects(
+    model.loss([
+      { prompt: [1], target: [2] },
+      { prompt: [1], candidates: [[2], [3]], label: 0 },
+    ]),
+    { code: 'ZOFO_INVALID_ARG', message: /only classification or only LM/ },
+  );
   await t.rejects(model.loraGradients([{ prompt: [1], target: [2] }]), { code: 'ZOFO_INVALID_STATE' });
   t.throws(() => model.addLoRA({ targets: ['no_such_proj'] }), { code: 'ZOFO_INVALID_ARG', message: /match no linear/ });
   model.dispose();
@@ -174,8 +208,12 @@ t.test('bad checkpoints, batches and use after dispose give clear errors', async
 
 t.test('full-parameter gradients (baseGradients) agree with finite differences of the float64 reference', async (t) => {
   const families: [string, TinyFamily, Parameters<typeof randomCheckpoint>[2]][] = [
-    ['llama (GQA)', 'llama', {}], ['llama (tied)', 'llama', { tie: true }], ['qwen2', 'qwen2', {}],
-    ['opt', 'opt', {}], ['opt-350m', 'opt-350m', {}], ['gpt2', 'gpt2', {}],
+    ['llama (GQA)', 'llama', {}],
+    ['llama (tied)', 'llama', { tie: true }],
+    ['qwen2', 'qwen2', {}],
+    ['opt', 'opt', {}],
+    ['opt-350m', 'opt-350m', {}],
+    ['gpt2', 'gpt2', {}],
   ];
   for (const [fi, [name, family, opts]] of families.entries()) {
     const seed = seed0 + 7919 * (fi + 1);
@@ -187,27 +225,49 @@ t.test('full-parameter gradients (baseGradients) agree with finite differences o
     const ref = new ReferenceModel(ckpt.config, stored.weights);
     const ids = sequences(ref.vocabSize, [6, 4], seed);
     const cls = [{ prompt: ids[0].slice(0, 3), candidates: [[ids[1][0]], [ids[1][1], ids[1][2]]], label: 0 }];
-    const lm = [{ prompt: ids[0].slice(0, 2), target: ids[0].slice(2) }, { prompt: ids[1].slice(0, 2), target: ids[1].slice(2) }];
-    for (const [kind, batch] of [['classification', cls], ['lm', lm]] as const) {
+    const lm = [
+      { prompt: ids[0].slice(0, 2), target: ids[0].slice(2) },
+      { prompt: ids[1].slice(0, 2), target: ids[1].slice(2) },
+    ];
+    for (const [kind, batch] of [
+      ['classification', cls],
+      ['lm', lm],
+    ] as const) {
       const { loss, grads } = await model.baseGradients(batch);
       const refLoss = () => (kind === 'lm' ? ref.lmBatchLoss(lm).loss : ref.classificationBatchLoss(cls).loss);
       t.ok(Math.abs(loss - refLoss()) < 1e-4 * (1 + Math.abs(loss)), `${name} ${kind}: loss agrees`);
-      let worst = 0, checked = 0, nonzero = 0;
+      let worst = 0,
+        checked = 0,
+        nonzero = 0;
       let s = seed >>> 0 || 1;
-      const pick = (n: number) => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s % n; };
+      const pick = (n: number) => {
+        s ^= s << 13;
+        s >>>= 0;
+        s ^= s >>> 17;
+        s ^= s << 5;
+        s >>>= 0;
+        return s % n;
+      };
       for (const [tensor, g] of grads) {
         const key = stored.weights.has(tensor) ? tensor : tensor.replace(/^transformer\./, '');
         const w = stored.weights.get(key);
-        if (!w) { t.fail(`${name}: reference has no tensor ${tensor}`); continue; }
+        if (!w) {
+          t.fail(`${name}: reference has no tensor ${tensor}`);
+          continue;
+        }
         // Embedding-like tables: also sample rows the batch actually reads (random rows are mostly unused).
-        const isPos = /embed_positions|wpe/.test(tensor), isTok = /embed_tokens|wte|lm_head/.test(tensor);
+        const isPos = /embed_positions|wpe/.test(tensor),
+          isTok = /embed_tokens|wte|lm_head/.test(tensor);
         const used = isPos ? [0, 1, 2, 3].map((p) => p + (family.startsWith('opt') ? 2 : 0)) : isTok ? ids.flat() : [];
         const entries = [pick(w.data.length), pick(w.data.length)];
         if (used.length > 0) entries.push(used[pick(used.length)] * w.shape[1] + pick(w.shape[1]));
         for (const e of entries) {
-          const h = 1e-5, keep = w.data[e];
-          w.data[e] = keep + h; const up = refLoss();
-          w.data[e] = keep - h; const down = refLoss();
+          const h = 1e-5,
+            keep = w.data[e];
+          w.data[e] = keep + h;
+          const up = refLoss();
+          w.data[e] = keep - h;
+          const down = refLoss();
           w.data[e] = keep;
           const fd = (up - down) / (2 * h);
           worst = Math.max(worst, Math.abs(g[e] - fd) / (2e-5 + 2e-3 * Math.abs(fd)));

@@ -82,7 +82,18 @@ function ropeRef(x: Float64Array, pos: Int32Array, B: number, T: number, NH: num
   return y;
 }
 
-function attentionRef(q: Float64Array, k: Float64Array, v: Float64Array, mask: Uint8Array, B: number, T: number, NH: number, NKV: number, HS: number, scale: number): Float64Array {
+function attentionRef(
+  q: Float64Array,
+  k: Float64Array,
+  v: Float64Array,
+  mask: Uint8Array,
+  B: number,
+  T: number,
+  NH: number,
+  NKV: number,
+  HS: number,
+  scale: number,
+): Float64Array {
   const out = new Float64Array(B * T * NH * HS);
   const rep = NH / NKV;
   for (let b = 0; b < B; b++)
@@ -117,35 +128,92 @@ const siluRef = (x: number) => x / (1 + Math.exp(-x));
 // ---- tests ----
 
 t.test('rmsnorm forward and backward', async (t) => {
-  const N = 5, C = 12, eps = 1e-6;
-  const x = randn(N * C), w = randn(C, 1.5), dout = randn(N * C);
-  const out = new Float32Array(N * C), rstd = new Float32Array(N);
+  const N = 5,
+    C = 12,
+    eps = 1e-6;
+  const x = randn(N * C),
+    w = randn(C, 1.5),
+    dout = randn(N * C);
+  const out = new Float32Array(N * C),
+    rstd = new Float32Array(N);
   ops.rmsnormForward(out, rstd, x, w, N, C, eps);
   t.ok(scaledError(out, rmsnormRef(f64(x), f64(w), N, C, eps), ...FWD) <= 1, 'forward');
-  const dx = new Float32Array(N * C), dw = new Float32Array(C);
+  const dx = new Float32Array(N * C),
+    dw = new Float32Array(C);
   ops.rmsnormBackward(dx, dw, dout, x, w, rstd, N, C);
-  t.ok(scaledError(dx, fdGrad((xx) => rmsnormRef(xx, f64(w), N, C, eps), f64(x), f64(dout)), ...BWD) <= 1, 'dinp vs finite differences');
-  t.ok(scaledError(dw, fdGrad((ww) => rmsnormRef(f64(x), ww, N, C, eps), f64(w), f64(dout)), ...BWD) <= 1, 'dweight vs finite differences');
+  t.ok(
+    scaledError(
+      dx,
+      fdGrad((xx) => rmsnormRef(xx, f64(w), N, C, eps), f64(x), f64(dout)),
+      ...BWD,
+    ) <= 1,
+    'dinp vs finite differences',
+  );
+  t.ok(
+    scaledError(
+      dw,
+      fdGrad((ww) => rmsnormRef(f64(x), ww, N, C, eps), f64(w), f64(dout)),
+      ...BWD,
+    ) <= 1,
+    'dweight vs finite differences',
+  );
   const dx2 = new Float32Array(N * C).fill(1);
   ops.rmsnormBackward(dx2, null, dout, x, w, rstd, N, C);
-  t.ok(dx2.every((v, i) => Math.abs(v - 1 - dx[i]) < 1e-6), 'dinp accumulates; a frozen weight (null) is skipped');
+  t.ok(
+    dx2.every((v, i) => Math.abs(v - 1 - dx[i]) < 1e-6),
+    'dinp accumulates; a frozen weight (null) is skipped',
+  );
 });
 
 t.test('layernorm forward and backward', async (t) => {
-  const N = 4, C = 10, eps = 1e-5;
-  const x = randn(N * C), w = randn(C, 1.5), b = randn(C), dout = randn(N * C);
-  const out = new Float32Array(N * C), mean = new Float32Array(N), rstd = new Float32Array(N);
+  const N = 4,
+    C = 10,
+    eps = 1e-5;
+  const x = randn(N * C),
+    w = randn(C, 1.5),
+    b = randn(C),
+    dout = randn(N * C);
+  const out = new Float32Array(N * C),
+    mean = new Float32Array(N),
+    rstd = new Float32Array(N);
   ops.layernormForward(out, mean, rstd, x, w, b, N, C, eps);
   t.ok(scaledError(out, layernormRef(f64(x), f64(w), f64(b), N, C, eps), ...FWD) <= 1, 'forward');
-  const dx = new Float32Array(N * C), dw = new Float32Array(C), db = new Float32Array(C);
+  const dx = new Float32Array(N * C),
+    dw = new Float32Array(C),
+    db = new Float32Array(C);
   ops.layernormBackward(dx, dw, db, dout, x, w, mean, rstd, N, C);
-  t.ok(scaledError(dx, fdGrad((xx) => layernormRef(xx, f64(w), f64(b), N, C, eps), f64(x), f64(dout)), ...BWD) <= 1, 'dinp');
-  t.ok(scaledError(dw, fdGrad((ww) => layernormRef(f64(x), ww, f64(b), N, C, eps), f64(w), f64(dout)), ...BWD) <= 1, 'dweight');
-  t.ok(scaledError(db, fdGrad((bb) => layernormRef(f64(x), f64(w), bb, N, C, eps), f64(b), f64(dout)), ...BWD) <= 1, 'dbias');
+  t.ok(
+    scaledError(
+      dx,
+      fdGrad((xx) => layernormRef(xx, f64(w), f64(b), N, C, eps), f64(x), f64(dout)),
+      ...BWD,
+    ) <= 1,
+    'dinp',
+  );
+  t.ok(
+    scaledError(
+      dw,
+      fdGrad((ww) => layernormRef(f64(x), ww, f64(b), N, C, eps), f64(w), f64(dout)),
+      ...BWD,
+    ) <= 1,
+    'dweight',
+  );
+  t.ok(
+    scaledError(
+      db,
+      fdGrad((bb) => layernormRef(f64(x), f64(w), bb, N, C, eps), f64(b), f64(dout)),
+      ...BWD,
+    ) <= 1,
+    'dbias',
+  );
 });
 
 t.test('RoPE rotates halves (rotate_half), with rope_theta; backward is its adjoint', async (t) => {
-  const B = 2, T = 5, NH = 3, HS = 8, theta = 500000;
+  const B = 2,
+    T = 5,
+    NH = 3,
+    HS = 8,
+    theta = 500000;
   const x = randn(B * T * NH * HS);
   const pos = Int32Array.from({ length: B * T }, (_, i) => (i % T) + (i >= T ? 3 : 0)); // second row offset, as under left padding
   const y = x.slice();
@@ -153,80 +221,184 @@ t.test('RoPE rotates halves (rotate_half), with rope_theta; backward is its adjo
   t.ok(scaledError(y, ropeRef(f64(x), pos, B, T, NH, HS, theta), ...FWD) <= 1, 'forward matches HF rotate_half');
   // The interleaved convention (pairs 2i, 2i+1) gives a different answer: the test can tell them apart.
   const inter = f64(x);
-  for (let bt = 0; bt < B * T; bt++) for (let h = 0; h < NH; h++) for (let i = 0; i < HS / 2; i++) {
-    const base = (bt * NH + h) * HS, ang = pos[bt] / theta ** ((2 * i) / HS);
-    const a = x[base + 2 * i], c = x[base + 2 * i + 1];
-    inter[base + 2 * i] = a * Math.cos(ang) - c * Math.sin(ang);
-    inter[base + 2 * i + 1] = c * Math.cos(ang) + a * Math.sin(ang);
-  }
+  for (let bt = 0; bt < B * T; bt++)
+    for (let h = 0; h < NH; h++)
+      for (let i = 0; i < HS / 2; i++) {
+        const base = (bt * NH + h) * HS,
+          ang = pos[bt] / theta ** ((2 * i) / HS);
+        const a = x[base + 2 * i],
+          c = x[base + 2 * i + 1];
+        inter[base + 2 * i] = a * Math.cos(ang) - c * Math.sin(ang);
+        inter[base + 2 * i + 1] = c * Math.cos(ang) + a * Math.sin(ang);
+      }
   t.ok(scaledError(y, inter, ...FWD) > 1, 'and not the interleaved-pairs convention');
   const dy = randn(x.length);
   const dx = dy.slice();
   ops.rope(dx, pos, B, T, NH, HS, theta, true);
-  let lhs = 0, rhs = 0;
-  for (let i = 0; i < x.length; i++) { lhs += y[i] * dy[i]; rhs += x[i] * dx[i]; }
+  let lhs = 0,
+    rhs = 0;
+  for (let i = 0; i < x.length; i++) {
+    lhs += y[i] * dy[i];
+    rhs += x[i] * dx[i];
+  }
   t.ok(Math.abs(lhs - rhs) < 1e-4 * (1 + Math.abs(lhs)), `<rope(x), dy> = <x, rope_backward(dy)> (${lhs.toFixed(6)} vs ${rhs.toFixed(6)})`);
-  t.ok(scaledError(dx, fdGrad((xx) => ropeRef(xx, pos, B, T, NH, HS, theta), f64(x), f64(dy)), ...BWD) <= 1, 'backward vs finite differences');
+  t.ok(
+    scaledError(
+      dx,
+      fdGrad((xx) => ropeRef(xx, pos, B, T, NH, HS, theta), f64(x), f64(dy)),
+      ...BWD,
+    ) <= 1,
+    'backward vs finite differences',
+  );
 });
 
 t.test('gelu_new, relu and swiglu forward and backward', async (t) => {
   const N = 64;
-  const x = randn(N, 3), dout = randn(N);
-  for (const [kind, name, ref] of [[0, 'gelu_new', geluNewRef], [1, 'relu', (v: number) => Math.max(v, 0)]] as const) {
+  const x = randn(N, 3),
+    dout = randn(N);
+  for (const [kind, name, ref] of [
+    [0, 'gelu_new', geluNewRef],
+    [1, 'relu', (v: number) => Math.max(v, 0)],
+  ] as const) {
     const out = new Float32Array(N);
     ops.activationForward(kind, out, x, N);
     t.ok(scaledError(out, Array.from(x, ref), ...FWD) <= 1, `${name} forward`);
     const dx = new Float32Array(N);
     ops.activationBackward(kind, dx, x, dout, N);
-    t.ok(scaledError(dx, fdGrad((xx) => xx.map(ref), f64(x), f64(dout)), ...BWD) <= 1, `${name} backward`);
+    t.ok(
+      scaledError(
+        dx,
+        fdGrad((xx) => xx.map(ref), f64(x), f64(dout)),
+        ...BWD,
+      ) <= 1,
+      `${name} backward`,
+    );
   }
-  const gate = randn(N, 3), up = randn(N, 2);
+  const gate = randn(N, 3),
+    up = randn(N, 2);
   const out = new Float32Array(N);
   ops.swigluForward(out, gate, up, N);
-  t.ok(scaledError(out, Array.from(gate, (g, i) => siluRef(g) * up[i]), ...FWD) <= 1, 'swiglu forward: silu(gate)·up');
-  const dg = new Float32Array(N), du = new Float32Array(N);
+  t.ok(
+    scaledError(
+      out,
+      Array.from(gate, (g, i) => siluRef(g) * up[i]),
+      ...FWD,
+    ) <= 1,
+    'swiglu forward: silu(gate)·up',
+  );
+  const dg = new Float32Array(N),
+    du = new Float32Array(N);
   ops.swigluBackward(dg, du, gate, up, dout, N);
-  t.ok(scaledError(dg, fdGrad((gg) => gg.map((g, i) => siluRef(g) * up[i]), f64(gate), f64(dout)), ...BWD) <= 1, 'swiglu dgate');
-  t.ok(scaledError(du, fdGrad((uu) => uu.map((u, i) => siluRef(gate[i]) * u), f64(up), f64(dout)), ...BWD) <= 1, 'swiglu dup');
+  t.ok(
+    scaledError(
+      dg,
+      fdGrad((gg) => gg.map((g, i) => siluRef(g) * up[i]), f64(gate), f64(dout)),
+      ...BWD,
+    ) <= 1,
+    'swiglu dgate',
+  );
+  t.ok(
+    scaledError(
+      du,
+      fdGrad((uu) => uu.map((u, i) => siluRef(gate[i]) * u), f64(up), f64(dout)),
+      ...BWD,
+    ) <= 1,
+    'swiglu dup',
+  );
 });
 
 t.test('causal attention with padding mask and GQA: forward and backward', async (t) => {
-  const B = 2, T = 6, NH = 4, NKV = 2, HS = 4, scale = 1 / Math.sqrt(HS);
-  const q = randn(B * T * NH * HS), k = randn(B * T * NKV * HS), v = randn(B * T * NKV * HS);
+  const B = 2,
+    T = 6,
+    NH = 4,
+    NKV = 2,
+    HS = 4,
+    scale = 1 / Math.sqrt(HS);
+  const q = randn(B * T * NH * HS),
+    k = randn(B * T * NKV * HS),
+    v = randn(B * T * NKV * HS);
   const mask = Uint8Array.from({ length: B * T }, (_, i) => (i >= T && i < T + 2 ? 0 : 1)); // row 1 left-padded by 2
-  const out = new Float32Array(q.length), att = new Float32Array(B * NH * T * T);
+  const out = new Float32Array(q.length),
+    att = new Float32Array(B * NH * T * T);
   ops.attentionForward(out, att, q, k, v, mask, B, T, NH, NKV, HS, scale);
   const ref = (qq: Float64Array, kk: Float64Array, vv: Float64Array) => attentionRef(qq, kk, vv, mask, B, T, NH, NKV, HS, scale);
   t.ok(scaledError(out, ref(f64(q), f64(k), f64(v)), ...FWD) <= 1, 'forward');
   const padRows = out.subarray(T * NH * HS, (T + 2) * NH * HS);
-  t.ok(padRows.every((x) => x === 0), 'padding queries output zeros, not NaN');
+  t.ok(
+    padRows.every((x) => x === 0),
+    'padding queries output zeros, not NaN',
+  );
   const dout = randn(q.length);
-  const dq = new Float32Array(q.length), dk = new Float32Array(k.length), dv = new Float32Array(v.length);
+  const dq = new Float32Array(q.length),
+    dk = new Float32Array(k.length),
+    dv = new Float32Array(v.length);
   ops.attentionBackward(dq, dk, dv, dout, att, q, k, v, B, T, NH, NKV, HS, scale);
-  t.ok(scaledError(dq, fdGrad((x) => ref(x, f64(k), f64(v)), f64(q), f64(dout)), ...BWD) <= 1, 'dq');
-  t.ok(scaledError(dk, fdGrad((x) => ref(f64(q), x, f64(v)), f64(k), f64(dout)), ...BWD) <= 1, 'dk');
-  t.ok(scaledError(dv, fdGrad((x) => ref(f64(q), f64(k), x), f64(v), f64(dout)), ...BWD) <= 1, 'dv');
+  t.ok(
+    scaledError(
+      dq,
+      fdGrad((x) => ref(x, f64(k), f64(v)), f64(q), f64(dout)),
+      ...BWD,
+    ) <= 1,
+    'dq',
+  );
+  t.ok(
+    scaledError(
+      dk,
+      fdGrad((x) => ref(f64(q), x, f64(v)), f64(k), f64(dout)),
+      ...BWD,
+    ) <= 1,
+    'dk',
+  );
+  t.ok(
+    scaledError(
+      dv,
+      fdGrad((x) => ref(f64(q), f64(k), x), f64(v), f64(dout)),
+      ...BWD,
+    ) <= 1,
+    'dv',
+  );
 });
 
 t.test('GQA: query head h reads KV head floor(h / (NH/NKV))', async (t) => {
-  const B = 1, T = 3, NH = 4, NKV = 2, HS = 2;
-  const q = randn(B * T * NH * HS), k = randn(B * T * NKV * HS);
+  const B = 1,
+    T = 3,
+    NH = 4,
+    NKV = 2,
+    HS = 2;
+  const q = randn(B * T * NH * HS),
+    k = randn(B * T * NKV * HS);
   // Distinct constant values per KV head make the head mapping visible in the output.
   const v = new Float32Array(B * T * NKV * HS);
   for (let s = 0; s < T; s++) for (let g = 0; g < NKV; g++) for (let i = 0; i < HS; i++) v[(s * NKV + g) * HS + i] = 10 * (g + 1);
-  const out = new Float32Array(q.length), att = new Float32Array(NH * T * T);
+  const out = new Float32Array(q.length),
+    att = new Float32Array(NH * T * T);
   ops.attentionForward(out, att, q, k, v, new Uint8Array(T).fill(1), B, T, NH, NKV, HS, 1);
   const headValue = (t_: number, h: number) => out[(t_ * NH + h) * HS];
-  t.same([0, 1, 2, 3].map((h) => Math.round(headValue(2, h))), [10, 10, 20, 20], 'heads 0,1 → kv 0; heads 2,3 → kv 1');
+  t.same(
+    [0, 1, 2, 3].map((h) => Math.round(headValue(2, h))),
+    [10, 10, 20, 20],
+    'heads 0,1 → kv 0; heads 2,3 → kv 1',
+  );
 });
 
 t.test('a sequence gives the same attention output alone and left-padded in a batch', async (t) => {
-  const T = 4, NH = 2, NKV = 1, HS = 4, pad = 3, scale = 0.5;
-  const q = randn(T * NH * HS), k = randn(T * NKV * HS), v = randn(T * NKV * HS);
+  const T = 4,
+    NH = 2,
+    NKV = 1,
+    HS = 4,
+    pad = 3,
+    scale = 0.5;
+  const q = randn(T * NH * HS),
+    k = randn(T * NKV * HS),
+    v = randn(T * NKV * HS);
   const alone = new Float32Array(q.length);
   ops.attentionForward(alone, new Float32Array(NH * T * T), q, k, v, new Uint8Array(T).fill(1), 1, T, NH, NKV, HS, scale);
   const Tp = T + pad;
-  const shift = (a: Float32Array, heads: number) => { const o = randn(Tp * heads * HS, 5); o.set(a, pad * heads * HS); return o; };
+  const shift = (a: Float32Array, heads: number) => {
+    const o = randn(Tp * heads * HS, 5);
+    o.set(a, pad * heads * HS);
+    return o;
+  };
   const padded = new Float32Array(Tp * NH * HS);
   const mask = Uint8Array.from({ length: Tp }, (_, i) => (i < pad ? 0 : 1));
   ops.attentionForward(padded, new Float32Array(NH * Tp * Tp), shift(q, NH), shift(k, NKV), shift(v, NKV), mask, 1, Tp, NH, NKV, HS, scale);
@@ -234,7 +406,27 @@ t.test('a sequence gives the same attention output alone and left-padded in a ba
 });
 
 t.test('ops reject arrays that are too short', async (t) => {
-  t.throws(() => ops.rmsnormForward(new Float32Array(3), new Float32Array(1), new Float32Array(4), new Float32Array(4), 1, 4, 1e-6), { code: 'ZOFO_INVALID_ARG', message: /out has 3 elements, needs 4/ });
-  t.throws(() => ops.attentionForward(new Float32Array(8), new Float32Array(4), new Float32Array(8), new Float32Array(8), new Float32Array(8), new Uint8Array(2), 1, 2, 3, 2, 2, 1), { code: 'ZOFO_INVALID_ARG', message: /NH must be a multiple of NKV/ });
+  t.throws(() => ops.rmsnormForward(new Float32Array(3), new Float32Array(1), new Float32Array(4), new Float32Array(4), 1, 4, 1e-6), {
+    code: 'ZOFO_INVALID_ARG',
+    message: /out has 3 elements, needs 4/,
+  });
+  t.throws(
+    () =>
+      ops.attentionForward(
+        new Float32Array(8),
+        new Float32Array(4),
+        new Float32Array(8),
+        new Float32Array(8),
+        new Float32Array(8),
+        new Uint8Array(2),
+        1,
+        2,
+        3,
+        2,
+        2,
+        1,
+      ),
+    { code: 'ZOFO_INVALID_ARG', message: /NH must be a multiple of NKV/ },
+  );
   t.throws(() => ops.rope(new Float32Array(6), new Int32Array(1), 1, 1, 2, 3, 1e4, false), { code: 'ZOFO_INVALID_ARG', message: /even/ });
 });

@@ -49,7 +49,8 @@ async function snapshot(model: Model): Promise<Map<string, Float32Array>> {
 }
 
 function sameBits(a: Float32Array, b: Float32Array): boolean {
-  const x = new Uint32Array(a.buffer, a.byteOffset, a.length), y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length),
+    y = new Uint32Array(b.buffer, b.byteOffset, b.length);
   return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
@@ -59,77 +60,98 @@ async function allSameBits(model: Model, before: Map<string, Float32Array>): Pro
   return differ;
 }
 
-for (const family of ['llama', 'opt-350m', 'gpt2'] as const) t.test(`${family}: one hybrid step equals docs/algorithm.md §2 computed independently in float64`, async (t) => {
-  const dir = await tinyDir(t, family);
-  const model = await loadModel(dir);
-  const twin = await loadModel(dir); // evaluates the perturbed points independently
-  t.teardown(() => { model.dispose(); twin.dispose(); });
-  model.addLoRA({ rank: 4, alpha: 8, seed: seed0 });
-  const V = model.config.vocabSize;
-  // B ≠ 0 so the adapters shape the loss (PEFT init would make them invisible).
-  const r = seededRandom(seed0 + 1);
-  for (const name of model.loraNames()) {
-    const y = model.loraTensor(name);
-    model.setLoraTensor(name, y.map(() => 0.1 * r.normal()));
-  }
-  twin.addLoRA({ rank: 4, alpha: 8 });
-  for (const name of model.loraNames()) twin.setLoraTensor(name, model.loraTensor(name));
-  const batch = classificationBatch(Math.min(V, 48), 4, seed0 + 2);
-  const q = 3, mu = 1e-2, lrX = 1e-2, wdX = 0.1, lrY = 0.05, wdY = 0.01, runSeed = seed0 + 3;
+for (const family of ['llama', 'opt-350m', 'gpt2'] as const)
+  t.test(`${family}: one hybrid step equals docs/algorithm.md §2 computed independently in float64`, async (t) => {
+    const dir = await tinyDir(t, family);
+    const model = await loadModel(dir);
+    const twin = await loadModel(dir); // evaluates the perturbed points independently
+    t.teardown(() => {
+      model.dispose();
+      twin.dispose();
+    });
+    model.addLoRA({ rank: 4, alpha: 8, seed: seed0 });
+    const V = model.config.vocabSize;
+    // B ≠ 0 so the adapters shape the loss (PEFT init would make them invisible).
+    const r = seededRandom(seed0 + 1);
+    for (const name of model.loraNames()) {
+      const y = model.loraTensor(name);
+      model.setLoraTensor(
+        name,
+        y.map(() => 0.1 * r.normal()),
+      );
+    }
+    twin.addLoRA({ rank: 4, alpha: 8 });
+    for (const name of model.loraNames()) twin.setLoraTensor(name, model.loraTensor(name));
+    const batch = classificationBatch(Math.min(V, 48), 4, seed0 + 2);
+    const q = 3,
+      mu = 1e-2,
+      lrX = 1e-2,
+      wdX = 0.1,
+      lrY = 0.05,
+      wdY = 0.01,
+      runSeed = seed0 + 3;
 
-  const x0 = await snapshot(model);
-  const y0 = new Map(model.loraNames().map((n) => [n, model.loraTensor(n)]));
-  const { loss: L0, grads } = await model.loraGradients(batch);
+    const x0 = await snapshot(model);
+    const y0 = new Map(model.loraNames().map((n) => [n, model.loraTensor(n)]));
+    const { loss: L0, grads } = await model.loraGradients(batch);
 
-  const opt = new HybridOptimizer(model, { zo: { lr: lrX, mu, perturbations: q, weightDecay: wdX }, fo: { lr: lrY, weightDecay: wdY }, seed: runSeed });
-  const res = await opt.step(batch);
-  t.equal(res.step, 1, 'steps are numbered from 1');
-  t.ok(Math.abs(res.loss - L0) <= 1e-12 * Math.abs(L0), `FO-point loss ${res.loss} = model.loraGradients loss ${L0}`);
-  t.equal(res.seeds.length, q);
-  t.same(res.seeds, Array.from({ length: q }, (_, j) => stepSeed(runSeed, 0, j)), 'seeds are s_{k,j} of (run seed, k, j)');
-  t.equal(new Set(res.seeds.map(String)).size, q, 'q distinct seeds');
+    const opt = new HybridOptimizer(model, { zo: { lr: lrX, mu, perturbations: q, weightDecay: wdX }, fo: { lr: lrY, weightDecay: wdY }, seed: runSeed });
+    const res = await opt.step(batch);
+    t.equal(res.step, 1, 'steps are numbered from 1');
+    t.ok(Math.abs(res.loss - L0) <= 1e-12 * Math.abs(L0), `FO-point loss ${res.loss} = model.loraGradients loss ${L0}`);
+    t.equal(res.seeds.length, q);
+    t.same(
+      res.seeds,
+      Array.from({ length: q }, (_, j) => stepSeed(runSeed, 0, j)),
+      'seeds are s_{k,j} of (run seed, k, j)',
+    );
+    t.equal(new Set(res.seeds.map(String)).size, q, 'q distinct seeds');
 
-  // Each L⁺_j: the twin holds x + μ z_j (z from kernels.gaussian on the stored name), same y.
-  const zs: Map<string, Float32Array>[] = [];
-  for (let j = 0; j < q; j++) {
-    const z = new Map<string, Float32Array>();
+    // Each L⁺_j: the twin holds x + μ z_j (z from kernels.gaussian on the stored name), same y.
+    const zs: Map<string, Float32Array>[] = [];
+    for (let j = 0; j < q; j++) {
+      const z = new Map<string, Float32Array>();
+      for (const [name, x] of x0) {
+        const zj = kernels.gaussian(x.length, { seed: res.seeds[j], name });
+        z.set(name, zj);
+        twin.native.setTensor(
+          name,
+          x.map((v, i) => Math.fround(v + Math.fround(mu) * zj[i])),
+        );
+      }
+      zs.push(z);
+      const { loss } = await twin.loss(batch);
+      t.ok(Math.abs(res.perturbedLosses[j] - loss) <= 1e-5 * Math.abs(loss), `L⁺_${j}: ${res.perturbedLosses[j]} vs twin ${loss}`);
+      const c = (res.perturbedLosses[j] - res.loss) / Math.fround(mu);
+      t.ok(Math.abs(res.projectedGrads[j] - c) <= 1e-9 * Math.max(1, Math.abs(c)), `c_${j} = (L⁺ − L0)/μ = ${c}`);
+    }
+
+    // x₁ = x₀ − η_x (Σ_j c_j z_j / q + λ x₀), in float64; fp32 rounding per pass allowed.
+    let worst = 0;
     for (const [name, x] of x0) {
-      const zj = kernels.gaussian(x.length, { seed: res.seeds[j], name });
-      z.set(name, zj);
-      twin.native.setTensor(name, x.map((v, i) => Math.fround(v + Math.fround(mu) * zj[i])));
+      const got = await model.tensor(name);
+      for (let i = 0; i < x.length; i++) {
+        let g = wdX * x[i];
+        for (let j = 0; j < q; j++) g += (res.projectedGrads[j] * zs[j].get(name)![i]) / q;
+        const want = x[i] - lrX * g;
+        worst = Math.max(worst, Math.abs(got[i] - want) / (1e-7 + 4e-7 * Math.abs(want)));
+      }
     }
-    zs.push(z);
-    const { loss } = await twin.loss(batch);
-    t.ok(Math.abs(res.perturbedLosses[j] - loss) <= 1e-5 * Math.abs(loss), `L⁺_${j}: ${res.perturbedLosses[j]} vs twin ${loss}`);
-    const c = (res.perturbedLosses[j] - res.loss) / Math.fround(mu);
-    t.ok(Math.abs(res.projectedGrads[j] - c) <= 1e-9 * Math.max(1, Math.abs(c)), `c_${j} = (L⁺ − L0)/μ = ${c}`);
-  }
+    t.ok(worst <= 1, `base weights follow the ZO update within fp32 rounding (worst scaled error ${worst.toFixed(3)})`);
 
-  // x₁ = x₀ − η_x (Σ_j c_j z_j / q + λ x₀), in float64; fp32 rounding per pass allowed.
-  let worst = 0;
-  for (const [name, x] of x0) {
-    const got = await model.tensor(name);
-    for (let i = 0; i < x.length; i++) {
-      let g = wdX * x[i];
-      for (let j = 0; j < q; j++) g += (res.projectedGrads[j] * zs[j].get(name)![i]) / q;
-      const want = x[i] - lrX * g;
-      worst = Math.max(worst, Math.abs(got[i] - want) / (1e-7 + 4e-7 * Math.abs(want)));
+    // y₁ = y₀ − η_y (g_y + λ_y y₀)
+    worst = 0;
+    for (const [name, y] of y0) {
+      const got = model.loraTensor(name),
+        g = grads.get(name)!;
+      for (let i = 0; i < y.length; i++) {
+        const want = y[i] - lrY * (g[i] + wdY * y[i]);
+        worst = Math.max(worst, Math.abs(got[i] - want) / (1e-7 + 1e-6 * Math.abs(want)));
+      }
     }
-  }
-  t.ok(worst <= 1, `base weights follow the ZO update within fp32 rounding (worst scaled error ${worst.toFixed(3)})`);
-
-  // y₁ = y₀ − η_y (g_y + λ_y y₀)
-  worst = 0;
-  for (const [name, y] of y0) {
-    const got = model.loraTensor(name), g = grads.get(name)!;
-    for (let i = 0; i < y.length; i++) {
-      const want = y[i] - lrY * (g[i] + wdY * y[i]);
-      worst = Math.max(worst, Math.abs(got[i] - want) / (1e-7 + 1e-6 * Math.abs(want)));
-    }
-  }
-  t.ok(worst <= 1, `adapters follow plain SGD with weight decay (worst scaled error ${worst.toFixed(3)})`);
-  t.equal(opt.stepCount, 1);
-});
+    t.ok(worst <= 1, `adapters follow plain SGD with weight decay (worst scaled error ${worst.toFixed(3)})`);
+    t.equal(opt.stepCount, 1);
+  });
 
 for (const dtype of ['f32', 'bf16', 'f16'] as const) {
   t.test(`lr_x = 0 leaves every base weight bit-identical (${dtype} storage)`, async (t) => {
@@ -144,7 +166,10 @@ for (const dtype of ['f32', 'bf16', 'f16'] as const) {
       const batch = classificationBatch(model.config.vocabSize, 3, seed0 + 11);
       for (let k = 0; k < 3; k++) {
         const res = await opt.step(batch);
-        t.ok(res.projectedGrads.every((c) => c !== 0), `${estimator} step ${k}: the perturbed forwards saw perturbed weights (c ≠ 0)`);
+        t.ok(
+          res.projectedGrads.every((c) => c !== 0),
+          `${estimator} step ${k}: the perturbed forwards saw perturbed weights (c ≠ 0)`,
+        );
       }
     }
     t.same(await allSameBits(model, before), [], `after 6 steps with lr_x = 0, no ${dtype} weight differs`);
@@ -152,10 +177,15 @@ for (const dtype of ['f32', 'bf16', 'f16'] as const) {
 }
 
 t.test("MeZO's in-place +μ/−2μ/+μ does NOT restore bf16 weights (why zofo perturbs into scratch)", async (t) => {
-  const n = 4096, x = new Uint16Array(n);
+  const n = 4096,
+    x = new Uint16Array(n);
   const r = seededRandom(seed0 + 12);
-  const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
-  for (let i = 0; i < n; i++) { f32[0] = 0.05 * r.normal(); x[i] = u32[0] >>> 16; }
+  const f32 = new Float32Array(1),
+    u32 = new Uint32Array(f32.buffer);
+  for (let i = 0; i < n; i++) {
+    f32[0] = 0.05 * r.normal();
+    x[i] = u32[0] >>> 16;
+  }
   const orig = x.slice();
   const opts = { dtype: 'bf16' as const, seed: 7n, name: 'w' };
   kernels.perturb(x, { ...opts, scale: 1e-3 });
@@ -178,7 +208,10 @@ t.test('a non-finite loss rejects the step: ZOFO_NON_FINITE, weights and counter
   await t.rejects(opt.step(batch), { code: 'ZOFO_NON_FINITE', message: /step 0 was rejected: perturbed loss 0 is .*no weight changed/ });
   t.equal(opt.stepCount, 0, 'the step counter did not advance');
   t.same(await allSameBits(model, before), [], 'no base weight changed');
-  t.ok(model.loraNames().every((n, i) => sameBits(model.loraTensor(n), y0[i])), 'no adapter weight changed');
+  t.ok(
+    model.loraNames().every((n, i) => sameBits(model.loraTensor(n), y0[i])),
+    'no adapter weight changed',
+  );
 });
 
 t.test('cancellation: an aborted signal rejects with ZOFO_ABORTED and leaves weights exact', async (t) => {
@@ -193,7 +226,8 @@ t.test('cancellation: an aborted signal rejects with ZOFO_ABORTED and leaves wei
   pre.abort();
   await t.rejects(opt.step(batch, { signal: pre.signal }), { code: 'ZOFO_ABORTED' }, 'an already-aborted signal');
   // Mid-step: 64 perturbed forwards take long enough for the abort to land inside them.
-  let aborted = 0, completed = 0;
+  let aborted = 0,
+    completed = 0;
   for (let attempt = 0; attempt < 3; attempt++) {
     const ac = new AbortController();
     const snap = await snapshot(model);
@@ -225,11 +259,18 @@ t.test('the same run twice is bit-identical; seed replay rebuilds the base exact
     for (let k = 0; k < 4; k++) losses.push((await opt.step(classificationBatch(model.config.vocabSize, 3, seed0 + k))).loss);
     return { model, opt, losses };
   };
-  const a = await runOnce(), b = await runOnce();
-  t.teardown(() => { a.model.dispose(); b.model.dispose(); });
+  const a = await runOnce(),
+    b = await runOnce();
+  t.teardown(() => {
+    a.model.dispose();
+    b.model.dispose();
+  });
   t.same(a.losses, b.losses, 'identical losses');
   t.same(await allSameBits(b.model, await snapshot(a.model)), [], 'identical base weights');
-  t.ok(a.model.storedNames().every((n) => !n.startsWith('transformer.')), 'streams named by the keys as stored');
+  t.ok(
+    a.model.storedNames().every((n) => !n.startsWith('transformer.')),
+    'streams named by the keys as stored',
+  );
 
   const log = join(await scratchDir(t), 'run.zlog');
   await a.opt.saveTrajectory(log);
@@ -274,10 +315,20 @@ t.test('first-order optimizers follow torch.optim (SGD momentum, AdamW) on the a
     model.addLoRA({ rank: 2, seed: 1 });
     const names = model.loraNames();
     const r = seededRandom(seed0 + 61);
-    for (const n of names) model.setLoraTensor(n, model.loraTensor(n).map(() => 0.1 * r.normal()));
-    const lr = 0.01, wd = 0.05, beta1 = 0.8, beta2 = 0.95, eps = 1e-6, mom = 0.7;
+    for (const n of names)
+      model.setLoraTensor(
+        n,
+        model.loraTensor(n).map(() => 0.1 * r.normal()),
+      );
+    const lr = 0.01,
+      wd = 0.05,
+      beta1 = 0.8,
+      beta2 = 0.95,
+      eps = 1e-6,
+      mom = 0.7;
     const opt = new HybridOptimizer(model, { fo: { lr, optimizer: kind, weightDecay: wd, momentum: mom, betas: [beta1, beta2], eps } });
-    const m = new Map<string, Float64Array>(), v = new Map<string, Float64Array>();
+    const m = new Map<string, Float64Array>(),
+      v = new Map<string, Float64Array>();
     let worst = 0;
     for (let k = 1; k <= 3; k++) {
       const batch = classificationBatch(model.config.vocabSize, 3, seed0 + k);
@@ -285,9 +336,15 @@ t.test('first-order optimizers follow torch.optim (SGD momentum, AdamW) on the a
       const y = new Map(names.map((n) => [n, model.loraTensor(n)]));
       await opt.step(batch);
       for (const n of names) {
-        const g = grads.get(n)!, x = y.get(n)!, got = model.loraTensor(n);
-        if (!m.has(n)) { m.set(n, new Float64Array(g.length)); v.set(n, new Float64Array(g.length)); }
-        const mm = m.get(n)!, vv = v.get(n)!;
+        const g = grads.get(n)!,
+          x = y.get(n)!,
+          got = model.loraTensor(n);
+        if (!m.has(n)) {
+          m.set(n, new Float64Array(g.length));
+          v.set(n, new Float64Array(g.length));
+        }
+        const mm = m.get(n)!,
+          vv = v.get(n)!;
         for (let i = 0; i < g.length; i++) {
           let want: number;
           if (kind === 'momentum') {
@@ -297,7 +354,8 @@ t.test('first-order optimizers follow torch.optim (SGD momentum, AdamW) on the a
             const decayed = x[i] * (1 - lr * wd);
             mm[i] = beta1 * mm[i] + (1 - beta1) * g[i];
             vv[i] = beta2 * vv[i] + (1 - beta2) * g[i] * g[i];
-            const mh = mm[i] / (1 - beta1 ** k), vh = vv[i] / (1 - beta2 ** k);
+            const mh = mm[i] / (1 - beta1 ** k),
+              vh = vv[i] / (1 - beta2 ** k);
             want = decayed - (lr * mh) / (Math.sqrt(vh) + eps);
           }
           worst = Math.max(worst, Math.abs(got[i] - want) / (1e-6 + 1e-5 * Math.abs(want)));
@@ -323,7 +381,8 @@ t.test('full fine-tuning: fo.params all updates every base weight by its gradien
   await opt.step(batch);
   let worst = 0;
   for (const [name, x] of x0) {
-    const got = await model.tensor(name), g = grads.get(name)!;
+    const got = await model.tensor(name),
+      g = grads.get(name)!;
     for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(got[i] - (x[i] - lr * g[i])) / (1e-7 + 1e-6 * Math.abs(x[i])));
   }
   t.ok(worst <= 1, `x ← x − η ∇_x f (worst scaled error ${worst.toFixed(3)})`);
@@ -361,7 +420,10 @@ t.test('state() / loadState(): a resumed optimizer continues bit-identically', a
   for (const b of batches.slice(2)) lossesB.push((await opt2.step(b)).loss);
   t.same(lossesB, lossesA.slice(2), 'losses after resuming equal the uninterrupted run');
   t.same(await allSameBits(b2, await snapshot(a)), [], 'base weights equal the uninterrupted run');
-  t.ok(b2.loraNames().every((n) => sameBits(b2.loraTensor(n), a.loraTensor(n))), 'adapters equal the uninterrupted run');
+  t.ok(
+    b2.loraNames().every((n) => sameBits(b2.loraTensor(n), a.loraTensor(n))),
+    'adapters equal the uninterrupted run',
+  );
   await t.rejects(opt2.loadState(saved), { code: 'ZOFO_INVALID_ARG', message: /hash/ }, 'replaying onto already-trained weights is refused');
 });
 
@@ -388,7 +450,7 @@ t.test('options are validated with messages naming the option', async (t) => {
   await t.rejects(opt.step([{ prompt: [1], target: [2] }]), { code: 'ZOFO_DISPOSED' });
   const other = new HybridOptimizer(model, { zo: { lr: 1e-3 } });
   model.dispose();
-  await t.rejects(other.step([{ prompt: [1], target: [2] }]), { code: 'ZOFO_DISPOSED' }, "disposing the model disposes its optimizers");
+  await t.rejects(other.step([{ prompt: [1], target: [2] }]), { code: 'ZOFO_DISPOSED' }, 'disposing the model disposes its optimizers');
 });
 
 t.test('foAt plus: 2 forwards, adapter gradient at x + μz; step is still exact', async (t) => {

@@ -45,8 +45,18 @@ async function rejected(t: Test, p: Promise<unknown>, what: RegExp, code = 'ZOFO
 t.test('edit distance and the nearest key (hand-worked cases)', async (t) => {
   // Each distance worked out by hand (OSA: a swap of neighbours is one edit).
   const cases: Array<[string, string, number]> = [
-    ['', '', 0], ['', 'abc', 3], ['abc', '', 3], ['steps', 'steps', 0], ['setps', 'steps', 1], ['step', 'steps', 1],
-    ['kitten', 'sitting', 3], ['lr', 'mu', 2], ['ca', 'abc', 3], ['LR', 'lr', 0], ['batchsize', 'batchSize', 0], ['abcd', 'badc', 2],
+    ['', '', 0],
+    ['', 'abc', 3],
+    ['abc', '', 3],
+    ['steps', 'steps', 0],
+    ['setps', 'steps', 1],
+    ['step', 'steps', 1],
+    ['kitten', 'sitting', 3],
+    ['lr', 'mu', 2],
+    ['ca', 'abc', 3],
+    ['LR', 'lr', 0],
+    ['batchsize', 'batchSize', 0],
+    ['abcd', 'badc', 2],
   ];
   for (const [a, b, d] of cases) t.equal(editDistance(a, b), d, `d(${JSON.stringify(a)}, ${JSON.stringify(b)}) = ${d}`);
   const keys = ['batchSize', 'epochs', 'steps', 'seed', 'eval', 'checkpoint'];
@@ -147,7 +157,12 @@ t.test('null examples, bad optimizer states and kernel sizes are ZofoErrors, nev
   await rejected(t, opt.loadState(withJson({ foUpdates: -2 })), /foUpdates must be a non-negative integer/, 'ZOFO_INVALID_STATE');
   await rejected(t, opt.loadState(withJson({ foUpdates: 3 })), /foUpdates is 3 but a 'hybrid' run of 1 steps has made 1/, 'ZOFO_INVALID_STATE');
   await rejected(t, opt.loadState(withJson({ totalSteps: Infinity })), /totalSteps must be a positive integer/, 'ZOFO_INVALID_STATE');
-  await rejected(t, opt.loadState(withJson({ step: 2, foUpdates: 2 })), /the trajectory holds 1 update passes, but 2 steps of q = 1 make 2/, 'ZOFO_INVALID_STATE');
+  await rejected(
+    t,
+    opt.loadState(withJson({ step: 2, foUpdates: 2 })),
+    /the trajectory holds 1 update passes, but 2 steps of q = 1 make 2/,
+    'ZOFO_INVALID_STATE',
+  );
   await rejected(t, opt.loadState(withJson({ seed: '01' })), /seed must be the decimal string/, 'ZOFO_INVALID_STATE');
   const moments = new Map(state.tensors);
   const [first] = moments.keys();
@@ -160,7 +175,8 @@ t.test('null examples, bad optimizer states and kernel sizes are ZofoErrors, nev
 
   refused(t, () => kernels.gaussian(2 ** 40, { seed: 1n, name: 'w' }), 'count', /an integer in 0 \.\. 2147483647/);
   refused(t, () => kernels.gaussian(-1, { seed: 1n, name: 'w' }), 'count', /an integer in 0 \.\. 2147483647/);
-  const A = new Float32Array(4), C = new Float32Array(4);
+  const A = new Float32Array(4),
+    C = new Float32Array(4);
   refused(t, () => kernels.matmul(2 ** 40, 1, 1, A, A, C), 'M', /an integer in 0 \.\. 2147483647/);
   refused(t, () => kernels.matmul(1, 2 ** 31, 1, A, A, C), 'N', /an integer in 0 \.\. 2147483647/);
   refused(t, () => kernels.matmul(1, 1, 1.5, A, A, C), 'K', /an integer/);

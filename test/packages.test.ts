@@ -11,8 +11,18 @@ import { CPU_TARGETS, CUDA_MAJORS, cpuPackageName, cudaPackageNames, platformTar
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const rootManifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string; scripts: Record<string, string> };
 
-interface PlatformManifest { name: string; version: string; os: string[]; cpu: string[]; libc?: string[]; files: string[]; scripts?: object }
-const dirs = readdirSync(join(root, 'packages'), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+interface PlatformManifest {
+  name: string;
+  version: string;
+  os: string[];
+  cpu: string[];
+  libc?: string[];
+  files: string[];
+  scripts?: object;
+}
+const dirs = readdirSync(join(root, 'packages'), { withFileTypes: true })
+  .filter((d) => d.isDirectory())
+  .map((d) => d.name);
 const manifests = new Map(dirs.map((d) => [d, JSON.parse(readFileSync(join(root, 'packages', d, 'package.json'), 'utf8')) as PlatformManifest]));
 
 t.test('the required targets have packages', async (t) => {
@@ -41,7 +51,11 @@ t.test("each package's fields say what its folder name says", async (t) => {
 
 t.test("the loader's package names reach every package, and only those", async (t) => {
   const named = new Set<string>();
-  for (const [os, archs] of [['linux', ['x64', 'arm64']], ['darwin', ['arm64', 'x64']], ['win32', ['x64', 'arm64']]] as const) {
+  for (const [os, archs] of [
+    ['linux', ['x64', 'arm64']],
+    ['darwin', ['arm64', 'x64']],
+    ['win32', ['x64', 'arm64']],
+  ] as const) {
     for (const arch of archs) {
       const target = platformTarget(os, arch, () => 'gnu');
       if (CPU_TARGETS.includes(target)) named.add(cpuPackageName(target));
@@ -50,13 +64,20 @@ t.test("the loader's package names reach every package, and only those", async (
   }
   t.same([...named].sort(), [...manifests.values()].map((m) => m.name).sort());
   t.same([...CPU_TARGETS].sort(), [...manifests.keys()].filter((d) => !d.includes('-cuda')).sort(), 'CPU_TARGETS are the CPU package folders');
-  t.equal(platformTarget('linux', 'x64', () => 'musl'), 'linux-x64-musl', 'musl is a separate target');
+  t.equal(
+    platformTarget('linux', 'x64', () => 'musl'),
+    'linux-x64-musl',
+    'musl is a separate target',
+  );
   t.same(cudaPackageNames('darwin-arm64'), [], 'no CUDA variant on macOS');
 });
 
 t.test('the published zofo: no install-time scripts, every platform package optional at its version', async (t) => {
-  const pack = await import(pathToFileURL(join(root, 'scripts', 'pack.mjs')).href) as {
-    publishedManifest(m: object, p: Array<{ name: string; version: string }>): { scripts: Record<string, string>; optionalDependencies: Record<string, string> };
+  const pack = (await import(pathToFileURL(join(root, 'scripts', 'pack.mjs')).href)) as {
+    publishedManifest(
+      m: object,
+      p: Array<{ name: string; version: string }>,
+    ): { scripts: Record<string, string>; optionalDependencies: Record<string, string> };
     platformPackages(): Array<{ name: string; version: string }>;
   };
   t.ok(rootManifest.scripts.install, 'the repository itself still builds on npm install');

@@ -29,9 +29,15 @@ for (const [fi, family] of (['llama', 'opt', 'gpt2'] as TinyFamily[]).entries())
     const file = await openSafetensors(join(root, 'adapter', 'adapter_model.safetensors'));
     t.same([...file.tensors.keys()].sort(), [...names].sort(), 'tensor names are the PEFT names');
     const first = names[0];
-    t.match(first, family === 'llama' ? /^base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.lora_A\.weight$/
-      : family === 'opt' ? /^base_model\.model\.model\.decoder\.layers\.0\.self_attn\.q_proj\.lora_A\.weight$/
-        : /^base_model\.model\.transformer\.h\.0\.attn\.c_attn\.lora_A\.weight$/, 'PEFT naming');
+    t.match(
+      first,
+      family === 'llama'
+        ? /^base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.lora_A\.weight$/
+        : family === 'opt'
+          ? /^base_model\.model\.model\.decoder\.layers\.0\.self_attn\.q_proj\.lora_A\.weight$/
+          : /^base_model\.model\.transformer\.h\.0\.attn\.c_attn\.lora_A\.weight$/,
+      'PEFT naming',
+    );
     t.same(file.tensors.get(first)!.shape, [2, ckpt.config.hidden_size ?? ckpt.config.n_embd], 'lora_A is [r, in]');
     file.close();
 
@@ -39,7 +45,8 @@ for (const [fi, family] of (['llama', 'opt', 'gpt2'] as TinyFamily[]).entries())
     const again = await loadModel(join(root, 'base'));
     await again.loadAdapter(join(root, 'adapter'));
     const ids = [[1, 2, 3, 4, 5]];
-    const [a] = await model.logits(ids), [b] = await again.logits(ids);
+    const [a] = await model.logits(ids),
+      [b] = await again.logits(ids);
     t.ok(Buffer.from(a.buffer).equals(Buffer.from(b.buffer)), 'reloaded adapter: identical logits');
 
     // Merged: W + s·B·A in the base weights, no adapters, same function (to fp32 rounding).

@@ -27,7 +27,8 @@ t.test('perturb(+a) then perturb(−a) restores fp32 weights within one rounding
   kernels.perturb(x, { ...opts, scale: 1e-3 });
   const pert = x.slice();
   kernels.perturb(x, { ...opts, scale: -1e-3 });
-  let bad = 0, exact = 0;
+  let bad = 0,
+    exact = 0;
   for (let i = 0; i < x.length; i++) {
     // |x' − x| ≤ ½ulp(x+az) + ½ulp(x'): each of the two adds rounds once.
     const bound = 0.5 * ulp32(pert[i]) + 0.5 * ulp32(x[i]);
@@ -50,7 +51,9 @@ t.test('perturb and restoreUpdate match float64 references over a table of tenso
     { name: 'model.norm.weight', offset: 5200, count: 513, first: 2n ** 33n + 1n, decay: true },
   ];
   const x0 = randomWeights(5800, seed0);
-  const a = -(1e-3 + r() * 1e-3), lr = 1e-2 * (1 + r()), wd = 0.1 * (1 + r());
+  const a = -(1e-3 + r() * 1e-3),
+    lr = 1e-2 * (1 + r()),
+    wd = 0.1 * (1 + r());
 
   const x = x0.slice();
   kernels.restoreUpdate(x, { seed, scale: a, lr, weightDecay: wd, tensors });
@@ -58,7 +61,8 @@ t.test('perturb and restoreUpdate match float64 references over a table of tenso
   kernels.perturb(p, { seed, scale: a, tensors });
 
   const inTable = new Uint8Array(x0.length);
-  let worstUpdate = 0, worstPerturb = 0;
+  let worstUpdate = 0,
+    worstPerturb = 0;
   for (const ten of tensors) {
     const z = kernels.gaussian(ten.count, { seed, name: ten.name, offset: ten.first });
     // The kernel takes its coefficients in fp32: a, η·λ, and d = 1 − η·λ·mask.
@@ -97,7 +101,14 @@ t.test('one table pass equals one call per tensor, for any thread count', async 
   t.ok(results[0].equals(results[1]) && results[0].equals(results[2]), '1, 2 and 5 threads bit-identical');
   const y = x0.slice();
   for (const ten of tensors) {
-    kernels.restoreUpdate(y.subarray(ten.offset, ten.offset + ten.count), { seed, scale: 0.01, lr: 0.1, weightDecay: 0.5, name: ten.name, offset: ten.first ?? 0n });
+    kernels.restoreUpdate(y.subarray(ten.offset, ten.offset + ten.count), {
+      seed,
+      scale: 0.01,
+      lr: 0.1,
+      weightDecay: 0.5,
+      name: ten.name,
+      offset: ten.first ?? 0n,
+    });
   }
   t.ok(Buffer.from(y.buffer).equals(results[0]), 'per-tensor calls give the same bits');
 });
@@ -116,7 +127,8 @@ t.test('bf16 and f16 storage: fp32 math, round to nearest even on store', async 
     kernels.perturb(bits, { seed, scale: a, dtype, name: 'w' });
     const z = kernels.gaussian(n, { seed, name: 'w' });
     const toNum = dtype === 'bf16' ? bf16ToNumber : f16ToNumber;
-    let exact = 0, within1 = 0;
+    let exact = 0,
+      within1 = 0;
     for (let i = 0; i < n; i++) {
       const want = toBits(toNum(bits0[i]) + a * z[i]); // float64 math, one rounding
       if (bits[i] === want) exact++;
@@ -138,7 +150,8 @@ function kernels_f16(x: number): number {
   e = Math.max(e, -14);
   const step = 2 ** (e - 10);
   let q = a / step;
-  const fl = Math.floor(q), frac = q - fl;
+  const fl = Math.floor(q),
+    frac = q - fl;
   q = frac > 0.5 || (frac === 0.5 && fl % 2 === 1) ? fl + 1 : fl;
   const v = q * step;
   if (v >= 65536) return sign | 0x7c00;
@@ -166,7 +179,8 @@ t.test('scale 0 leaves every bf16 and f16 bit pattern unchanged (conversions rou
 t.test('async variants give the same bits off the JS thread', async (t) => {
   const seed = BigInt(freshSeed());
   const x0 = randomWeights(200_000, 7);
-  const a = x0.slice(), b = x0.slice();
+  const a = x0.slice(),
+    b = x0.slice();
   kernels.restoreUpdate(a, { seed, scale: 1e-3, lr: 0.1, weightDecay: 0.01, name: 'w' });
   let ticks = 0;
   const timer = setInterval(() => ticks++, 0);
@@ -188,8 +202,24 @@ t.test('bad input is rejected with a clear error and leaves the buffer untouched
     ['Uint16Array without dtype', () => kernels.perturb(new Uint16Array(4), { seed: 1, scale: 1, name: 'w' }), /dtype/],
     ['f32 dtype on Uint16Array', () => kernels.perturb(new Uint16Array(4), { seed: 1, scale: 1, name: 'w', dtype: 'f32' }), /dtype/],
     ['bf16 dtype on Float32Array', () => kernels.perturb(x, { seed: 1, scale: 1, name: 'w', dtype: 'bf16' }), /dtype/],
-    ['slice past the end', () => kernels.perturb(x, { seed: 1, scale: 1, tensors: [{ name: 'w', offset: 60, count: 5 }] }), /tensors\[0\].*past the end.*64 elements/],
-    ['overlapping slices', () => kernels.perturb(x, { seed: 1, scale: 1, tensors: [{ name: 'a', offset: 0, count: 10 }, { name: 'b', offset: 9, count: 10 }] }), /tensors\[1\] overlaps/],
+    [
+      'slice past the end',
+      () => kernels.perturb(x, { seed: 1, scale: 1, tensors: [{ name: 'w', offset: 60, count: 5 }] }),
+      /tensors\[0\].*past the end.*64 elements/,
+    ],
+    [
+      'overlapping slices',
+      () =>
+        kernels.perturb(x, {
+          seed: 1,
+          scale: 1,
+          tensors: [
+            { name: 'a', offset: 0, count: 10 },
+            { name: 'b', offset: 9, count: 10 },
+          ],
+        }),
+      /tensors\[1\] overlaps/,
+    ],
     ['negative count', () => kernels.perturb(x, { seed: 1, scale: 1, tensors: [{ name: 'a', offset: 0, count: -1 }] }), /tensors\[0\]\.count/],
     ['negative offset', () => kernels.perturb(x, { seed: 1, scale: 1, tensors: [{ name: 'a', offset: -2, count: 1 }] }), /tensors\[0\]\.offset/],
     ['fractional seed', () => kernels.perturb(x, { seed: 0.5, scale: 1, name: 'w' }), /seed/],

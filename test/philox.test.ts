@@ -25,7 +25,8 @@ t.test('native Philox equals the BigInt reference on random counters and keys', 
   const word = () => Math.floor(r() * 2 ** 32) >>> 0;
   let mismatches = 0;
   for (let i = 0; i < 500; i++) {
-    const ctr = [word(), word(), word(), word()], key = [word(), word()];
+    const ctr = [word(), word(), word(), word()],
+      key = [word(), word()];
     if (hex(kernels.philox4x32(ctr, key)) !== hex(philoxRef(ctr, key))) mismatches++;
   }
   t.equal(mismatches, 0, `500 random blocks (input seed ${seed})`);
@@ -39,7 +40,8 @@ t.test('the SIMD chunk path is bit-identical to the portable one', async (t) => 
   // Include blocks whose 64 consecutive counters cross the 2^32 boundary (carry into c1).
   const blocks = [0n, 2n ** 32n - 10n, 2n ** 64n - 64n, big() >> 1n];
   for (const block of blocks) {
-    const seed = big(), stream = big();
+    const seed = big(),
+      stream = big();
     const best = b.philoxChunk(seed, stream, block, true);
     const portable = b.philoxChunk(seed, stream, block, false);
     t.same(Array.from(best), Array.from(portable), `block ${block}`);

@@ -21,7 +21,11 @@ async function engineLogits(t: Tap, ckpt: Checkpoint64, name: string): Promise<F
 }
 type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
 
-const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => { let m = 0; for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i])); return m; };
+const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+};
 
 t.test('Llama: RoPE rotates halves with the configured rope_theta', async (t) => {
   const ckpt = randomCheckpoint('llama', seed0);
@@ -46,7 +50,11 @@ t.test('OPT: positions start at row 2 of embed_positions; rows 0 and 1 are unuse
   const base = await engineLogits(t, ckpt, 'opt-base');
   const table = ckpt.weights.get('model.decoder.embed_positions.weight')!;
   const C = table.shape[1];
-  for (const [row, changes] of [[0, false], [1, false], [2, true]] as const) {
+  for (const [row, changes] of [
+    [0, false],
+    [1, false],
+    [2, true],
+  ] as const) {
     const keep = table.data.slice(row * C, (row + 1) * C);
     for (let c = 0; c < C; c++) table.data[row * C + c] += (c % 3) - 1; // not a constant shift: LayerNorm would remove that
     const moved = await engineLogits(t, ckpt, `opt-row${row}`);

@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { cpuPackageName } from '../lib/platform.js';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
-const check = await import(pathToFileURL(join(root, 'scripts', 'check-prebuilt.mjs')).href) as {
+const check = (await import(pathToFileURL(join(root, 'scripts', 'check-prebuilt.mjs')).href)) as {
   dependencies(file: string): string[];
   disallowed(file: string, deps: string[]): string[];
 };
@@ -25,19 +25,31 @@ t.test('the checker rejects what a prebuilt must not need', { skip: !linux && 't
   t.same(check.disallowed('zofo_cuda.node', ['libc.so.6', 'libopenblas.so.0']), ['libopenblas.so.0'], 'but not OpenBLAS');
 });
 
-t.test("this platform's prebuilt zofo_cpu.node needs only the C runtime", {
-  skip: !linux ? 'checked with readelf on Linux' : !existsSync(prebuilt) && `${prebuilt} not built (npm run prebuild)`,
-}, async (t) => {
-  const deps = check.dependencies(prebuilt);
-  t.ok(deps.includes('libc.so.6'), `readelf sees its dependencies: ${deps.join(', ')}`);
-  t.same(check.disallowed(prebuilt, deps), [], 'nothing beyond the C runtime');
-});
+t.test(
+  "this platform's prebuilt zofo_cpu.node needs only the C runtime",
+  {
+    skip: !linux ? 'checked with readelf on Linux' : !existsSync(prebuilt) && `${prebuilt} not built (npm run prebuild)`,
+  },
+  async (t) => {
+    const deps = check.dependencies(prebuilt);
+    t.ok(deps.includes('libc.so.6'), `readelf sees its dependencies: ${deps.join(', ')}`);
+    t.same(check.disallowed(prebuilt, deps), [], 'nothing beyond the C runtime');
+  },
+);
 
 const source = join(root, 'build', 'Release', 'zofo_cpu.node');
 const sourceDeps = linux && existsSync(source) ? check.dependencies(source) : [];
-t.test('a source build against the system OpenBLAS is caught', {
-  skip: !linux ? 'checked with readelf on Linux'
-    : !sourceDeps.some((d) => d.startsWith('libopenblas')) && 'build/Release does not link the system OpenBLAS here',
-}, async (t) => {
-  t.ok(check.disallowed(source, sourceDeps).some((d) => d.startsWith('libopenblas')), 'libopenblas is flagged');
-});
+t.test(
+  'a source build against the system OpenBLAS is caught',
+  {
+    skip: !linux
+      ? 'checked with readelf on Linux'
+      : !sourceDeps.some((d) => d.startsWith('libopenblas')) && 'build/Release does not link the system OpenBLAS here',
+  },
+  async (t) => {
+    t.ok(
+      check.disallowed(source, sourceDeps).some((d) => d.startsWith('libopenblas')),
+      'libopenblas is flagged',
+    );
+  },
+);

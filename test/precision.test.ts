@@ -13,7 +13,9 @@ import { freshSeed } from './helpers/reference.js';
 // n directions; H0: the population correlation is at least RHO_REQ (the study measures
 // more, docs/precision.md). Fisher: atanh(r) ≈ N(atanh(ρ), 1/(n − 3)), so under H0
 // P(r < tanh(atanh(RHO_REQ) − 4.753/√(n − 3))) ≤ 1e-6 (4.753: the normal 1 − 1e-6 quantile).
-const N = 40, RHO_REQ = 0.95, Z_1E6 = 4.753;
+const N = 40,
+  RHO_REQ = 0.95,
+  Z_1E6 = 4.753;
 const RHO_0 = Math.tanh(Math.atanh(RHO_REQ) - Z_1E6 / Math.sqrt(N - 3));
 
 t.test(`bf16 compute: the projected gradient correlates with ∇f·z (r ≥ ${RHO_0.toFixed(3)} over ${N} fresh directions)`, async (t) => {
@@ -32,5 +34,8 @@ t.test(`bf16 compute: the projected gradient correlates with ∇f·z (r ≥ ${RH
     return (ref.loss(z, h) - ref.loss(z, -h)) / (2 * h);
   });
   const r = correlation(est.c, d);
-  t.ok(r >= RHO_0, `correlation(c, ∇f·z) = ${r.toFixed(4)} at μ = ${mu} (bound ${RHO_0.toFixed(4)}: false alarm ≤ 1e-6 if the true correlation is ≥ ${RHO_REQ})`);
+  t.ok(
+    r >= RHO_0,
+    `correlation(c, ∇f·z) = ${r.toFixed(4)} at μ = ${mu} (bound ${RHO_0.toFixed(4)}: false alarm ≤ 1e-6 if the true correlation is ≥ ${RHO_REQ})`,
+  );
 });

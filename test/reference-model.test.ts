@@ -8,8 +8,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ReferenceModel, type ClassificationExample, type LmExample, type LoraWeights, type Tensor64, type Weights } from './helpers/reference-model.js';
 import {
-  fromBf16Bits, fromF16Bits, randomCheckpoint, randomLora, seededRandom, storedValue, toBf16Bits, toF16Bits,
-  writeCheckpointDir, type Checkpoint64, type Random, type TinyFamily,
+  fromBf16Bits,
+  fromF16Bits,
+  randomCheckpoint,
+  randomLora,
+  seededRandom,
+  storedValue,
+  toBf16Bits,
+  toF16Bits,
+  writeCheckpointDir,
+  type Checkpoint64,
+  type Random,
+  type TinyFamily,
 } from './helpers/tiny-checkpoints.js';
 
 const SEED = (Date.now() ^ (process.pid << 10) ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
@@ -30,7 +40,12 @@ interface Variant {
 
 const VARIANTS: Variant[] = [
   { name: 'llama GQA untied', family: 'llama', opts: { kvHeads: 2, tie: false } },
-  { name: 'llama MHA tied, all linears', family: 'llama', opts: { kvHeads: 4, tie: true }, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] },
+  {
+    name: 'llama MHA tied, all linears',
+    family: 'llama',
+    opts: { kvHeads: 4, tie: true },
+    targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+  },
   { name: 'qwen2 biases', family: 'qwen2', targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] },
   { name: 'opt pre-LN', family: 'opt', targets: ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2'] },
   { name: 'opt-350m post-LN', family: 'opt-350m', targets: ['q_proj', 'v_proj', 'project_in', 'project_out', 'fc2'] },
@@ -123,7 +138,9 @@ function layerNormHand(x: ArrayLike<number>, w: Float64Array, b: Float64Array, e
 function headAttention(q: ArrayLike<number>, keys: ArrayLike<number>[], values: ArrayLike<number>[], scale: number): Float64Array {
   const p = softmax(keys.map((k) => dot(q, k) * scale));
   const out = new Float64Array(q.length);
-  p.forEach((pj, j) => { for (let d = 0; d < out.length; d++) out[d] += pj * values[j][d]; });
+  p.forEach((pj, j) => {
+    for (let d = 0; d < out.length; d++) out[d] += pj * values[j][d];
+  });
   return out;
 }
 
@@ -158,15 +175,18 @@ for (const v of VARIANTS) {
       const r = seededRandom(seed ^ 0x5bd1e995);
       const lora = randomLora(ckpt, seed + 1, { targets: v.targets, r: 2, alpha: 6 });
       const batch = kind === 'classification' ? classificationBatch(r, model.vocabSize) : lmBatch(r, model.vocabSize);
-      const padding = r.uniform() < 0.5 ? 'left' as const : 'right' as const;
-      const loss = (): number => kind === 'classification'
-        ? model.classificationBatchLoss(batch as ClassificationExample[], { lora, padding }).loss
-        : model.lmBatchLoss(batch as LmExample[], { lora, padding }).loss;
+      const padding = r.uniform() < 0.5 ? ('left' as const) : ('right' as const);
+      const loss = (): number =>
+        kind === 'classification'
+          ? model.classificationBatchLoss(batch as ClassificationExample[], { lora, padding }).loss
+          : model.lmBatchLoss(batch as LmExample[], { lora, padding }).loss;
       const { loss: L0, grads } = model.loraGradients(batch, kind, { lora, padding });
       t.equal(L0, loss(), 'loraGradients reports the same loss as the loss function');
       t.equal(grads.size, lora.tensors.size, 'a gradient for every LoRA tensor');
 
-      let worst = 0, checked = 0, retried = 0;
+      let worst = 0,
+        checked = 0,
+        retried = 0;
       /** Relative error of `analytic` against the central difference of loss along `move`. */
       const check = (analytic: number, move: (step: number) => void): number => {
         const err = (h: number): number => {
@@ -187,10 +207,16 @@ for (const v of VARIANTS) {
       };
       for (const [name, tensor] of lora.tensors) {
         const g = grads.get(name) as Float64Array;
-        t.ok(g.some((x) => x !== 0), `${name}: gradient is nonzero`);
-        for (let k = 0; k < 3; k++) { // a few random entries per tensor
+        t.ok(
+          g.some((x) => x !== 0),
+          `${name}: gradient is nonzero`,
+        );
+        for (let k = 0; k < 3; k++) {
+          // a few random entries per tensor
           const e = r.int(tensor.data.length);
-          const err = check(g[e], (step) => { tensor.data[e] += step; });
+          const err = check(g[e], (step) => {
+            tensor.data[e] += step;
+          });
           worst = Math.max(worst, err);
           checked++;
           if (err > FD_REL) t.fail(`${name}[${e}]: analytic ${g[e]} disagrees with FD (rel ${err.toExponential(2)})`);
@@ -199,11 +225,17 @@ for (const v of VARIANTS) {
       // one random unit direction through every LoRA tensor at once
       const dirs = new Map([...lora.tensors].map(([name, x]) => [name, Float64Array.from(x.data, () => r.normal())]));
       const norm = Math.sqrt([...dirs.values()].reduce((a, d) => a + dot(d, d), 0));
-      for (const d of dirs.values()) d.forEach((x, i) => { d[i] = x / norm; });
+      for (const d of dirs.values())
+        d.forEach((x, i) => {
+          d[i] = x / norm;
+        });
       let analytic = 0;
       for (const [name, g] of grads) analytic += dot(g, dirs.get(name) as Float64Array);
       const dirErr = check(analytic, (step) => {
-        for (const [name, x] of lora.tensors) (dirs.get(name) as Float64Array).forEach((d, i) => { x.data[i] += step * d; });
+        for (const [name, x] of lora.tensors)
+          (dirs.get(name) as Float64Array).forEach((d, i) => {
+            x.data[i] += step * d;
+          });
       });
       t.ok(dirErr <= FD_REL, `directional derivative ${analytic.toPrecision(6)} (rel err ${dirErr.toExponential(2)})`);
       t.ok(worst <= FD_REL, `${checked} entries within ${FD_REL} relative (worst ${worst.toExponential(2)}, ${retried} retried at h/16, ${padding} padding)`);
@@ -276,12 +308,17 @@ t.test('(e) Llama RoPE rotates halves (rotate_half), with rope_theta from config
   const r = seededRandom(seed + 1);
   const T = 7;
   const { act } = capture(model, [tokens(r, T, model.vocabSize)]);
-  const HS = 8, NH = 4;
-  const q = get(act, 'model.layers.0.self_attn.q_proj'), qr = get(act, 'model.layers.0.self_attn.q_rope');
-  const pos = T - 1, head = 1 + r.int(NH - 1);
-  const x = slice(row(q, pos), head * HS, HS), got = slice(row(qr, pos), head * HS, HS);
+  const HS = 8,
+    NH = 4;
+  const q = get(act, 'model.layers.0.self_attn.q_proj'),
+    qr = get(act, 'model.layers.0.self_attn.q_rope');
+  const pos = T - 1,
+    head = 1 + r.int(NH - 1);
+  const x = slice(row(q, pos), head * HS, HS),
+    got = slice(row(qr, pos), head * HS, HS);
   // HF: inv_freq = 1/theta^(arange(0, d, 2)/d); emb = cat(freqs, freqs); q·cos + rotate_half(q)·sin
-  const half = new Float64Array(HS), inter = new Float64Array(HS);
+  const half = new Float64Array(HS),
+    inter = new Float64Array(HS);
   for (let i = 0; i < HS / 2; i++) {
     const a = pos / theta ** ((2 * i) / HS);
     half[i] = x[i] * Math.cos(a) - x[i + HS / 2] * Math.sin(a);
@@ -292,8 +329,10 @@ t.test('(e) Llama RoPE rotates halves (rotate_half), with rope_theta from config
   t.ok(maxAbsDiff(got, half) <= 1e-12, `q at position ${pos}, head ${head}: HF rotate_half formula (|Δ| ${maxAbsDiff(got, half).toExponential(2)})`);
   t.ok(maxAbsDiff(got, inter) > 1e-3, 'and not the interleaved-pairs convention');
   t.ok(maxAbsDiff(row(q, 0), row(qr, 0)) === 0, 'position 0 is not rotated');
-  const k = get(act, 'model.layers.0.self_attn.k_proj'), kr = get(act, 'model.layers.0.self_attn.k_rope');
-  const kx = slice(row(k, pos), HS, HS), kgot = slice(row(kr, pos), HS, HS);
+  const k = get(act, 'model.layers.0.self_attn.k_proj'),
+    kr = get(act, 'model.layers.0.self_attn.k_rope');
+  const kx = slice(row(k, pos), HS, HS),
+    kgot = slice(row(kr, pos), HS, HS);
   const a0 = pos; // i = 0: inv_freq 1
   t.ok(Math.abs(kgot[0] - (kx[0] * Math.cos(a0) - kx[HS / 2] * Math.sin(a0))) <= 1e-12, 'k is rotated the same way');
   t.end();
@@ -303,10 +342,17 @@ t.test('(e) Llama GQA: query head h reads kv head ⌊h / n_rep⌋', (t) => {
   const seed = nextSeed();
   const model = build({ name: 'gqa', family: 'llama', opts: { kvHeads: 2 } }, seed).model;
   const r = seededRandom(seed);
-  const T = 5, NH = 4, NKV = 2, HS = 8, rep = NH / NKV;
+  const T = 5,
+    NH = 4,
+    NKV = 2,
+    HS = 8,
+    rep = NH / NKV;
   const { act } = capture(model, [tokens(r, T, model.vocabSize)]);
   const p = 'model.layers.1.self_attn';
-  const q = get(act, `${p}.q_rope`), k = get(act, `${p}.k_rope`), v = get(act, `${p}.v_proj`), out = get(act, `${p}.attn_output`);
+  const q = get(act, `${p}.q_rope`),
+    k = get(act, `${p}.k_rope`),
+    v = get(act, `${p}.v_proj`),
+    out = get(act, `${p}.attn_output`);
   const i = T - 1;
   const keysOf = (kh: number): Float64Array[] => Array.from({ length: i + 1 }, (_, j) => slice(row(k, j), kh * HS, HS));
   const valsOf = (kh: number): Float64Array[] => Array.from({ length: i + 1 }, (_, j) => slice(row(v, j), kh * HS, HS));
@@ -330,7 +376,8 @@ t.test('(e) Llama RMSNorm: x · rsqrt(mean(x²) + eps) · w', (t) => {
   const r = seededRandom(seed);
   const ids = tokens(r, 3, model.vocabSize);
   const { act } = capture(model, [ids]);
-  const C = 32, eps = ckpt.config.rms_norm_eps as number;
+  const C = 32,
+    eps = ckpt.config.rms_norm_eps as number;
   const E = ckpt.weights.get('model.embed_tokens.weight') as Tensor64;
   const w = (ckpt.weights.get('model.layers.0.input_layernorm.weight') as Tensor64).data;
   const got = get(act, 'model.layers.0.input_layernorm');
@@ -359,24 +406,38 @@ t.test('(e) Qwen2: q, k, v carry biases, o_proj none', (t) => {
   t.throws(() => new ReferenceModel(ckpt.config, noBias), /missing tensor model\.layers\.1\.self_attn\.q_proj\.bias/, 'a missing q bias is an error');
   const oBias = copyWeights(ckpt.weights);
   oBias.set('model.layers.0.self_attn.o_proj.bias', { shape: [32], data: new Float64Array(32) });
-  t.throws(() => new ReferenceModel(ckpt.config, oBias), /does not use: model\.layers\.0\.self_attn\.o_proj\.bias/, 'an o_proj bias is not silently used or dropped');
+  t.throws(
+    () => new ReferenceModel(ckpt.config, oBias),
+    /does not use: model\.layers\.0\.self_attn\.o_proj\.bias/,
+    'an o_proj bias is not silently used or dropped',
+  );
   t.end();
 });
 
 t.test('(e) tied and untied lm_head', (t) => {
-  for (const [family, embName] of [['llama', 'model.embed_tokens.weight'], ['opt', 'model.decoder.embed_tokens.weight'], ['gpt2', 'transformer.wte.weight']] as const) {
+  for (const [family, embName] of [
+    ['llama', 'model.embed_tokens.weight'],
+    ['opt', 'model.decoder.embed_tokens.weight'],
+    ['gpt2', 'transformer.wte.weight'],
+  ] as const) {
     const seed = nextSeed();
     const finalName = family === 'llama' ? 'model.norm' : family === 'opt' ? 'model.decoder.final_layer_norm' : 'ln_f';
     const tied = randomCheckpoint(family, seed, { tie: true });
     const untied = randomCheckpoint(family, seed, { tie: false });
     const ids = tokens(seededRandom(seed), 4, 40);
-    for (const [ckpt, headName] of [[tied, embName], [untied, 'lm_head.weight']] as const) {
+    for (const [ckpt, headName] of [
+      [tied, embName],
+      [untied, 'lm_head.weight'],
+    ] as const) {
       const model = new ReferenceModel(ckpt.config, ckpt.weights);
       const { logits, act } = capture(model, [ids]);
       const hLast = row(get(act, finalName), ids.length - 1);
       const hand = linearHand(ckpt.weights.get(headName) as Tensor64, hLast);
       const V = model.vocabSize;
-      t.ok(maxAbsDiff(logits[0].subarray((ids.length - 1) * V), hand) <= 1e-12, `${family} ${ckpt === tied ? 'tied: logits = h · embeddingᵀ' : 'untied: logits = h · lm_headᵀ'}`);
+      t.ok(
+        maxAbsDiff(logits[0].subarray((ids.length - 1) * V), hand) <= 1e-12,
+        `${family} ${ckpt === tied ? 'tied: logits = h · embeddingᵀ' : 'untied: logits = h · lm_headᵀ'}`,
+      );
     }
     // A stored lm_head.weight is ignored when tied (HF ties it to the embedding).
     const extra = copyWeights(tied.weights);
@@ -399,8 +460,10 @@ t.test('(e) OPT positions: real tokens from row 2, pads row 1, row 0 never', (t)
   const seed = nextSeed();
   const ckpt = randomCheckpoint('opt', seed);
   const r = seededRandom(seed);
-  const V = 50, C = 24;
-  const short = tokens(r, 3, V), long = tokens(r, 7, V);
+  const V = 50,
+    C = 24;
+  const short = tokens(r, 3, V),
+    long = tokens(r, 7, V);
   const base = new ReferenceModel(ckpt.config, ckpt.weights);
   const withRow = (rowIndex: number): ReferenceModel => {
     const w = copyWeights(ckpt.weights);
@@ -411,14 +474,17 @@ t.test('(e) OPT positions: real tokens from row 2, pads row 1, row 0 never', (t)
   const run = (m: ReferenceModel, padding: 'left' | 'right'): Float64Array[] => m.forward([long, short], { padding });
   for (const padding of ['left', 'right'] as const) {
     const ref = run(base, padding);
-    const r0 = run(withRow(0), padding), r1 = run(withRow(1), padding), r2 = run(withRow(2), padding);
+    const r0 = run(withRow(0), padding),
+      r1 = run(withRow(1), padding),
+      r2 = run(withRow(2), padding);
     t.ok(maxAbsDiff(ref[0], r0[0]) === 0 && maxAbsDiff(ref[1], r0[1]) === 0, `${padding}: row 0 is never read`);
     t.ok(maxAbsDiff(ref[0], r1[0]) === 0 && maxAbsDiff(ref[1], r1[1]) === 0, `${padding}: row 1 (pads) does not reach real tokens`);
     t.ok(maxAbsDiff(ref[1].subarray(0, V), r2[1].subarray(0, V)) > 1e-6, `${padding}: row 2 changes the padded sequence's first token`);
     t.ok(maxAbsDiff(ref[0].subarray(0, V), r2[0].subarray(0, V)) > 1e-6, `${padding}: row 2 changes the full sequence's first token`);
   }
   // The k-th real token reads row k + 2: perturbing row 3 leaves token 0 alone, changes token 1.
-  const a = base.forward([short])[0], b = withRow(3).forward([short])[0];
+  const a = base.forward([short])[0],
+    b = withRow(3).forward([short])[0];
   t.ok(maxAbsDiff(a.subarray(0, V), b.subarray(0, V)) === 0 && maxAbsDiff(a.subarray(V, 2 * V), b.subarray(V, 2 * V)) > 1e-6, 'token 1 reads row 3');
   // Hand check of the input to layer 0: embed_tokens[id] + embed_positions[t + 2].
   const { act } = capture(base, [short]);
@@ -426,7 +492,12 @@ t.test('(e) OPT positions: real tokens from row 2, pads row 1, row 0 never', (t)
   const P = ckpt.weights.get('model.decoder.embed_positions.weight') as Tensor64;
   const L = ckpt.weights;
   const x1 = Float64Array.from({ length: C }, (_, c) => E.data[short[1] * C + c] + P.data[3 * C + c]);
-  const ln = layerNormHand(x1, (L.get('model.decoder.layers.0.self_attn_layer_norm.weight') as Tensor64).data, (L.get('model.decoder.layers.0.self_attn_layer_norm.bias') as Tensor64).data, 1e-5);
+  const ln = layerNormHand(
+    x1,
+    (L.get('model.decoder.layers.0.self_attn_layer_norm.weight') as Tensor64).data,
+    (L.get('model.decoder.layers.0.self_attn_layer_norm.bias') as Tensor64).data,
+    1e-5,
+  );
   t.ok(maxAbsDiff(row(get(act, 'model.decoder.layers.0.self_attn_layer_norm'), 1), ln) <= 1e-12, 'layer 0 LN input = token embedding + position row t + 2');
   t.end();
 });
@@ -435,7 +506,9 @@ t.test('(e) OPT scales q by head_dim^-0.5 after q_proj bias', (t) => {
   const seed = nextSeed();
   const ckpt = randomCheckpoint('opt', seed);
   const model = new ReferenceModel(ckpt.config, ckpt.weights);
-  const T = 5, NH = 4, HS = 6;
+  const T = 5,
+    NH = 4,
+    HS = 6;
   const { act } = capture(model, [tokens(seededRandom(seed), T, 50)]);
   const p = 'model.decoder.layers.0.self_attn';
   const x = get(act, 'model.decoder.layers.0.self_attn_layer_norm');
@@ -448,7 +521,8 @@ t.test('(e) OPT scales q by head_dim^-0.5 after q_proj bias', (t) => {
   const vs = Array.from({ length: i + 1 }, (_, j) => linearHand(w('v_proj.weight'), row(x, j), w('v_proj.bias')));
   const got = row(get(act, `${p}.attn_output`), i);
   for (let h = 0; h < NH; h++) {
-    const keys = ks.map((k) => slice(k, h * HS, HS)), vals = vs.map((v) => slice(v, h * HS, HS));
+    const keys = ks.map((k) => slice(k, h * HS, HS)),
+      vals = vs.map((v) => slice(v, h * HS, HS));
     const right = headAttention(slice(qRight, h * HS, HS), keys, vals, 1);
     const wrong = headAttention(slice(qWrong, h * HS, HS), keys, vals, 1);
     t.ok(maxAbsDiff(slice(got, h * HS, HS), right) <= 1e-12, `head ${h}: softmax((W x + b)·s · kᵀ) v`);
@@ -464,14 +538,31 @@ t.test('(e) OPT-350m: project_in, post-LN blocks, project_out, no final layer no
   const ids = tokens(seededRandom(seed), 4, 50);
   const { logits, act } = capture(model, [ids]);
   const w = (n: string): Tensor64 => ckpt.weights.get(`model.decoder.${n}`) as Tensor64;
-  const C = 32, E = 16, V = 50;
+  const C = 32,
+    E = 16,
+    V = 50;
   // layer 0 by hand: x0 = project_in(embed) + pos; post-LN: LN(x0 + out_proj(attn))
   const n = 2;
   const x0 = linearHand(w('project_in.weight'), w('embed_tokens.weight').data.slice(ids[n] * E, (ids[n] + 1) * E));
   for (let c = 0; c < C; c++) x0[c] += w('embed_positions.weight').data[(n + 2) * C + c];
-  t.ok(maxAbsDiff(row(get(act, 'model.decoder.project_in'), n).map((v, c) => v + w('embed_positions.weight').data[(n + 2) * C + c]), x0) <= 1e-12, 'x0 = project_in(embed) + positions');
-  const attnOut = linearHand(w('layers.0.self_attn.out_proj.weight'), row(get(act, 'model.decoder.layers.0.self_attn.attn_output'), n), w('layers.0.self_attn.out_proj.bias'));
-  const post = layerNormHand(x0.map((v, c) => v + attnOut[c]), w('layers.0.self_attn_layer_norm.weight').data, w('layers.0.self_attn_layer_norm.bias').data, 1e-5);
+  t.ok(
+    maxAbsDiff(
+      row(get(act, 'model.decoder.project_in'), n).map((v, c) => v + w('embed_positions.weight').data[(n + 2) * C + c]),
+      x0,
+    ) <= 1e-12,
+    'x0 = project_in(embed) + positions',
+  );
+  const attnOut = linearHand(
+    w('layers.0.self_attn.out_proj.weight'),
+    row(get(act, 'model.decoder.layers.0.self_attn.attn_output'), n),
+    w('layers.0.self_attn.out_proj.bias'),
+  );
+  const post = layerNormHand(
+    x0.map((v, c) => v + attnOut[c]),
+    w('layers.0.self_attn_layer_norm.weight').data,
+    w('layers.0.self_attn_layer_norm.bias').data,
+    1e-5,
+  );
   t.ok(maxAbsDiff(row(get(act, 'model.decoder.layers.0.self_attn_layer_norm'), n), post) <= 1e-12, 'attention block: residual, then layer norm');
   // the q input of layer 0 is the raw residual stream (no LN before attention)
   const q = linearHand(w('layers.0.self_attn.q_proj.weight'), x0, w('layers.0.self_attn.q_proj.bias'));
@@ -479,7 +570,10 @@ t.test('(e) OPT-350m: project_in, post-LN blocks, project_out, no final layer no
   // a block ends with its final_layer_norm; logits = lm_head(project_out(last block))
   t.same(get(act, 'model.decoder.layers.1').data, get(act, 'model.decoder.layers.1.final_layer_norm').data, 'FFN block ends with the layer norm');
   const out = linearHand(w('project_out.weight'), row(get(act, 'model.decoder.layers.1'), n));
-  t.ok(maxAbsDiff(logits[0].subarray(n * V, (n + 1) * V), linearHand(w('embed_tokens.weight'), out)) <= 1e-12, 'logits = embedᵀ · project_out(last block), no final LN');
+  t.ok(
+    maxAbsDiff(logits[0].subarray(n * V, (n + 1) * V), linearHand(w('embed_tokens.weight'), out)) <= 1e-12,
+    'logits = embedᵀ · project_out(last block), no final LN',
+  );
   const extra = copyWeights(ckpt.weights);
   extra.set('model.decoder.final_layer_norm.weight', { shape: [C], data: new Float64Array(C).fill(1) });
   extra.set('model.decoder.final_layer_norm.bias', { shape: [C], data: new Float64Array(C) });
@@ -509,7 +603,10 @@ t.test('(e) GPT-2 Conv1D weights are [in, out], c_attn packs q | k | v', (t) => 
   t.ok(maxAbsDiff(got, asLinear) > 1e-6, 'not the bytes read as an nn.Linear [out, in] weight');
   // The model takes q from columns [0, C), k from [C, 2C), v from [2C, 3C): check head 0 at token 0 (attends to itself only).
   const head0 = slice(row(get(act, 'h.0.attn.attn_output'), 0), 0, 6);
-  t.ok(maxAbsDiff(head0, slice(row(get(act, 'h.0.attn.c_attn'), 0), 2 * C, 6)) <= 1e-12, 'token 0 attends to itself: head 0 output = its v, columns [2C, 2C + 6)');
+  t.ok(
+    maxAbsDiff(head0, slice(row(get(act, 'h.0.attn.c_attn'), 0), 2 * C, 6)) <= 1e-12,
+    'token 0 attends to itself: head 0 output = its v, columns [2C, 2C + 6)',
+  );
   // A transposed square Conv1D weight (c_proj [C, C]) changes the output.
   const tw = copyWeights(ckpt.weights);
   const P = tw.get('transformer.h.0.attn.c_proj.weight') as Tensor64;
@@ -519,7 +616,11 @@ t.test('(e) GPT-2 Conv1D weights are [in, out], c_attn packs q | k | v', (t) => 
   // A c_attn stored [3C, C] does not fit.
   const bad = copyWeights(ckpt.weights);
   (bad.get('transformer.h.1.attn.c_attn.weight') as Tensor64).shape = [3 * C, C];
-  t.throws(() => new ReferenceModel(ckpt.config, bad), /c_attn\.weight has shape \[72,24\], expected \[24,72\]/, 'a c_attn weight stored [out, in] is rejected');
+  t.throws(
+    () => new ReferenceModel(ckpt.config, bad),
+    /c_attn\.weight has shape \[72,24\], expected \[24,72\]/,
+    'a c_attn weight stored [out, in] is rejected',
+  );
   t.end();
 });
 
@@ -543,7 +644,13 @@ t.test('(e) GPT-2 ignores attn.bias / attn.masked_bias buffers; keys with or wit
 t.test('(e) LoRA: h = W u + b + s · B(A u), on nn.Linear and on GPT-2 Conv1D', (t) => {
   for (const [family, modName, inName, traceName, peft] of [
     ['llama', 'model.layers.1.self_attn.v_proj', 'model.layers.1.input_layernorm', 'model.layers.1.self_attn.v_proj', 'model.layers.1.self_attn.v_proj'],
-    ['opt', 'model.decoder.layers.0.self_attn.q_proj', 'model.decoder.layers.0.self_attn_layer_norm', 'model.decoder.layers.0.self_attn.q_proj', 'model.decoder.layers.0.self_attn.q_proj'],
+    [
+      'opt',
+      'model.decoder.layers.0.self_attn.q_proj',
+      'model.decoder.layers.0.self_attn_layer_norm',
+      'model.decoder.layers.0.self_attn.q_proj',
+      'model.decoder.layers.0.self_attn.q_proj',
+    ],
     ['gpt2', 'transformer.h.1.attn.c_attn', 'h.1.ln_1', 'h.1.attn.c_attn', 'transformer.h.1.attn.c_attn'],
   ] as const) {
     const seed = nextSeed();
@@ -565,17 +672,29 @@ t.test('(e) LoRA: h = W u + b + s · B(A u), on nn.Linear and on GPT-2 Conv1D', 
     let baseProj: Float64Array;
     if (family === 'gpt2') {
       const [IN, OUT] = W.shape;
-      baseProj = Float64Array.from({ length: OUT }, (_, o) => (bias as Tensor64).data[o] + Array.from({ length: IN }, (_, i) => u[i] * W.data[i * OUT + o]).reduce((a, v) => a + v, 0));
+      baseProj = Float64Array.from(
+        { length: OUT },
+        (_, o) => (bias as Tensor64).data[o] + Array.from({ length: IN }, (_, i) => u[i] * W.data[i * OUT + o]).reduce((a, v) => a + v, 0),
+      );
     } else {
       baseProj = linearHand(W, u, bias);
     }
     const got = row(get(adapted, traceName), n);
-    t.ok(maxAbsDiff(got, baseProj.map((v, o) => v + delta[o])) <= 1e-12, `${family}: W u + b + (alpha/r) · B A u`);
+    t.ok(
+      maxAbsDiff(
+        got,
+        baseProj.map((v, o) => v + delta[o]),
+      ) <= 1e-12,
+      `${family}: W u + b + (alpha/r) · B A u`,
+    );
     t.ok(maxAbsDiff(get(base, traceName).data, get(adapted, traceName).data) > 1e-6, `${family}: the adapter changes ${traceName}`);
   }
   const ckpt = randomCheckpoint('llama', nextSeed());
   const model = new ReferenceModel(ckpt.config, ckpt.weights);
-  const stray: LoraWeights = { scaling: 1, tensors: new Map([['base_model.model.model.layers.0.self_attn.qproj.lora_A.weight', { shape: [1, 32], data: new Float64Array(32) }]]) };
+  const stray: LoraWeights = {
+    scaling: 1,
+    tensors: new Map([['base_model.model.model.layers.0.self_attn.qproj.lora_A.weight', { shape: [1, 32], data: new Float64Array(32) }]]),
+  };
   t.throws(() => model.forward([[1, 2]], { lora: stray }), /matches no linear module/, 'a LoRA tensor that matches no module is an error');
   t.end();
 });
@@ -605,7 +724,9 @@ t.test('(f) classification score is the MEAN log-prob of the candidate tokens', 
     ex.candidates.forEach((cand, c) => {
       const logits = model.forward([[...prompt, ...cand]])[0];
       let s = 0;
-      cand.forEach((tok, k) => { s += logSoftmax(logits.subarray((prompt.length + k - 1) * V, (prompt.length + k) * V))[tok]; });
+      cand.forEach((tok, k) => {
+        s += logSoftmax(logits.subarray((prompt.length + k - 1) * V, (prompt.length + k) * V))[tok];
+      });
       sums[c] = s;
       t.ok(Math.abs(res.scores[c] - s / cand.length) <= 1e-12, `${family} candidate ${c} (${cand.length} tokens): score = mean of the token log-probs`);
     });
@@ -628,7 +749,10 @@ t.test('(f) LM loss: mean next-token CE over all target tokens of the batch, pro
   const model = new ReferenceModel(ckpt.config, ckpt.weights);
   const r = seededRandom(seed);
   const V = model.vocabSize;
-  const exs: LmExample[] = [{ prompt: tokens(r, 3, V), target: tokens(r, 1, V) }, { prompt: tokens(r, 2, V), target: tokens(r, 4, V) }];
+  const exs: LmExample[] = [
+    { prompt: tokens(r, 3, V), target: tokens(r, 1, V) },
+    { prompt: tokens(r, 2, V), target: tokens(r, 4, V) },
+  ];
   const nll: number[][] = exs.map((e) => {
     const logits = model.forward([[...e.prompt, ...e.target]])[0];
     return e.target.map((tok, k) => -logSoftmax(logits.subarray((e.prompt.length + k - 1) * V, (e.prompt.length + k) * V))[tok]);
@@ -664,9 +788,14 @@ t.test('F16 / BF16 rounding: nearest, ties to even, subnormals, overflow', (t) =
   const r = seededRandom(nextSeed());
   for (let k = 0; k < 2000; k++) {
     const x = (r.uniform() - 0.5) * 2 ** (r.int(36) - 20); // |x| < 2^15: finite in F16
-    for (const [to, from, name] of [[toF16Bits, fromF16Bits, 'F16'], [toBf16Bits, fromBf16Bits, 'BF16']] as const) {
-      const h = to(x), v = from(h);
-      const up = from(h + 1), down = h % 0x8000 === 0 ? -from(h) : from(h - 1);
+    for (const [to, from, name] of [
+      [toF16Bits, fromF16Bits, 'F16'],
+      [toBf16Bits, fromBf16Bits, 'BF16'],
+    ] as const) {
+      const h = to(x),
+        v = from(h);
+      const up = from(h + 1),
+        down = h % 0x8000 === 0 ? -from(h) : from(h - 1);
       if (Math.abs(x - v) > Math.abs(x - up) || (Number.isFinite(down) && Math.abs(x - v) > Math.abs(x - down))) {
         t.fail(`${name}(${x}) = ${v} is not the nearest (neighbours ${down}, ${up})`);
       }
@@ -693,7 +822,11 @@ t.test('writeCheckpointDir: config.json, single file and shards, F32 / F16 / BF1
   const dir = mkdtempSync(join(tmpdir(), 'zofo-tiny-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const ckpt = randomCheckpoint('gpt2', nextSeed());
-  for (const [dtype, shards] of [['F32', 1], ['F16', 3], ['BF16', 2]] as const) {
+  for (const [dtype, shards] of [
+    ['F32', 1],
+    ['F16', 3],
+    ['BF16', 2],
+  ] as const) {
     const sub = join(dir, `${dtype}-${shards}`);
     await writeCheckpointDir(sub, ckpt, { dtype, shards });
     t.same(JSON.parse(readFileSync(join(sub, 'config.json'), 'utf8')), ckpt.config, `${dtype}: config.json`);
@@ -701,10 +834,16 @@ t.test('writeCheckpointDir: config.json, single file and shards, F32 / F16 / BF1
     if (shards === 1) {
       for (const name of ckpt.weights.keys()) files.set(name, 'model.safetensors');
     } else {
-      const index = JSON.parse(readFileSync(join(sub, 'model.safetensors.index.json'), 'utf8')) as { weight_map: Record<string, string>; metadata: { total_size: number } };
+      const index = JSON.parse(readFileSync(join(sub, 'model.safetensors.index.json'), 'utf8')) as {
+        weight_map: Record<string, string>;
+        metadata: { total_size: number };
+      };
       t.same(Object.keys(index.weight_map).sort(), [...ckpt.weights.keys()].sort(), `${dtype}: weight_map names every tensor`);
       t.equal(new Set(Object.values(index.weight_map)).size, shards, `${dtype}: ${shards} shards`);
-      t.ok(Object.values(index.weight_map).every((f) => /^model-0000\d-of-0000\d\.safetensors$/.test(f)), 'HF shard names');
+      t.ok(
+        Object.values(index.weight_map).every((f) => /^model-0000\d-of-0000\d\.safetensors$/.test(f)),
+        'HF shard names',
+      );
       for (const [name, f] of Object.entries(index.weight_map)) files.set(name, f);
     }
     let bad = 0;
@@ -713,9 +852,13 @@ t.test('writeCheckpointDir: config.json, single file and shards, F32 / F16 / BF1
       const file = files.get(name) as string;
       if (!cache.has(file)) cache.set(file, readSafetensorsByHand(join(sub, file)));
       const e = (cache.get(file) as ReturnType<typeof readSafetensorsByHand>).get(name);
-      if (!e || e.dtype !== dtype || JSON.stringify(e.shape) !== JSON.stringify(tensor.shape)) { bad++; continue; }
+      if (!e || e.dtype !== dtype || JSON.stringify(e.shape) !== JSON.stringify(tensor.shape)) {
+        bad++;
+        continue;
+      }
       for (let i = 0; i < tensor.data.length; i++) {
-        const stored = dtype === 'F32' ? e.bytes.readFloatLE(4 * i) : dtype === 'F16' ? fromF16Bits(e.bytes.readUInt16LE(2 * i)) : fromBf16Bits(e.bytes.readUInt16LE(2 * i));
+        const stored =
+          dtype === 'F32' ? e.bytes.readFloatLE(4 * i) : dtype === 'F16' ? fromF16Bits(e.bytes.readUInt16LE(2 * i)) : fromBf16Bits(e.bytes.readUInt16LE(2 * i));
         if (stored !== storedValue(tensor.data[i], dtype)) bad++;
       }
     }

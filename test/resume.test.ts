@@ -19,7 +19,11 @@ const seed = freshSeed() % 1_000_000;
 t.comment(`input seed ${seed}`);
 
 type Line = { type: string; step?: number; loss?: number; projectedGrads?: number[]; base?: string; adapters?: string };
-const parse = (out: string): Line[] => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line);
+const parse = (out: string): Line[] =>
+  out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Line);
 
 function runToEnd(args: string[]): Line[] {
   const r = spawnSync(process.execPath, [...process.execArgv, child, ...args], { encoding: 'utf8', timeout: 120_000 });
@@ -31,14 +35,18 @@ function runToEnd(args: string[]): Line[] {
 function runAndKill(args: string[], killAfter: number): Promise<Line[]> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [...process.execArgv, child, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '', err = '', steps = 0;
+    let out = '',
+      err = '',
+      steps = 0;
     p.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const seen = parse(out).filter((l) => l.type === 'step').length;
       if (seen >= killAfter && steps < killAfter) p.kill('SIGKILL');
       steps = seen;
     });
-    p.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    p.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
     p.on('error', reject);
     p.on('close', (code, signal) => (signal === 'SIGKILL' ? resolve(parse(out)) : reject(new Error(`child ended ${code}/${signal} before the kill: ${err}`))));
   });
@@ -63,7 +71,8 @@ t.test('a run killed with SIGKILL and resumed equals an uninterrupted run', asyn
   const resumedSteps = after.filter((l) => l.type === 'step');
   t.equal(resumedSteps[0]?.step, saved.trainer.step + 1, 'resumes at the step after the checkpoint');
   t.same(resumedSteps, fullSteps.slice(saved.trainer.step), 'losses and projected gradients equal the uninterrupted run');
-  const a = full.find((l) => l.type === 'final')!, b = after.find((l) => l.type === 'final')!;
+  const a = full.find((l) => l.type === 'final')!,
+    b = after.find((l) => l.type === 'final')!;
   t.equal(b.base, a.base, 'base weights (replayed from the trajectory, then trained on) hash equal');
   t.equal(b.adapters, a.adapters, 'adapters bit-identical');
 });
@@ -97,5 +106,8 @@ t.test('full fine-tuning resumes from the base saved whole in its checkpoint (no
   t.ok((await loadCheckpoint(join(root, 'b'))).baseDir, 'the checkpoint holds the base weights whole');
   const rest = await run(join(root, 'b'), null, true);
   t.same([...first.losses, ...rest.losses], full.losses, 'losses equal the uninterrupted run');
-  t.ok(rest.weights.every((w, i) => Buffer.compare(Buffer.from(w.buffer), Buffer.from(full.weights[i].buffer)) === 0), 'base weights bit-identical');
+  t.ok(
+    rest.weights.every((w, i) => Buffer.compare(Buffer.from(w.buffer), Buffer.from(full.weights[i].buffer)) === 0),
+    'base weights bit-identical',
+  );
 });

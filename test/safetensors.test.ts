@@ -83,7 +83,11 @@ t.test('without mmap (ZOFO_MMAP=0) positioned reads give the same values, across
   const f32 = new Float32Array(n).map(() => r() * 2 - 1);
   const bits = new Uint16Array(n).map(() => Math.floor(r() * 65536));
   const file = join(t.testdir({}), 'big.safetensors');
-  await writeSafetensors(file, { a: { dtype: 'F32', shape: [n], data: f32 }, b: { dtype: 'BF16', shape: [n], data: bits }, c: { dtype: 'F16', shape: [n], data: bits } });
+  await writeSafetensors(file, {
+    a: { dtype: 'F32', shape: [n], data: f32 },
+    b: { dtype: 'BF16', shape: [n], data: bits },
+    c: { dtype: 'F16', shape: [n], data: bits },
+  });
   const mapped = await openSafetensors(file);
   const { MappedFile } = cpuBinding();
   const probe = (what: string, want: boolean) => {
@@ -100,7 +104,10 @@ t.test('without mmap (ZOFO_MMAP=0) positioned reads give the same values, across
   } finally {
     delete process.env.ZOFO_MMAP;
   }
-  t.teardown(() => { mapped.close(); unmapped.close(); });
+  t.teardown(() => {
+    mapped.close();
+    unmapped.close();
+  });
   for (const name of ['a', 'b', 'c']) {
     t.ok(bytesOf(await unmapped.read(name)).equals(bytesOf(await mapped.read(name))), `${name}: same fp32 values (seed ${seed})`);
     t.ok(Buffer.from(await unmapped.readRaw(name)).equals(Buffer.from(await mapped.readRaw(name))), `${name}: same raw bytes`);
@@ -121,13 +128,18 @@ t.test('the file layout equals one built by hand from the format description', a
   const a = new Float32Array([r(), -r(), r()]);
   const s = new Uint16Array([Math.floor(r() * 65536)]);
   // Names chosen so sorted order differs from insertion order, and "10" is integer-like.
-  await writeSafetensors(file, {
-    'z.bias': { dtype: 'BF16', shape: [2, 3], data: b },
-    '10': { dtype: 'F16', shape: [], data: s },
-    'a.weight': { dtype: 'F32', shape: [3], data: a },
-  }, { zz: 'last', aa: 'first' });
+  await writeSafetensors(
+    file,
+    {
+      'z.bias': { dtype: 'BF16', shape: [2, 3], data: b },
+      '10': { dtype: 'F16', shape: [], data: s },
+      'a.weight': { dtype: 'F32', shape: [3], data: a },
+    },
+    { zz: 'last', aa: 'first' },
+  );
 
-  const json = '{"__metadata__":{"format":"pt","aa":"first","zz":"last"},' +
+  const json =
+    '{"__metadata__":{"format":"pt","aa":"first","zz":"last"},' +
     `"10":${entry('F16', [], 0, 2)},"a.weight":${entry('F32', [3], 2, 14)},"z.bias":${entry('BF16', [2, 3], 14, 26)}}`;
   const padded = json + ' '.repeat((8 - ((8 + json.length) % 8)) % 8);
   const want = Buffer.concat([fileBytes(padded), bytesOf(s), bytesOf(a), bytesOf(b)]);
@@ -145,9 +157,13 @@ t.test('F16 and BF16 → F32 conversion on all 65536 bit patterns', async (t) =>
   await writeSafetensors(file, { f16: { dtype: 'F16', shape: [65536], data: bits }, bf16: { dtype: 'BF16', shape: [256, 256], data: bits } });
   const st = await openSafetensors(file);
   t.teardown(() => st.close());
-  for (const [name, decode] of [['f16', f16ToNumber], ['bf16', bf16Definition]] as const) {
+  for (const [name, decode] of [
+    ['f16', f16ToNumber],
+    ['bf16', bf16Definition],
+  ] as const) {
     const got = await st.read(name);
-    let bad = 0, first = -1;
+    let bad = 0,
+      first = -1;
     for (let i = 0; i < 65536; i++) {
       const want = decode(i);
       const ok = Number.isNaN(want) ? Number.isNaN(got[i]) : Object.is(got[i], want); // Object.is: ±0 differ
@@ -195,25 +211,57 @@ const hostile: [string, Buffer, RegExp][] = [
   ['dtype named like an Object method', fileBytes(`{"w":${entry('toString', [2], 0, 8)}}`, F32x2), /unknown dtype "toString" for tensor "w"/],
   ['unsupported dtype F64', fileBytes(`{"w":${entry('F64', [1], 0, 8)}}`, F32x2), /unsupported dtype F64 for tensor "w"/],
   ['unsupported dtype I64', fileBytes(`{"w":${entry('I64', [1], 0, 8)}}`, F32x2), /unsupported dtype I64 for tensor "w"/],
-  ['negative dimension', fileBytes('{"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}', F32x2), /tensor "w": shape must be an array of non-negative safe integers, not \[-2\]/],
+  [
+    'negative dimension',
+    fileBytes('{"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}', F32x2),
+    /tensor "w": shape must be an array of non-negative safe integers, not \[-2\]/,
+  ],
   ['fractional dimension', fileBytes('{"w":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}}', F32x2), /tensor "w": shape must be/],
   ['shape not an array', fileBytes('{"w":{"dtype":"F32","shape":"2","data_offsets":[0,8]}}', F32x2), /tensor "w": shape must be/],
   ['shape with more than 2^53 elements', fileBytes(`{"w":${entry('F32', [2 ** 30, 2 ** 30, 2 ** 30], 0, 8)}}`, F32x2), /needs more than 2\^53/],
-  ['three data_offsets', fileBytes('{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8,8]}}', F32x2), /tensor "w": data_offsets must be two non-negative safe integers/],
+  [
+    'three data_offsets',
+    fileBytes('{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8,8]}}', F32x2),
+    /tensor "w": data_offsets must be two non-negative safe integers/,
+  ],
   ['begin after end', fileBytes('{"w":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}', F32x2), /begin ≤ end, not \[8,0\]/],
   ['offset beyond 2^53', fileBytes('{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,9007199254740993]}}', F32x2), /data_offsets must be/],
   ['negative offset', fileBytes('{"w":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}}', F32x2), /data_offsets must be/],
   ['size ≠ numel·width', fileBytes(`{"w":${entry('F32', [3], 0, 8)}}`, F32x2), /tensor "w": data_offsets \[0, 8\] hold 8 bytes but F32 \[3\] needs 12/],
-  ['offsets past the data section', fileBytes(`{"w":${entry('F32', [4], 0, 16)}}`, F32x2), /tensor "w": data_offsets \[0, 16\] run past the end of the data section \(8 bytes\)/],
-  ['overlapping tensors', fileBytes(`{"a":${entry('F32', [2], 0, 8)},"b":${entry('F32', [1], 4, 8)}}`, F32x2), /tensor "b" \[4, 8\] overlaps tensor "a", which ends at 8/],
-  ['hole between tensors', fileBytes(`{"a":${entry('F32', [1], 0, 4)},"b":${entry('BF16', [1], 6, 8)}}`, F32x2), /hole in the data section: bytes \[4, 6\) belong to no tensor/],
+  [
+    'offsets past the data section',
+    fileBytes(`{"w":${entry('F32', [4], 0, 16)}}`, F32x2),
+    /tensor "w": data_offsets \[0, 16\] run past the end of the data section \(8 bytes\)/,
+  ],
+  [
+    'overlapping tensors',
+    fileBytes(`{"a":${entry('F32', [2], 0, 8)},"b":${entry('F32', [1], 4, 8)}}`, F32x2),
+    /tensor "b" \[4, 8\] overlaps tensor "a", which ends at 8/,
+  ],
+  [
+    'hole between tensors',
+    fileBytes(`{"a":${entry('F32', [1], 0, 4)},"b":${entry('BF16', [1], 6, 8)}}`, F32x2),
+    /hole in the data section: bytes \[4, 6\) belong to no tensor/,
+  ],
   ['hole at the start', fileBytes(`{"a":${entry('F32', [1], 4, 8)}}`, F32x2), /hole in the data section: bytes \[0, 4\)/],
   ['bytes after the last tensor', fileBytes(`{"a":${entry('F32', [1], 0, 4)}}`, F32x2), /bytes \[4, 8\) at its end belong to no tensor/],
   ['duplicate tensor names', fileBytes(`{"w":${entry('F32', [1], 0, 4)},"w":${entry('F32', [1], 4, 8)}}`, F32x2), /duplicate tensor name "w"/],
-  ['duplicate names spelled with escapes', fileBytes(`{"w":${entry('F32', [1], 0, 4)},"\\u0077":${entry('F32', [1], 4, 8)}}`, F32x2), /duplicate tensor name "w"/],
-  ['duplicate key inside an entry', fileBytes(`{"w":{"dtype":"F32","shape":[2],"dtype":"F32","data_offsets":[0,8]}}`, F32x2), /duplicate key "dtype" in the header entry "w"/],
+  [
+    'duplicate names spelled with escapes',
+    fileBytes(`{"w":${entry('F32', [1], 0, 4)},"\\u0077":${entry('F32', [1], 4, 8)}}`, F32x2),
+    /duplicate tensor name "w"/,
+  ],
+  [
+    'duplicate key inside an entry',
+    fileBytes(`{"w":{"dtype":"F32","shape":[2],"dtype":"F32","data_offsets":[0,8]}}`, F32x2),
+    /duplicate key "dtype" in the header entry "w"/,
+  ],
   ['__metadata__ not an object', fileBytes('{"__metadata__":"pt"}'), /__metadata__ must be an object of strings/],
-  ['__metadata__ with a non-string value', fileBytes('{"__metadata__":{"format":"pt","step":3}}'), /__metadata__ must map strings to strings, but key "step" holds 3 of type number/],
+  [
+    '__metadata__ with a non-string value',
+    fileBytes('{"__metadata__":{"format":"pt","step":3}}'),
+    /__metadata__ must map strings to strings, but key "step" holds 3 of type number/,
+  ],
 ];
 
 for (const [what, bytes, problem] of hostile) {
@@ -304,8 +352,18 @@ t.test('a failed write leaves an existing target byte-identical and no temp file
   const before = readFileSync(file);
   const good = { dtype: 'F32', shape: [1], data: new Float32Array(1) } as const;
   const bad: [string, Record<string, unknown>, Record<string, string> | undefined, RegExp][] = [
-    ['shape ≠ data length', { a: good, m: { dtype: 'F32', shape: [3], data: new Float32Array(2) }, z: good }, undefined, /tensor "m": shape \[3\] has 3 elements but data has 2/],
-    ['F16 with a Float32Array', { a: good, m: { dtype: 'F16', shape: [1], data: new Float32Array(1) }, z: good }, undefined, /Expected a Uint16Array for dtype F16 for tensor "m".data/],
+    [
+      'shape ≠ data length',
+      { a: good, m: { dtype: 'F32', shape: [3], data: new Float32Array(2) }, z: good },
+      undefined,
+      /tensor "m": shape \[3\] has 3 elements but data has 2/,
+    ],
+    [
+      'F16 with a Float32Array',
+      { a: good, m: { dtype: 'F16', shape: [1], data: new Float32Array(1) }, z: good },
+      undefined,
+      /Expected a Uint16Array for dtype F16 for tensor "m".data/,
+    ],
     ['F32 with a Uint16Array', { a: good, m: { dtype: 'F32', shape: [1], data: new Uint16Array(1) } }, undefined, /Expected a Float32Array/],
     ['unknown dtype', { a: good, m: { dtype: 'F64', shape: [1], data: new Float32Array(1) } }, undefined, /'F32', 'F16' or 'BF16' for tensor "m".dtype/],
     ['bad shape', { m: { dtype: 'F32', shape: [-1], data: new Float32Array(1) } }, undefined, /non-negative safe integers for tensor "m".shape/],
@@ -354,7 +412,10 @@ t.test('two shards + index read back identical to the single file', async (t) =>
 
   const a = await openCheckpoint(single);
   const b = await openCheckpoint(sharded);
-  t.teardown(() => { a.close(); b.close(); });
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
   t.equal(a.shards.length, 1);
   t.equal(b.shards.length, 2, 'each shard opened once');
   t.same([...b.tensors.keys()].sort(), names);

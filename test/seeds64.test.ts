@@ -23,7 +23,9 @@ const SEEDS = [0n, (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, (1n << 64n) - 
 function data(V: number, n: number, seed: number): ClassificationExample[] {
   const r = seededRandom(seed);
   return Array.from({ length: n }, () => ({
-    prompt: Array.from({ length: 3 + r.int(3) }, () => r.int(V)), candidates: [[5], [7]], label: r.int(2),
+    prompt: Array.from({ length: 3 + r.int(3) }, () => r.int(V)),
+    candidates: [[5], [7]],
+    label: r.int(2),
   }));
 }
 
@@ -62,7 +64,11 @@ t.test('seeds at 0, 2^53 ± 1, 2^53 and 2^64 − 1 round-trip through log, state
     const back = await readTrajectory(log);
     t.equal(back.header.seed, seed, `seed ${seed}: the log's header holds it exactly`);
     t.match(await readFile(log, 'latin1'), `"seed":"${seed}"`, `seed ${seed}: written as a decimal string`);
-    t.same(back.records.slice(0, 2).map((r) => r.seed), r0.seeds, `seed ${seed}: the step seeds derived from it are logged`);
+    t.same(
+      back.records.slice(0, 2).map((r) => r.seed),
+      r0.seeds,
+      `seed ${seed}: the step seeds derived from it are logged`,
+    );
     const replayed = await replay(base, log);
     t.teardown(() => replayed.dispose());
     const trainedBase = Buffer.concat(await Promise.all(a.parameterNames().map(async (n) => Buffer.from((await a.tensor(n)).buffer))));
@@ -81,14 +87,18 @@ t.test('seeds at 0, 2^53 ± 1, 2^53 and 2^64 − 1 round-trip through log, state
     await t.rejects(other.loadState(state), { code: 'ZOFO_INVALID_STATE', message: /seed/ }, `seed ${seed}: a state of another seed is refused`);
 
     // Trainer checkpoints → resume from the middle: the final files equal the uninterrupted run's.
-    const full = join(root, 'full'), part = join(root, 'part');
+    const full = join(root, 'full'),
+      part = join(root, 'part');
     const trainerOpts = { batchSize: 2, steps: 4, seed };
     const m1 = await fresh(t, base, seed);
     for await (const _ of new Trainer(m1, new HybridOptimizer(m1, opts), { ...trainerOpts, checkpoint: { dir: full, every: 2, keep: 5 } }).fit(train)) void _;
     const mid = await loadCheckpoint(join(full, 'step-000002'));
     t.equal(mid.trainer.samplerOptions.seed, seed.toString(), `seed ${seed}: trainer.json holds the sampler seed exactly`);
     const m2 = await fresh(t, base, seed);
-    for await (const _ of new Trainer(m2, new HybridOptimizer(m2, opts), { ...trainerOpts, checkpoint: { dir: part, every: 2 } }).fit(train, { resumeFrom: join(full, 'step-000002') })) void _;
+    for await (const _ of new Trainer(m2, new HybridOptimizer(m2, opts), { ...trainerOpts, checkpoint: { dir: part, every: 2 } }).fit(train, {
+      resumeFrom: join(full, 'step-000002'),
+    }))
+      void _;
     t.ok((await bits(m2)).equals(await bits(m1)), `seed ${seed}: the resumed run's weights and adapters equal the uninterrupted run's`);
     for (const f of ['trajectory.zlog', 'optimizer.safetensors', join('adapter', 'adapter_model.safetensors')]) {
       t.ok((await readFile(join(part, 'step-000004', f))).equals(await readFile(join(full, 'step-000004', f))), `seed ${seed}: ${f} is byte-identical`);

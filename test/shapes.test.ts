@@ -9,10 +9,19 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { kernels, LLAMA_SHAPES, loadModel, randomModel, writeSafetensors, type Model } from '../lib/index.js';
 
-
 // Parameter count of a Llama config, written out from the architecture (untied head).
-function llamaParameters(c: { vocab_size: number; hidden_size: number; intermediate_size: number; num_hidden_layers: number; num_attention_heads: number; num_key_value_heads: number; tie_word_embeddings: boolean }): number {
-  const C = c.hidden_size, F = c.intermediate_size, kv = (C / c.num_attention_heads) * c.num_key_value_heads;
+function llamaParameters(c: {
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number;
+  tie_word_embeddings: boolean;
+}): number {
+  const C = c.hidden_size,
+    F = c.intermediate_size,
+    kv = (C / c.num_attention_heads) * c.num_key_value_heads;
   const layer = 2 * C * C + 2 * C * kv + 3 * C * F + 2 * C;
   return c.vocab_size * C * (c.tie_word_embeddings ? 1 : 2) + c.num_hidden_layers * layer + C;
 }
@@ -35,11 +44,18 @@ t.test('randomModel: the shape’s parameters, norms at 1, matrices exactly std 
   const model = await randomModel('llama-tiny', { dtype: 'f32', seed, std: 0.02 });
   t.teardown(() => model.dispose());
   const counts = model.parameterCounts();
-  t.equal(counts.reduce((a, b) => a + b, 0), llamaParameters(LLAMA_SHAPES['llama-tiny']), 'parameter count of the config');
+  t.equal(
+    counts.reduce((a, b) => a + b, 0),
+    llamaParameters(LLAMA_SHAPES['llama-tiny']),
+    'parameter count of the config',
+  );
   const all = await tensors(model);
   for (const [name, values] of all) {
     if (/norm\.weight$/.test(name)) {
-      t.ok(values.every((v) => v === 1), `${name} is all ones`);
+      t.ok(
+        values.every((v) => v === 1),
+        `${name} is all ones`,
+      );
       continue;
     }
     const z = kernels.gaussian(values.length, { seed, name, offset: 0 });
@@ -94,20 +110,28 @@ t.test('loadModel streams each tensor into the parameter buffer: an f32 checkpoi
   }
 });
 
-t.test('bench memory: a bf16 load and step never hold a second copy of the weights', { skip: existsSync('/proc/self/clear_refs') ? false : 'needs Linux /proc/self/clear_refs to reset the peak-RSS mark' }, async (t) => {
-  const script = fileURLToPath(new URL('../dist/bench/memory.js', import.meta.url)); // built by npm install (tsc)
-  const r = spawnSync(process.execPath, [script, '--shape', 'llama-60m', '--dtype', 'bf16', '--checkpoint', '--steps', '1'], { encoding: 'utf8' });
-  t.equal(r.status, 0, r.stderr);
-  const m = JSON.parse(r.stdout.trim().split('\n').pop()!);
-  t.equal(m.parameters, llamaParameters(LLAMA_SHAPES['llama-60m']), 'parameters of the shape');
-  t.equal(m.weightBytes, 2 * m.parameters, 'bf16: two bytes a parameter');
-  t.equal(m.peakMark, 'VmHWM reset');
-  t.equal(m.memory, 'rss', 'the CPU figures are the process’s resident set');
-  // The fp32 file is 2 × the bf16 weights: a load that kept the file's pages (or an fp32
-  // copy of a tensor beside the model) would exceed this bound by far.
-  const MiB = 2 ** 20;
-  t.ok(m.loadPeakBytes - m.baselineRssBytes <= 1.15 * m.weightBytes + 96 * MiB,
-    `load: ${((m.loadPeakBytes - m.baselineRssBytes) / MiB).toFixed(0)} MiB above the process baseline for ${(m.weightBytes / MiB).toFixed(0)} MiB of weights`);
-  t.ok(m.stepPeakBytes - m.baselineRssBytes <= 1.15 * m.weightBytes + 256 * MiB,
-    `step: ${((m.stepPeakBytes - m.baselineRssBytes) / MiB).toFixed(0)} MiB above the process baseline for ${(m.weightBytes / MiB).toFixed(0)} MiB of weights`);
-});
+t.test(
+  'bench memory: a bf16 load and step never hold a second copy of the weights',
+  { skip: existsSync('/proc/self/clear_refs') ? false : 'needs Linux /proc/self/clear_refs to reset the peak-RSS mark' },
+  async (t) => {
+    const script = fileURLToPath(new URL('../dist/bench/memory.js', import.meta.url)); // built by npm install (tsc)
+    const r = spawnSync(process.execPath, [script, '--shape', 'llama-60m', '--dtype', 'bf16', '--checkpoint', '--steps', '1'], { encoding: 'utf8' });
+    t.equal(r.status, 0, r.stderr);
+    const m = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    t.equal(m.parameters, llamaParameters(LLAMA_SHAPES['llama-60m']), 'parameters of the shape');
+    t.equal(m.weightBytes, 2 * m.parameters, 'bf16: two bytes a parameter');
+    t.equal(m.peakMark, 'VmHWM reset');
+    t.equal(m.memory, 'rss', 'the CPU figures are the process’s resident set');
+    // The fp32 file is 2 × the bf16 weights: a load that kept the file's pages (or an fp32
+    // copy of a tensor beside the model) would exceed this bound by far.
+    const MiB = 2 ** 20;
+    t.ok(
+      m.loadPeakBytes - m.baselineRssBytes <= 1.15 * m.weightBytes + 96 * MiB,
+      `load: ${((m.loadPeakBytes - m.baselineRssBytes) / MiB).toFixed(0)} MiB above the process baseline for ${(m.weightBytes / MiB).toFixed(0)} MiB of weights`,
+    );
+    t.ok(
+      m.stepPeakBytes - m.baselineRssBytes <= 1.15 * m.weightBytes + 256 * MiB,
+      `step: ${((m.stepPeakBytes - m.baselineRssBytes) / MiB).toFixed(0)} MiB above the process baseline for ${(m.weightBytes / MiB).toFixed(0)} MiB of weights`,
+    );
+  },
+);

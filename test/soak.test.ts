@@ -19,15 +19,21 @@ t.comment(`input seed ${seed}`);
 
 const here = import.meta.dirname ?? new URL('.', import.meta.url).pathname;
 const bin = join(here, '..', 'bin', 'zofo.js');
-const STEPS = 40, KILLS = 6;
+const STEPS = 40,
+  KILLS = 6;
 
-interface Run { code: number | null; signal: NodeJS.Signals | null; stderr: string }
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+}
 
 /** Runs `zofo train`; with killAfterMs, SIGKILLs it that long after its first progress line. */
 function train(args: string[], killAfterMs?: number): Promise<Run> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [bin, 'train', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '', armed = false;
+    let stderr = '',
+      armed = false;
     const deadline = setTimeout(() => p.kill('SIGKILL'), 60_000); // a hung run fails the test, it does not hang it
     p.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
@@ -53,9 +59,38 @@ t.test(`SIGKILL ×${KILLS} during zofo train, resumed each time: the result equa
   const { train: reviews } = demoTaskReviews({ train: 64, dev: 0, seed: 1 });
   const data = join(root, 'train.tsv');
   await writeFile(data, ['sentence\tlabel', ...reviews.map((r) => `${r.text}\t${r.label}`)].join('\n') + '\n');
-  const common = (out: string) => ['--model', demoModelDir(), '--task', 'sst2', '--train', data, '--mode', 'hybrid', '--steps', String(STEPS),
-    '--batch-size', '4', '--lr-x', '2e-4', '--lr-y', '0.01', '--fo-optimizer', 'adamw', '--rank', '2', '--perturbations', '2', '--seed', '7',
-    '--checkpoint-every', '1', '--keep', '2', '--out', out];
+  const common = (out: string) => [
+    '--model',
+    demoModelDir(),
+    '--task',
+    'sst2',
+    '--train',
+    data,
+    '--mode',
+    'hybrid',
+    '--steps',
+    String(STEPS),
+    '--batch-size',
+    '4',
+    '--lr-x',
+    '2e-4',
+    '--lr-y',
+    '0.01',
+    '--fo-optimizer',
+    'adamw',
+    '--rank',
+    '2',
+    '--perturbations',
+    '2',
+    '--seed',
+    '7',
+    '--checkpoint-every',
+    '1',
+    '--keep',
+    '2',
+    '--out',
+    out,
+  ];
 
   const ref = join(root, 'ref');
   const whole = await train(common(ref));
@@ -80,9 +115,15 @@ t.test(`SIGKILL ×${KILLS} during zofo train, resumed each time: the result equa
   t.comment(`${killed} runs killed; resumed from steps ${resumedFrom.join(', ') || '(none)'}`);
   t.ok(killed >= 1, 'at least one run was killed mid-training');
 
-  for (const f of ['adapter/adapter_model.safetensors', 'adapter/adapter_config.json', 'trajectory.zlog',
-    `checkpoints/step-${String(STEPS).padStart(6, '0')}/optimizer.safetensors`, `checkpoints/step-${String(STEPS).padStart(6, '0')}/trajectory.zlog`]) {
-    const a = await readFile(join(ref, f)), b = await readFile(join(soak, f));
+  for (const f of [
+    'adapter/adapter_model.safetensors',
+    'adapter/adapter_config.json',
+    'trajectory.zlog',
+    `checkpoints/step-${String(STEPS).padStart(6, '0')}/optimizer.safetensors`,
+    `checkpoints/step-${String(STEPS).padStart(6, '0')}/trajectory.zlog`,
+  ]) {
+    const a = await readFile(join(ref, f)),
+      b = await readFile(join(soak, f));
     t.ok(a.equals(b), `${f} is byte-identical (${a.length} bytes)`);
   }
   const ck = await loadCheckpoint(join(soak, 'checkpoints'));

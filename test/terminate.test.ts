@@ -12,14 +12,23 @@ import { pathToFileURL } from 'node:url';
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const dist = join(root, 'dist/lib/index.js');
 
-t.test('terminating workers at random moments across every async entry point leaves their parent alive', { skip: !existsSync(dist) && 'dist/ not built (npm run build:ts)' }, async (t) => {
-  const rounds = 30; // two workers per round, each terminated at a random moment
-  const seed = (Date.now() % 1e9) + 1;
-  t.comment(`seed ${seed}`);
-  const child = spawnSync(process.execPath, [join(root, 'test/helpers/terminate-child.mjs'), pathToFileURL(dist).href, join(root, 'demo/model'), String(rounds), String(seed)], {
-    encoding: 'utf8', timeout: 240_000,
-  });
-  t.equal(child.signal, null, `the child was not killed by a signal (stderr: ${child.stderr.slice(-2000)})`);
-  t.equal(child.status, 0, `the child exited normally (stderr: ${child.stderr.slice(-2000)})`);
-  t.match(child.stdout, new RegExp(`survived ${2 * rounds}`), 'every worker was started and terminated');
-});
+t.test(
+  'terminating workers at random moments across every async entry point leaves their parent alive',
+  { skip: !existsSync(dist) && 'dist/ not built (npm run build:ts)' },
+  async (t) => {
+    const rounds = 30; // two workers per round, each terminated at a random moment
+    const seed = (Date.now() % 1e9) + 1;
+    t.comment(`seed ${seed}`);
+    const child = spawnSync(
+      process.execPath,
+      [join(root, 'test/helpers/terminate-child.mjs'), pathToFileURL(dist).href, join(root, 'demo/model'), String(rounds), String(seed)],
+      {
+        encoding: 'utf8',
+        timeout: 240_000,
+      },
+    );
+    t.equal(child.signal, null, `the child was not killed by a signal (stderr: ${child.stderr.slice(-2000)})`);
+    t.equal(child.status, 0, `the child exited normally (stderr: ${child.stderr.slice(-2000)})`);
+    t.match(child.stdout, new RegExp(`survived ${2 * rounds}`), 'every worker was started and terminated');
+  },
+);

@@ -7,12 +7,28 @@ import { loadTokenizer } from '../lib/index.js';
 import { byteLevelBpe } from './helpers/bpe-tokenizer.js';
 import { caught } from './helpers/errors.js';
 
-
 // ids: 0-2 special, 3-10 the bytes that occur ("Ġ" is the byte-level space), 11-19 merges.
 const VOCAB = {
-  '<s>': 0, '</s>': 1, '<pad>': 2,
-  d: 3, e: 4, h: 5, l: 6, o: 7, r: 8, w: 9, 'Ġ': 10,
-  he: 11, ll: 12, hell: 13, hello: 14, 'Ġw': 15, or: 16, 'Ġwor': 17, 'Ġworl': 18, 'Ġworld': 19,
+  '<s>': 0,
+  '</s>': 1,
+  '<pad>': 2,
+  d: 3,
+  e: 4,
+  h: 5,
+  l: 6,
+  o: 7,
+  r: 8,
+  w: 9,
+  Ġ: 10,
+  he: 11,
+  ll: 12,
+  hell: 13,
+  hello: 14,
+  Ġw: 15,
+  or: 16,
+  Ġwor: 17,
+  Ġworl: 18,
+  Ġworld: 19,
 };
 // In rank order: "hello" merges h+e, l+l, he+ll, hell+o; "Ġworld" merges Ġ+w, o+r, Ġw+or, Ġwor+l, Ġworl+d.
 const MERGES = ['h e', 'l l', 'he ll', 'hell o', 'Ġ w', 'o r', 'Ġw or', 'Ġwor l', 'Ġworl d'];

@@ -9,7 +9,8 @@ const seed = freshSeed() % 1_000_000;
 t.comment(`input seed ${seed}`);
 
 t.test('every epoch is a permutation, walked in minibatches without replacement', async (t) => {
-  const n = 23, s = new ReshufflingSampler(n, { batchSize: 5, seed });
+  const n = 23,
+    s = new ReshufflingSampler(n, { batchSize: 5, seed });
   t.equal(s.batchesPerEpoch, 5);
   const epochs: number[][] = [[], [], []];
   for (let i = 0; i < 15; i++) {
@@ -17,12 +18,18 @@ t.test('every epoch is a permutation, walked in minibatches without replacement'
     t.ok(indices.length === 5 || (i % 5 === 4 && indices.length === 3), `batch ${i} has ${indices.length} examples (last of an epoch keeps the remainder)`);
     epochs[epoch].push(...indices);
   }
-  for (const [e, seen] of epochs.entries()) t.same([...seen].sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i), `epoch ${e} visits every example once`);
+  for (const [e, seen] of epochs.entries())
+    t.same(
+      [...seen].sort((a, b) => a - b),
+      Array.from({ length: n }, (_, i) => i),
+      `epoch ${e} visits every example once`,
+    );
   t.not(epochs[0].join(), epochs[1].join(), 'each epoch draws a fresh permutation');
 });
 
 t.test('reproducible from the seed; a resumed sampler continues exactly', async (t) => {
-  const a = new ReshufflingSampler(40, { batchSize: 7, seed }), b = new ReshufflingSampler(40, { batchSize: 7, seed });
+  const a = new ReshufflingSampler(40, { batchSize: 7, seed }),
+    b = new ReshufflingSampler(40, { batchSize: 7, seed });
   const runA = Array.from({ length: 20 }, () => a.next().indices.join());
   const firstHalf = Array.from({ length: 9 }, () => b.next().indices.join());
   const saved = JSON.parse(JSON.stringify(b.state));
@@ -41,12 +48,17 @@ t.test('dropLast drops the short batch; with-replacement stays in range', async 
   t.same(sizes, ['0:4', '0:4', '1:4', '1:4', '2:4', '2:4']);
   const w = new ReshufflingSampler(10, { batchSize: 10, seed, withReplacement: true });
   const idx = w.next().indices;
-  t.ok(idx.every((i) => Number.isInteger(i) && i >= 0 && i < 10), 'indices in range');
+  t.ok(
+    idx.every((i) => Number.isInteger(i) && i >= 0 && i < 10),
+    'indices in range',
+  );
   t.ok(new Set([...idx, ...w.next().indices, ...w.next().indices]).size < 30, 'repeats occur (with replacement)');
 });
 
 t.test('permutations are uniform: where element 0 lands, over 4000 epochs', async (t) => {
-  const n = 8, counts = new Array(n).fill(0), epochs = 4000;
+  const n = 8,
+    counts = new Array(n).fill(0),
+    epochs = 4000;
   for (let e = 0; e < epochs; e++) counts[epochPermutation(n, seed, e).indexOf(0)]++;
   const expected = epochs / n;
   const chi2 = counts.reduce((s, c) => s + (c - expected) ** 2 / expected, 0);
@@ -54,7 +66,8 @@ t.test('permutations are uniform: where element 0 lands, over 4000 epochs', asyn
 });
 
 t.test('schedules: warm-up, constant, linear and cosine decay', async (t) => {
-  const lr = 1e-3, total = 100;
+  const lr = 1e-3,
+    total = 100;
   t.equal(learningRate(lr, 0, total), lr, 'constant');
   t.equal(learningRate(lr, 99, total), lr);
   t.ok(Math.abs(learningRate(lr, 0, total, { warmupSteps: 9 }) - lr / 10) < 1e-15, 'warm-up starts at lr/(w+1)');

@@ -19,11 +19,15 @@ t.test('two workers load the addon and agree with the main thread', { skip: !exi
       kernels.perturb(x, { seed: 99n, scale: 0.01, name: 'worker.weight', offset: 5 });
       parentPort.postMessage({ z, x });
     }, (e) => parentPort.postMessage({ error: String(e) }));`;
-  const run = () => new Promise<{ z: Float32Array; x: Float32Array; error?: string }>((resolve, reject) => {
-    const w = new Worker(code, { eval: true, workerData: { url: pathToFileURL(dist).href } });
-    w.once('message', (m) => { resolve(m); void w.terminate(); });
-    w.once('error', reject);
-  });
+  const run = () =>
+    new Promise<{ z: Float32Array; x: Float32Array; error?: string }>((resolve, reject) => {
+      const w = new Worker(code, { eval: true, workerData: { url: pathToFileURL(dist).href } });
+      w.once('message', (m) => {
+        resolve(m);
+        void w.terminate();
+      });
+      w.once('error', reject);
+    });
   const [a, b] = await Promise.all([run(), run()]);
   t.notOk(a.error ?? b.error, 'workers loaded zofo');
   const z = kernels.gaussian(1000, { seed: 99n, name: 'worker.weight', offset: 5 });
@@ -45,5 +49,8 @@ t.test('an async pass leaves the event loop responsive', async (t) => {
   clearInterval(timer);
   t.comment(`pass took ${ms} ms; timer fired ${ticks} times meanwhile`);
   t.ok(ticks >= 1 || ms < 5, 'timers ran while the pass was in flight');
-  t.ok(x.some((v) => v !== 0), 'the pass ran');
+  t.ok(
+    x.some((v) => v !== 0),
+    'the pass ran',
+  );
 });

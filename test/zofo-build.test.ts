@@ -14,8 +14,10 @@ t.test('zofo build is listed and runs scripts/build.mjs', { skip }, async (t) =>
   // An invalid tool choice makes build.mjs fail at once, before compiling anything:
   // its message and exit status must come through, from any working directory.
   const r = spawnSync(process.execPath, [join(root, 'bin', 'zofo.js'), 'build'], {
-    cwd: t.testdir({}), encoding: 'utf8', env: { ...process.env, ZOFO_BUILD: 'neither' },
+    cwd: t.testdir({}),
+    encoding: 'utf8',
+    env: { ...process.env, ZOFO_BUILD: 'neither' },
   });
   t.equal(r.status, 1, 'exits with the build script status');
-  t.match(r.stderr, /ZOFO_BUILD must be cmake, gyp or auto, not "neither"/, 'ran the package\'s scripts/build.mjs');
+  t.match(r.stderr, /ZOFO_BUILD must be cmake, gyp or auto, not "neither"/, "ran the package's scripts/build.mjs");
 });

@@ -66,10 +66,14 @@ export function optimizerOptions(mode: Mode, c: Pick<TrainConfig, 'zo' | 'fo' | 
   const zo: ZoOptions = { lr: TRAIN_DEFAULTS.lrX, ...c.zo };
   const fo: FoOptions = { lr: TRAIN_DEFAULTS.lrY, ...c.fo };
   switch (mode) {
-    case 'hybrid': return { zo, fo, seed: c.seed ?? 0 };
-    case 'zo': return { zo, seed: c.seed ?? 0 };
-    case 'lora': return { fo, seed: c.seed ?? 0 };
-    case 'full': return { fo: { ...fo, params: 'all' }, seed: c.seed ?? 0 };
+    case 'hybrid':
+      return { zo, fo, seed: c.seed ?? 0 };
+    case 'zo':
+      return { zo, seed: c.seed ?? 0 };
+    case 'lora':
+      return { fo, seed: c.seed ?? 0 };
+    case 'full':
+      return { fo: { ...fo, params: 'all' }, seed: c.seed ?? 0 };
   }
 }
 
@@ -129,15 +133,21 @@ async function readCurves(file: string): Promise<CurveRow[]> {
     if ((err as { code?: string }).code === 'ENOENT') return [];
     throw ioError(file, 'cannot read the curves of the earlier run', err);
   }
-  return content.split('\n').filter((l) => l.trim() !== '').map((line, i) => {
-    try {
-      const row = JSON.parse(line) as CurveRow;
-      if (typeof row !== 'object' || row === null || !Number.isSafeInteger(row.step)) throw new Error('expected an object with an integer "step"');
-      return row;
-    } catch (err) {
-      throw new ZofoError('ZOFO_BAD_FILE', `${file}:${i + 1}: ${(err as Error).message}; resuming would lose the earlier rows (move the file away to start the curves afresh)`);
-    }
-  });
+  return content
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((line, i) => {
+      try {
+        const row = JSON.parse(line) as CurveRow;
+        if (typeof row !== 'object' || row === null || !Number.isSafeInteger(row.step)) throw new Error('expected an object with an integer "step"');
+        return row;
+      } catch (err) {
+        throw new ZofoError(
+          'ZOFO_BAD_FILE',
+          `${file}:${i + 1}: ${(err as Error).message}; resuming would lose the earlier rows (move the file away to start the curves afresh)`,
+        );
+      }
+    });
 }
 
 /** curves.jsonl (the record), .csv and .svg, each written atomically. */
@@ -157,8 +167,11 @@ async function prepareOut(c: TrainConfig): Promise<void> {
   if (c.resume || !(await nonEmptyDir(c.out))) return;
   const found = RUN_FILES.filter((f) => existsSync(join(c.out, f)));
   if (!c.overwrite) {
-    throw new UsageError('ZOFO_INVALID_ARG', `zofo train: --out ${c.out} is not empty${found.length ? ` (an earlier run: ${found.join(', ')})` : ''}; ` +
-      'pass --resume to continue that run, --overwrite to replace it, or choose another folder');
+    throw new UsageError(
+      'ZOFO_INVALID_ARG',
+      `zofo train: --out ${c.out} is not empty${found.length ? ` (an earlier run: ${found.join(', ')})` : ''}; ` +
+        'pass --resume to continue that run, --overwrite to replace it, or choose another folder',
+    );
   }
   for (const f of found) await rm(join(c.out, f), { recursive: true, force: true });
 }
@@ -191,14 +204,21 @@ export async function train(c: TrainConfig, log: (line: string) => void = (l) =>
     const opt = new HybridOptimizer(model, { ...optimizerOptions(mode, c), ...(parallel ? { parallel } : {}) });
     const batchSize = c.batchSize ?? TRAIN_DEFAULTS.batchSize;
     const options: TrainerOptions = {
-      batchSize, seed: c.seed ?? 0, signal: ac.signal,
+      batchSize,
+      seed: c.seed ?? 0,
+      signal: ac.signal,
       ...(c.steps !== undefined ? { steps: c.steps } : { epochs: c.epochs }),
       checkpoint: { dir: join(c.out, 'checkpoints'), every: c.checkpointEvery, keep: c.keep, best: devSet !== undefined },
-      ...(devSet ? { eval: { data: devSet, every: c.evalEvery, metric: devSet.some((e) => 'candidates' in e) ? 'accuracy' as const : 'loss' as const } } : {}),
+      ...(devSet
+        ? { eval: { data: devSet, every: c.evalEvery, metric: devSet.some((e) => 'candidates' in e) ? ('accuracy' as const) : ('loss' as const) } }
+        : {}),
     };
     const trainer = new Trainer(model, opt, options);
     const total = c.steps ?? (c.epochs as number) * Math.ceil(trainSet.length / batchSize);
-    const progress = rank === 0 ? createProgress(`zofo train (${mode}${parallel ? `, ${parallel.kind}-parallel on ${parallel.comm.size} ranks` : ''})`, total) : silentProgress;
+    const progress =
+      rank === 0
+        ? createProgress(`zofo train (${mode}${parallel ? `, ${parallel.kind}-parallel on ${parallel.comm.size} ranks` : ''})`, total)
+        : silentProgress;
     const title = `zofo train: ${c.task}, ${mode}`;
     let rows: CurveRow[] = [];
     let resumedAt: number | null = c.resume ? null : 0;
@@ -215,7 +235,9 @@ export async function train(c: TrainConfig, log: (line: string) => void = (l) =>
         progress.update(ev);
         rows.push({ step: ev.step, seconds: ev.elapsedMs / 1000, loss: ev.loss, lrX: ev.lrX, lrY: ev.lrY, devLoss: null, devAccuracy: null });
       } else if (ev.type === 'eval') {
-        progress.log(`eval @ step ${ev.step}: dev loss ${ev.loss.toFixed(4)}${ev.accuracy === null ? '' : `, accuracy ${(100 * ev.accuracy).toFixed(1)}%`}${ev.best ? ' (best)' : ''}`);
+        progress.log(
+          `eval @ step ${ev.step}: dev loss ${ev.loss.toFixed(4)}${ev.accuracy === null ? '' : `, accuracy ${(100 * ev.accuracy).toFixed(1)}%`}${ev.best ? ' (best)' : ''}`,
+        );
         const row = [...rows].reverse().find((r) => r.step === ev.step);
         if (row) Object.assign(row, { devLoss: ev.loss, devAccuracy: ev.accuracy });
         else rows.push({ step: ev.step, seconds: null, loss: null, lrX: null, lrY: null, devLoss: ev.loss, devAccuracy: ev.accuracy });
@@ -234,8 +256,10 @@ export async function train(c: TrainConfig, log: (line: string) => void = (l) =>
     if (model.loraNames().length > 0) {
       await model.saveAdapter(join(c.out, 'adapter'));
       const zoSteps = opt.zo ? opt.stepCount : 0;
-      await writeFileAtomic(join(c.out, 'adapter', ADAPTER_RUN_FILE),
-        `${JSON.stringify({ format: 'zofo-adapter-run', version: 1, mode, zoSteps, trajectory: zoSteps > 0 ? '../trajectory.zlog' : null }, null, 2)}\n`);
+      await writeFileAtomic(
+        join(c.out, 'adapter', ADAPTER_RUN_FILE),
+        `${JSON.stringify({ format: 'zofo-adapter-run', version: 1, mode, zoSteps, trajectory: zoSteps > 0 ? '../trajectory.zlog' : null }, null, 2)}\n`,
+      );
       files.push(join(c.out, 'adapter'));
     }
     if (opt.zo && opt.stepCount > 0) {
@@ -254,9 +278,11 @@ export async function train(c: TrainConfig, log: (line: string) => void = (l) =>
 
 /** Loss and dev accuracy against step and wall time, one series per mode. */
 export function rowsToChart(title: string, byMode: Record<string, Array<Record<string, number | null>>>) {
-  const series = (x: string, y: string) => Object.entries(byMode).map(([name, rows]) => ({
-    name, points: rows.filter((r) => r[y] !== null && r[y] !== undefined).map((r) => [r[x] as number, r[y] as number] as [number, number]),
-  }));
+  const series = (x: string, y: string) =>
+    Object.entries(byMode).map(([name, rows]) => ({
+      name,
+      points: rows.filter((r) => r[y] !== null && r[y] !== undefined).map((r) => [r[x] as number, r[y] as number] as [number, number]),
+    }));
   return {
     title,
     panels: [
@@ -267,7 +293,18 @@ export function rowsToChart(title: string, byMode: Record<string, Array<Record<s
   };
 }
 
-export interface EvalConfig { model: string; device?: TrainConfig['device']; dtype?: TrainConfig['dtype']; adapter?: string; log?: string; task: TaskName; data: string; batchSize?: number; samples?: number; seed?: number }
+export interface EvalConfig {
+  model: string;
+  device?: TrainConfig['device'];
+  dtype?: TrainConfig['dtype'];
+  adapter?: string;
+  log?: string;
+  task: TaskName;
+  data: string;
+  batchSize?: number;
+  samples?: number;
+  seed?: number;
+}
 
 /**
  * How many ZO steps of the base an adapter was trained together with, and where its
@@ -283,7 +320,8 @@ export async function adapterZoSteps(adapter: string): Promise<{ steps: number; 
     } catch (err) {
       throw new ZofoError('ZOFO_BAD_FILE', `${marker}: ${(err as Error).message}`);
     }
-    if (!Number.isSafeInteger(m.zoSteps) || (m.zoSteps as number) < 0) throw new ZofoError('ZOFO_BAD_FILE', `${marker}: zoSteps must be a non-negative integer`);
+    if (!Number.isSafeInteger(m.zoSteps) || (m.zoSteps as number) < 0)
+      throw new ZofoError('ZOFO_BAD_FILE', `${marker}: zoSteps must be a non-negative integer`);
     if (m.zoSteps === 0) return null;
     return { steps: m.zoSteps as number, log: resolve(adapter, typeof m.trajectory === 'string' ? m.trajectory : '../trajectory.zlog') };
   }
@@ -293,7 +331,9 @@ export async function adapterZoSteps(adapter: string): Promise<{ steps: number; 
     const t = JSON.parse(await readFile(trainerJson, 'utf8')) as { files?: { trajectory?: unknown }; optimizer?: { step?: unknown } };
     const steps = t.optimizer?.step;
     if (t.files?.trajectory === true && typeof steps === 'number' && steps > 0) return { steps, log: join(dirname(trainerJson), 'trajectory.zlog') };
-  } catch { /* not a zofo checkpoint */ }
+  } catch {
+    /* not a zofo checkpoint */
+  }
   return null;
 }
 
@@ -302,12 +342,18 @@ async function checkLogFor(command: string, adapter: string, traj: Trajectory | 
   const zo = await adapterZoSteps(adapter);
   if (!zo) return;
   if (!traj) {
-    throw new UsageError('ZOFO_INVALID_ARG', `zofo ${command}: ${adapter} was trained together with ${zo.steps} ZO steps of the base weights; ` +
-      `without them it would run on the wrong base. Pass --log ${zo.log}`);
+    throw new UsageError(
+      'ZOFO_INVALID_ARG',
+      `zofo ${command}: ${adapter} was trained together with ${zo.steps} ZO steps of the base weights; ` +
+        `without them it would run on the wrong base. Pass --log ${zo.log}`,
+    );
   }
   const logSteps = traj.records.length === 0 ? 0 : traj.records[traj.records.length - 1].step + 1;
   if (logSteps !== zo.steps) {
-    throw new UsageError('ZOFO_INVALID_ARG', `zofo ${command}: ${adapter} was trained together with ${zo.steps} ZO steps, but ${logFile} holds ${logSteps}; pass the log of the same run (${zo.log})`);
+    throw new UsageError(
+      'ZOFO_INVALID_ARG',
+      `zofo ${command}: ${adapter} was trained together with ${zo.steps} ZO steps, but ${logFile} holds ${logSteps}; pass the log of the same run (${zo.log})`,
+    );
   }
 }
 

@@ -127,7 +127,10 @@ export interface CompareRow {
 }
 
 /** First point where a curve reaches a target. */
-export interface TargetHit { step: number; seconds: number }
+export interface TargetHit {
+  step: number;
+  seconds: number;
+}
 
 /** One run of one mode. */
 export interface ModeResult {
@@ -233,8 +236,10 @@ export async function countParameters(dir: string): Promise<number> {
 export function fullFineTuningSkip(parameters: number, budget: number): string | null {
   const need = fullFineTuningBytes(parameters);
   if (need <= budget) return null;
-  return `full fine-tuning needs ${(need / MiB).toFixed(1)} MiB (${parameters} parameters × 4 bytes × 4: weights, gradients, 2 AdamW moments), ` +
-    `over the memory budget of ${(budget / MiB).toFixed(1)} MiB (memoryBudget)`;
+  return (
+    `full fine-tuning needs ${(need / MiB).toFixed(1)} MiB (${parameters} parameters × 4 bytes × 4: weights, gradients, 2 AdamW moments), ` +
+    `over the memory budget of ${(budget / MiB).toFixed(1)} MiB (memoryBudget)`
+  );
 }
 
 // ---- one mode (in a child process, or in this one) ----
@@ -300,7 +305,9 @@ function peakRssBytes(): number {
   try {
     const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
     if (m) return Number(m[1]) * 1024;
-  } catch { /* not Linux */ }
+  } catch {
+    /* not Linux */
+  }
   return process.resourceUsage().maxRSS * 1024;
 }
 
@@ -319,9 +326,14 @@ async function runMode(job: ModeJob, onEvent: (e: ModeEvent) => void = () => {})
     const loadedRss = rssReset ? peakRssBytes() : process.memoryUsage().rss;
     const base = model.parameterCounts().reduce((a, b) => a + b, 0);
     if (job.mode === 'hybrid' || job.mode === 'lora') model.addLoRA(job.lora);
-    const trainable = job.mode === 'full' ? base : model.loraNames().reduce((a, n) => a + model.loraTensor(n).length, 0) + (job.mode === 'zo' || job.mode === 'hybrid' ? base : 0);
+    const trainable =
+      job.mode === 'full'
+        ? base
+        : model.loraNames().reduce((a, n) => a + model.loraTensor(n).length, 0) + (job.mode === 'zo' || job.mode === 'hybrid' ? base : 0);
     const opt = new HybridOptimizer(model, job.optimizer);
-    let trainMs = 0, step = 0, reason = 'completed';
+    let trainMs = 0,
+      step = 0,
+      reason = 'completed';
     const started = performance.now();
     try {
       const trainer = new Trainer(model, opt, { batchSize: job.batchSize, steps: job.steps ?? MAX_STEPS, seed: job.seed });
@@ -342,7 +354,15 @@ async function runMode(job: ModeJob, onEvent: (e: ModeEvent) => void = () => {})
         if (ev.type !== 'step') continue;
         trainMs += ev.stepMs;
         step = ev.step;
-        const row: CompareRow = { step, seconds: trainMs / 1000, loss: ev.loss, lrX: job.optimizer.zo ? ev.lrX : null, lrY: job.optimizer.fo ? ev.lrY : null, devLoss: null, devAccuracy: null };
+        const row: CompareRow = {
+          step,
+          seconds: trainMs / 1000,
+          loss: ev.loss,
+          lrX: job.optimizer.zo ? ev.lrX : null,
+          lrY: job.optimizer.fo ? ev.lrY : null,
+          devLoss: null,
+          devAccuracy: null,
+        };
         rows.push(row);
         onEvent({ type: 'step', step, loss: ev.loss, lrX: ev.lrX, lrY: ev.lrY, seconds: row.seconds });
         const outOfTime = job.seconds !== null && trainMs >= job.seconds * 1000;
@@ -362,8 +382,14 @@ async function runMode(job: ModeJob, onEvent: (e: ModeEvent) => void = () => {})
     }
     const peak = job.measureRss ? peakRssBytes() : null;
     return {
-      rows, reason, steps: step, seconds: trainMs / 1000, wallSeconds: (performance.now() - started) / 1000,
-      peakRssMiB: peak === null ? null : peak / MiB, loadedRssMiB: job.measureRss ? loadedRss / MiB : null, rssReset,
+      rows,
+      reason,
+      steps: step,
+      seconds: trainMs / 1000,
+      wallSeconds: (performance.now() - started) / 1000,
+      peakRssMiB: peak === null ? null : peak / MiB,
+      loadedRssMiB: job.measureRss ? loadedRss / MiB : null,
+      rssReset,
       parameters: { base, trainable },
     };
   } finally {
@@ -396,8 +422,10 @@ function runChild(job: ModeJob, onEvent: (e: ModeEvent) => void): Promise<ModeRu
   if (!execArgv.includes('--expose-gc')) execArgv.push('--expose-gc');
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...execArgv, thisFile, CHILD_FLAG, toJob(job)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let buffered = '', stderr = '';
-    let result: ModeRun | null = null, failure: { code?: string; message: string } | null = null;
+    let buffered = '',
+      stderr = '';
+    let result: ModeRun | null = null,
+      failure: { code?: string; message: string } | null = null;
     const line = (text: string) => {
       if (!text.startsWith('{')) return;
       let msg: { zofoCompare?: string; event?: ModeEvent; run?: ModeRun; error?: { code?: string; message: string } };
@@ -418,14 +446,21 @@ function runChild(job: ModeJob, onEvent: (e: ModeEvent) => void): Promise<ModeRu
         buffered = buffered.slice(nl + 1);
       }
     });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr = (stderr + chunk).slice(-8000); });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr = (stderr + chunk).slice(-8000);
+    });
     child.on('error', reject);
     child.on('close', (code, signal) => {
       if (buffered) line(buffered);
       if (code === 0 && result) return resolve(result);
       const f = failure as { code?: string; message: string } | null;
       const errCode = (f?.code?.startsWith('ZOFO_') ? f.code : 'ZOFO_INTERNAL') as ZofoErrorCode;
-      reject(new ZofoError(errCode, `compare (${job.mode}): ${f ? f.message : `the child process exited with ${signal ?? `code ${code}`}`}${f ? '' : `\n${stderr.trim()}`}`));
+      reject(
+        new ZofoError(
+          errCode,
+          `compare (${job.mode}): ${f ? f.message : `the child process exited with ${signal ?? `code ${code}`}`}${f ? '' : `\n${stderr.trim()}`}`,
+        ),
+      );
     });
   });
 }
@@ -452,10 +487,14 @@ function optimizerFor(mode: CompareMode, o: ModeOverrides | undefined, seed: num
   const zo = { ...p.zo, ...o?.zo } as ZoOptions;
   const fo = { ...p.fo, ...o?.fo } as FoOptions;
   switch (mode) {
-    case 'hybrid': return { zo, fo: { ...fo, params: 'adapters' }, seed: s };
-    case 'zo': return { zo, seed: s };
-    case 'lora': return { fo: { ...fo, params: 'adapters' }, seed: s };
-    case 'full': return { fo: { ...fo, params: 'all' }, seed: s };
+    case 'hybrid':
+      return { zo, fo: { ...fo, params: 'adapters' }, seed: s };
+    case 'zo':
+      return { zo, seed: s };
+    case 'lora':
+      return { fo: { ...fo, params: 'adapters' }, seed: s };
+    case 'full':
+      return { fo: { ...fo, params: 'all' }, seed: s };
   }
 }
 
@@ -470,20 +509,28 @@ export function compareTable(results: readonly ModeResult[], withSeeds = false):
       lines.push(`| ${name(r)} | skipped: ${r.skipped} | | | | | |`);
       continue;
     }
-    lines.push(`| ${name(r)} | ${pct(r.finalAccuracy)} | ${pct(r.bestAccuracy)} | ${r.stepsToTarget ?? 'not reached'} | ` +
-      `${r.secondsToTarget === null ? 'not reached' : r.secondsToTarget.toFixed(2)} | ${r.secondsPerStep === null ? '–' : r.secondsPerStep.toFixed(4)} | ` +
-      `${r.peakRssMiB === null ? '–' : r.peakRssMiB.toFixed(0)} |`);
+    lines.push(
+      `| ${name(r)} | ${pct(r.finalAccuracy)} | ${pct(r.bestAccuracy)} | ${r.stepsToTarget ?? 'not reached'} | ` +
+        `${r.secondsToTarget === null ? 'not reached' : r.secondsToTarget.toFixed(2)} | ${r.secondsPerStep === null ? '–' : r.secondsPerStep.toFixed(4)} | ` +
+        `${r.peakRssMiB === null ? '–' : r.peakRssMiB.toFixed(0)} |`,
+    );
   }
   return lines.join('\n');
 }
 
 /** Where the runs' curves meet: per eval index, the mean x and mean / min / max y over runs. */
-function meanCurve(runs: readonly ModeResult[], x: keyof CompareRow, y: keyof CompareRow): { points: Array<readonly [number, number]>; band: Array<readonly [number, number, number]> } {
+function meanCurve(
+  runs: readonly ModeResult[],
+  x: keyof CompareRow,
+  y: keyof CompareRow,
+): { points: Array<readonly [number, number]>; band: Array<readonly [number, number, number]> } {
   const curves = runs.map((r) => r.rows.filter((row) => row[y] !== null));
   const n = Math.min(...curves.map((c) => c.length));
-  const points: Array<readonly [number, number]> = [], band: Array<readonly [number, number, number]> = [];
+  const points: Array<readonly [number, number]> = [],
+    band: Array<readonly [number, number, number]> = [];
   for (let i = 0; i < n; i++) {
-    const xs = curves.map((c) => c[i][x] as number), ys = curves.map((c) => c[i][y] as number);
+    const xs = curves.map((c) => c[i][x] as number),
+      ys = curves.map((c) => c[i][y] as number);
     const mx = xs.reduce((a, b) => a + b, 0) / xs.length;
     points.push([mx, ys.reduce((a, b) => a + b, 0) / ys.length]);
     band.push([mx, Math.min(...ys), Math.max(...ys)]);
@@ -495,21 +542,39 @@ function chartOf(title: string, results: readonly ModeResult[], target: number |
   const ran = results.filter((r) => !r.skipped);
   const modes = [...new Set(ran.map((r) => r.mode))];
   const several = modes.some((m) => ran.filter((r) => r.mode === m).length > 1);
-  const series = (x: keyof CompareRow, y: keyof CompareRow) => modes.map((mode) => {
-    const runs = ran.filter((r) => r.mode === mode);
-    if (runs.length === 1) return { name: mode, points: runs[0].rows.filter((row) => row[y] !== null).map((row) => [row[x] as number, row[y] as number] as const) };
-    return { name: mode, ...meanCurve(runs, x, y) };
-  });
+  const series = (x: keyof CompareRow, y: keyof CompareRow) =>
+    modes.map((mode) => {
+      const runs = ran.filter((r) => r.mode === mode);
+      if (runs.length === 1)
+        return { name: mode, points: runs[0].rows.filter((row) => row[y] !== null).map((row) => [row[x] as number, row[y] as number] as const) };
+      return { name: mode, ...meanCurve(runs, x, y) };
+    });
   const targetLine = (x: keyof CompareRow) => {
     if (target === null) return [];
     const xs = ran.flatMap((r) => r.rows.map((row) => row[x] as number));
-    return xs.length === 0 ? [] : [{ name: `target ${pct(target)}`, points: [[0, target], [Math.max(...xs), target]] as const }];
+    return xs.length === 0
+      ? []
+      : [
+          {
+            name: `target ${pct(target)}`,
+            points: [
+              [0, target],
+              [Math.max(...xs), target],
+            ] as const,
+          },
+        ];
   };
   return {
-    title: several ? `${title}; mean of the runs, band: min..max` : title, columns: 2,
+    title: several ? `${title}; mean of the runs, band: min..max` : title,
+    columns: 2,
     panels: [
       { title: 'dev accuracy vs step', xLabel: 'step', yLabel: 'accuracy', series: [...series('step', 'devAccuracy'), ...targetLine('step')] },
-      { title: 'dev accuracy vs training time', xLabel: 'seconds', yLabel: 'accuracy', series: [...series('seconds', 'devAccuracy'), ...targetLine('seconds')] },
+      {
+        title: 'dev accuracy vs training time',
+        xLabel: 'seconds',
+        yLabel: 'accuracy',
+        series: [...series('seconds', 'devAccuracy'), ...targetLine('seconds')],
+      },
       { title: 'training loss', xLabel: 'step', yLabel: 'loss', series: series('step', 'loss') },
       { title: 'dev loss', xLabel: 'step', yLabel: 'loss', series: series('step', 'devLoss') },
     ],
@@ -525,9 +590,12 @@ export function summarizeModes(results: readonly ModeResult[]): ModeSummary[] {
     const ran = runs.filter((r) => !r.skipped);
     const reached = finite(ran.map((r) => r.stepsToTarget));
     return {
-      mode, runs: runs.length, ...(runs[0].skipped ? { skipped: runs[0].skipped } : {}),
+      mode,
+      runs: runs.length,
+      ...(runs[0].skipped ? { skipped: runs[0].skipped } : {}),
       finalAccuracy: summarize(finite(ran.map((r) => r.finalAccuracy))),
-      stepsToTarget: summarize(reached), reached: reached.length,
+      stepsToTarget: summarize(reached),
+      reached: reached.length,
       secondsPerStep: summarize(finite(ran.map((r) => r.secondsPerStep))),
       peakRssMiB: summarize(finite(ran.map((r) => r.peakRssMiB))),
     };
@@ -539,34 +607,43 @@ const interval = (s: Summary, f: (x: number) => string) => (s.ci95 === null ? '�
 
 /** The markdown table of several runs per mode: mean ± sd and the 95% interval of final accuracy and steps to target. */
 export function summaryTable(summary: readonly ModeSummary[]): string {
-  const p = (x: number) => `${(100 * x).toFixed(1)}%`, n = (x: number) => x.toFixed(1);
-  const lines = ['| mode | runs | final acc (mean ± sd) | final acc 95% CI | steps to target (mean ± sd) | steps to target 95% CI | reached target | s/step | peak RSS MiB |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|'];
+  const p = (x: number) => `${(100 * x).toFixed(1)}%`,
+    n = (x: number) => x.toFixed(1);
+  const lines = [
+    '| mode | runs | final acc (mean ± sd) | final acc 95% CI | steps to target (mean ± sd) | steps to target 95% CI | reached target | s/step | peak RSS MiB |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
   for (const m of summary) {
     if (m.skipped) {
       lines.push(`| ${m.mode} | ${m.runs} | skipped: ${m.skipped} | | | | | | |`);
       continue;
     }
-    lines.push(`| ${m.mode} | ${m.runs} | ${meanSd(m.finalAccuracy, p)} | ${interval(m.finalAccuracy, p)} | ${meanSd(m.stepsToTarget, n)} | ` +
-      `${interval(m.stepsToTarget, n)} | ${m.reached}/${m.runs} | ${m.secondsPerStep.mean === null ? '–' : m.secondsPerStep.mean.toFixed(4)} | ` +
-      `${m.peakRssMiB.mean === null ? '–' : m.peakRssMiB.mean.toFixed(0)} |`);
+    lines.push(
+      `| ${m.mode} | ${m.runs} | ${meanSd(m.finalAccuracy, p)} | ${interval(m.finalAccuracy, p)} | ${meanSd(m.stepsToTarget, n)} | ` +
+        `${interval(m.stepsToTarget, n)} | ${m.reached}/${m.runs} | ${m.secondsPerStep.mean === null ? '–' : m.secondsPerStep.mean.toFixed(4)} | ` +
+        `${m.peakRssMiB.mean === null ? '–' : m.peakRssMiB.mean.toFixed(0)} |`,
+    );
   }
   return lines.join('\n');
 }
 
 /** The settings table: every rate and option each mode ran with. */
 export function settingsTable(results: readonly ModeResult[]): string {
-  const lines = ['| mode | sampler seeds | optimizer seeds | lr_x | μ | estimator | q | wd_x | lr_y | FO optimizer | FO params | wd_y | LoRA rank / alpha |',
-    '|---|---|---|---:|---:|---|---:|---:|---:|---|---|---:|---|'];
+  const lines = [
+    '| mode | sampler seeds | optimizer seeds | lr_x | μ | estimator | q | wd_x | lr_y | FO optimizer | FO params | wd_y | LoRA rank / alpha |',
+    '|---|---|---|---:|---:|---|---:|---:|---:|---|---|---:|---|',
+  ];
   const v = (x: unknown) => (x === undefined || x === null ? '–' : String(x));
   for (const mode of [...new Set(results.map((r) => r.mode))]) {
     const runs = results.filter((r) => r.mode === mode && !r.skipped);
     if (runs.length === 0) continue;
     const { zo, fo } = runs[0].optimizer;
-    lines.push(`| ${mode} | ${runs.map((r) => r.seed).join(', ')} | ${runs.map((r) => r.optimizer.seed).join(', ')} | ${v(zo?.lr)} | ${v(zo?.mu ?? (zo ? 1e-3 : undefined))} | ` +
-      `${v(zo ? zo.estimator ?? 'forward' : undefined)} | ${v(zo ? zo.perturbations ?? 1 : undefined)} | ${v(zo ? zo.weightDecay ?? 0 : undefined)} | ${v(fo?.lr)} | ` +
-      `${v(fo ? fo.optimizer ?? 'sgd' : undefined)} | ${v(fo ? fo.params ?? 'adapters' : undefined)} | ${v(fo ? fo.weightDecay ?? 0 : undefined)} | ` +
-      `${runs[0].lora ? `${runs[0].lora.rank ?? 8} / ${runs[0].lora.alpha ?? 16}${runs[0].lora.targets ? ` (${runs[0].lora.targets.join(',')})` : ''}` : '–'} |`);
+    lines.push(
+      `| ${mode} | ${runs.map((r) => r.seed).join(', ')} | ${runs.map((r) => r.optimizer.seed).join(', ')} | ${v(zo?.lr)} | ${v(zo?.mu ?? (zo ? 1e-3 : undefined))} | ` +
+        `${v(zo ? (zo.estimator ?? 'forward') : undefined)} | ${v(zo ? (zo.perturbations ?? 1) : undefined)} | ${v(zo ? (zo.weightDecay ?? 0) : undefined)} | ${v(fo?.lr)} | ` +
+        `${v(fo ? (fo.optimizer ?? 'sgd') : undefined)} | ${v(fo ? (fo.params ?? 'adapters') : undefined)} | ${v(fo ? (fo.weightDecay ?? 0) : undefined)} | ` +
+        `${runs[0].lora ? `${runs[0].lora.rank ?? 8} / ${runs[0].lora.alpha ?? 16}${runs[0].lora.targets ? ` (${runs[0].lora.targets.join(',')})` : ''}` : '–'} |`,
+    );
   }
   return lines.join('\n');
 }
@@ -580,13 +657,23 @@ export async function compare(opts: CompareOptions): Promise<CompareResult> {
   if (!Array.isArray(modes) || modes.length === 0) throw invalidArg('a non-empty array of modes', 'modes', modes);
   for (const m of modes) if (!MODES.includes(m)) throw invalidArg(MODES.map((n) => `'${n}'`).join(', '), 'modes', m);
   if (new Set(modes).size !== modes.length) throw invalidArg('modes without repeats', 'modes', modes);
-  for (const [name, v] of [['steps', opts.steps], ['batchSize', opts.batchSize], ['evalEvery', opts.evalEvery], ['evalBatchSize', opts.evalBatchSize]] as const) {
+  for (const [name, v] of [
+    ['steps', opts.steps],
+    ['batchSize', opts.batchSize],
+    ['evalEvery', opts.evalEvery],
+    ['evalBatchSize', opts.evalBatchSize],
+  ] as const) {
     if (v !== undefined && !isPositiveInt(v)) throw invalidArg('a positive integer', name, v);
   }
-  for (const [name, v] of [['seconds', opts.seconds], ['evalEverySeconds', opts.evalEverySeconds], ['memoryBudget', opts.memoryBudget]] as const) {
+  for (const [name, v] of [
+    ['seconds', opts.seconds],
+    ['evalEverySeconds', opts.evalEverySeconds],
+    ['memoryBudget', opts.memoryBudget],
+  ] as const) {
     if (v !== undefined && !isPositive(v)) throw invalidArg('a finite number > 0', name, v);
   }
-  if (opts.target !== undefined && !(typeof opts.target === 'number' && opts.target >= 0 && opts.target <= 1)) throw invalidArg('a number in [0, 1]', 'target', opts.target);
+  if (opts.target !== undefined && !(typeof opts.target === 'number' && opts.target >= 0 && opts.target <= 1))
+    throw invalidArg('a number in [0, 1]', 'target', opts.target);
   if (opts.seed !== undefined && !(Number.isSafeInteger(opts.seed) && opts.seed >= 0)) throw invalidArg('a non-negative integer', 'seed', opts.seed);
   if (opts.seeds !== undefined && !isPositiveInt(opts.seeds)) throw invalidArg('a positive integer', 'seeds', opts.seeds);
   if (opts.task !== undefined) {
@@ -606,12 +693,15 @@ export async function compare(opts: CompareOptions): Promise<CompareResult> {
   const showProgress = opts.progress ?? true;
   const budgetText = timeBudget === null ? `${steps} steps` : `${timeBudget} s of training${steps === null ? '' : ` (at most ${steps} steps)`}`;
   const taskText = opts.task ? `${opts.task.name} (${basename(opts.task.train)})` : 'the demo task';
-  log(`zofo compare: ${model}; ${taskText}; ${budgetText} per mode, batch ${batchSize}; ` +
-    `eval every ${evalEvery === null ? `${evalEverySeconds} s` : `${evalEvery} steps`}; ${isolate ? 'one child process per mode' : 'in this process'}`);
+  log(
+    `zofo compare: ${model}; ${taskText}; ${budgetText} per mode, batch ${batchSize}; ` +
+      `eval every ${evalEvery === null ? `${evalEverySeconds} s` : `${evalEvery} steps`}; ${isolate ? 'one child process per mode' : 'in this process'}`,
+  );
 
   const seeds = opts.seeds ?? 1;
   const parameters = await countParameters(model);
-  const runs: Array<{ mode: CompareMode; seed: number; optimizer: HybridOptimizerOptions; lora: LoraOptions | null; run: ModeRun | null; skipped?: string }> = [];
+  const runs: Array<{ mode: CompareMode; seed: number; optimizer: HybridOptimizerOptions; lora: LoraOptions | null; run: ModeRun | null; skipped?: string }> =
+    [];
   for (const mode of modes) {
     if (mode === 'full') {
       const why = fullFineTuningSkip(parameters, budget);
@@ -626,14 +716,28 @@ export async function compare(opts: CompareOptions): Promise<CompareResult> {
       const optimizer = optimizerFor(mode, opts.optimizers?.[mode], seed);
       const lora: LoraOptions = { rank: 8, alpha: 16, seed: optimizer.seed, ...opts.lora };
       const job: ModeJob = {
-        mode, model, task, optimizer, lora, batchSize, steps,
-        seconds: timeBudget, evalEvery, evalEverySeconds, evalBatchSize: opts.evalBatchSize ?? 64, seed, measureRss: isolate,
+        mode,
+        model,
+        task,
+        optimizer,
+        lora,
+        batchSize,
+        steps,
+        seconds: timeBudget,
+        evalEvery,
+        evalEverySeconds,
+        evalBatchSize: opts.evalBatchSize ?? 64,
+        seed,
+        measureRss: isolate,
       };
       const label = (seeds > 1 ? `${mode} #${i + 1}` : mode).padEnd(seeds > 1 ? 10 : 6);
       const bar: Progress | null = showProgress && steps !== null && timeBudget === null ? createProgress(label, steps) : null;
       const onEvent = (e: ModeEvent) => {
         if (e.type === 'step') bar?.update(e);
-        else if (showProgress && !bar) process.stderr.write(`${label} eval @ step ${e.step} (${e.seconds.toFixed(1)} s): dev loss ${e.loss.toFixed(4)}${e.accuracy === null ? '' : `, accuracy ${pct(e.accuracy)}`}\n`);
+        else if (showProgress && !bar)
+          process.stderr.write(
+            `${label} eval @ step ${e.step} (${e.seconds.toFixed(1)} s): dev loss ${e.loss.toFixed(4)}${e.accuracy === null ? '' : `, accuracy ${pct(e.accuracy)}`}\n`,
+          );
       };
       let run: ModeRun;
       try {
@@ -642,8 +746,10 @@ export async function compare(opts: CompareOptions): Promise<CompareResult> {
         bar?.stop();
       }
       const evals = run.rows.filter((r) => r.devAccuracy !== null);
-      log(`${label} dev accuracy ${pct(run.rows[0].devAccuracy)} → ${pct(evals.at(-1)?.devAccuracy ?? null)} in ${run.steps} steps, ` +
-        `${run.seconds.toFixed(1)} s of training (${run.wallSeconds.toFixed(1)} s with evaluation)${run.peakRssMiB === null ? '' : `; peak RSS ${run.peakRssMiB.toFixed(0)} MiB`}`);
+      log(
+        `${label} dev accuracy ${pct(run.rows[0].devAccuracy)} → ${pct(evals.at(-1)?.devAccuracy ?? null)} in ${run.steps} steps, ` +
+          `${run.seconds.toFixed(1)} s of training (${run.wallSeconds.toFixed(1)} s with evaluation)${run.peakRssMiB === null ? '' : `; peak RSS ${run.peakRssMiB.toFixed(0)} MiB`}`,
+      );
       runs.push({ mode, seed, optimizer, lora: mode === 'hybrid' || mode === 'lora' ? lora : null, run });
     }
   }
@@ -652,19 +758,45 @@ export async function compare(opts: CompareOptions): Promise<CompareResult> {
   const results: ModeResult[] = runs.map(({ mode, seed, optimizer, lora, run, skipped }) => {
     if (!run) {
       return {
-        mode, seed, optimizer, lora, skipped, rows: [], reason: 'skipped', steps: 0, seconds: 0, wallSeconds: 0, secondsPerStep: null, initialAccuracy: null,
-        finalAccuracy: null, bestAccuracy: null, finalDevLoss: null, stepsToTarget: null, secondsToTarget: null, peakRssMiB: null,
-        loadedRssMiB: null, rssReset: null, parameters: { base: parameters, trainable: parameters },
+        mode,
+        seed,
+        optimizer,
+        lora,
+        skipped,
+        rows: [],
+        reason: 'skipped',
+        steps: 0,
+        seconds: 0,
+        wallSeconds: 0,
+        secondsPerStep: null,
+        initialAccuracy: null,
+        finalAccuracy: null,
+        bestAccuracy: null,
+        finalDevLoss: null,
+        stepsToTarget: null,
+        secondsToTarget: null,
+        peakRssMiB: null,
+        loadedRssMiB: null,
+        rssReset: null,
+        parameters: { base: parameters, trainable: parameters },
       };
     }
     const evals = run.rows.filter((r) => r.devLoss !== null);
     const accs = evals.flatMap((r) => (r.devAccuracy === null ? [] : [r.devAccuracy]));
     const hit = reachTarget(run.rows, target);
     return {
-      mode, seed, optimizer, lora, ...run, secondsPerStep: run.steps > 0 ? run.seconds / run.steps : null,
-      initialAccuracy: run.rows[0].devAccuracy, finalAccuracy: evals.at(-1)?.devAccuracy ?? null,
-      bestAccuracy: accs.length > 0 ? Math.max(...accs) : null, finalDevLoss: evals.at(-1)?.devLoss ?? null,
-      stepsToTarget: hit?.step ?? null, secondsToTarget: hit?.seconds ?? null,
+      mode,
+      seed,
+      optimizer,
+      lora,
+      ...run,
+      secondsPerStep: run.steps > 0 ? run.seconds / run.steps : null,
+      initialAccuracy: run.rows[0].devAccuracy,
+      finalAccuracy: evals.at(-1)?.devAccuracy ?? null,
+      bestAccuracy: accs.length > 0 ? Math.max(...accs) : null,
+      finalDevLoss: evals.at(-1)?.devLoss ?? null,
+      stepsToTarget: hit?.step ?? null,
+      secondsToTarget: hit?.seconds ?? null,
     };
   });
 
@@ -676,11 +808,20 @@ export async function compare(opts: CompareOptions): Promise<CompareResult> {
   await mkdir(opts.out, { recursive: true });
   const written = await writeChartFiles(opts.out, 'compare', chartOf(title, results, target), rows);
   const md = join(opts.out, 'compare.md');
-  const targetText = target === null ? 'no accuracy on this task' : `target dev accuracy ${pct(target)}${opts.target === undefined ? ' (0.95 × the best any run reached)' : ''}`;
-  const rssText = isolate ? 'peak RSS: each mode in its own process, peak mark reset after loading the model and data' : 'peak RSS not measured (isolate: false)';
-  const statsText = seeds > 1 ? `; ${seeds} runs per mode: mean ± sample sd, 95% CI of the mean from Student's t with runs − 1 degrees of freedom; steps to target over the runs that reached it` : '';
+  const targetText =
+    target === null ? 'no accuracy on this task' : `target dev accuracy ${pct(target)}${opts.target === undefined ? ' (0.95 × the best any run reached)' : ''}`;
+  const rssText = isolate
+    ? 'peak RSS: each mode in its own process, peak mark reset after loading the model and data'
+    : 'peak RSS not measured (isolate: false)';
+  const statsText =
+    seeds > 1
+      ? `; ${seeds} runs per mode: mean ± sample sd, 95% CI of the mean from Student's t with runs − 1 degrees of freedom; steps to target over the runs that reached it`
+      : '';
   const perRun = seeds > 1 ? `\n## Every run\n\n${compareTable(results, true)}\n` : '';
-  await writeFile(md, `# ${title}\n\n${table}\n\n${targetText}; seconds are training time (optimizer steps, evaluation excluded); ${rssText}${statsText}.\n\n## Settings\n\n${settings}\n${perRun}\n`);
+  await writeFile(
+    md,
+    `# ${title}\n\n${table}\n\n${targetText}; seconds are training time (optimizer steps, evaluation excluded); ${rssText}${statsText}.\n\n## Settings\n\n${settings}\n${perRun}\n`,
+  );
   log('');
   log(table);
   log('');
@@ -702,4 +843,3 @@ function isChildEntry(): boolean {
 }
 
 if (isChildEntry()) await childMain(process.argv[3] as string);
-

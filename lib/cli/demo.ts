@@ -56,14 +56,22 @@ export function demoOptimizer(mode: DemoMode, o: Pick<DemoOptions, 'lrX' | 'lrY'
   };
 }
 
-export interface DemoResult { mode: DemoMode; before: number; after: number; steps: number; seconds: number }
+export interface DemoResult {
+  mode: DemoMode;
+  before: number;
+  after: number;
+  steps: number;
+  seconds: number;
+}
 
 /** `zofo demo`: each mode fine-tunes a fresh copy of the demo model; prints and plots dev accuracy before and after. */
 export async function demo(o: DemoOptions): Promise<DemoResult[]> {
   const log = o.log ?? ((l: string) => console.log(l));
   const modes = o.modes ?? ['hybrid', 'zo', 'lora'];
   for (const m of modes) if (!(m in DEMO_PRESETS)) throw new ZofoError('ZOFO_INVALID_ARG', `zofo demo: unknown mode ${JSON.stringify(m)} (hybrid, zo, lora)`);
-  const steps = o.steps ?? 150, batchSize = o.batchSize ?? 16, seed = o.seed ?? 0;
+  const steps = o.steps ?? 150,
+    batchSize = o.batchSize ?? 16,
+    seed = o.seed ?? 0;
   const dir = demoModelDir();
   log(`zofo demo: ${dir}; ${steps} steps per mode, batch ${batchSize}`);
   const results: DemoResult[] = [];
@@ -83,9 +91,20 @@ export async function demo(o: DemoOptions): Promise<DemoResult[]> {
       for await (const ev of trainer.fit(train)) {
         if (ev.type === 'step') {
           progress.update(ev);
-          rows.push({ step: ev.step, seconds: (performance.now() - started) / 1000, loss: ev.loss, lrX: optimizer.zo ? ev.lrX : null, lrY: optimizer.fo ? ev.lrY : null, devLoss: null, devAccuracy: null });
+          rows.push({
+            step: ev.step,
+            seconds: (performance.now() - started) / 1000,
+            loss: ev.loss,
+            lrX: optimizer.zo ? ev.lrX : null,
+            lrY: optimizer.fo ? ev.lrY : null,
+            devLoss: null,
+            devAccuracy: null,
+          });
         } else if (ev.type === 'eval') {
-          Object.assign([...rows].reverse().find((r) => r.step === ev.step)!, { devLoss: ev.loss, devAccuracy: ev.accuracy });
+          Object.assign(
+            [...rows].reverse().find((r) => r.step === ev.step)!,
+            { devLoss: ev.loss, devAccuracy: ev.accuracy },
+          );
         }
       }
       progress.stop();
@@ -105,7 +124,9 @@ export async function demo(o: DemoOptions): Promise<DemoResult[]> {
   log('|---|---:|---:|---:|---:|---:|---:|');
   for (const r of results) {
     const { zo, fo } = demoOptimizer(r.mode, o);
-    log(`| ${r.mode} | ${zo?.lr ?? '–'} | ${fo?.lr ?? '–'} | ${(100 * r.before).toFixed(1)}% | ${(100 * r.after).toFixed(1)}% | ${r.steps} | ${r.seconds.toFixed(1)} |`);
+    log(
+      `| ${r.mode} | ${zo?.lr ?? '–'} | ${fo?.lr ?? '–'} | ${(100 * r.before).toFixed(1)}% | ${(100 * r.after).toFixed(1)}% | ${r.steps} | ${r.seconds.toFixed(1)} |`,
+    );
   }
   log(`\nchart: ${join(o.out, 'demo.svg')}, data: ${join(o.out, 'demo.csv')}`);
   return results;

@@ -50,37 +50,161 @@ const names = v.pipe(v.array(text, 'must be a list of names'), v.minLength(1, 'm
 /** Every training flag, keyed by its option name (commander's camelCase of the flag). */
 export const TRAINING_FLAGS = {
   model: { flag: '--model', arg: '<dir>', path: 'model', schema: text, description: 'HuggingFace model directory (config.json, safetensors, tokenizer.json)' },
-  device: { flag: '--device', arg: '<device>', path: 'device', schema: text, description: 'where to run: cpu, cuda, cuda:N, or auto (CUDA when usable)', default: 'cpu' },
-  dtype: { flag: '--dtype', arg: '<dtype>', path: 'dtype', schema: oneOf(['f32', 'bf16', 'f16']), choices: ['f32', 'bf16', 'f16'], description: 'storage of the base weights', default: 'bf16 on CUDA, f32 on the CPU' },
-  compute: { flag: '--compute', arg: '<precision>', path: 'compute', schema: oneOf(['fp32', 'tf32', 'bf16']), choices: ['fp32', 'tf32', 'bf16'], description: 'matmul operand precision (docs/precision.md)', default: 'bf16 on CUDA, fp32 on the CPU' },
+  device: {
+    flag: '--device',
+    arg: '<device>',
+    path: 'device',
+    schema: text,
+    description: 'where to run: cpu, cuda, cuda:N, or auto (CUDA when usable)',
+    default: 'cpu',
+  },
+  dtype: {
+    flag: '--dtype',
+    arg: '<dtype>',
+    path: 'dtype',
+    schema: oneOf(['f32', 'bf16', 'f16']),
+    choices: ['f32', 'bf16', 'f16'],
+    description: 'storage of the base weights',
+    default: 'bf16 on CUDA, f32 on the CPU',
+  },
+  compute: {
+    flag: '--compute',
+    arg: '<precision>',
+    path: 'compute',
+    schema: oneOf(['fp32', 'tf32', 'bf16']),
+    choices: ['fp32', 'tf32', 'bf16'],
+    description: 'matmul operand precision (docs/precision.md)',
+    default: 'bf16 on CUDA, fp32 on the CPU',
+  },
   task: { flag: '--task', arg: '<name>', path: 'task', schema: oneOf(TASK_NAMES), choices: TASK_NAMES, description: 'task format' },
   train: { flag: '--train', arg: '<file>', path: 'train', schema: text, description: 'training data file' },
   dev: { flag: '--dev', arg: '<file>', path: 'dev', schema: text, description: 'dev data file (evaluated during training; selects the best checkpoint)' },
-  trainSamples: { flag: '--train-samples', arg: '<n>', path: 'trainSamples', schema: positiveInt, parse: 'number', description: 'sample n training examples with --seed (MeZO-style k-shot)', default: 'all' },
-  devSamples: { flag: '--dev-samples', arg: '<n>', path: 'devSamples', schema: positiveInt, parse: 'number', description: 'sample n dev examples with --seed', default: 'all' },
-  mode: { flag: '--mode', arg: '<mode>', path: 'mode', schema: oneOf(MODES), choices: MODES, description: 'hybrid: ZO on base + LoRA by backprop; zo: MeZO; lora: LoRA only; full: backprop on every weight', default: 'hybrid' },
+  trainSamples: {
+    flag: '--train-samples',
+    arg: '<n>',
+    path: 'trainSamples',
+    schema: positiveInt,
+    parse: 'number',
+    description: 'sample n training examples with --seed (MeZO-style k-shot)',
+    default: 'all',
+  },
+  devSamples: {
+    flag: '--dev-samples',
+    arg: '<n>',
+    path: 'devSamples',
+    schema: positiveInt,
+    parse: 'number',
+    description: 'sample n dev examples with --seed',
+    default: 'all',
+  },
+  mode: {
+    flag: '--mode',
+    arg: '<mode>',
+    path: 'mode',
+    schema: oneOf(MODES),
+    choices: MODES,
+    description: 'hybrid: ZO on base + LoRA by backprop; zo: MeZO; lora: LoRA only; full: backprop on every weight',
+    default: 'hybrid',
+  },
   steps: { flag: '--steps', arg: '<n>', path: 'steps', schema: positiveInt, parse: 'number', description: 'optimizer steps' },
   epochs: { flag: '--epochs', arg: '<n>', path: 'epochs', schema: positiveInt, parse: 'number', description: 'epochs', default: '1 when --steps is not given' },
   batchSize: { flag: '--batch-size', arg: '<n>', path: 'batchSize', schema: positiveInt, parse: 'number', description: 'examples per step', default: '16' },
   lrX: { flag: '--lr-x', arg: '<lr>', path: 'zo.lr', schema: positive, parse: 'number', description: 'ZO learning rate of the base weights', default: '1e-6' },
-  lrY: { flag: '--lr-y', arg: '<lr>', path: 'fo.lr', schema: positive, parse: 'number', description: 'first-order learning rate (the adapters)', default: '1e-4' },
-  mu: { flag: '--mu', arg: '<mu>', path: 'zo.mu', schema: positive, parse: 'number', description: 'ZO smoothing radius', default: '1e-3; 3e-3 under bf16 compute' },
-  estimator: { flag: '--estimator', arg: '<name>', path: 'zo.estimator', schema: oneOf(['forward', 'central']), choices: ['forward', 'central'], description: 'ZO estimator', default: 'forward' },
-  perturbations: { flag: '--perturbations', arg: '<q>', path: 'zo.perturbations', schema: positiveInt, parse: 'number', description: 'ZO perturbations per step', default: '1' },
+  lrY: {
+    flag: '--lr-y',
+    arg: '<lr>',
+    path: 'fo.lr',
+    schema: positive,
+    parse: 'number',
+    description: 'first-order learning rate (the adapters)',
+    default: '1e-4',
+  },
+  mu: {
+    flag: '--mu',
+    arg: '<mu>',
+    path: 'zo.mu',
+    schema: positive,
+    parse: 'number',
+    description: 'ZO smoothing radius',
+    default: '1e-3; 3e-3 under bf16 compute',
+  },
+  estimator: {
+    flag: '--estimator',
+    arg: '<name>',
+    path: 'zo.estimator',
+    schema: oneOf(['forward', 'central']),
+    choices: ['forward', 'central'],
+    description: 'ZO estimator',
+    default: 'forward',
+  },
+  perturbations: {
+    flag: '--perturbations',
+    arg: '<q>',
+    path: 'zo.perturbations',
+    schema: positiveInt,
+    parse: 'number',
+    description: 'ZO perturbations per step',
+    default: '1',
+  },
   wdX: { flag: '--wd-x', arg: '<wd>', path: 'zo.weightDecay', schema: nonNegative, parse: 'number', description: 'ZO weight decay', default: '0' },
   wdY: { flag: '--wd-y', arg: '<wd>', path: 'fo.weightDecay', schema: nonNegative, parse: 'number', description: 'first-order weight decay', default: '0' },
-  foOptimizer: { flag: '--fo-optimizer', arg: '<name>', path: 'fo.optimizer', schema: oneOf(['sgd', 'momentum', 'adamw']), choices: ['sgd', 'momentum', 'adamw'], description: 'first-order optimizer', default: 'sgd' },
+  foOptimizer: {
+    flag: '--fo-optimizer',
+    arg: '<name>',
+    path: 'fo.optimizer',
+    schema: oneOf(['sgd', 'momentum', 'adamw']),
+    choices: ['sgd', 'momentum', 'adamw'],
+    description: 'first-order optimizer',
+    default: 'sgd',
+  },
   rank: { flag: '--rank', arg: '<r>', path: 'lora.rank', schema: positiveInt, parse: 'number', description: 'LoRA rank', default: '8' },
   alpha: { flag: '--alpha', arg: '<a>', path: 'lora.alpha', schema: positive, parse: 'number', description: 'LoRA alpha', default: '16' },
-  targets: { flag: '--targets', arg: '<list>', path: 'lora.targets', schema: names, parse: 'list', description: 'LoRA target modules, comma-separated', default: 'q_proj,v_proj; c_attn for GPT-2' },
+  targets: {
+    flag: '--targets',
+    arg: '<list>',
+    path: 'lora.targets',
+    schema: names,
+    parse: 'list',
+    description: 'LoRA target modules, comma-separated',
+    default: 'q_proj,v_proj; c_attn for GPT-2',
+  },
   seed: { flag: '--seed', arg: '<n>', path: 'seed', schema: count, parse: 'number', description: 'run seed (sampler and perturbations)', default: '0' },
-  evalEvery: { flag: '--eval-every', arg: '<n>', path: 'evalEvery', schema: positiveInt, parse: 'number', description: 'evaluate on --dev every n steps', default: 'once per epoch' },
-  checkpointEvery: { flag: '--checkpoint-every', arg: '<n>', path: 'checkpointEvery', schema: positiveInt, parse: 'number', description: 'write a checkpoint every n steps', default: 'at the end and on Ctrl-C' },
+  evalEvery: {
+    flag: '--eval-every',
+    arg: '<n>',
+    path: 'evalEvery',
+    schema: positiveInt,
+    parse: 'number',
+    description: 'evaluate on --dev every n steps',
+    default: 'once per epoch',
+  },
+  checkpointEvery: {
+    flag: '--checkpoint-every',
+    arg: '<n>',
+    path: 'checkpointEvery',
+    schema: positiveInt,
+    parse: 'number',
+    description: 'write a checkpoint every n steps',
+    default: 'at the end and on Ctrl-C',
+  },
   keep: { flag: '--keep', arg: '<n>', path: 'keep', schema: positiveInt, parse: 'number', description: 'step checkpoints to keep', default: '2' },
   out: { flag: '--out', arg: '<dir>', path: 'out', schema: text, description: 'output directory' },
   resume: { flag: '--resume', path: 'resume', schema: v.boolean('must be true or false'), description: 'continue from the latest checkpoint under --out' },
-  parallel: { flag: '--parallel', arg: '<kind>', path: 'parallel', schema: oneOf(['data', 'perturbation']), choices: ['data', 'perturbation'], description: 'under mpirun: each rank a slice of every batch (data) or a share of the q perturbations (perturbation)', default: 'data when started by mpirun/srun with several ranks' },
-  overwrite: { flag: '--overwrite', path: 'overwrite', schema: v.boolean('must be true or false'), description: 'replace an earlier run under --out (its checkpoints, adapter, trajectory and curves)' },
+  parallel: {
+    flag: '--parallel',
+    arg: '<kind>',
+    path: 'parallel',
+    schema: oneOf(['data', 'perturbation']),
+    choices: ['data', 'perturbation'],
+    description: 'under mpirun: each rank a slice of every batch (data) or a share of the q perturbations (perturbation)',
+    default: 'data when started by mpirun/srun with several ranks',
+  },
+  overwrite: {
+    flag: '--overwrite',
+    path: 'overwrite',
+    schema: v.boolean('must be true or false'),
+    description: 'replace an earlier run under --out (its checkpoints, adapter, trajectory and curves)',
+  },
 } as const satisfies Record<string, FlagDef>;
 
 /** A training flag's option name (`lrX` for `--lr-x`). */
@@ -99,8 +223,17 @@ function check(name: FlagName, value: unknown): { ok: true; value: unknown } | {
 /** Parses a flag's text the way its definition says, then validates it. */
 function parseFlag(name: FlagName, raw: string): unknown {
   const d = def(name);
-  const value = d.parse === 'number' ? (raw.trim() === '' ? NaN : Number(raw))
-    : d.parse === 'list' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : raw;
+  const value =
+    d.parse === 'number'
+      ? raw.trim() === ''
+        ? NaN
+        : Number(raw)
+      : d.parse === 'list'
+        ? raw
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : raw;
   const r = check(name, value);
   if (!r.ok) throw new InvalidArgumentError(r.message);
   return r.value;
@@ -177,7 +310,10 @@ export function validateConfig(file: string, json: unknown, flags: readonly Flag
         const near = suggestKey(key, aliases);
         return `"${key}"${near ? ` (did you mean "${near}"?)` : ''}`;
       });
-      throw new UsageError('ZOFO_BAD_CONFIG', `${file}: unknown key${unknown.length > 1 ? 's' : ''} ${named.join(', ')}; valid keys: ${[...paths.keys()].join(', ')}`);
+      throw new UsageError(
+        'ZOFO_BAD_CONFIG',
+        `${file}: unknown key${unknown.length > 1 ? 's' : ''} ${named.join(', ')}; valid keys: ${[...paths.keys()].join(', ')}`,
+      );
     }
     const issue = r.issues[0];
     throw new UsageError('ZOFO_BAD_CONFIG', `${file}: ${where(issue) ? `"${where(issue)}" ` : ''}${issue.message}`);

@@ -69,7 +69,9 @@ async function restoreInterrupted(target: string): Promise<void> {
  * from killed runs are removed first.
  */
 export async function writeDirAtomic(command: string, out: string, overwrite: boolean, write: (tmp: string) => Promise<void>): Promise<void> {
-  const target = resolve(out), parent = dirname(target), name = basename(target);
+  const target = resolve(out),
+    parent = dirname(target),
+    name = basename(target);
   await restoreInterrupted(target);
   await removeStaleTemps(parent, (n) => n.startsWith(`${name}.tmp-`) || n.startsWith(`${name}.old.tmp-`));
   if (existsSync(target) && !overwrite) {

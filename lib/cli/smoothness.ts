@@ -25,12 +25,17 @@ export interface SmoothnessCommandOptions {
   seed?: number;
 }
 
-export async function smoothness(o: SmoothnessCommandOptions, log: (line: string) => void = (l) => console.log(l)): Promise<{ report: SmoothnessReport; advice: StepSizeAdvice }> {
+export async function smoothness(
+  o: SmoothnessCommandOptions,
+  log: (line: string) => void = (l) => console.log(l),
+): Promise<{ report: SmoothnessReport; advice: StepSizeAdvice }> {
   const dir = o.model ?? demoModelDir();
   const model = await loadModel(dir);
   try {
     if (!model.tokenizer) throw new ZofoError('ZOFO_BAD_FILE', `${dir}: no tokenizer.json`);
-    const batches = o.batches ?? 3, batchSize = o.batchSize ?? 16, seed = o.seed ?? 0;
+    const batches = o.batches ?? 3,
+      batchSize = o.batchSize ?? 16,
+      seed = o.seed ?? 0;
     let examples: Example[];
     if (o.task && o.data) {
       examples = (await loadTask(o.task, o.data, model.tokenizer, { pick: (n) => sampleIndices(n, Math.min(n, batches * batchSize), seed) })).examples;

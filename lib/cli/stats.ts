@@ -27,9 +27,10 @@ export function summarize(values: readonly number[]): Summary {
   const n = values.length;
   if (n === 0) return { n, mean: null, sd: null, min: null, max: null, ci95: null };
   const mean = values.reduce((a, b) => a + b, 0) / n;
-  const min = Math.min(...values), max = Math.max(...values);
+  const min = Math.min(...values),
+    max = Math.max(...values);
   if (n < 2) return { n, mean, sd: null, min, max, ci95: null };
   const sd = Math.sqrt(values.reduce((a, x) => a + (x - mean) ** 2, 0) / (n - 1));
-  const half = tQuantile975(n - 1) * sd / Math.sqrt(n);
+  const half = (tQuantile975(n - 1) * sd) / Math.sqrt(n);
   return { n, mean, sd, min, max, ci95: [mean - half, mean + half] };
 }

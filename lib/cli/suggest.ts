@@ -10,10 +10,13 @@ const SYNONYMS: Record<string, string> = { learningrate: 'lr', lrate: 'lr', epsi
 
 /** Lower case, each dot-separated part without `_`/`-`/spaces, synonyms replaced. */
 export function normalizeKey(key: string): string {
-  return key.split('.').map((part) => {
-    const p = part.toLowerCase().replace(/[^a-z0-9]/g, '');
-    return SYNONYMS[p] ?? p;
-  }).join('.');
+  return key
+    .split('.')
+    .map((part) => {
+      const p = part.toLowerCase().replace(/[^a-z0-9]/g, '');
+      return SYNONYMS[p] ?? p;
+    })
+    .join('.');
 }
 
 /** Optimal string alignment distance between a and b. */

@@ -96,13 +96,13 @@ export interface LoadTaskOptions {
 export const TASK_LIMITS = { maxFileBytes: 2 ** 30, maxLineChars: 1_000_000, maxTokens: 65_536 } as const;
 
 const WINOGRANDE_NOTES = {
-  prefix: 'WinoGrande: prompt = the sentence before "_"; candidate c = option c + the rest of the sentence, '
-    + 'scored given the prefix (mean log-prob of the option + suffix tokens). MeZO instead scores the whole '
-    + 'sentence with the option substituted, given only BOS (winogrande: "full"); the "partial scoring" of '
-    + 'GPT-3 / lm-eval-harness scores only the suffix given prefix + option, which one prompt with K '
-    + 'candidates cannot express.',
-  full: 'WinoGrande as in MeZO: prompt = BOS alone; candidate c = the whole sentence with option c substituted '
-    + 'for "_", every token of it scored.',
+  prefix:
+    'WinoGrande: prompt = the sentence before "_"; candidate c = option c + the rest of the sentence, ' +
+    'scored given the prefix (mean log-prob of the option + suffix tokens). MeZO instead scores the whole ' +
+    'sentence with the option substituted, given only BOS (winogrande: "full"); the "partial scoring" of ' +
+    'GPT-3 / lm-eval-harness scores only the suffix given prefix + option, which one prompt with K ' +
+    'candidates cannot express.',
+  full: 'WinoGrande as in MeZO: prompt = BOS alone; candidate c = the whole sentence with option c substituted ' + 'for "_", every token of it scored.',
 } as const;
 
 /** A malformed row: the loader adds `<file>:<line>: ` (or skips the row with skipBad). */
@@ -111,7 +111,16 @@ class RowError extends Error {}
 /** What one row yields before tokenization. */
 type Row = { prompt: string; candidates: string[]; label: number } | { prompt: string; target: string };
 
-const describeJson = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'string' ? `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}` : typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`);
+const describeJson = (v: unknown): string =>
+  v === null
+    ? 'null'
+    : Array.isArray(v)
+      ? 'an array'
+      : typeof v === 'string'
+        ? `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`
+        : typeof v === 'object'
+          ? 'an object'
+          : `${typeof v} ${String(v)}`;
 
 function field<T>(obj: Record<string, unknown>, key: string, what: string, ok: (v: unknown) => v is T, path = key): T {
   if (!(key in obj) || obj[key] === undefined) throw new RowError(`missing field "${path}"`);
@@ -167,14 +176,16 @@ function winograndeRow(obj: Record<string, unknown>, mode: 'prefix' | 'full'): R
     return { prompt: '', candidates: options.map((o) => stripSpaces(sentence.replace('_', o))), label };
   }
   const at = sentence.indexOf('_');
-  const prefix = sentence.slice(0, at).replace(/^ +/, ''), suffix = sentence.slice(at + 1).replace(/ +$/, '');
+  const prefix = sentence.slice(0, at).replace(/^ +/, ''),
+    suffix = sentence.slice(at + 1).replace(/ +$/, '');
   return { prompt: prefix, candidates: options.map((o) => o + suffix), label };
 }
 
 // A user's JSONL: {prompt, candidates: string[], label} or {prompt, target}.
 function jsonlRow(obj: Record<string, unknown>): Row {
   const prompt = field(obj, 'prompt', 'a string', isString);
-  const hasCandidates = 'candidates' in obj, hasTarget = 'target' in obj;
+  const hasCandidates = 'candidates' in obj,
+    hasTarget = 'target' in obj;
   if (hasCandidates && hasTarget) throw new RowError('a row has either "candidates" (classification) or "target" (LM), not both');
   if (hasTarget) return { prompt, target: field(obj, 'target', 'a string', isString) };
   if (!hasCandidates) throw new RowError('missing field "candidates" (classification) or "target" (LM)');
@@ -222,7 +233,12 @@ class Encoder {
       // text, so it is found once); prefer the largest.
       this.#lead = null;
       for (let p = s.length; p >= 0; p--) {
-        if (full.length === s.length + plain.length && sameIds(full, 0, s.slice(0, p)) && sameIds(full, p, plain) && sameIds(full, p + plain.length, s.slice(p))) {
+        if (
+          full.length === s.length + plain.length &&
+          sameIds(full, 0, s.slice(0, p)) &&
+          sameIds(full, p, plain) &&
+          sameIds(full, p + plain.length, s.slice(p))
+        ) {
           this.#lead = p;
           return full.slice(0, p + plain.length);
         }
@@ -247,7 +263,9 @@ class Encoder {
     const e = made.example;
     const longest = 'target' in e ? e.target.length : Math.max(...e.candidates.map((c) => c.length));
     if (e.prompt.length + longest > maxTokens) {
-      throw new RowError(`the example has ${e.prompt.length + longest} tokens (prompt ${e.prompt.length} + continuation ${longest}), over the limit of ${maxTokens} (maxTokens)`);
+      throw new RowError(
+        `the example has ${e.prompt.length + longest} tokens (prompt ${e.prompt.length} + continuation ${longest}), over the limit of ${maxTokens} (maxTokens)`,
+      );
     }
     return made;
   }
@@ -258,7 +276,9 @@ class Encoder {
     const plain = this.encode(prompt, false);
     const promptIds = this.prompt(prompt, plain);
     if (promptIds.length === 0) {
-      throw new RowError(prompt === '' ? 'the prompt is empty and the tokenizer has no BOS token to stand for it' : `the prompt ${describeJson(prompt)} tokenizes to nothing`);
+      throw new RowError(
+        prompt === '' ? 'the prompt is empty and the tokenizer has no BOS token to stand for it' : `the prompt ${describeJson(prompt)} tokenizes to nothing`,
+      );
     }
     const continuation = (text: string, what: string): number[] => {
       const ids = this.continuation(prompt, plain, text);
@@ -272,7 +292,9 @@ class Encoder {
     }
     const candidates = row.candidates.map((c) => spaces + c);
     const example: ClassificationExample = {
-      prompt: promptIds, candidates: candidates.map((c, i) => continuation(c, `candidate ${i}`)), label: row.label,
+      prompt: promptIds,
+      candidates: candidates.map((c, i) => continuation(c, `candidate ${i}`)),
+      label: row.label,
     };
     return { example, text: { line, prompt, candidates } };
   }
@@ -333,7 +355,9 @@ export async function loadTask(name: TaskName, file: string, tokenizer: Tokenize
     if (!Number.isSafeInteger(value) || value < 1) throw invalidArg('a positive integer', `opts.${key}`, value);
     return value;
   };
-  const maxFileBytes = inputLimit('maxFileBytes'), maxLineChars = inputLimit('maxLineChars'), maxTokens = inputLimit('maxTokens');
+  const maxFileBytes = inputLimit('maxFileBytes'),
+    maxLineChars = inputLimit('maxLineChars'),
+    maxTokens = inputLimit('maxTokens');
 
   const lines = await readLines(file, maxFileBytes);
   let encoder: Encoder;
@@ -343,7 +367,8 @@ export async function loadTask(name: TaskName, file: string, tokenizer: Tokenize
     throw err instanceof RowError ? new ZofoError('ZOFO_INVALID_ARG', `loadTask: the tokenizer cannot encode an empty text: ${err.message}`) : err;
   }
   // Pass 1: parse and check every row (cheap); pass 2: tokenize the picked ones.
-  const rows: { row: Row; line: number }[] = [], skipped: number[] = [];
+  const rows: { row: Row; line: number }[] = [],
+    skipped: number[] = [];
   let kind: Task['kind'] | undefined;
   const bad = (line: number, err: unknown): void => {
     if (!(err instanceof RowError)) throw err;
@@ -354,11 +379,16 @@ export async function loadTask(name: TaskName, file: string, tokenizer: Tokenize
   let tsv: { sentence: number; label: number } | undefined;
   if (name === 'sst2') {
     first = lines.findIndex((l) => l.trim() !== '');
-    if (first >= 0 && lines[first].length > maxLineChars) throw badFile(`${file}:${first + 1}`, `the header line has ${lines[first].length} characters, over the limit of ${maxLineChars} (maxLineChars)`);
+    if (first >= 0 && lines[first].length > maxLineChars)
+      throw badFile(`${file}:${first + 1}`, `the header line has ${lines[first].length} characters, over the limit of ${maxLineChars} (maxLineChars)`);
     const header = first < 0 ? [] : lines[first].split('\t').map((h) => h.trim());
-    const sentence = header.indexOf('sentence'), label = header.indexOf('label');
+    const sentence = header.indexOf('sentence'),
+      label = header.indexOf('label');
     if (header.length !== 2 || sentence < 0 || label < 0) {
-      throw badFile(`${file}:${first < 0 ? 1 : first + 1}`, `expected the header "sentence<TAB>label" of a GLUE SST-2 TSV, not ${JSON.stringify(first < 0 ? '' : lines[first])}`);
+      throw badFile(
+        `${file}:${first < 0 ? 1 : first + 1}`,
+        `expected the header "sentence<TAB>label" of a GLUE SST-2 TSV, not ${JSON.stringify(first < 0 ? '' : lines[first])}`,
+      );
     }
     tsv = { sentence, label };
     first++;
@@ -388,7 +418,9 @@ export async function loadTask(name: TaskName, file: string, tokenizer: Tokenize
       }
       const rowKind = 'target' in row ? 'lm' : 'classification';
       if (kind !== undefined && rowKind !== kind) {
-        throw new RowError(`${rowKind === 'lm' ? 'an LM row ({prompt, target})' : 'a classification row ({prompt, candidates, label})'} in a file of ${kind === 'lm' ? 'LM' : 'classification'} rows; a task holds one kind`);
+        throw new RowError(
+          `${rowKind === 'lm' ? 'an LM row ({prompt, target})' : 'a classification row ({prompt, candidates, label})'} in a file of ${kind === 'lm' ? 'LM' : 'classification'} rows; a task holds one kind`,
+        );
       }
       kind = rowKind;
       rows.push({ row, line: i + 1 });
@@ -403,10 +435,12 @@ export async function loadTask(name: TaskName, file: string, tokenizer: Tokenize
     picked = opts.pick(rows.length);
     if (!Array.isArray(picked)) throw invalidArg('an array of row indices from opts.pick', 'opts.pick(n)', picked);
     picked.forEach((r, i) => {
-      if (!Number.isSafeInteger(r) || r < 0 || r >= rows.length) throw invalidArg(`a row index in 0 .. ${rows.length - 1}`, `opts.pick(${rows.length})[${i}]`, r);
+      if (!Number.isSafeInteger(r) || r < 0 || r >= rows.length)
+        throw invalidArg(`a row index in 0 .. ${rows.length - 1}`, `opts.pick(${rows.length})[${i}]`, r);
     });
   }
-  const examples: Example[] = [], texts: TaskText[] = [];
+  const examples: Example[] = [],
+    texts: TaskText[] = [];
   for (const r of picked) {
     try {
       const { example, text } = encoder.example(rows[r].row, rows[r].line, maxTokens);
@@ -418,8 +452,14 @@ export async function loadTask(name: TaskName, file: string, tokenizer: Tokenize
   }
   skipped.sort((x, y) => x - y);
   if (examples.length === 0) {
-    if (picked.length === 0 && rows.length > 0) throw new ZofoError('ZOFO_INVALID_ARG', `loadTask: opts.pick picked none of the ${rows.length} rows of ${file}`);
-    throw badFile(file, skipped.length > 0 ? `no usable rows (${skipped.length} malformed, skipped: lines ${skipped.slice(0, 10).join(', ')}${skipped.length > 10 ? ', …' : ''})` : 'no examples');
+    if (picked.length === 0 && rows.length > 0)
+      throw new ZofoError('ZOFO_INVALID_ARG', `loadTask: opts.pick picked none of the ${rows.length} rows of ${file}`);
+    throw badFile(
+      file,
+      skipped.length > 0
+        ? `no usable rows (${skipped.length} malformed, skipped: lines ${skipped.slice(0, 10).join(', ')}${skipped.length > 10 ? ', …' : ''})`
+        : 'no examples',
+    );
   }
   const task: Task = { name, file, kind: kind!, examples, texts };
   if (name === 'winogrande') task.note = WINOGRANDE_NOTES[mode];
@@ -465,7 +505,11 @@ class MT19937 {
 function randomInterval(rng: MT19937, max: number): number {
   if (max === 0) return 0;
   let mask = max;
-  mask |= mask >>> 1; mask |= mask >>> 2; mask |= mask >>> 4; mask |= mask >>> 8; mask |= mask >>> 16;
+  mask |= mask >>> 1;
+  mask |= mask >>> 2;
+  mask |= mask >>> 4;
+  mask |= mask >>> 8;
+  mask |= mask >>> 16;
   mask >>>= 0;
   for (;;) {
     const v = (rng.next() & mask) >>> 0;
@@ -485,7 +529,9 @@ function mezoPermutation(n: number, seed: number): Uint32Array {
   const rng = new MT19937(seed);
   for (let i = n - 1; i > 0; i--) {
     const j = randomInterval(rng, i);
-    const t = p[i]; p[i] = p[j]; p[j] = t;
+    const t = p[i];
+    p[i] = p[j];
+    p[j] = t;
   }
   return p;
 }
@@ -512,7 +558,11 @@ export function sampleExamples<T>(examples: readonly T[], k: number, seed: numbe
 }
 
 /** Options of `splitTask()`: the sizes of the train and dev samples and the seed that draws them. */
-export interface SplitOptions { train: number; dev: number; seed: number }
+export interface SplitOptions {
+  train: number;
+  dev: number;
+  seed: number;
+}
 
 /**
  * Disjoint train and dev samples, as MeZO's run.py draws them: one sample of train + dev

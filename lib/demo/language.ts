@@ -51,20 +51,98 @@ export class Rng {
 // ---- the lexicon ----
 
 export const NOUNS = [
-  'food', 'service', 'staff', 'waiter', 'pizza', 'pasta', 'soup', 'salad', 'steak', 'coffee', 'dessert', 'bread',
-  'wine', 'beer', 'menu', 'room', 'bed', 'hotel', 'view', 'pool', 'movie', 'film', 'plot', 'acting', 'music',
-  'ending', 'story', 'book', 'game', 'phone', 'screen', 'battery', 'camera', 'price', 'shop', 'car', 'seats',
-  'show', 'song', 'chef',
+  'food',
+  'service',
+  'staff',
+  'waiter',
+  'pizza',
+  'pasta',
+  'soup',
+  'salad',
+  'steak',
+  'coffee',
+  'dessert',
+  'bread',
+  'wine',
+  'beer',
+  'menu',
+  'room',
+  'bed',
+  'hotel',
+  'view',
+  'pool',
+  'movie',
+  'film',
+  'plot',
+  'acting',
+  'music',
+  'ending',
+  'story',
+  'book',
+  'game',
+  'phone',
+  'screen',
+  'battery',
+  'camera',
+  'price',
+  'shop',
+  'car',
+  'seats',
+  'show',
+  'song',
+  'chef',
 ] as const;
 export const POSITIVE_ADJECTIVES = [
-  'good', 'nice', 'excellent', 'wonderful', 'delicious', 'amazing', 'fantastic', 'lovely', 'fresh', 'friendly',
-  'perfect', 'superb', 'pleasant', 'brilliant', 'tasty', 'charming', 'clean', 'enjoyable', 'fun', 'beautiful',
-  'solid', 'impressive', 'awesome', 'cozy',
+  'good',
+  'nice',
+  'excellent',
+  'wonderful',
+  'delicious',
+  'amazing',
+  'fantastic',
+  'lovely',
+  'fresh',
+  'friendly',
+  'perfect',
+  'superb',
+  'pleasant',
+  'brilliant',
+  'tasty',
+  'charming',
+  'clean',
+  'enjoyable',
+  'fun',
+  'beautiful',
+  'solid',
+  'impressive',
+  'awesome',
+  'cozy',
 ] as const;
 export const NEGATIVE_ADJECTIVES = [
-  'bad', 'awful', 'horrible', 'poor', 'bland', 'boring', 'rude', 'dirty', 'stale', 'disappointing', 'mediocre',
-  'dull', 'slow', 'noisy', 'greasy', 'soggy', 'ugly', 'weak', 'annoying', 'broken', 'overpriced', 'unpleasant',
-  'disgusting', 'lousy',
+  'bad',
+  'awful',
+  'horrible',
+  'poor',
+  'bland',
+  'boring',
+  'rude',
+  'dirty',
+  'stale',
+  'disappointing',
+  'mediocre',
+  'dull',
+  'slow',
+  'noisy',
+  'greasy',
+  'soggy',
+  'ugly',
+  'weak',
+  'annoying',
+  'broken',
+  'overpriced',
+  'unpleasant',
+  'disgusting',
+  'lousy',
 ] as const;
 export const NEUTRAL_ADJECTIVES = ['big', 'small', 'new', 'old', 'red', 'blue', 'round', 'long', 'short', 'busy', 'dark', 'full'] as const;
 export const POSITIVE_VERBS = ['loved', 'liked', 'enjoyed', 'adored', 'appreciated', 'praised', 'admired', 'recommend'] as const;
@@ -76,8 +154,36 @@ const NEUTRAL_VERBS = ['ordered', 'watched', 'bought', 'tried', 'saw', 'visited'
 const DAYS = ['monday', 'tuesday', 'friday', 'saturday', 'sunday', 'weekend', 'evening', 'night'] as const;
 const COMPANY = ['friends', 'family', 'kids', 'parents', 'colleagues', 'wife', 'husband', 'sister'] as const;
 const FUNCTION_WORDS = [
-  'was', 'is', 'not', 'and', 'but', 'it', 'a', 'on', 'with', 'there', 'went', 'last', 'my', 'to', 'of', 'also',
-  'for', 'two', 'hours', 'again', 'back', 'will', 'come', 'day', 'next', 'time', 'in', 'at', 'one', 'after',
+  'was',
+  'is',
+  'not',
+  'and',
+  'but',
+  'it',
+  'a',
+  'on',
+  'with',
+  'there',
+  'went',
+  'last',
+  'my',
+  'to',
+  'of',
+  'also',
+  'for',
+  'two',
+  'hours',
+  'again',
+  'back',
+  'will',
+  'come',
+  'day',
+  'next',
+  'time',
+  'in',
+  'at',
+  'one',
+  'after',
 ] as const;
 /** The verdict words: the classification candidates (" terrible" = 0, " great" = 1). */
 export const VERDICTS = ['terrible', 'great'] as const;
@@ -90,8 +196,21 @@ export const SPECIAL_TOKENS = ['<unk>', '<s>', '</s>', '<pad>'] as const;
 export function vocabulary(): string[] {
   const seen = new Set<string>(SPECIAL_TOKENS);
   const lists: readonly (readonly string[])[] = [
-    VERDICTS, PUNCTUATION, FUNCTION_WORDS, DETERMINERS, SUBJECTS, INTENSIFIERS, NOUNS, POSITIVE_ADJECTIVES,
-    NEGATIVE_ADJECTIVES, NEUTRAL_ADJECTIVES, POSITIVE_VERBS, NEGATIVE_VERBS, NEUTRAL_VERBS, DAYS, COMPANY,
+    VERDICTS,
+    PUNCTUATION,
+    FUNCTION_WORDS,
+    DETERMINERS,
+    SUBJECTS,
+    INTENSIFIERS,
+    NOUNS,
+    POSITIVE_ADJECTIVES,
+    NEGATIVE_ADJECTIVES,
+    NEUTRAL_ADJECTIVES,
+    POSITIVE_VERBS,
+    NEGATIVE_VERBS,
+    NEUTRAL_VERBS,
+    DAYS,
+    COMPANY,
   ];
   for (const list of lists) for (const w of list) seen.add(w);
   return [...seen];
@@ -107,7 +226,13 @@ export function vocabulary(): string[] {
 export function tokenizerFiles(): { tokenizer: object; config: object } {
   const vocab = vocabulary();
   const special = (content: string) => ({
-    id: vocab.indexOf(content), content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
+    id: vocab.indexOf(content),
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
   });
   return {
     tokenizer: {
@@ -122,8 +247,13 @@ export function tokenizerFiles(): { tokenizer: object; config: object } {
       model: { type: 'WordLevel', vocab: Object.fromEntries(vocab.map((w, i) => [w, i])), unk_token: '<unk>' },
     },
     config: {
-      tokenizer_class: 'PreTrainedTokenizerFast', unk_token: '<unk>', bos_token: '<s>', eos_token: '</s>', pad_token: '<pad>',
-      clean_up_tokenization_spaces: true, model_max_length: 64,
+      tokenizer_class: 'PreTrainedTokenizerFast',
+      unk_token: '<unk>',
+      bos_token: '<s>',
+      eos_token: '</s>',
+      pad_token: '<pad>',
+      clean_up_tokenization_spaces: true,
+      model_max_length: 64,
     },
   };
 }
@@ -157,10 +287,14 @@ function sentimentClause(rng: Rng, positive: boolean, negate = false): string {
 
 function neutralClause(rng: Rng): string {
   switch (rng.int(4)) {
-    case 0: return `we went there on a ${rng.pick(DAYS)}`;
-    case 1: return `${rng.pick(['i', 'we'])} ${rng.pick(NEUTRAL_VERBS)} the ${rng.pick(NOUNS)}`;
-    case 2: return `${rng.pick(DETERMINERS)} ${rng.pick(NOUNS)} was ${rng.pick(NEUTRAL_ADJECTIVES)}`;
-    default: return `i went there with my ${rng.pick(COMPANY)}`;
+    case 0:
+      return `we went there on a ${rng.pick(DAYS)}`;
+    case 1:
+      return `${rng.pick(['i', 'we'])} ${rng.pick(NEUTRAL_VERBS)} the ${rng.pick(NOUNS)}`;
+    case 2:
+      return `${rng.pick(DETERMINERS)} ${rng.pick(NOUNS)} was ${rng.pick(NEUTRAL_ADJECTIVES)}`;
+    default:
+      return `i went there with my ${rng.pick(COMPANY)}`;
   }
 }
 

@@ -30,8 +30,13 @@ export interface DemoTaskOptions {
 
 /** The reviews behind demoTask (same options, same order), with their kinds. */
 export function demoTaskReviews(opts: DemoTaskOptions = {}): { train: Review[]; dev: Review[] } {
-  const nTrain = opts.train ?? 256, nDev = opts.dev ?? 200, seed = opts.seed ?? 0;
-  for (const [name, n] of [['train', nTrain], ['dev', nDev]] as const) {
+  const nTrain = opts.train ?? 256,
+    nDev = opts.dev ?? 200,
+    seed = opts.seed ?? 0;
+  for (const [name, n] of [
+    ['train', nTrain],
+    ['dev', nDev],
+  ] as const) {
     if (!Number.isSafeInteger(n) || n < 0) throw new ZofoError('ZOFO_INVALID_ARG', `demoTask: ${name} must be a non-negative integer, got ${String(n)}`);
   }
   if (!Number.isSafeInteger(seed) || seed < 0) throw new ZofoError('ZOFO_INVALID_ARG', `demoTask: seed must be a non-negative integer, got ${String(seed)}`);
@@ -50,11 +55,17 @@ export function demoTaskReviews(opts: DemoTaskOptions = {}): { train: Review[]; 
 export function demoTask(tokenizer: Tokenizer, opts: DemoTaskOptions = {}): { train: ClassificationExample[]; dev: ClassificationExample[] } {
   const candidates = CANDIDATES.map((c) => tokenizer.encode(c, { addSpecialTokens: false }));
   candidates.forEach((ids, i) => {
-    if (ids.length !== 1) throw new ZofoError('ZOFO_INVALID_ARG', `demoTask: the candidate ${JSON.stringify(CANDIDATES[i])} is ${ids.length} tokens with this tokenizer; the demo tokenizer makes it one`);
+    if (ids.length !== 1)
+      throw new ZofoError(
+        'ZOFO_INVALID_ARG',
+        `demoTask: the candidate ${JSON.stringify(CANDIDATES[i])} is ${ids.length} tokens with this tokenizer; the demo tokenizer makes it one`,
+      );
   });
   const { train, dev } = demoTaskReviews(opts);
   const toExample = (r: Review): ClassificationExample => ({
-    prompt: tokenizer.encode(promptOf(r), { addSpecialTokens: false }), candidates: candidates.map((c) => [...c]), label: r.label,
+    prompt: tokenizer.encode(promptOf(r), { addSpecialTokens: false }),
+    candidates: candidates.map((c) => [...c]),
+    label: r.label,
   });
   return { train: train.map(toExample), dev: dev.map(toExample) };
 }

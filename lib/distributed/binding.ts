@@ -14,7 +14,11 @@ import { ZofoError } from '../errors.js';
 export type NativeCommHandle = object;
 
 /** Collectives made so far, the bytes each carried from this rank, and the wall time spent in them (waiting for slower ranks included). */
-export interface CommStats { calls: number; bytes: number; seconds: number }
+export interface CommStats {
+  calls: number;
+  bytes: number;
+  seconds: number;
+}
 
 /** The raw communicator binding (native/comm/addon_comm.cpp). */
 export interface CommBinding {
@@ -63,5 +67,8 @@ export function commBinding(): CommBinding {
       tried.push(`${file}: ${/libmpi/.test(message) ? `the MPI library is missing (${message})` : message}`);
     }
   }
-  throw new ZofoError('ZOFO_LOAD_FAILED', `zofo could not load its communicator addon. Tried:${tried.map((t) => `\n  - ${t}`).join('')}\nFix: ${INSTALL_HINT}.`);
+  throw new ZofoError(
+    'ZOFO_LOAD_FAILED',
+    `zofo could not load its communicator addon. Tried:${tried.map((t) => `\n  - ${t}`).join('')}\nFix: ${INSTALL_HINT}.`,
+  );
 }

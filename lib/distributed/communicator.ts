@@ -115,7 +115,8 @@ export async function init(): Promise<Communicator> {
   world = w;
   process.once('exit', (code) => {
     if (w.finalized) return;
-    if (code === 0 || code === 130) w.finalize(); // completed, or stopped cleanly (Ctrl-C) on every rank
+    if (code === 0 || code === 130)
+      w.finalize(); // completed, or stopped cleanly (Ctrl-C) on every rank
     else w.abort(`exiting with code ${code}; ending every rank`, code);
   });
   return w;

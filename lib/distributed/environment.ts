@@ -21,7 +21,8 @@ const SIZE_RANK: Array<[string, string]> = [
 /** The launch this process is part of, or null when no MPI launcher started it. */
 export function detectLaunch(env: NodeJS.ProcessEnv = process.env): LaunchInfo | null {
   for (const [sizeVar, rankVar] of SIZE_RANK) {
-    const size = Number(env[sizeVar]), rank = Number(env[rankVar] ?? 0);
+    const size = Number(env[sizeVar]),
+      rank = Number(env[rankVar] ?? 0);
     if (env[sizeVar] !== undefined && Number.isSafeInteger(size) && size >= 1 && Number.isSafeInteger(rank) && rank >= 0 && rank < size) {
       return { rank, size, source: sizeVar };
     }

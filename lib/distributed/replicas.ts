@@ -27,6 +27,9 @@ export async function checkReplicas(comm: Communicator, model: Model, step: numb
   const differ = new Float64Array([Buffer.compare(Buffer.from(mine), Buffer.from(root)) === 0 ? 0 : 1]);
   await comm.allreduce(differ, `replica check after step ${step}`);
   if (differ[0] > 0) {
-    throw new ZofoError('ZOFO_REPLICA_MISMATCH', `the replicas diverged: after step ${step}, ${differ[0]} of ${comm.size} ranks hold weights that differ from rank 0's (this is rank ${comm.rank}, ${Buffer.compare(Buffer.from(mine), Buffer.from(root)) === 0 ? 'equal to' : 'different from'} rank 0)`);
+    throw new ZofoError(
+      'ZOFO_REPLICA_MISMATCH',
+      `the replicas diverged: after step ${step}, ${differ[0]} of ${comm.size} ranks hold weights that differ from rank 0's (this is rank ${comm.rank}, ${Buffer.compare(Buffer.from(mine), Buffer.from(root)) === 0 ? 'equal to' : 'different from'} rank 0)`,
+    );
   }
 }

@@ -53,18 +53,24 @@ export const JSON_LIMITS: JsonLimits = { maxDepth: 64, maxContainers: 1 << 21, m
  * strings skipped: run before JSON.parse so a pathological file is refused cheaply.
  */
 export function checkJsonLimits(file: string, text: string, limits: JsonLimits = JSON_LIMITS): void {
-  let depth = 0, containers = 0, values = 0;
+  let depth = 0,
+    containers = 0,
+    values = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (c === 0x22) { // a string: skip to its closing quote
+    if (c === 0x22) {
+      // a string: skip to its closing quote
       for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
-    } else if (c === 0x7b || c === 0x5b) { // { [
+    } else if (c === 0x7b || c === 0x5b) {
+      // { [
       if (++depth > limits.maxDepth) throw badFile(file, `JSON nests deeper than ${limits.maxDepth} levels`);
       if (++containers > limits.maxContainers) throw badFile(file, `JSON holds more than ${limits.maxContainers} objects and arrays`);
       values++;
-    } else if (c === 0x7d || c === 0x5d) { // } ]
+    } else if (c === 0x7d || c === 0x5d) {
+      // } ]
       depth--;
-    } else if (c === 0x2c) { // ,
+    } else if (c === 0x2c) {
+      // ,
       if (++values > limits.maxValues) throw badFile(file, `JSON holds more than ${limits.maxValues} values`);
     }
   }
@@ -170,11 +176,7 @@ export async function syncDirectory(dir: string): Promise<void> {
  * error the temp file is removed, an existing `file` is left untouched, and the error is
  * ZOFO_IO `<file>: <action>: <reason>`.
  */
-export async function writeFileAtomic(
-  file: string,
-  data: string | Uint8Array | readonly Uint8Array[],
-  action = 'cannot write',
-): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array | readonly Uint8Array[], action = 'cannot write'): Promise<void> {
   const parts = typeof data === 'string' ? [Buffer.from(data, 'utf8')] : data instanceof Uint8Array ? [data] : data;
   const tmp = join(dirname(file), `${basename(file)}.tmp-${uniqueSuffix()}`);
   let handle: FileHandle | undefined;

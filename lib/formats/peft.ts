@@ -38,7 +38,12 @@ const GPT2_CONV1D = /\.(c_attn|c_proj|c_fc)$/;
 function sortedJson(value: unknown): string {
   const sort = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(sort);
-    if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sort((v as Record<string, unknown>)[k])]));
+    if (v && typeof v === 'object')
+      return Object.fromEntries(
+        Object.keys(v)
+          .sort()
+          .map((k) => [k, sort((v as Record<string, unknown>)[k])]),
+      );
     return v;
   };
   return `${JSON.stringify(sort(value), null, 2)}\n`;
@@ -64,13 +69,30 @@ export async function saveAdapter(model: AdaptedModel, dir: string): Promise<voi
     tensors.set(name, { dtype: 'F32', shape: model.loraShape(name), data });
   }
   await writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors);
-  await writeFileAtomic(join(dir, 'adapter_config.json'), sortedJson({
-    alpha_pattern: {}, auto_mapping: null, base_model_name_or_path: model.dir, bias: 'none',
-    fan_in_fan_out: model.config.family === 'gpt2', inference_mode: true, init_lora_weights: true,
-    layers_pattern: null, layers_to_transform: null, lora_alpha: lora.alpha, lora_dropout: 0.0,
-    modules_to_save: null, peft_type: 'LORA', r: lora.rank, rank_pattern: {}, revision: null,
-    target_modules: [...lora.targets].sort(), task_type: 'CAUSAL_LM',
-  }), 'could not write');
+  await writeFileAtomic(
+    join(dir, 'adapter_config.json'),
+    sortedJson({
+      alpha_pattern: {},
+      auto_mapping: null,
+      base_model_name_or_path: model.dir,
+      bias: 'none',
+      fan_in_fan_out: model.config.family === 'gpt2',
+      inference_mode: true,
+      init_lora_weights: true,
+      layers_pattern: null,
+      layers_to_transform: null,
+      lora_alpha: lora.alpha,
+      lora_dropout: 0.0,
+      modules_to_save: null,
+      peft_type: 'LORA',
+      r: lora.rank,
+      rank_pattern: {},
+      revision: null,
+      target_modules: [...lora.targets].sort(),
+      task_type: 'CAUSAL_LM',
+    }),
+    'could not write',
+  );
 }
 
 /**
@@ -103,7 +125,12 @@ function isEmptyObject(v: unknown): boolean {
 }
 
 /** What an adapter directory holds, read and checked in full before the model is touched. */
-interface AdapterFiles { rank: number; alpha: number; targets: string[]; tensors: Map<string, { shape: number[]; data: Float32Array }> }
+interface AdapterFiles {
+  rank: number;
+  alpha: number;
+  targets: string[];
+  tensors: Map<string, { shape: number[]; data: Float32Array }>;
+}
 
 async function readAdapterConfig(configFile: string): Promise<{ rank: number; alpha: number; targets: string[] }> {
   // A regular file of bounded size: a FIFO, device or directory in its place is refused, never waited on.
@@ -116,8 +143,11 @@ async function readAdapterConfig(configFile: string): Promise<{ rank: number; al
   }
   if (!isRecord(cfg)) throw badFile(configFile, 'not a JSON object');
   if (cfg.peft_type !== 'LORA') throw new ZofoError('ZOFO_UNSUPPORTED', `${configFile}: peft_type ${JSON.stringify(cfg.peft_type)} is not supported (LORA is)`);
-  const rank = cfg.r, alpha = cfg.lora_alpha, targets = cfg.target_modules;
-  if (!Number.isSafeInteger(rank) || (rank as number) < 1 || (rank as number) > MAX_LORA_RANK) throw badFile(configFile, `r must be an integer in 1 .. ${MAX_LORA_RANK}, not ${describe(rank)}`);
+  const rank = cfg.r,
+    alpha = cfg.lora_alpha,
+    targets = cfg.target_modules;
+  if (!Number.isSafeInteger(rank) || (rank as number) < 1 || (rank as number) > MAX_LORA_RANK)
+    throw badFile(configFile, `r must be an integer in 1 .. ${MAX_LORA_RANK}, not ${describe(rank)}`);
   if (typeof alpha !== 'number' || !Number.isFinite(alpha) || alpha <= 0 || alpha / (rank as number) > MAX_LORA_SCALING) {
     throw badFile(configFile, `lora_alpha must be a finite number > 0 with lora_alpha / r ≤ ${MAX_LORA_SCALING}, not ${describe(alpha)}`);
   }
@@ -127,7 +157,10 @@ async function readAdapterConfig(configFile: string): Promise<{ rank: number; al
   if ((cfg.bias ?? 'none') !== 'none') throw new ZofoError('ZOFO_UNSUPPORTED', `${configFile}: bias ${JSON.stringify(cfg.bias)} is not supported (none is)`);
   for (const u of UNSUPPORTED_PEFT) {
     if (u.key in cfg && cfg[u.key] !== undefined && !u.isDefault(cfg[u.key])) {
-      throw new ZofoError('ZOFO_UNSUPPORTED', `${configFile}: ${u.key} ${JSON.stringify(cfg[u.key])} is not supported (${u.why} change what the adapter computes; zofo implements plain LoRA)`);
+      throw new ZofoError(
+        'ZOFO_UNSUPPORTED',
+        `${configFile}: ${u.key} ${JSON.stringify(cfg[u.key])} is not supported (${u.why} change what the adapter computes; zofo implements plain LoRA)`,
+      );
     }
   }
   return { rank: rank as number, alpha, targets: targets as string[] };
@@ -185,17 +218,25 @@ export async function loadAdapter(model: AdaptedModel, dir: string): Promise<voi
   const { rank, alpha, targets } = adapter;
   const existing = model.loraConfig();
   if (existing && (existing.rank !== rank || existing.alpha !== alpha)) {
-    throw new ZofoError('ZOFO_INVALID_STATE', `${dir}: the adapter has r=${rank}, alpha=${alpha} but the model's adapters have r=${existing.rank}, alpha=${existing.alpha}`);
+    throw new ZofoError(
+      'ZOFO_INVALID_STATE',
+      `${dir}: the adapter has r=${rank}, alpha=${alpha} but the model's adapters have r=${existing.rank}, alpha=${existing.alpha}`,
+    );
   }
   const planned = plannedAdapters(model, rank, targets);
-  const configFile = join(dir, 'adapter_config.json'), file = join(dir, 'adapter_model.safetensors');
+  const configFile = join(dir, 'adapter_config.json'),
+    file = join(dir, 'adapter_model.safetensors');
   if (planned.size === 0) throw badFile(configFile, `target_modules ${JSON.stringify(targets)} match no linear layer of this model`);
   const want = existing ? new Map(model.loraNames().map((n) => [n, model.loraShape(n)])) : planned;
-  const missing = [...want.keys()].filter((n) => !adapter.tensors.has(n)), extra = [...adapter.tensors.keys()].filter((n) => !want.has(n));
+  const missing = [...want.keys()].filter((n) => !adapter.tensors.has(n)),
+    extra = [...adapter.tensors.keys()].filter((n) => !want.has(n));
   if (missing.length || extra.length) {
-    throw badFile(file, "adapter tensors do not match the model's LoRA modules" +
-      (missing.length ? `; missing ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}` : '') +
-      (extra.length ? `; unexpected ${extra.slice(0, 3).join(', ')}${extra.length > 3 ? ', …' : ''}` : ''));
+    throw badFile(
+      file,
+      "adapter tensors do not match the model's LoRA modules" +
+        (missing.length ? `; missing ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}` : '') +
+        (extra.length ? `; unexpected ${extra.slice(0, 3).join(', ')}${extra.length > 3 ? ', …' : ''}` : ''),
+    );
   }
   for (const [name, shape] of want) {
     const got = adapter.tensors.get(name)!.shape;
@@ -228,13 +269,17 @@ export async function saveMerged(model: AdaptedModel, dir: string): Promise<void
     const shape = model.tensorShape(name);
     const data = await model.tensor(name);
     const module = name.replace(/\.weight$/, '');
-    const aName = `base_model.model.${module}.lora_A.weight`, bName = `base_model.model.${module}.lora_B.weight`;
+    const aName = `base_model.model.${module}.lora_A.weight`,
+      bName = `base_model.model.${module}.lora_B.weight`;
     if (lora && name.endsWith('.weight') && loraNames.has(aName)) {
-      const A = model.loraTensor(aName), B = model.loraTensor(bName); // A [r, in], B [out, r]
-      const r = lora.rank, s = lora.alpha / r;
+      const A = model.loraTensor(aName),
+        B = model.loraTensor(bName); // A [r, in], B [out, r]
+      const r = lora.rank,
+        s = lora.alpha / r;
       const conv1d = model.config.family === 'gpt2' && GPT2_CONV1D.test(module); // stored [in, out]
       const [rows, cols] = shape;
-      const out = conv1d ? cols : rows, inn = conv1d ? rows : cols;
+      const out = conv1d ? cols : rows,
+        inn = conv1d ? rows : cols;
       for (let o = 0; o < out; o++) {
         for (let i = 0; i < inn; i++) {
           let acc = 0;

@@ -21,8 +21,23 @@ export interface TensorInfo {
 export const WIDTH: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2 };
 // Valid safetensors dtypes that zofo does not load: named as "unsupported", not "unknown".
 const OTHER_DTYPES = new Set([
-  'BOOL', 'U8', 'I8', 'U16', 'I16', 'U32', 'I32', 'U64', 'I64', 'F64', 'C64',
-  'F8_E4M3', 'F8_E5M2', 'F8_E8M0', 'F6_E2M3', 'F6_E3M2', 'F4',
+  'BOOL',
+  'U8',
+  'I8',
+  'U16',
+  'I16',
+  'U32',
+  'I32',
+  'U64',
+  'I64',
+  'F64',
+  'C64',
+  'F8_E4M3',
+  'F8_E5M2',
+  'F8_E8M0',
+  'F6_E2M3',
+  'F6_E3M2',
+  'F4',
 ]);
 /** The header key holding string metadata rather than a tensor. */
 export const METADATA_KEY = '__metadata__';
@@ -30,7 +45,10 @@ export const METADATA_KEY = '__metadata__';
 const MAX_RANK = 16;
 
 /** What a header holds: tensors by name, and the string metadata. */
-export interface ParsedHeader { tensors: Map<string, TensorInfo>; metadata: Record<string, string> }
+export interface ParsedHeader {
+  tensors: Map<string, TensorInfo>;
+  metadata: Record<string, string>;
+}
 
 /** Product of a shape, or undefined when it exceeds 2^53 − 1. */
 export function numel(shape: readonly number[]): number | undefined {
@@ -76,8 +94,12 @@ export function parseHeader(file: string, bytes: Uint8Array, dataLength: number)
   if (!isRecord(header)) throw badFile(file, `header is not a JSON object but ${describe(header)}`);
   const dup = findDuplicateKey(text);
   if (dup) {
-    throw badFile(file, dup.under === undefined ? `duplicate tensor name ${JSON.stringify(dup.key)} in the header`
-      : `duplicate key ${JSON.stringify(dup.key)} in the header entry ${JSON.stringify(dup.under)}`);
+    throw badFile(
+      file,
+      dup.under === undefined
+        ? `duplicate tensor name ${JSON.stringify(dup.key)} in the header`
+        : `duplicate key ${JSON.stringify(dup.key)} in the header entry ${JSON.stringify(dup.under)}`,
+    );
   }
 
   let metadata: Record<string, string> = {};
@@ -111,7 +133,10 @@ export function parseHeader(file: string, bytes: Uint8Array, dataLength: number)
     const n = numel(shape);
     const [begin, end] = offsets as [number, number];
     if (n === undefined || n * width !== end - begin) {
-      throw badFile(file, `${where}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes but ${dtype} ${JSON.stringify(shape)} needs ${n === undefined ? 'more than 2^53' : n * width}`);
+      throw badFile(
+        file,
+        `${where}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes but ${dtype} ${JSON.stringify(shape)} needs ${n === undefined ? 'more than 2^53' : n * width}`,
+      );
     }
     if (end > dataLength) {
       throw badFile(file, `${where}: data_offsets [${begin}, ${end}] run past the end of the data section (${dataLength} bytes)`);

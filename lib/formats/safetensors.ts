@@ -25,7 +25,6 @@ const NATIVE_DTYPE: Record<SafetensorsDtype, number> = { F32: 0, BF16: 1, F16: 2
 /** safetensors' own limit on the header size. */
 export const MAX_HEADER_BYTES = 100_000_000;
 
-
 type NativeFile = InstanceType<CpuBinding['MappedFile']>;
 
 /** Reads the length prefix and the header with fs (never the data). A FIFO, device or directory is refused before any read. */
@@ -231,7 +230,10 @@ async function readIndex(indexPath: string): Promise<Map<string, string>> {
 }
 
 async function exists(path: string): Promise<boolean> {
-  return stat(path).then(() => true, () => false);
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 /**
@@ -310,7 +312,12 @@ function checkTensor(name: unknown, t: TensorData): Uint8Array {
  */
 function buildHeader(names: readonly string[], tensors: ReadonlyMap<string, TensorData>, metadata: Record<string, string>): Buffer {
   const meta: Record<string, string> = { format: 'pt', ...metadata };
-  const metaKeys = ['format', ...Object.keys(meta).filter((k) => k !== 'format').sort()];
+  const metaKeys = [
+    'format',
+    ...Object.keys(meta)
+      .filter((k) => k !== 'format')
+      .sort(),
+  ];
   const parts = [`${JSON.stringify(METADATA_KEY)}:{${metaKeys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(meta[k])}`).join(',')}}`];
   let offset = 0;
   for (const name of names) {

@@ -94,7 +94,10 @@ export const MAX_MODEL_DIM = 2 ** 31 - 1;
 /** The most decoder blocks a config may state (the engine's limit; real models have a few hundred at most). */
 export const MAX_MODEL_LAYERS = 4096;
 
-interface ArchitectureInfo { family: ModelFamily; modelType: string }
+interface ArchitectureInfo {
+  family: ModelFamily;
+  modelType: string;
+}
 
 const ARCHITECTURES: Record<string, ArchitectureInfo> = {
   LlamaForCausalLM: { family: 'llama', modelType: 'llama' },
@@ -103,7 +106,9 @@ const ARCHITECTURES: Record<string, ArchitectureInfo> = {
   OPTForCausalLM: { family: 'opt', modelType: 'opt' },
   GPT2LMHeadModel: { family: 'gpt2', modelType: 'gpt2' },
 };
-const SUPPORTED = Object.entries(ARCHITECTURES).map(([arch, info]) => `${arch} (${info.modelType})`).join(', ');
+const SUPPORTED = Object.entries(ARCHITECTURES)
+  .map(([arch, info]) => `${arch} (${info.modelType})`)
+  .join(', ');
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -149,7 +154,10 @@ export async function loadConfig(dir: string): Promise<ModelConfig> {
  * stated" (HF writes null for unset optional fields); every error names the file and field.
  */
 class Fields {
-  constructor(readonly raw: Record<string, unknown>, readonly file: string) {}
+  constructor(
+    readonly raw: Record<string, unknown>,
+    readonly file: string,
+  ) {}
 
   has(name: string): boolean {
     return this.raw[name] !== undefined && this.raw[name] !== null;
@@ -275,9 +283,10 @@ function parseLlama(f: Fields, modelType: string): Omit<ModelConfig, 'architectu
   checkRopeType(f, 'rope_parameters');
   // transformers ≥ 5 moves rope_theta into rope_parameters.
   const ropeParameters = f.raw.rope_parameters as Record<string, unknown> | null | undefined;
-  const ropeTheta = ropeParameters?.rope_theta !== undefined
-    ? new Fields(ropeParameters, f.file).positive('rope_theta', undefined, 'rope_parameters.rope_theta')
-    : f.positive('rope_theta', 10000);
+  const ropeTheta =
+    ropeParameters?.rope_theta !== undefined
+      ? new Fields(ropeParameters, f.file).positive('rope_theta', undefined, 'rope_parameters.rope_theta')
+      : f.positive('rope_theta', 10000);
 
   // Mistral attends within a window (the engine rejects longer sequences); Qwen2 states a
   // window but uses it only with use_sliding_window, which the engine does not implement.
@@ -406,12 +415,20 @@ function resolveArchitecture(f: Fields): { architecture: string; info: Architect
   const named = (architectures as string[] | undefined)?.[0];
   const architecture = named ?? Object.keys(ARCHITECTURES).find((a) => ARCHITECTURES[a].modelType === modelType);
   if (architecture === undefined || !Object.hasOwn(ARCHITECTURES, architecture)) {
-    const what = named !== undefined ? `architecture ${JSON.stringify(named)}` : modelType !== undefined ? `model_type ${JSON.stringify(modelType)}` : 'a config with neither architectures nor model_type';
+    const what =
+      named !== undefined
+        ? `architecture ${JSON.stringify(named)}`
+        : modelType !== undefined
+          ? `model_type ${JSON.stringify(modelType)}`
+          : 'a config with neither architectures nor model_type';
     throw new ZofoError('ZOFO_UNSUPPORTED', `${f.file}: ${what} is not supported; supported: ${SUPPORTED}`);
   }
   const info = ARCHITECTURES[architecture];
   if (modelType !== undefined && modelType !== info.modelType) {
-    throw new ZofoError('ZOFO_BAD_CONFIG', `${f.file}: model_type ${JSON.stringify(modelType)} does not match architectures[0] ${JSON.stringify(architecture)} (model_type ${JSON.stringify(info.modelType)})`);
+    throw new ZofoError(
+      'ZOFO_BAD_CONFIG',
+      `${f.file}: model_type ${JSON.stringify(modelType)} does not match architectures[0] ${JSON.stringify(architecture)} (model_type ${JSON.stringify(info.modelType)})`,
+    );
   }
   return { architecture, info };
 }
@@ -421,7 +438,6 @@ export function parseConfig(json: unknown, file: string): ModelConfig {
   if (!isRecord(json)) throw new ZofoError('ZOFO_BAD_CONFIG', `${file}: Expected a JSON object but received ${describe(json)}`);
   const f = new Fields(json, file);
   const { architecture, info } = resolveArchitecture(f);
-  const fields = info.family === 'llama' ? parseLlama(f, info.modelType)
-    : info.family === 'opt' ? parseOpt(f) : parseGpt2(f);
+  const fields = info.family === 'llama' ? parseLlama(f, info.modelType) : info.family === 'opt' ? parseOpt(f) : parseGpt2(f);
   return { architecture, modelType: info.modelType, ...fields };
 }

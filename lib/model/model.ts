@@ -17,9 +17,16 @@ import { validateLoraOptions } from '../validate/options.js';
 import { foldSeed32 } from '../validate/u64.js';
 
 /** Classification: prompt + K candidate continuations; `label` indexes the right one. */
-export interface ClassificationExample { prompt: number[]; candidates: number[][]; label: number }
+export interface ClassificationExample {
+  prompt: number[];
+  candidates: number[][];
+  label: number;
+}
 /** Language modelling: next-token loss over `target`, the prompt masked. */
-export interface LmExample { prompt: number[]; target: number[] }
+export interface LmExample {
+  prompt: number[];
+  target: number[];
+}
 /**
  * One training or evaluation example, already tokenised: a classification example or a language-modelling one.
  */
@@ -66,9 +73,14 @@ function resolveDevice(device: unknown): { binding: EngineBinding; device: strin
   if (typeof device === 'string' && /^cuda(:\d{1,3})?$/.test(device)) {
     const cuda = cudaBinding();
     if (!cuda) {
-      const why = cudaLoadErrors().map((a) => `\n  - ${a.file}: ${a.error}`).join('');
-      throw new ZofoError('ZOFO_CUDA', `loadModel: device '${device}' needs the CUDA addon, which did not load:${why}\n` +
-        "Build it on a machine with the CUDA toolkit and cuBLAS (npm rebuild zofo), or use device 'cpu' or 'auto'.");
+      const why = cudaLoadErrors()
+        .map((a) => `\n  - ${a.file}: ${a.error}`)
+        .join('');
+      throw new ZofoError(
+        'ZOFO_CUDA',
+        `loadModel: device '${device}' needs the CUDA addon, which did not load:${why}\n` +
+          "Build it on a machine with the CUDA toolkit and cuBLAS (npm rebuild zofo), or use device 'cpu' or 'auto'.",
+      );
     }
     return { binding: cuda, device };
   }
@@ -114,7 +126,11 @@ const ACTIVATION_CODE: Record<string, number> = { gelu_new: 0, relu: 1, silu: 2 
 const PEFT_PREFIX = 'base_model.model.';
 const LORA_DEFAULTS = { rank: 8, alpha: 16 };
 
-interface Spec { name: string; shape: number[]; offset: number }
+interface Spec {
+  name: string;
+  shape: number[];
+  offset: number;
+}
 
 /** The compute precision asked for, or the device's default (LoadModelOptions.compute). */
 function resolveCompute(compute: unknown, device: string): Compute {
@@ -179,7 +195,12 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
 }
 
 /** Where and how a model's weights live: addon, device, storage dtype and compute precision (@internal). */
-export interface ModelTarget { binding: EngineBinding; device: string; dtype: 'f32' | 'bf16' | 'f16'; compute: Compute }
+export interface ModelTarget {
+  binding: EngineBinding;
+  device: string;
+  dtype: 'f32' | 'bf16' | 'f16';
+  compute: Compute;
+}
 
 /** Validates the placement options of loadModel and friends (@internal). */
 export function resolveTarget(opts: LoadModelOptions): ModelTarget {
@@ -193,15 +214,33 @@ export function resolveTarget(opts: LoadModelOptions): ModelTarget {
 export function nativeConfigOf(config: ModelConfig, configFile: string): NativeModelConfig {
   const activation = ACTIVATION_CODE[config.activation];
   if (activation === undefined) {
-    throw new ZofoError('ZOFO_UNSUPPORTED', `${configFile}: activation ${JSON.stringify(config.activation)} is not implemented by the engine (gelu_new, relu, silu are)`);
+    throw new ZofoError(
+      'ZOFO_UNSUPPORTED',
+      `${configFile}: activation ${JSON.stringify(config.activation)} is not implemented by the engine (gelu_new, relu, silu are)`,
+    );
   }
   return {
-    family: FAMILY_CODE[config.family], vocab: config.vocabSize, hidden: config.hiddenSize, layers: config.numLayers,
-    heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, ffn: config.ffnSize,
-    maxPositions: config.maxPositions, embedDim: config.embedProjDim, positionOffset: config.positionOffset,
-    rmsnorm: config.norm === 'rmsnorm', normEps: config.normEps, activation, ropeTheta: config.ropeTheta ?? 10000,
-    tieEmbeddings: config.tieWordEmbeddings, attentionBias: config.attentionBias, outputBias: config.outputBias,
-    mlpBias: config.mlpBias, preNorm: config.preNorm, finalNorm: config.finalNorm,
+    family: FAMILY_CODE[config.family],
+    vocab: config.vocabSize,
+    hidden: config.hiddenSize,
+    layers: config.numLayers,
+    heads: config.numHeads,
+    kvHeads: config.numKvHeads,
+    headDim: config.headDim,
+    ffn: config.ffnSize,
+    maxPositions: config.maxPositions,
+    embedDim: config.embedProjDim,
+    positionOffset: config.positionOffset,
+    rmsnorm: config.norm === 'rmsnorm',
+    normEps: config.normEps,
+    activation,
+    ropeTheta: config.ropeTheta ?? 10000,
+    tieEmbeddings: config.tieWordEmbeddings,
+    attentionBias: config.attentionBias,
+    outputBias: config.outputBias,
+    mlpBias: config.mlpBias,
+    preNorm: config.preNorm,
+    finalNorm: config.finalNorm,
   };
 }
 
@@ -221,25 +260,35 @@ async function loadWeights(ckpt: Checkpoint, native: NativeModel, storedNames: s
   native.tensorSpecs().forEach((spec, i) => {
     const at = ckpt.fileOf(storedNames[i]).location(storedNames[i]);
     let group = perFile.get(at.file);
-    if (!group) perFile.set(at.file, group = { fileSize: at.fileSize, names: [], offsets: [], dtypes: [] });
+    if (!group) perFile.set(at.file, (group = { fileSize: at.fileSize, names: [], offsets: [], dtypes: [] }));
     group.names.push(spec.name);
     group.offsets.push(at.offset);
     group.dtypes.push(DTYPE_CODE[at.dtype.toLowerCase()]);
   });
   for (const [file, g] of perFile) {
-    await awaitNative(() => native.loadTensors(file, g.fileSize, g.names, Float64Array.from(g.offsets), Uint8Array.from(g.dtypes)),
-      `loadModel: reading ${file}`);
+    await awaitNative(
+      () => native.loadTensors(file, g.fileSize, g.names, Float64Array.from(g.offsets), Uint8Array.from(g.dtypes)),
+      `loadModel: reading ${file}`,
+    );
   }
 }
 
 /** A padded batch in the engine's layout: (B, T) row-major, right padding. */
-interface PackedBatch { ids: Int32Array; positions: Int32Array; mask: Uint8Array; B: number; T: number }
+interface PackedBatch {
+  ids: Int32Array;
+  positions: Int32Array;
+  mask: Uint8Array;
+  B: number;
+  T: number;
+}
 
 function pack(sequences: number[][], vocab: number, what: string): PackedBatch {
   if (!Array.isArray(sequences) || sequences.length === 0) throw invalidArg('a non-empty array of token-id arrays', what, sequences);
   const B = sequences.length;
   const T = Math.max(...sequences.map((s) => (Array.isArray(s) ? s.length : 0)));
-  const ids = new Int32Array(B * T), positions = new Int32Array(B * T), mask = new Uint8Array(B * T);
+  const ids = new Int32Array(B * T),
+    positions = new Int32Array(B * T),
+    mask = new Uint8Array(B * T);
   sequences.forEach((seq, b) => {
     if (!Array.isArray(seq) || seq.length === 0) throw invalidArg('a non-empty array of token ids', `${what}[${b}]`, seq);
     seq.forEach((id, t) => {
@@ -256,8 +305,14 @@ const isClassification = (e: Example): e is ClassificationExample => Array.isArr
 
 /** A loss batch in the engine's layout: the padded sequences and what the loss reads (@internal). */
 export interface EncodedLossBatch {
-  b: PackedBatch; kind: number; rows: Int32Array; targets: Int32Array; group: Int32Array;
-  candidateExample: Int32Array; candidateIsLabel: Uint8Array; examples: number;
+  b: PackedBatch;
+  kind: number;
+  rows: Int32Array;
+  targets: Int32Array;
+  group: Int32Array;
+  candidateExample: Int32Array;
+  candidateIsLabel: Uint8Array;
+  examples: number;
 }
 
 /** Validates a batch of examples and lays it out for the engine (@internal; also used by the optimizer). */
@@ -267,8 +322,13 @@ export function encodeLossBatch(batch: Example[], V: number): EncodedLossBatch {
     if (typeof ex !== 'object' || ex === null) throw invalidArg('an example object ({prompt, candidates, label} or {prompt, target})', `batch[${e}]`, ex);
   });
   const classification = isClassification(batch[0]);
-  const sequences: number[][] = [], rowSeq: number[] = [], rowPos: number[] = [], targets: number[] = [], group: number[] = [];
-  const candidateExample: number[] = [], candidateIsLabel: number[] = [];
+  const sequences: number[][] = [],
+    rowSeq: number[] = [],
+    rowPos: number[] = [],
+    targets: number[] = [],
+    group: number[] = [];
+  const candidateExample: number[] = [],
+    candidateIsLabel: number[] = [];
   const check = (ids: unknown, what: string) => {
     if (!Array.isArray(ids) || ids.length === 0) throw invalidArg('a non-empty array of token ids', what, ids);
     ids.forEach((id, i) => {
@@ -288,11 +348,13 @@ export function encodeLossBatch(batch: Example[], V: number): EncodedLossBatch {
   };
   batch.forEach((ex, e) => {
     if (typeof ex !== 'object' || ex === null) throw invalidArg('an example object', `batch[${e}]`, ex);
-    if (isClassification(ex) !== classification) throw new ZofoError('ZOFO_INVALID_ARG', `batch[${e}]: a batch must hold only classification or only LM examples`);
+    if (isClassification(ex) !== classification)
+      throw new ZofoError('ZOFO_INVALID_ARG', `batch[${e}]: a batch must hold only classification or only LM examples`);
     check(ex.prompt, `batch[${e}].prompt`);
     if (isClassification(ex)) {
       if (!Array.isArray(ex.candidates) || ex.candidates.length < 2) throw invalidArg('at least 2 candidates', `batch[${e}].candidates`, ex.candidates);
-      if (!Number.isInteger(ex.label) || ex.label < 0 || ex.label >= ex.candidates.length) throw invalidArg(`an index in 0 .. ${ex.candidates.length - 1}`, `batch[${e}].label`, ex.label);
+      if (!Number.isInteger(ex.label) || ex.label < 0 || ex.label >= ex.candidates.length)
+        throw invalidArg(`an index in 0 .. ${ex.candidates.length - 1}`, `batch[${e}].label`, ex.label);
       ex.candidates.forEach((cand, c) => check(cand, `batch[${e}].candidates[${c}]`));
       // Single-token verbalizers (SST-2's " terrible" / " great"): one forward of the
       // prompt, the K candidates read at its last position. Otherwise one sequence each.
@@ -318,15 +380,21 @@ export function encodeLossBatch(batch: Example[], V: number): EncodedLossBatch {
   });
   const b = pack(sequences, V, 'sequences');
   return {
-    b, kind: classification ? 1 : 0, rows: Int32Array.from(rowSeq, (seq, i) => seq * b.T + rowPos[i]),
-    targets: Int32Array.from(targets), group: Int32Array.from(group), candidateExample: Int32Array.from(candidateExample),
-    candidateIsLabel: Uint8Array.from(candidateIsLabel), examples: batch.length,
+    b,
+    kind: classification ? 1 : 0,
+    rows: Int32Array.from(rowSeq, (seq, i) => seq * b.T + rowPos[i]),
+    targets: Int32Array.from(targets),
+    group: Int32Array.from(group),
+    candidateExample: Int32Array.from(candidateExample),
+    candidateIsLabel: Uint8Array.from(candidateIsLabel),
+    examples: batch.length,
   };
 }
 
 /** Per-example candidate scores and argmax predictions from the engine's flat scores (@internal). */
 export function splitScores(batch: ClassificationExample[], flat: Float64Array): { scores: number[][]; predictions: number[] } {
-  const scores: number[][] = [], predictions: number[] = [];
+  const scores: number[][] = [],
+    predictions: number[] = [];
   let k = 0;
   for (const ex of batch) {
     const s = Array.from(flat.subarray(k, k + ex.candidates.length));
@@ -336,7 +404,6 @@ export function splitScores(batch: ClassificationExample[], flat: Float64Array):
   }
   return { scores, predictions };
 }
-
 
 /**
  * A loaded causal LM on the zofo engine (create it with `loadModel()`): logits, losses,
@@ -371,14 +438,20 @@ export class Model {
   readonly #storedNames: string[];
 
   /** @internal use loadModel() */
-  constructor(readonly dir: string, readonly config: ModelConfig, native: NativeModel, readonly tokenizer: Tokenizer | null,
-              /** Storage dtype of the base weights. */
-              readonly dtype: 'f32' | 'bf16' | 'f16' = 'f32', storedNames?: string[],
-              binding?: EngineBinding,
-              /** Where the model runs: 'cpu', 'cuda' or 'cuda:N'. */
-              readonly device: string = 'cpu',
-              /** Precision of the matmul operands (LoadModelOptions.compute); must match the engine's. */
-              readonly compute: Compute = 'fp32') {
+  constructor(
+    readonly dir: string,
+    readonly config: ModelConfig,
+    native: NativeModel,
+    readonly tokenizer: Tokenizer | null,
+    /** Storage dtype of the base weights. */
+    readonly dtype: 'f32' | 'bf16' | 'f16' = 'f32',
+    storedNames?: string[],
+    binding?: EngineBinding,
+    /** Where the model runs: 'cpu', 'cuda' or 'cuda:N'. */
+    readonly device: string = 'cpu',
+    /** Precision of the matmul operands (LoadModelOptions.compute); must match the engine's. */
+    readonly compute: Compute = 'fp32',
+  ) {
     this.#native = native;
     this.#binding = binding ?? cpuBinding();
     this.#specs = native.tensorSpecs() as Spec[];
@@ -448,7 +521,8 @@ export class Model {
    */
   addLoRA(opts: LoraOptions = {}): string[] {
     opts = validateLoraOptions(opts, LORA_DEFAULTS);
-    const rank = opts.rank ?? LORA_DEFAULTS.rank, alpha = opts.alpha ?? LORA_DEFAULTS.alpha;
+    const rank = opts.rank ?? LORA_DEFAULTS.rank,
+      alpha = opts.alpha ?? LORA_DEFAULTS.alpha;
     const targets = opts.targets ?? (this.config.family === 'gpt2' ? ['c_attn'] : ['q_proj', 'v_proj']);
     let specs: Spec[];
     try {
@@ -459,14 +533,22 @@ export class Model {
     this.#loraSpecs = specs;
     this.#lora = { rank, alpha, targets: [...targets] };
     let state = foldSeed32(opts.seed ?? 0x5eed) || 1;
-    const uniform = () => { // xorshift32: reproducible init
-      state ^= state << 13; state >>>= 0; state ^= state >>> 17; state ^= state << 5; state >>>= 0;
+    const uniform = () => {
+      // xorshift32: reproducible init
+      state ^= state << 13;
+      state >>>= 0;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      state >>>= 0;
       return state / 4294967296;
     };
     for (const s of specs) {
       if (!s.name.endsWith('.lora_A.weight')) continue;
       const bound = 1 / Math.sqrt(s.shape[1]);
-      this.#live().setLoraTensor(s.name, Float32Array.from({ length: s.shape[0] * s.shape[1] }, () => (2 * uniform() - 1) * bound));
+      this.#live().setLoraTensor(
+        s.name,
+        Float32Array.from({ length: s.shape[0] * s.shape[1] }, () => (2 * uniform() - 1) * bound),
+      );
     }
     return specs.map((s) => PEFT_PREFIX + s.name);
   }
@@ -580,13 +662,29 @@ export class Model {
     const classification = kind === 1;
     const native = this.#live();
     const grad = withGrad ? new Float32Array(this.#loraSpecs.reduce((n, s) => n + s.shape[0] * s.shape[1], 0)) : undefined;
-    const baseGrad = withBaseGrad
-      ? new Float32Array(this.#numel) : undefined;
+    const baseGrad = withBaseGrad ? new Float32Array(this.#numel) : undefined;
     let out: { loss: number; scores: Float64Array } | undefined;
-    await awaitNative(async () => {
-      out = await native.loss(b.ids, b.positions, b.mask, b.B, b.T, kind, rowIndex, targets, group, candidateExample,
-        candidateIsLabel, examples, grad ?? null, baseGrad ?? null);
-    }, withBaseGrad ? 'baseGradients' : withGrad ? 'loraGradients' : 'loss');
+    await awaitNative(
+      async () => {
+        out = await native.loss(
+          b.ids,
+          b.positions,
+          b.mask,
+          b.B,
+          b.T,
+          kind,
+          rowIndex,
+          targets,
+          group,
+          candidateExample,
+          candidateIsLabel,
+          examples,
+          grad ?? null,
+          baseGrad ?? null,
+        );
+      },
+      withBaseGrad ? 'baseGradients' : withGrad ? 'loraGradients' : 'loss',
+    );
     const result: LossResult = { loss: out!.loss };
     if (classification) Object.assign(result, splitScores(batch as ClassificationExample[], out!.scores));
     return { result, grad, baseGrad };

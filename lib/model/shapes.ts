@@ -9,9 +9,19 @@ import { createNative, Model, nativeConfigOf, resolveTarget, type LoadModelOptio
 
 // HF config.json fields of each shape (vocabulary 32000 as in Llama 1/2 and TinyLlama).
 const llama = (hidden: number, layers: number, heads: number, kvHeads: number, ffn: number, tie = false) => ({
-  architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 32000, hidden_size: hidden,
-  intermediate_size: ffn, num_hidden_layers: layers, num_attention_heads: heads, num_key_value_heads: kvHeads,
-  max_position_embeddings: 2048, rms_norm_eps: 1e-5, rope_theta: 10000, hidden_act: 'silu', tie_word_embeddings: tie,
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  vocab_size: 32000,
+  hidden_size: hidden,
+  intermediate_size: ffn,
+  num_hidden_layers: layers,
+  num_attention_heads: heads,
+  num_key_value_heads: kvHeads,
+  max_position_embeddings: 2048,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  hidden_act: 'silu',
+  tie_word_embeddings: tie,
 });
 
 /** The shapes `randomModel` knows, as the config.json of each (Llama 1/2 and TinyLlama sizes). */
@@ -68,8 +78,10 @@ export async function randomModel(shape: LlamaShape, opts: RandomModelOptions = 
   try {
     const specs = native.tensorSpecs() as { name: string; shape: number[] }[];
     const trainable = Uint8Array.from(specs, (s) => (isNorm(s.name) ? 0 : 1));
-    await awaitNative(() => native.applyUpdates(BigUint64Array.of(seed), Float32Array.of(std), Float32Array.of(0),
-      trainable, new Float32Array(specs.length)), `randomModel ${shape}`);
+    await awaitNative(
+      () => native.applyUpdates(BigUint64Array.of(seed), Float32Array.of(std), Float32Array.of(0), trainable, new Float32Array(specs.length)),
+      `randomModel ${shape}`,
+    );
     for (const s of specs) {
       if (isNorm(s.name)) native.setTensor(s.name, new Float32Array(s.shape.reduce((a, b) => a * b, 1)).fill(1));
     }

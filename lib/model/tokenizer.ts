@@ -57,7 +57,11 @@ class HfBackedTokenizer implements Tokenizer {
   readonly eosTokenId?: number;
   readonly padTokenId?: number;
 
-  constructor(private readonly hf: HfTokenizerApi, private readonly file: string, config: Record<string, unknown>) {
+  constructor(
+    private readonly hf: HfTokenizerApi,
+    private readonly file: string,
+    config: Record<string, unknown>,
+  ) {
     let largest = -1;
     for (const id of hf.get_vocab(true).values()) largest = Math.max(largest, id);
     this.vocabSize = largest + 1;
@@ -145,14 +149,19 @@ export async function loadTokenizer(dir: string, opts: LoadTokenizerOptions = {}
   const modelVocab = opts.vocabSize;
   if (modelVocab !== undefined && !(Number.isSafeInteger(modelVocab) && modelVocab >= 1)) throw invalidArg('a positive integer', 'vocabSize', modelVocab);
   const json = await readJsonFile(file, 'ZOFO_BAD_FILE');
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ZofoError('ZOFO_BAD_FILE', `${file}: not a tokenizer the library can load: not a JSON object`);
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new ZofoError('ZOFO_BAD_FILE', `${file}: not a tokenizer the library can load: not a JSON object`);
   const limit = modelVocab ?? MAX_TOKEN_ID;
   for (const { token, id } of tokenIds(json as Record<string, unknown>)) {
-    if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) throw new ZofoError('ZOFO_BAD_FILE', `${file}: token ${JSON.stringify(token)} has id ${JSON.stringify(id)}, not a non-negative integer`);
+    if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0)
+      throw new ZofoError('ZOFO_BAD_FILE', `${file}: token ${JSON.stringify(token)} has id ${JSON.stringify(id)}, not a non-negative integer`);
     if (id >= limit) {
-      throw new ZofoError('ZOFO_BAD_FILE', modelVocab !== undefined
-        ? `${file}: token ${JSON.stringify(token)} has id ${id}, outside the model's vocabulary of ${modelVocab} (config.json vocab_size): the tokenizer is larger than the model`
-        : `${file}: token ${JSON.stringify(token)} has id ${id}; ids above ${MAX_TOKEN_ID} are refused (give the model's vocabSize to allow up to it)`);
+      throw new ZofoError(
+        'ZOFO_BAD_FILE',
+        modelVocab !== undefined
+          ? `${file}: token ${JSON.stringify(token)} has id ${id}, outside the model's vocabulary of ${modelVocab} (config.json vocab_size): the tokenizer is larger than the model`
+          : `${file}: token ${JSON.stringify(token)} has id ${id}; ids above ${MAX_TOKEN_ID} are refused (give the model's vocabSize to allow up to it)`,
+      );
     }
   }
   const config = (await readJsonFile(configFile, 'ZOFO_BAD_FILE', true)) ?? {};

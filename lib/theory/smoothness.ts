@@ -245,7 +245,11 @@ function randomUnit(d: number, seed: bigint, name: string): Float64Array {
   return v;
 }
 
-interface PowerResult { rayleigh: number; hvNorm: number; vector: Float64Array }
+interface PowerResult {
+  rayleigh: number;
+  hvNorm: number;
+  vector: Float64Array;
+}
 
 /**
  * Power iteration: `iterations` products w = Hv; v ← w/‖w‖ between them. Returns the
@@ -255,7 +259,8 @@ async function powerIteration(v0: Float64Array, iterations: number, hvp: (v: Flo
   let v = v0;
   for (let k = 0; ; k++) {
     const w = await hvp(v);
-    const rayleigh = dot(v, w), hvNorm = norm(w);
+    const rayleigh = dot(v, w),
+      hvNorm = norm(w);
     if (k === iterations - 1 || hvNorm === 0) return { rayleigh, hvNorm, vector: v };
     v = w.map((e) => e / hvNorm);
   }
@@ -267,8 +272,13 @@ function toEstimate(results: PowerResult[], method: string, keep: boolean): Esti
   const samples = results.map((r) => Math.max(Math.abs(r.rayleigh), r.hvNorm));
   const s = stats(samples);
   const e: Estimate = {
-    value: s.max, mean: s.mean, spread: { min: s.min, max: s.max, std: s.std }, samples,
-    rayleigh: results.map((r) => r.rayleigh), hvNorms: results.map((r) => r.hvNorm), method,
+    value: s.max,
+    mean: s.mean,
+    spread: { min: s.min, max: s.max, std: s.std },
+    samples,
+    rayleigh: results.map((r) => r.rayleigh),
+    hvNorms: results.map((r) => r.hvNorm),
+    method,
   };
   if (keep) e.vectors = results.map((r) => r.vector);
   return e;
@@ -279,7 +289,8 @@ const PROBE = [-3, -2, -1, 1, 2, 3];
 
 /** σ of the residual of a least-squares quadratic through (k, f_k), k = −3..3 (4 degrees of freedom). */
 function probeNoise(fk: Map<number, number>): number {
-  const ks = [-3, -2, -1, 0, 1, 2, 3], f = ks.map((k) => fk.get(k)!);
+  const ks = [-3, -2, -1, 0, 1, 2, 3],
+    f = ks.map((k) => fk.get(k)!);
   // Orthogonal basis on symmetric points: 1, k, k² − mean(k²) (mean k² = 4).
   const basis = [ks.map(() => 1), ks, ks.map((k) => k * k - 4)];
   const resid = f.slice();
@@ -293,8 +304,15 @@ function probeNoise(fk: Map<number, number>): number {
 function toCurvature(samples: number[], lossNoise: number, step: number, vectors: Float64Array[] | null): CurvatureEstimate {
   const s = stats(samples);
   const c: CurvatureEstimate = {
-    mean: s.mean, max: s.max, min: s.min, std: s.std, samples, directions: samples.length, label: CURVATURE_LABEL,
-    resolution: (Math.sqrt(6) * lossNoise) / (step * step), lossNoise,
+    mean: s.mean,
+    max: s.max,
+    min: s.min,
+    std: s.std,
+    samples,
+    directions: samples.length,
+    label: CURVATURE_LABEL,
+    resolution: (Math.sqrt(6) * lossNoise) / (step * step),
+    lossNoise,
   };
   if (vectors) c.vectors = vectors;
   return c;
@@ -307,15 +325,26 @@ function isModelTarget(t: SmoothnessTarget): t is ModelTarget {
 }
 
 interface Resolved {
-  iterations: number; restarts: number; directions: number; h: number; hGrad: number; seed: number;
-  fullBackward: 'auto' | boolean; keep: boolean;
+  iterations: number;
+  restarts: number;
+  directions: number;
+  h: number;
+  hGrad: number;
+  seed: number;
+  fullBackward: 'auto' | boolean;
+  keep: boolean;
   progress: (phase: 'ly' | 'lx' | 'curvature', done: number, total: number) => void;
 }
 
 function resolveOptions(o: SmoothnessOptions): Resolved {
   if (typeof o !== 'object' || o === null) throw invalidArg('an options object', 'estimateSmoothness options', o);
-  const iterations = o.iterations ?? 20, restarts = o.restarts ?? 3, directions = o.directions ?? 8;
-  const h = o.h ?? 1e-3, hGrad = o.hGrad ?? 1e-4, seed = o.seed ?? 0, fullBackward = o.fullBackward ?? 'auto';
+  const iterations = o.iterations ?? 20,
+    restarts = o.restarts ?? 3,
+    directions = o.directions ?? 8;
+  const h = o.h ?? 1e-3,
+    hGrad = o.hGrad ?? 1e-4,
+    seed = o.seed ?? 0,
+    fullBackward = o.fullBackward ?? 'auto';
   if (!count(iterations)) throw invalidArg('a positive integer', 'iterations', iterations);
   if (!count(restarts)) throw invalidArg('a positive integer', 'restarts', restarts);
   if (!count(directions)) throw invalidArg('a positive integer', 'directions', directions);
@@ -326,7 +355,14 @@ function resolveOptions(o: SmoothnessOptions): Resolved {
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw invalidArg('a function', 'onProgress', o.onProgress);
   const cb = o.onProgress;
   return {
-    iterations, restarts, directions, h, hGrad, seed, fullBackward, keep: o.keepVectors === true,
+    iterations,
+    restarts,
+    directions,
+    h,
+    hGrad,
+    seed,
+    fullBackward,
+    keep: o.keepVectors === true,
     progress: (phase, done, total) => cb?.({ phase, done, total }),
   };
 }
@@ -358,9 +394,13 @@ async function estimatePlain(p: PlainObjective, o: Resolved): Promise<Smoothness
     finiteOrThrow(out, name);
     return out;
   };
-  const x0 = point(p.x0, dimX, 'x0'), y0 = point(p.y0, dimY, 'y0');
-  const seed = BigInt(o.seed), notes: string[] = [];
-  const stepX = o.hGrad * Math.max(1, norm(x0)), stepY = o.hGrad * Math.max(1, norm(y0)), stepC = o.h * Math.max(1, norm(x0));
+  const x0 = point(p.x0, dimX, 'x0'),
+    y0 = point(p.y0, dimY, 'y0');
+  const seed = BigInt(o.seed),
+    notes: string[] = [];
+  const stepX = o.hGrad * Math.max(1, norm(x0)),
+    stepY = o.hGrad * Math.max(1, norm(y0)),
+    stepC = o.h * Math.max(1, norm(x0));
 
   const grad = async (g: (x: Float64Array, y: Float64Array) => VecLike | Promise<VecLike>, x: Float64Array, y: Float64Array, d: number, what: string) => {
     const out = await g.call(p, x, y);
@@ -373,9 +413,12 @@ async function estimatePlain(p: PlainObjective, o: Resolved): Promise<Smoothness
   const hvp = (which: 'x' | 'y', t: number, phase: 'ly' | 'lx', total: number) => {
     let done = 0;
     return async (v: Float64Array): Promise<Float64Array> => {
-      const base = which === 'x' ? x0 : y0, d = base.length;
-      const plus = base.map((b, i) => b + t * v[i]), minus = base.map((b, i) => b - t * v[i]);
-      const g = which === 'x' ? p.gradX! : p.gradY, what = which === 'x' ? 'gradX' : 'gradY';
+      const base = which === 'x' ? x0 : y0,
+        d = base.length;
+      const plus = base.map((b, i) => b + t * v[i]),
+        minus = base.map((b, i) => b - t * v[i]);
+      const g = which === 'x' ? p.gradX! : p.gradY,
+        what = which === 'x' ? 'gradX' : 'gradY';
       const gp = which === 'x' ? await grad(g, plus, y0, d, what) : await grad(g, x0, plus, d, what);
       const gm = which === 'x' ? await grad(g, minus, y0, d, what) : await grad(g, x0, minus, d, what);
       o.progress(phase, ++done, total);
@@ -388,7 +431,11 @@ async function estimatePlain(p: PlainObjective, o: Resolved): Promise<Smoothness
     const results: PowerResult[] = [];
     const f = hvp('y', stepY, 'ly', o.restarts * o.iterations);
     for (let r = 0; r < o.restarts; r++) results.push(await powerIteration(randomUnit(dimY, seed, `zofo.smoothness/ly/${r}`), o.iterations, f));
-    ly = toEstimate(results, `power iteration: ${o.iterations} Hessian–vector products (central differences of ∇_y f, step t = ${fmt(stepY)}) from each of ${o.restarts} random starts, float64`, o.keep);
+    ly = toEstimate(
+      results,
+      `power iteration: ${o.iterations} Hessian–vector products (central differences of ∇_y f, step t = ${fmt(stepY)}) from each of ${o.restarts} random starts, float64`,
+      o.keep,
+    );
   } else {
     notes.push('L_y: the objective has no y block (dimY = 0).');
   }
@@ -399,33 +446,75 @@ async function estimatePlain(p: PlainObjective, o: Resolved): Promise<Smoothness
     const results: PowerResult[] = [];
     const f = hvp('x', stepX, 'lx', o.restarts * o.iterations);
     for (let r = 0; r < o.restarts; r++) results.push(await powerIteration(randomUnit(dimX, seed, `zofo.smoothness/lx/${r}`), o.iterations, f));
-    lx = toEstimate(results, `power iteration: ${o.iterations} Hessian–vector products (central differences of ∇_x f, step t = ${fmt(stepX)}) from each of ${o.restarts} random starts, float64`, o.keep);
+    lx = toEstimate(
+      results,
+      `power iteration: ${o.iterations} Hessian–vector products (central differences of ∇_x f, step t = ${fmt(stepX)}) from each of ${o.restarts} random starts, float64`,
+      o.keep,
+    );
   } else {
-    notes.push(p.gradX === undefined
-      ? 'L_x: the objective has no gradX; only the forward-only curvature (a lower bound) is measured.'
-      : 'L_x: fullBackward is false; only the forward-only curvature (a lower bound) is measured.');
+    notes.push(
+      p.gradX === undefined
+        ? 'L_x: the objective has no gradX; only the forward-only curvature (a lower bound) is measured.'
+        : 'L_x: fullBackward is false; only the forward-only curvature (a lower bound) is measured.',
+    );
   }
 
   const f0 = finiteNumber(await p.loss(x0, y0), 'loss(x0, y0)');
-  const samples: number[] = [], vectors: Float64Array[] = [];
+  const samples: number[] = [],
+    vectors: Float64Array[] = [];
   for (let j = 0; j < o.directions; j++) {
     const v = randomUnit(dimX, seed, `zofo.smoothness/curvature/${j}`);
-    const fp = finiteNumber(await p.loss(x0.map((b, i) => b + stepC * v[i]), y0), 'loss(x0 + t v, y0)');
-    const fm = finiteNumber(await p.loss(x0.map((b, i) => b - stepC * v[i]), y0), 'loss(x0 − t v, y0)');
+    const fp = finiteNumber(
+      await p.loss(
+        x0.map((b, i) => b + stepC * v[i]),
+        y0,
+      ),
+      'loss(x0 + t v, y0)',
+    );
+    const fm = finiteNumber(
+      await p.loss(
+        x0.map((b, i) => b - stepC * v[i]),
+        y0,
+      ),
+      'loss(x0 − t v, y0)',
+    );
     samples.push((fp - 2 * f0 + fm) / (stepC * stepC));
     if (o.keep) vectors.push(v);
     o.progress('curvature', j + 1, o.directions);
   }
-  const probe = new Map([[0, f0]]), u = randomUnit(dimX, seed, 'zofo.smoothness/noise');
-  for (const k of PROBE) probe.set(k, finiteNumber(await p.loss(x0.map((b, i) => b + ((k * stepC) / 100) * u[i]), y0), 'loss (noise probe)'));
+  const probe = new Map([[0, f0]]),
+    u = randomUnit(dimX, seed, 'zofo.smoothness/noise');
+  for (const k of PROBE)
+    probe.set(
+      k,
+      finiteNumber(
+        await p.loss(
+          x0.map((b, i) => b + ((k * stepC) / 100) * u[i]),
+          y0,
+        ),
+        'loss (noise probe)',
+      ),
+    );
   const lxCurvature = toCurvature(samples, probeNoise(probe), stepC, o.keep ? vectors : null);
 
   return {
-    ly, lx, lxCurvature, dims: { x: dimX, y: dimY },
+    ly,
+    lx,
+    lxCurvature,
+    dims: { x: dimX, y: dimY },
     method: {
-      iterations: o.iterations, batches: 0, restarts: o.restarts, directions: o.directions, h: o.h, hGrad: o.hGrad,
-      stepCurvature: stepC, stepX, stepY,
-      fullBackward: useGradX, seed: o.seed, precision: 'float64 (plain objective)',
+      iterations: o.iterations,
+      batches: 0,
+      restarts: o.restarts,
+      directions: o.directions,
+      h: o.h,
+      hGrad: o.hGrad,
+      stepCurvature: stepC,
+      stepX,
+      stepY,
+      fullBackward: useGradX,
+      seed: o.seed,
+      precision: 'float64 (plain objective)',
     },
     notes,
   };
@@ -447,7 +536,9 @@ interface Block {
 function writeShifted(block: Block, v: Float64Array | ((tensor: number) => ArrayLike<number>), s: number, scratch: Float32Array): void {
   let at = 0;
   block.names.forEach((name, k) => {
-    const n = block.sizes[k], orig = block.original[k], out = scratch.subarray(0, n);
+    const n = block.sizes[k],
+      orig = block.original[k],
+      out = scratch.subarray(0, n);
     const dir = typeof v === 'function' ? v(k) : v.subarray(at, at + n);
     for (let i = 0; i < n; i++) out[i] = orig[i] + s * dir[i];
     block.write(name, out);
@@ -476,7 +567,8 @@ async function estimateModel(target: ModelTarget, o: Resolved, tensors: string[]
   if (tensors !== undefined) {
     if (!Array.isArray(tensors) || tensors.length === 0) throw invalidArg('a non-empty array of base tensor names', 'tensors', tensors);
     const wanted = new Set(tensors);
-    for (const name of wanted) if (!allNames.includes(name)) throw new ZofoError('ZOFO_INVALID_ARG', `estimateSmoothness: the model has no base tensor named ${JSON.stringify(name)}`);
+    for (const name of wanted)
+      if (!allNames.includes(name)) throw new ZofoError('ZOFO_INVALID_ARG', `estimateSmoothness: the model has no base tensor named ${JSON.stringify(name)}`);
     xNames = allNames.filter((n) => wanted.has(n)); // parameterNames() order
   }
   const numel = model.parameterCounts();
@@ -486,23 +578,33 @@ async function estimateModel(target: ModelTarget, o: Resolved, tensors: string[]
   const yNames = model.loraNames();
   const ySizes = yNames.map((n) => model.loraTensor(n).length);
   const dimY = ySizes.reduce((a, b) => a + b, 0);
-  const seed = BigInt(o.seed), notes: string[] = [];
+  const seed = BigInt(o.seed),
+    notes: string[] = [];
   const half = model.dtype !== 'f32';
   const useFull = !half && (o.fullBackward === true || (o.fullBackward === 'auto' && dimX <= FULL_BACKWARD_AUTO_LIMIT));
   const nb = batches.length;
 
   // Snapshots of the exact original values (restored in `finally`).
   const yBlock: Block = {
-    names: yNames, sizes: ySizes, original: yNames.map((n) => model.loraTensor(n)), dim: dimY,
+    names: yNames,
+    sizes: ySizes,
+    original: yNames.map((n) => model.loraTensor(n)),
+    dim: dimY,
     write: (name, data) => model.setLoraTensor(name, data),
   };
-  const xBlock: Block | null = half ? null : {
-    names: xNames, sizes: xSizes, original: await Promise.all(xNames.map((n) => model.tensor(n))), dim: dimX,
-    write: (name, data) => model.native.setTensor(name, data),
-  };
+  const xBlock: Block | null = half
+    ? null
+    : {
+        names: xNames,
+        sizes: xSizes,
+        original: await Promise.all(xNames.map((n) => model.tensor(n))),
+        dim: dimX,
+        write: (name, data) => model.native.setTensor(name, data),
+      };
   const stepY = o.hGrad * Math.max(1, blockNorm(yBlock));
   const xNorm = xBlock ? Math.max(1, blockNorm(xBlock)) : NaN;
-  const stepX = o.hGrad * xNorm, stepC = o.h * xNorm;
+  const stepX = o.hGrad * xNorm,
+    stepC = o.h * xNorm;
   const flatten = (grads: Map<string, Float32Array>, names: string[], dim: number, what: string) => {
     const out = new Float64Array(dim);
     let at = 0;
@@ -516,7 +618,9 @@ async function estimateModel(target: ModelTarget, o: Resolved, tensors: string[]
     return out;
   };
 
-  let ly: Estimate | null = null, lx: Estimate | null = null, lxCurvature: CurvatureEstimate | null = null;
+  let ly: Estimate | null = null,
+    lx: Estimate | null = null,
+    lxCurvature: CurvatureEstimate | null = null;
   const yScratch = new Float32Array(Math.max(0, ...ySizes));
   try {
     // ---- L_y: adapter-gradient differences, the base untouched.
@@ -525,24 +629,32 @@ async function estimateModel(target: ModelTarget, o: Resolved, tensors: string[]
       let done = 0;
       for (let b = 0; b < nb; b++) {
         const batch = batches[b];
-        results.push(await powerIteration(randomUnit(dimY, seed, `zofo.smoothness/ly/${b}`), o.iterations, async (v) => {
-          writeShifted(yBlock, v, stepY, yScratch);
-          const gp = flatten((await model.loraGradients(batch)).grads, yNames, dimY, 'loraGradients');
-          writeShifted(yBlock, v, -stepY, yScratch);
-          const gm = flatten((await model.loraGradients(batch)).grads, yNames, dimY, 'loraGradients');
-          o.progress('ly', ++done, nb * o.iterations);
-          return gp.map((a, i) => (a - gm[i]) / (2 * stepY));
-        }));
+        results.push(
+          await powerIteration(randomUnit(dimY, seed, `zofo.smoothness/ly/${b}`), o.iterations, async (v) => {
+            writeShifted(yBlock, v, stepY, yScratch);
+            const gp = flatten((await model.loraGradients(batch)).grads, yNames, dimY, 'loraGradients');
+            writeShifted(yBlock, v, -stepY, yScratch);
+            const gm = flatten((await model.loraGradients(batch)).grads, yNames, dimY, 'loraGradients');
+            o.progress('ly', ++done, nb * o.iterations);
+            return gp.map((a, i) => (a - gm[i]) / (2 * stepY));
+          }),
+        );
       }
       restore(yBlock);
-      ly = toEstimate(results, `power iteration: ${o.iterations} Hessian–vector products (central differences of the fp32 adapter gradient, step t = ${fmt(stepY)} = ${o.hGrad}·‖y‖) on each of ${nb} minibatches`, o.keep);
+      ly = toEstimate(
+        results,
+        `power iteration: ${o.iterations} Hessian–vector products (central differences of the fp32 adapter gradient, step t = ${fmt(stepY)} = ${o.hGrad}·‖y‖) on each of ${nb} minibatches`,
+        o.keep,
+      );
     } else {
       notes.push('L_y: the model has no LoRA adapters (call addLoRA() or loadAdapter() first).');
     }
 
     if (!xBlock) {
-      notes.push(`L_x and the curvature are not measured on a ${model.dtype} base: its rounding (${model.dtype === 'bf16' ? '2⁻⁸' : '2⁻¹¹'} relative) `
-        + 'swamps a finite-difference perturbation; load the model with dtype \'f32\' to measure them.');
+      notes.push(
+        `L_x and the curvature are not measured on a ${model.dtype} base: its rounding (${model.dtype === 'bf16' ? '2⁻⁸' : '2⁻¹¹'} relative) ` +
+          "swamps a finite-difference perturbation; load the model with dtype 'f32' to measure them.",
+      );
     } else {
       const xScratch = new Float32Array(Math.max(...xSizes));
       // ---- L_x: full base-gradient differences (small models).
@@ -551,35 +663,48 @@ async function estimateModel(target: ModelTarget, o: Resolved, tensors: string[]
         let done = 0;
         for (let b = 0; b < nb; b++) {
           const batch = batches[b];
-          results.push(await powerIteration(randomUnit(dimX, seed, `zofo.smoothness/lx/${b}`), o.iterations, async (v) => {
-            writeShifted(xBlock, v, stepX, xScratch);
-            const gp = flatten((await model.baseGradients(batch)).grads, xNames, dimX, 'baseGradients');
-            writeShifted(xBlock, v, -stepX, xScratch);
-            const gm = flatten((await model.baseGradients(batch)).grads, xNames, dimX, 'baseGradients');
-            o.progress('lx', ++done, nb * o.iterations);
-            return gp.map((a, i) => (a - gm[i]) / (2 * stepX));
-          }));
+          results.push(
+            await powerIteration(randomUnit(dimX, seed, `zofo.smoothness/lx/${b}`), o.iterations, async (v) => {
+              writeShifted(xBlock, v, stepX, xScratch);
+              const gp = flatten((await model.baseGradients(batch)).grads, xNames, dimX, 'baseGradients');
+              writeShifted(xBlock, v, -stepX, xScratch);
+              const gm = flatten((await model.baseGradients(batch)).grads, xNames, dimX, 'baseGradients');
+              o.progress('lx', ++done, nb * o.iterations);
+              return gp.map((a, i) => (a - gm[i]) / (2 * stepX));
+            }),
+          );
         }
         restore(xBlock);
-        lx = toEstimate(results, `power iteration: ${o.iterations} Hessian–vector products (central differences of the fp32 full base gradient, step t = ${fmt(stepX)} = ${o.hGrad}·‖x‖) on each of ${nb} minibatches`, o.keep);
+        lx = toEstimate(
+          results,
+          `power iteration: ${o.iterations} Hessian–vector products (central differences of the fp32 full base gradient, step t = ${fmt(stepX)} = ${o.hGrad}·‖x‖) on each of ${nb} minibatches`,
+          o.keep,
+        );
       } else {
-        notes.push(o.fullBackward === false
-          ? 'L_x: fullBackward is false; only the forward-only curvature (a lower bound) is measured.'
-          : `L_x: ${dimX} base parameters exceed the full-backward limit of ${FULL_BACKWARD_AUTO_LIMIT} (fullBackward: true forces it); only the forward-only curvature (a lower bound) is measured.`);
+        notes.push(
+          o.fullBackward === false
+            ? 'L_x: fullBackward is false; only the forward-only curvature (a lower bound) is measured.'
+            : `L_x: ${dimX} base parameters exceed the full-backward limit of ${FULL_BACKWARD_AUTO_LIMIT} (fullBackward: true forces it); only the forward-only curvature (a lower bound) is measured.`,
+        );
       }
 
       // ---- Forward-only curvature along random unit directions, one tensor's z at a time.
       const f0 = new Map<number, number>();
-      const samples: number[] = [], vectors: Float64Array[] = [];
+      const samples: number[] = [],
+        vectors: Float64Array[] = [];
       for (let j = 0; j < o.directions; j++) {
-        const b = j % nb, batch = batches[b];
+        const b = j % nb,
+          batch = batches[b];
         if (!f0.has(b)) {
           restore(xBlock);
           f0.set(b, finiteNumber((await model.loss(batch)).loss, `loss of batch ${b}`));
         }
         const stream = (k: number) => kernels.gaussian(xSizes[k], { seed, name: `zofo.smoothness/curvature/${j}/${xNames[k]}` });
         let sq = 0;
-        for (let k = 0; k < xNames.length; k++) { const z = stream(k); sq += dot(z, z); }
+        for (let k = 0; k < xNames.length; k++) {
+          const z = stream(k);
+          sq += dot(z, z);
+        }
         const scale = 1 / Math.sqrt(sq);
         const unit = (k: number) => Float64Array.from(stream(k), (e) => e * scale);
         writeShifted(xBlock, unit, stepC, xScratch);
@@ -590,7 +715,11 @@ async function estimateModel(target: ModelTarget, o: Resolved, tensors: string[]
         if (o.keep) {
           const v = new Float64Array(dimX);
           let at = 0;
-          for (let k = 0; k < xNames.length; k++) { const z = stream(k); for (let i = 0; i < z.length; i++) v[at + i] = z[i] * scale; at += z.length; }
+          for (let k = 0; k < xNames.length; k++) {
+            const z = stream(k);
+            for (let i = 0; i < z.length; i++) v[at + i] = z[i] * scale;
+            at += z.length;
+          }
           vectors.push(v);
         }
         o.progress('curvature', j + 1, o.directions);
@@ -598,7 +727,10 @@ async function estimateModel(target: ModelTarget, o: Resolved, tensors: string[]
       // The rounding noise of the loss: 7 losses at spacing t/100 on the first batch.
       const noiseUnit = (() => {
         let sq = 0;
-        for (let k = 0; k < xNames.length; k++) { const z = kernels.gaussian(xSizes[k], { seed, name: `zofo.smoothness/noise/${xNames[k]}` }); sq += dot(z, z); }
+        for (let k = 0; k < xNames.length; k++) {
+          const z = kernels.gaussian(xSizes[k], { seed, name: `zofo.smoothness/noise/${xNames[k]}` });
+          sq += dot(z, z);
+        }
         const scale = 1 / Math.sqrt(sq);
         return (k: number) => Float64Array.from(kernels.gaussian(xSizes[k], { seed, name: `zofo.smoothness/noise/${xNames[k]}` }), (e) => e * scale);
       })();
@@ -617,11 +749,22 @@ async function estimateModel(target: ModelTarget, o: Resolved, tensors: string[]
   }
 
   return {
-    ly, lx, lxCurvature, dims: { x: dimX, y: dimY },
+    ly,
+    lx,
+    lxCurvature,
+    dims: { x: dimX, y: dimY },
     method: {
-      iterations: o.iterations, batches: nb, restarts: 0, directions: o.directions, h: o.h, hGrad: o.hGrad,
-      stepCurvature: stepC, stepX, stepY,
-      fullBackward: useFull, seed: o.seed,
+      iterations: o.iterations,
+      batches: nb,
+      restarts: 0,
+      directions: o.directions,
+      h: o.h,
+      hGrad: o.hGrad,
+      stepCurvature: stepC,
+      stepX,
+      stepY,
+      fullBackward: useFull,
+      seed: o.seed,
       precision: `fp32 model (${model.dtype} base storage): steps relative to ‖w‖, rounding floors ≈ ε₃₂/h in the displacement`,
     },
     notes,
@@ -702,7 +845,13 @@ function judge(rate: number, bound: number, diverge: number, boundName: string, 
   if (rate > bound) return { rate, bound, ratio, level: 'oscillate', message: `above ${boundName}: may oscillate` };
   if (rate * CONSERVATIVE <= bound) {
     const n = bound / rate;
-    return { rate, bound, ratio, level: 'conservative', message: `conservative: ${n >= 100 ? Math.round(n) : n.toPrecision(2)}× below the bound (${boundName})` };
+    return {
+      rate,
+      bound,
+      ratio,
+      level: 'conservative',
+      message: `conservative: ${n >= 100 ? Math.round(n) : n.toPrecision(2)}× below the bound (${boundName})`,
+    };
   }
   return { rate, bound, ratio, level: 'admissible', message: `within the admissible range (≤ ${boundName})` };
 }
@@ -728,13 +877,18 @@ function judge(rate: number, bound: number, diverge: number, boundName: string, 
  */
 export function stepSizeAdvice(input: StepSizeInput): StepSizeAdvice {
   if (typeof input !== 'object' || input === null) throw invalidArg('an options object', 'stepSizeAdvice input', input);
-  const { dimX } = input, q = input.q ?? 1;
+  const { dimX } = input,
+    q = input.q ?? 1;
   if (!count(dimX)) throw invalidArg('a positive integer', 'dimX', dimX);
   if (!count(q)) throw invalidArg('a positive integer', 'q', q);
-  for (const [name, v] of [['lrX', input.lrX], ['lrY', input.lrY]] as const) {
+  for (const [name, v] of [
+    ['lrX', input.lrX],
+    ['lrY', input.lrY],
+  ] as const) {
     if (v !== undefined && !(typeof v === 'number' && v > 0 && Number.isFinite(v))) throw invalidArg('a positive finite number', name, v);
   }
-  const lx = lValue(input.lx, 'lx'), ly = lValue(input.ly, 'ly');
+  const lx = lValue(input.lx, 'lx'),
+    ly = lValue(input.ly, 'ly');
   const bq = (2 * (dimX + 4)) / q + 1 - 1 / q;
   const notes: string[] = [];
   const advice: StepSizeAdvice = {
@@ -742,7 +896,9 @@ export function stepSizeAdvice(input: StepSizeInput): StepSizeAdvice {
     lrYDiverge: ly.value === null ? null : 2 / ly.value,
     lrXMax: lx.value === null ? null : 1 / (2 * lx.value * bq),
     lrXDiverge: lx.value === null ? null : 2 / (lx.value * bq),
-    lx: lx.value, ly: ly.value, secondMomentFactor: bq,
+    lx: lx.value,
+    ly: ly.value,
+    secondMomentFactor: bq,
     formulas: {
       y: 'η_y ≤ 1/L_y (descent lemma; η_y > 2/L_y diverges on the sharpest direction)',
       x: `η_x ≤ 1/(2 L_x B_q), B_q = 2(d_x + 4)/q + 1 − 1/q${q === 1 ? ' = 2(d_x + 4): 1/(4(d_x + 4)L_x), Nesterov & Spokoiny (2017)' : ' (Nesterov & Spokoiny 2017 with q directions averaged)'}`,
@@ -758,7 +914,13 @@ export function stepSizeAdvice(input: StepSizeInput): StepSizeAdvice {
   if (input.lrX !== undefined) {
     if (advice.lrXMax === null) notes.push('lrX not judged: no L_x.');
     else {
-      advice.verdicts.x = judge(input.lrX, advice.lrXMax, advice.lrXDiverge!, `1/(2 L_x B_q) = ${advice.lrXMax.toPrecision(3)}`, `2/(L_x B_q) = ${advice.lrXDiverge!.toPrecision(3)}`);
+      advice.verdicts.x = judge(
+        input.lrX,
+        advice.lrXMax,
+        advice.lrXDiverge!,
+        `1/(2 L_x B_q) = ${advice.lrXMax.toPrecision(3)}`,
+        `2/(L_x B_q) = ${advice.lrXDiverge!.toPrecision(3)}`,
+      );
       // The x bound is worst case over directions: the dimension factor assumes the
       // sharpest curvature along every random direction, which real losses rarely have.
       if (advice.verdicts.x.level === 'diverge') {

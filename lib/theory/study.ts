@@ -131,7 +131,9 @@ function rowsOf(indices: readonly number[] | undefined, n: number): readonly num
 
 /** Row-major (n × d) table: centre + spread · N(0, I) per row. */
 function examples(n: number, centre: Float64Array, spread: number, seed: number, name: string): Float64Array {
-  const d = centre.length, noise = normals(n * d, seed, name), t = new Float64Array(n * d);
+  const d = centre.length,
+    noise = normals(n * d, seed, name),
+    t = new Float64Array(n * d);
   for (let i = 0; i < n * d; i++) t[i] = centre[i % d] + spread * noise[i];
   return t;
 }
@@ -154,7 +156,8 @@ const withGradNorm = (o: Omit<StudyObjective, 'gradNorm' | 'localConstants'> & P
   Object.assign(o, {
     localConstants: o.localConstants ?? (() => ({ lx: o.lx, ly: o.ly })),
     gradNorm: (x: Vec, y: Vec) => {
-      const gx = o.gradX(x, y), gy = o.gradY(x, y);
+      const gx = o.gradX(x, y),
+        gy = o.gradY(x, y);
       return Math.sqrt(dot(gx, gx) + dot(gy, gy));
     },
   });
@@ -172,15 +175,20 @@ function quadraticObjective(name: 'quadratic-well' | 'quadratic-ill', o: Objecti
   // L_x = λmax(A), L_y = λmax(B) exactly (quadraticProblem's construction; checked in
   // test/quadratic.test.ts). The start is offset from the minimiser in every eigendirection
   // alike, so ‖∇f‖ starts at ~ rms(λ)·‖offset‖ and the stiff directions dominate it.
-  const spec = name === 'quadratic-well'
-    ? { lx: 1, mux: 0.5, ly: 2, muy: 1 }
-    : { lx: 1, mux: 0.01, ly: 4, muy: 0.004 };
+  const spec = name === 'quadratic-well' ? { lx: 1, mux: 0.5, ly: 2, muy: 1 } : { lx: 1, mux: 0.01, ly: 4, muy: 0.004 };
   const p = quadraticProblem({ dimX: o.dimX, dimY: o.dimY, n: o.n, ...spec, spread: SPREAD, seed: o.seed });
-  const m = p.minimizer(), dx = normals(o.dimX, o.seed, 'study.x0'), dy = normals(o.dimY, o.seed, 'study.y0');
+  const m = p.minimizer(),
+    dx = normals(o.dimX, o.seed, 'study.x0'),
+    dy = normals(o.dimY, o.seed, 'study.y0');
   return {
     name,
     description: `½xᵀAx + ½yᵀBy + xᵀCy − a_iᵀx − b_iᵀy; spec(A) ⊂ [${spec.mux}, ${spec.lx}], spec(B) ⊂ [${spec.muy}, ${spec.ly}]: L_x = λmax(A) = ${p.lx}, L_y = λmax(B) = ${p.ly} (exact, global)`,
-    dimX: o.dimX, dimY: o.dimY, n: o.n, lx: p.lx, ly: p.ly, constants: 'global',
+    dimX: o.dimX,
+    dimY: o.dimY,
+    n: o.n,
+    lx: p.lx,
+    ly: p.ly,
+    constants: 'global',
     x0: fp32(m.x.map((v, i) => v + START_OFFSET * dx[i])),
     y0: m.y.map((v, i) => v + START_OFFSET * dy[i]),
     loss: (x, y, idx) => p.loss(x, y, idx),
@@ -208,18 +216,30 @@ function quadraticObjective(name: 'quadratic-well' | 'quadratic-ill', o: Objecti
  */
 function nonconvexObjective(o: ObjectiveOptions): StudyObjective {
   const { dimX, dimY, n, seed } = o;
-  const OMEGA = 2, GAMMA = 0.2;
-  const alpha = spaced(dimX, 0.5, 1), beta = spaced(dimY, 0.5, 1);
-  const uBar = normals(dimX, seed, 'nonconvex.u.mean'), vBar = normals(dimY, seed, 'nonconvex.v.mean');
-  const u = examples(n, uBar, SPREAD, seed, 'nonconvex.u'), v = examples(n, vBar, SPREAD, seed, 'nonconvex.v');
-  const p = unit(normals(dimX, seed, 'nonconvex.p')), q = unit(normals(dimY, seed, 'nonconvex.q'));
-  const lx = Math.max(...alpha) + GAMMA, ly = Math.max(...beta) * (1 + OMEGA) + GAMMA;
+  const OMEGA = 2,
+    GAMMA = 0.2;
+  const alpha = spaced(dimX, 0.5, 1),
+    beta = spaced(dimY, 0.5, 1);
+  const uBar = normals(dimX, seed, 'nonconvex.u.mean'),
+    vBar = normals(dimY, seed, 'nonconvex.v.mean');
+  const u = examples(n, uBar, SPREAD, seed, 'nonconvex.u'),
+    v = examples(n, vBar, SPREAD, seed, 'nonconvex.v');
+  const p = unit(normals(dimX, seed, 'nonconvex.p')),
+    q = unit(normals(dimY, seed, 'nonconvex.q'));
+  const lx = Math.max(...alpha) + GAMMA,
+    ly = Math.max(...beta) * (1 + OMEGA) + GAMMA;
   const check = checker(dimX, dimY);
-  const sx = normals(dimX, seed, 'study.x0'), sy = normals(dimY, seed, 'study.y0');
+  const sx = normals(dimX, seed, 'study.x0'),
+    sy = normals(dimY, seed, 'study.y0');
   return withGradNorm({
     name: 'nonconvex' as const,
     description: `Σα_k(1 − cos(x_k − u_ik)) + Σβ_l[½(y_l − v_il)² + ${OMEGA}(1 − cos y_l)] + ${GAMMA}·sin(pᵀx)sin(qᵀy): L_x = max α + γ = ${lx}, L_y = max β(1 + ω) + γ = ${ly} (Hessian-block bounds, global)`,
-    dimX, dimY, n, lx, ly, constants: 'global' as const,
+    dimX,
+    dimY,
+    n,
+    lx,
+    ly,
+    constants: 'global' as const,
     x0: fp32(uBar.map((c, k) => c + 1.5 * sx[k])),
     y0: vBar.map((c, l) => c + sy[l]),
     loss(x: Vec, y: Vec, idx?: readonly number[]) {
@@ -236,7 +256,8 @@ function nonconvexObjective(o: ObjectiveOptions): StudyObjective {
     },
     gradX(x: Vec, y: Vec, idx?: readonly number[]) {
       check(x, y);
-      const rows = rowsOf(idx, n), g = new Float64Array(dimX);
+      const rows = rowsOf(idx, n),
+        g = new Float64Array(dimX);
       for (const i of rows) for (let k = 0; k < dimX; k++) g[k] += Math.sin(x[k] - u[i * dimX + k]);
       const c = GAMMA * Math.cos(dot(p, x)) * Math.sin(dot(q, y));
       for (let k = 0; k < dimX; k++) g[k] = (alpha[k] * g[k]) / rows.length + c * p[k];
@@ -244,7 +265,8 @@ function nonconvexObjective(o: ObjectiveOptions): StudyObjective {
     },
     gradY(x: Vec, y: Vec, idx?: readonly number[]) {
       check(x, y);
-      const vB = meanRow(v, dimY, rowsOf(idx, n)), c = GAMMA * Math.sin(dot(p, x)) * Math.cos(dot(q, y));
+      const vB = meanRow(v, dimY, rowsOf(idx, n)),
+        c = GAMMA * Math.sin(dot(p, x)) * Math.cos(dot(q, y));
       return Float64Array.from({ length: dimY }, (_, l) => beta[l] * (y[l] - vB[l] + OMEGA * Math.sin(y[l])) + c * q[l]);
     },
   });
@@ -264,12 +286,16 @@ function nonconvexObjective(o: ObjectiveOptions): StudyObjective {
  */
 function violatingObjective(o: ObjectiveOptions): StudyObjective {
   const { dimX, dimY, n, seed } = o;
-  const LAMBDA = 1, RADIUS = 3;
-  const wBar = unit(normals(dimX, seed, 'violates.w.mean')).map((e) => RADIUS * e), vBar = normals(dimY, seed, 'violates.v.mean');
+  const LAMBDA = 1,
+    RADIUS = 3;
+  const wBar = unit(normals(dimX, seed, 'violates.w.mean')).map((e) => RADIUS * e),
+    vBar = normals(dimY, seed, 'violates.v.mean');
   // A smaller spread than the others': ∇_y's noise floor is L_y(x*)·(spread of the batch means of v_i).
-  const w = examples(n, wBar, VIOLATES_SPREAD, seed, 'violates.w'), v = examples(n, vBar, VIOLATES_SPREAD, seed, 'violates.v');
+  const w = examples(n, wBar, VIOLATES_SPREAD, seed, 'violates.w'),
+    v = examples(n, vBar, VIOLATES_SPREAD, seed, 'violates.v');
   const check = checker(dimX, dimY);
-  const meanSq = (y: Vec, rows: readonly number[]) => { // mean_i ‖y − v_i‖²
+  const meanSq = (y: Vec, rows: readonly number[]) => {
+    // mean_i ‖y − v_i‖²
     let s = 0;
     for (const i of rows) for (let l = 0; l < dimY; l++) s += (y[l] - v[i * dimY + l]) ** 2;
     return s / rows.length;
@@ -279,12 +305,21 @@ function violatingObjective(o: ObjectiveOptions): StudyObjective {
   const all = rowsOf(undefined, n);
   const local = (x: Vec, y: Vec) => ({ lx: LAMBDA + meanSq(y, all), ly: 1 + dot(x, x) });
   const { lx, ly } = local(x0, y0);
-  const vBarAll = meanRow(v, dimY, all), wBarAll = meanRow(w, dimX, all), s = meanSq(vBarAll, all);
+  const vBarAll = meanRow(v, dimY, all),
+    wBarAll = meanRow(w, dimX, all),
+    s = meanSq(vBarAll, all);
   const xStar = wBarAll.map((e) => (LAMBDA * e) / (LAMBDA + s));
   return withGradNorm({
     name: 'violates' as const,
     description: `½λ‖x − w_i‖² + ½(1 + ‖x‖²)‖y − v_i‖²: L_y(x) = 1 + ‖x‖², L_x(y) = λ + mean‖y − v_i‖² are unbounded; local at the start: L_x = ${lx.toPrecision(4)}, L_y = ${ly.toPrecision(4)}; at the minimiser L_y = ${(1 + dot(xStar, xStar)).toPrecision(4)}`,
-    dimX, dimY, n, lx, ly, constants: 'local-at-start' as const, x0, y0,
+    dimX,
+    dimY,
+    n,
+    lx,
+    ly,
+    constants: 'local-at-start' as const,
+    x0,
+    y0,
     localConstants: local,
     minimizer: () => ({ x: xStar.slice(), y: vBarAll.slice() }),
     loss(x: Vec, y: Vec, idx?: readonly number[]) {
@@ -296,12 +331,15 @@ function violatingObjective(o: ObjectiveOptions): StudyObjective {
     },
     gradX(x: Vec, y: Vec, idx?: readonly number[]) {
       check(x, y);
-      const rows = rowsOf(idx, n), wB = meanRow(w, dimX, rows), s = meanSq(y, rows);
+      const rows = rowsOf(idx, n),
+        wB = meanRow(w, dimX, rows),
+        s = meanSq(y, rows);
       return Float64Array.from({ length: dimX }, (_, k) => LAMBDA * (x[k] - wB[k]) + s * x[k]);
     },
     gradY(x: Vec, y: Vec, idx?: readonly number[]) {
       check(x, y);
-      const vB = meanRow(v, dimY, rowsOf(idx, n)), h = 1 + dot(x, x);
+      const vB = meanRow(v, dimY, rowsOf(idx, n)),
+        h = 1 + dot(x, x);
       return Float64Array.from({ length: dimY }, (_, l) => h * (y[l] - vB[l]));
     },
   });
@@ -400,7 +438,16 @@ export interface StudyRun {
  * All runs of a study on one objective, with the objective's known constants and a reference curve for the chart.
  */
 export interface StudyResult {
-  objective: { name: ObjectiveName; description: string; lx: number; ly: number; constants: 'global' | 'local-at-start'; dimX: number; dimY: number; n: number };
+  objective: {
+    name: ObjectiveName;
+    description: string;
+    lx: number;
+    ly: number;
+    constants: 'global' | 'local-at-start';
+    dimX: number;
+    dimY: number;
+    n: number;
+  };
   batchSize: number;
   epochs: number;
   seed: number;
@@ -420,13 +467,19 @@ function fmt(v: number): string {
 }
 
 function checkRates(v: unknown, name: string): readonly number[] {
-  if (!Array.isArray(v) || v.length === 0 || !v.every(positive)) throw invalidArg(`a non-empty array of positive numbers${name === 'mu' ? '' : " or 'theory'"}`, `grid.${name}`, v);
+  if (!Array.isArray(v) || v.length === 0 || !v.every(positive))
+    throw invalidArg(`a non-empty array of positive numbers${name === 'mu' ? '' : " or 'theory'"}`, `grid.${name}`, v);
   return v;
 }
 
-function verdictOf(records: readonly HybridRecord[], epochs: number, stopped: string | null): Pick<StudyRun, 'start' | 'end' | 'ratio' | 'maxRatio' | 'verdict'> {
+function verdictOf(
+  records: readonly HybridRecord[],
+  epochs: number,
+  stopped: string | null,
+): Pick<StudyRun, 'start' | 'end' | 'ratio' | 'maxRatio' | 'verdict'> {
   const start = records[0].gradNorm;
-  let max = 0, finite = true;
+  let max = 0,
+    finite = true;
   for (const r of records) {
     if (!Number.isFinite(r.gradNorm)) finite = false;
     else max = Math.max(max, r.gradNorm);
@@ -463,10 +516,20 @@ export function runStudy(opts: StudyOptions): StudyResult {
     for (const lrY of lrYs) {
       for (const mu of mus) {
         const records: HybridRecord[] = [];
-        let stopped: string | null = null, endConstants: StudyRun['endConstants'] = null;
+        let stopped: string | null = null,
+          endConstants: StudyRun['endConstants'] = null;
         try {
           const out = runHybrid(obj, {
-            epochs, batchSize, lrX, lrY, mu, q: opts.q, estimator: opts.estimator, seed, x0: obj.x0, y0: obj.y0,
+            epochs,
+            batchSize,
+            lrX,
+            lrY,
+            mu,
+            q: opts.q,
+            estimator: opts.estimator,
+            seed,
+            x0: obj.x0,
+            y0: obj.y0,
             onRecord: (r) => {
               records.push(r);
               if (!Number.isFinite(r.gradNorm)) stopped = `‖∇f‖ = ${r.gradNorm} at epoch ${fmt(r.epoch)}`;
@@ -490,9 +553,21 @@ export function runStudy(opts: StudyOptions): StudyResult {
         runs.push(run);
         for (const r of recs) {
           rows.push({
-            objective: obj.name, run: label, lrX, lrY, mu, epoch: r.epoch, step: r.step, loss: r.loss,
-            gradNorm: r.gradNorm, gradNormX: r.gradNormX, gradNormY: r.gradNormY, log10GradNorm: Math.log10(r.gradNorm),
-            runningMin: r.runningMin, reference: g0 * Math.max(r.epoch, 1) ** REFERENCE_EXPONENT, verdict: run.verdict,
+            objective: obj.name,
+            run: label,
+            lrX,
+            lrY,
+            mu,
+            epoch: r.epoch,
+            step: r.step,
+            loss: r.loss,
+            gradNorm: r.gradNorm,
+            gradNormX: r.gradNormX,
+            gradNormY: r.gradNormY,
+            log10GradNorm: Math.log10(r.gradNorm),
+            runningMin: r.runningMin,
+            reference: g0 * Math.max(r.epoch, 1) ** REFERENCE_EXPONENT,
+            verdict: run.verdict,
           });
         }
       }
@@ -539,12 +614,24 @@ export function formatStudyTable(result: StudyResult): string {
   const { name, dimX, lx, ly } = result.objective;
   const head = ['objective', 'lrX', 'lrX·4(dx+4)Lx', 'lrY', 'lrY·Ly', 'lrY·Ly(end)', 'mu', 'start ‖∇f‖', 'end ‖∇f‖', 'ratio', 'verdict'];
   const body = result.runs.map((r) => [
-    name, fmt(r.lrX), fmt(r.lrX * 4 * (dimX + 4) * lx), fmt(r.lrY), fmt(r.lrY * ly), r.endConstants ? fmt(r.lrY * r.endConstants.ly) : '-',
-    fmt(r.mu), fmt(r.start), fmt(r.end), fmt(r.ratio),
+    name,
+    fmt(r.lrX),
+    fmt(r.lrX * 4 * (dimX + 4) * lx),
+    fmt(r.lrY),
+    fmt(r.lrY * ly),
+    r.endConstants ? fmt(r.lrY * r.endConstants.ly) : '-',
+    fmt(r.mu),
+    fmt(r.start),
+    fmt(r.end),
+    fmt(r.ratio),
     r.verdict + (r.stopped !== null ? ` (stopped, epoch ${fmt(r.records[r.records.length - 1].epoch)})` : ''),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]))
+      .join('  ')
+      .trimEnd();
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n') + '\n';
 }
 

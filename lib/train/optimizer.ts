@@ -27,8 +27,18 @@ import { Communicator } from '../distributed/communicator.js';
 import { checkReplicas } from '../distributed/replicas.js';
 import { sliceOf } from '../distributed/slice.js';
 import type {
-  FoOptions, HybridOptimizerOptions, OptimizerState, ParallelInfo, ParallelOptions, StepOptions, StepResult, TrainableOptimizer,
-  Trajectory, TrajectoryHeader, TrajectoryRecord, ZoOptions,
+  FoOptions,
+  HybridOptimizerOptions,
+  OptimizerState,
+  ParallelInfo,
+  ParallelOptions,
+  StepOptions,
+  StepResult,
+  TrainableOptimizer,
+  Trajectory,
+  TrajectoryHeader,
+  TrajectoryRecord,
+  ZoOptions,
 } from './types.js';
 
 const FO_KIND = { sgd: 0, momentum: 1, adamw: 2 } as const;
@@ -37,31 +47,53 @@ const FO_KIND = { sgd: 0, momentum: 1, adamw: 2 } as const;
 export const DEFAULT_MU: Readonly<Record<Compute, number>> = { fp32: 1e-3, tf32: 1e-3, bf16: 3e-3 };
 const STATE_VERSION = 1;
 
-interface ResolvedZo extends Required<Omit<ZoOptions, 'freeze' | 'schedule'>> { freeze: Array<string | RegExp>; schedule: ScheduleOptions }
-interface ResolvedFo extends Required<Omit<FoOptions, 'schedule'>> { schedule: ScheduleOptions }
+interface ResolvedZo extends Required<Omit<ZoOptions, 'freeze' | 'schedule'>> {
+  freeze: Array<string | RegExp>;
+  schedule: ScheduleOptions;
+}
+interface ResolvedFo extends Required<Omit<FoOptions, 'schedule'>> {
+  schedule: ScheduleOptions;
+}
 
 // Options arrive validated (validateOptimizerOptions): these only fill in defaults.
 function resolveZo(zo: ZoOptions, defaultMu: number): ResolvedZo {
   const estimator = zo.estimator ?? 'forward';
   const foAt = zo.foAt ?? 'center';
-  if (foAt === 'plus' && estimator !== 'central') throw new OptionError('zo.foAt', "zo.foAt 'plus' needs zo.estimator 'central' (the forward estimator already takes the FO gradient at its centre forward)");
+  if (foAt === 'plus' && estimator !== 'central')
+    throw new OptionError('zo.foAt', "zo.foAt 'plus' needs zo.estimator 'central' (the forward estimator already takes the FO gradient at its centre forward)");
   return {
-    lr: zo.lr, mu: zo.mu ?? defaultMu, estimator, perturbations: zo.perturbations ?? 1, foAt, freeze: zo.freeze ?? [],
-    weightDecay: zo.weightDecay ?? 0, schedule: zo.schedule ?? {},
+    lr: zo.lr,
+    mu: zo.mu ?? defaultMu,
+    estimator,
+    perturbations: zo.perturbations ?? 1,
+    foAt,
+    freeze: zo.freeze ?? [],
+    weightDecay: zo.weightDecay ?? 0,
+    schedule: zo.schedule ?? {},
   };
 }
 
 function resolveFo(fo: FoOptions): ResolvedFo {
   const betas = fo.betas ?? [0.9, 0.999];
   return {
-    lr: fo.lr, optimizer: fo.optimizer ?? 'sgd', params: fo.params ?? 'adapters', momentum: fo.momentum ?? 0.9,
-    betas: [betas[0], betas[1]], eps: fo.eps ?? 1e-8, weightDecay: fo.weightDecay ?? 0, schedule: fo.schedule ?? {},
+    lr: fo.lr,
+    optimizer: fo.optimizer ?? 'sgd',
+    params: fo.params ?? 'adapters',
+    momentum: fo.momentum ?? 0.9,
+    betas: [betas[0], betas[1]],
+    eps: fo.eps ?? 1e-8,
+    weightDecay: fo.weightDecay ?? 0,
+    schedule: fo.schedule ?? {},
   };
 }
 
 const PARALLEL_KIND = { data: 1, perturbation: 2 } as const;
 
-interface ResolvedParallel { kind: 'data' | 'perturbation'; comm: Communicator; checkEvery: number }
+interface ResolvedParallel {
+  kind: 'data' | 'perturbation';
+  comm: Communicator;
+  checkEvery: number;
+}
 
 function resolveParallel(p: ParallelOptions, zo: ResolvedZo | null): ResolvedParallel {
   if (typeof p !== 'object') throw invalidArg('an object', 'parallel', p);
@@ -71,7 +103,8 @@ function resolveParallel(p: ParallelOptions, zo: ResolvedZo | null): ResolvedPar
   if (!Number.isSafeInteger(checkEvery) || checkEvery < 0) throw invalidArg('a non-negative integer', 'parallel.checkEvery', checkEvery);
   if (p.kind === 'perturbation') {
     if (!zo) throw new ZofoError('ZOFO_INVALID_ARG', "parallel.kind 'perturbation' splits the ZO directions among the ranks; it needs zo");
-    if (zo.foAt === 'plus') throw new ZofoError('ZOFO_INVALID_ARG', "parallel.kind 'perturbation' needs zo.foAt 'center' (every rank takes the FO gradient at the centre)");
+    if (zo.foAt === 'plus')
+      throw new ZofoError('ZOFO_INVALID_ARG', "parallel.kind 'perturbation' needs zo.foAt 'center' (every rank takes the FO gradient at the centre)");
   }
   return { kind: p.kind, comm: p.comm, checkEvery };
 }
@@ -123,24 +156,44 @@ export class HybridOptimizer implements TrainableOptimizer {
     this.zo = options.zo ? resolveZo(options.zo, DEFAULT_MU[model.compute]) : null;
     this.fo = options.fo ? resolveFo(options.fo) : null;
     if (!this.zo && !this.fo) throw new ZofoError('ZOFO_INVALID_ARG', 'HybridOptimizer: give zo (zeroth-order on the base weights), fo (first-order), or both');
-    if (this.zo && this.fo?.params === 'all') throw new ZofoError('ZOFO_INVALID_ARG', "HybridOptimizer: fo.params 'all' (full fine-tuning) updates every base weight by backprop and cannot be combined with zo");
-    if (this.fo?.params === 'all' && model.dtype !== 'f32') throw new ZofoError('ZOFO_UNSUPPORTED', `HybridOptimizer: full fine-tuning needs fp32 base weights; this model was loaded with dtype '${model.dtype}'`);
+    if (this.zo && this.fo?.params === 'all')
+      throw new ZofoError(
+        'ZOFO_INVALID_ARG',
+        "HybridOptimizer: fo.params 'all' (full fine-tuning) updates every base weight by backprop and cannot be combined with zo",
+      );
+    if (this.fo?.params === 'all' && model.dtype !== 'f32')
+      throw new ZofoError('ZOFO_UNSUPPORTED', `HybridOptimizer: full fine-tuning needs fp32 base weights; this model was loaded with dtype '${model.dtype}'`);
     const hasAdapters = model.loraNames().length > 0;
-    if (this.fo?.params === 'adapters' && !hasAdapters) throw new ZofoError('ZOFO_INVALID_STATE', 'HybridOptimizer: fo updates LoRA adapters but the model has none; call model.addLoRA() first (or use fo.params \'all\', or zo only)');
+    if (this.fo?.params === 'adapters' && !hasAdapters)
+      throw new ZofoError(
+        'ZOFO_INVALID_STATE',
+        "HybridOptimizer: fo updates LoRA adapters but the model has none; call model.addLoRA() first (or use fo.params 'all', or zo only)",
+      );
     this.seed = BigInt(options.seed ?? 0);
     this.totalSteps = options.totalSteps ?? 1;
     this.#parallel = options.parallel ? resolveParallel(options.parallel, this.zo) : null;
     const names = model.parameterNames();
     this.#trainable = Uint8Array.from(names, (n) => (this.zo?.freeze.some((p) => matches(n, p)) ? 0 : 1));
-    if (this.zo && this.#trainable.every((t) => t === 0)) throw new ZofoError('ZOFO_INVALID_ARG', `zo.freeze freezes every base tensor (${names.length}); drop zo for an FO-only run`);
+    if (this.zo && this.#trainable.every((t) => t === 0))
+      throw new ZofoError('ZOFO_INVALID_ARG', `zo.freeze freezes every base tensor (${names.length}); drop zo for an FO-only run`);
     this.#decay = new Float32Array(names.length).fill(1);
     try {
       this.#native = new model.binding.NativeOptimizer(model.native, {
-        zo: this.zo !== null, central: this.zo?.estimator === 'central', foAtPlus: this.zo?.foAt === 'plus',
-        q: this.zo?.perturbations ?? 1, mu: this.zo?.mu ?? 1e-3, trainable: this.#trainable, decay: this.#decay,
-        foAdapters: this.fo !== null && hasAdapters, foBase: this.fo?.params === 'all',
-        foKind: FO_KIND[this.fo?.optimizer ?? 'sgd'], momentum: this.fo?.momentum ?? 0.9,
-        beta1: this.fo?.betas[0] ?? 0.9, beta2: this.fo?.betas[1] ?? 0.999, eps: this.fo?.eps ?? 1e-8, seed: this.seed,
+        zo: this.zo !== null,
+        central: this.zo?.estimator === 'central',
+        foAtPlus: this.zo?.foAt === 'plus',
+        q: this.zo?.perturbations ?? 1,
+        mu: this.zo?.mu ?? 1e-3,
+        trainable: this.#trainable,
+        decay: this.#decay,
+        foAdapters: this.fo !== null && hasAdapters,
+        foBase: this.fo?.params === 'all',
+        foKind: FO_KIND[this.fo?.optimizer ?? 'sgd'],
+        momentum: this.fo?.momentum ?? 0.9,
+        beta1: this.fo?.betas[0] ?? 0.9,
+        beta2: this.fo?.betas[1] ?? 0.999,
+        eps: this.fo?.eps ?? 1e-8,
+        seed: this.seed,
         ...(this.#parallel ? { parallel: PARALLEL_KIND[this.#parallel.kind], comm: this.#parallel.comm.handle } : {}),
       });
     } catch (err) {
@@ -198,7 +251,8 @@ export class HybridOptimizer implements TrainableOptimizer {
     // Data-parallel: this rank's slice of the global batch. A rank with no rows still
     // takes part in the exchange (idle), on a stand-in batch it never evaluates.
     const par = this.#parallel;
-    let local = batch, idle = false;
+    let local = batch,
+      idle = false;
     if (par?.kind === 'data') {
       if (!Array.isArray(batch) || batch.length === 0) throw invalidArg('a non-empty array of examples', 'batch', batch);
       const [from, to] = sliceOf(batch.length, par.comm.rank, par.comm.size);
@@ -216,9 +270,21 @@ export class HybridOptimizer implements TrainableOptimizer {
       if (signal?.aborted) throw abortError();
       const b = enc.b;
       await awaitNative(async () => {
-        r = await native.step(b.ids, b.positions, b.mask, b.B, b.T, enc.kind, enc.rows, enc.targets, enc.group,
-          enc.candidateExample, enc.candidateIsLabel, enc.examples,
-          { step: k, lrX, wdX: this.zo?.weightDecay ?? this.fo?.weightDecay ?? 0, lrY, wdY: this.fo?.weightDecay ?? 0, idle });
+        r = await native.step(
+          b.ids,
+          b.positions,
+          b.mask,
+          b.B,
+          b.T,
+          enc.kind,
+          enc.rows,
+          enc.targets,
+          enc.group,
+          enc.candidateExample,
+          enc.candidateIsLabel,
+          enc.examples,
+          { step: k, lrX, wdX: this.zo?.weightDecay ?? this.fo?.weightDecay ?? 0, lrY, wdY: this.fo?.weightDecay ?? 0, idle },
+        );
       }, `step ${k}`);
     } finally {
       signal?.removeEventListener('abort', onAbort);
@@ -232,10 +298,19 @@ export class HybridOptimizer implements TrainableOptimizer {
     const projectedGrads = Array.from(r.projected);
     const q = seeds.length;
     const { scales, etaLambda } = r;
-    seeds.forEach((seed, j) => this.#records.push({
-      step: k, j, q, seed, projectedGrad: projectedGrads[j], lr: Math.fround(lrX), weightDecay: Math.fround(this.zo!.weightDecay),
-      scale: scales[j], etaLambda: j === 0 ? Math.fround(etaLambda) : 0,
-    }));
+    seeds.forEach((seed, j) =>
+      this.#records.push({
+        step: k,
+        j,
+        q,
+        seed,
+        projectedGrad: projectedGrads[j],
+        lr: Math.fround(lrX),
+        weightDecay: Math.fround(this.zo!.weightDecay),
+        scale: scales[j],
+        etaLambda: j === 0 ? Math.fround(etaLambda) : 0,
+      }),
+    );
     const result: StepResult = { step: k + 1, loss: r.loss, perturbedLosses: Array.from(r.perturbed), projectedGrads, seeds, lrX, lrY };
     if (par && par.checkEvery > 0 && this.#step % par.checkEvery === 0) await checkReplicas(par.comm, this.model, this.#step);
     // Data-parallel ranks score only their slice: no predictions for the global batch.
@@ -245,7 +320,11 @@ export class HybridOptimizer implements TrainableOptimizer {
 
   /** The header a trajectory of this run carries (parameter table by stored key). */
   #header(): TrajectoryHeader {
-    if (this.fo?.params === 'all') throw new ZofoError('ZOFO_UNSUPPORTED', 'full fine-tuning changes the base weights by gradients, which no seed log can replay; save the weights whole (model.saveMerged, or checkpoints with saveBase)');
+    if (this.fo?.params === 'all')
+      throw new ZofoError(
+        'ZOFO_UNSUPPORTED',
+        'full fine-tuning changes the base weights by gradients, which no seed log can replay; save the weights whole (model.saveMerged, or checkpoints with saveBase)',
+      );
     if (this.#baseHash === null) throw new ZofoError('ZOFO_INVALID_STATE', 'no step has been taken yet: the trajectory has no base to name');
     const counts = this.model.parameterCounts();
     const stored = this.model.storedNames();
@@ -253,7 +332,9 @@ export class HybridOptimizer implements TrainableOptimizer {
       version: TRAJECTORY_VERSION,
       base: { hash: this.#baseHash, dtype: this.model.dtype, parameters: counts.reduce((a, b) => a + b, 0) },
       table: stored.map((name, i) => ({ name, count: counts[i], trainable: this.#trainable[i] === 1, decay: this.#decay[i] })),
-      estimator: this.zo?.estimator ?? 'forward', mu: this.zo?.mu ?? 0, perturbations: this.zo?.perturbations ?? 1,
+      estimator: this.zo?.estimator ?? 'forward',
+      mu: this.zo?.mu ?? 0,
+      perturbations: this.zo?.perturbations ?? 1,
       seed: this.seed,
     };
   }
@@ -280,8 +361,13 @@ export class HybridOptimizer implements TrainableOptimizer {
     const full = this.fo?.params === 'all';
     return {
       json: {
-        version: STATE_VERSION, step: this.#step, foUpdates: native.foUpdates, totalSteps: this.totalSteps,
-        seed: this.seed.toString(), baseHash: this.#baseHash, mode: this.mode,
+        version: STATE_VERSION,
+        step: this.#step,
+        foUpdates: native.foUpdates,
+        totalSteps: this.totalSteps,
+        seed: this.seed.toString(),
+        baseHash: this.#baseHash,
+        mode: this.mode,
       },
       tensors,
       trajectory: full || this.#baseHash === null ? null : this.trajectory(),
@@ -313,7 +399,7 @@ export class HybridOptimizer implements TrainableOptimizer {
     this.#step = json.step;
     if (json.totalSteps !== undefined) this.totalSteps = json.totalSteps;
     this.#records = traj ? traj.records.map((r) => ({ ...r })) : [];
-    this.#baseHash = traj ? traj.header.base.hash : json.baseHash ?? null;
+    this.#baseHash = traj ? traj.header.base.hash : (json.baseHash ?? null);
   }
 
   /**
@@ -331,20 +417,24 @@ export class HybridOptimizer implements TrainableOptimizer {
     const wanted = this.#live().moments();
     for (const m of wanted) {
       const data = state.tensors.get(m.name);
-      if (!(data instanceof Float32Array) || data.length !== m.length) return `moment ${m.name} is missing or has the wrong length (expected ${m.length}, found ${data?.length ?? 'none'})`;
+      if (!(data instanceof Float32Array) || data.length !== m.length)
+        return `moment ${m.name} is missing or has the wrong length (expected ${m.length}, found ${data?.length ?? 'none'})`;
     }
     const extra = [...state.tensors.keys()].find((name) => !wanted.some((m) => m.name === name));
-    if (extra !== undefined) return `moment ${extra} is not one this '${this.mode}' optimizer keeps (it keeps ${wanted.map((m) => m.name).join(', ') || 'none'})`;
+    if (extra !== undefined)
+      return `moment ${extra} is not one this '${this.mode}' optimizer keeps (it keeps ${wanted.map((m) => m.name).join(', ') || 'none'})`;
     const h = state.trajectory?.header;
     if (!h || !this.zo) return undefined;
-    const differs = (what: string, theirs: unknown, ours: unknown) => `the trajectory was recorded with ${what} ${String(theirs)}; this optimizer has ${String(ours)}`;
+    const differs = (what: string, theirs: unknown, ours: unknown) =>
+      `the trajectory was recorded with ${what} ${String(theirs)}; this optimizer has ${String(ours)}`;
     if (h.estimator !== this.zo.estimator) return differs('zo.estimator', h.estimator, this.zo.estimator);
     if (h.mu !== this.zo.mu) return differs('zo.mu', h.mu, this.zo.mu);
     if (h.perturbations !== this.zo.perturbations) return differs('zo.perturbations', h.perturbations, this.zo.perturbations);
     const n = Math.min(h.table.length, this.#trainable.length); // a table of another length: applyTrajectory names it
     for (let i = 0; i < n; i++) {
       const t = h.table[i];
-      if (t.trainable !== (this.#trainable[i] === 1)) return differs(`tensor ${t.name}`, t.trainable ? 'trainable' : 'frozen', `it ${this.#trainable[i] === 1 ? 'trainable' : 'frozen'} (zo.freeze)`);
+      if (t.trainable !== (this.#trainable[i] === 1))
+        return differs(`tensor ${t.name}`, t.trainable ? 'trainable' : 'frozen', `it ${this.#trainable[i] === 1 ? 'trainable' : 'frozen'} (zo.freeze)`);
       if (t.decay !== this.#decay[i]) return differs(`a decay mask for ${t.name} of`, t.decay, this.#decay[i]);
     }
     return undefined;
@@ -366,7 +456,11 @@ const MODES = ['hybrid', 'zo', 'lora', 'full'] as const;
 
 /** OptimizerState.json as state() writes it (version 1). */
 interface StateJson {
-  version: number; mode: (typeof MODES)[number]; step: number; foUpdates: number; totalSteps?: number;
+  version: number;
+  mode: (typeof MODES)[number];
+  step: number;
+  foUpdates: number;
+  totalSteps?: number;
   /** The run seed as a decimal string (a JSON number in older files). */
   seed: string | number;
   baseHash: string | null;
@@ -386,11 +480,14 @@ export function optimizerStateProblem(state: OptimizerState): string | undefined
   const count = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
   if (!count(j.step)) return `step must be a non-negative integer, not ${describe(j.step)}`;
   if (!count(j.foUpdates)) return `foUpdates must be a non-negative integer, not ${describe(j.foUpdates)}`;
-  if (j.totalSteps !== undefined && !(count(j.totalSteps) && (j.totalSteps as number) >= 1)) return `totalSteps must be a positive integer, not ${describe(j.totalSteps)}`;
+  if (j.totalSteps !== undefined && !(count(j.totalSteps) && (j.totalSteps as number) >= 1))
+    return `totalSteps must be a positive integer, not ${describe(j.totalSteps)}`;
   const seed = u64FromJson(j.seed);
   if (seed === undefined) return `seed must be the decimal string of an integer in 0 .. 2^64-1, not ${describe(j.seed)}`;
-  if (j.baseHash !== null && j.baseHash !== undefined && !(typeof j.baseHash === 'string' && /^[0-9a-f]+$/.test(j.baseHash))) return `baseHash must be a lowercase hex string or null, not ${describe(j.baseHash)}`;
-  const mode = j.mode as StateJson['mode'], step = j.step as number;
+  if (j.baseHash !== null && j.baseHash !== undefined && !(typeof j.baseHash === 'string' && /^[0-9a-f]+$/.test(j.baseHash)))
+    return `baseHash must be a lowercase hex string or null, not ${describe(j.baseHash)}`;
+  const mode = j.mode as StateJson['mode'],
+    step = j.step as number;
   // The engine makes one first-order update per applied step, when the run has an FO part.
   const foUpdates = mode === 'zo' ? 0 : step;
   if (j.foUpdates !== foUpdates) return `foUpdates is ${j.foUpdates} but a '${mode}' run of ${step} steps has made ${foUpdates} first-order updates`;
@@ -406,9 +503,11 @@ export function optimizerStateProblem(state: OptimizerState): string | undefined
   if (traj) {
     const h = traj.header;
     if (h.seed !== seed) return `the trajectory's seed ${h.seed} differs from the state's seed ${seed}`;
-    if (typeof j.baseHash === 'string' && h.base.hash !== j.baseHash) return `the trajectory starts from base ${h.base.hash}, the state names base ${j.baseHash}`;
+    if (typeof j.baseHash === 'string' && h.base.hash !== j.baseHash)
+      return `the trajectory starts from base ${h.base.hash}, the state names base ${j.baseHash}`;
     const passes = zo ? step * h.perturbations : 0;
-    if (traj.records.length !== passes) return `the trajectory holds ${traj.records.length} update passes, but ${zo ? `${step} steps of q = ${h.perturbations} make ${passes}` : `a '${mode}' run makes none`}`;
+    if (traj.records.length !== passes)
+      return `the trajectory holds ${traj.records.length} update passes, but ${zo ? `${step} steps of q = ${h.perturbations} make ${passes}` : `a '${mode}' run makes none`}`;
     const last = traj.records.at(-1);
     if (last && last.step !== step - 1) return `the trajectory's last step is ${last.step}, but the state has taken ${step} steps (last index ${step - 1})`;
   }
@@ -436,16 +535,32 @@ export function stepSeed(runSeed: number | bigint, k: number, j: number): bigint
  */
 export async function applyTrajectory(model: Model, traj: Trajectory): Promise<void> {
   const h = traj.header;
-  const names = model.storedNames(), counts = model.parameterCounts();
-  if (h.base.dtype !== model.dtype) throw new ZofoError('ZOFO_INVALID_ARG', `trajectory: the log was recorded on ${h.base.dtype} weights; this model stores ${model.dtype} (load it with dtype '${h.base.dtype}')`);
-  if (h.table.length !== names.length) throw new ZofoError('ZOFO_INVALID_ARG', `trajectory: the log's parameter table has ${h.table.length} tensors; this model has ${names.length}`);
+  const names = model.storedNames(),
+    counts = model.parameterCounts();
+  if (h.base.dtype !== model.dtype)
+    throw new ZofoError(
+      'ZOFO_INVALID_ARG',
+      `trajectory: the log was recorded on ${h.base.dtype} weights; this model stores ${model.dtype} (load it with dtype '${h.base.dtype}')`,
+    );
+  if (h.table.length !== names.length)
+    throw new ZofoError('ZOFO_INVALID_ARG', `trajectory: the log's parameter table has ${h.table.length} tensors; this model has ${names.length}`);
   h.table.forEach((t, i) => {
-    if (t.name !== names[i] || t.count !== counts[i]) throw new ZofoError('ZOFO_INVALID_ARG', `trajectory: tensor ${i} of the log is ${t.name} (${t.count} values); this model's is ${names[i]} (${counts[i]} values)`);
+    if (t.name !== names[i] || t.count !== counts[i])
+      throw new ZofoError(
+        'ZOFO_INVALID_ARG',
+        `trajectory: tensor ${i} of the log is ${t.name} (${t.count} values); this model's is ${names[i]} (${counts[i]} values)`,
+      );
   });
   const hash = await model.baseHash();
-  if (hash !== h.base.hash) throw new ZofoError('ZOFO_INVALID_ARG', `trajectory: the log starts from base weights with hash ${h.base.hash}; this model's weights hash to ${hash} (a different checkpoint, or already updated)`);
+  if (hash !== h.base.hash)
+    throw new ZofoError(
+      'ZOFO_INVALID_ARG',
+      `trajectory: the log starts from base weights with hash ${h.base.hash}; this model's weights hash to ${hash} (a different checkpoint, or already updated)`,
+    );
   const n = traj.records.length;
-  const seeds = new BigUint64Array(n), scales = new Float32Array(n), etaLambdas = new Float32Array(n);
+  const seeds = new BigUint64Array(n),
+    scales = new Float32Array(n),
+    etaLambdas = new Float32Array(n);
   traj.records.forEach((r, i) => {
     seeds[i] = r.seed;
     scales[i] = r.scale;

@@ -101,7 +101,8 @@ function orthogonal(n: number, seed: bigint, name: string): Float64Array {
   const q = new Float64Array(n * n); // column c is q[r*n + c]
   for (let c = 0; c < n; c++) {
     for (let r = 0; r < n; r++) q[r * n + c] = g[c * n + r];
-    for (let pass = 0; pass < 2; pass++) { // twice is enough for orthogonality to rounding
+    for (let pass = 0; pass < 2; pass++) {
+      // twice is enough for orthogonality to rounding
       for (let p = 0; p < c; p++) {
         let dot = 0;
         for (let r = 0; r < n; r++) dot += q[r * n + p] * q[r * n + c];
@@ -165,7 +166,8 @@ function meanRows(t: Float64Array, n: number, d: number, indices?: readonly numb
 
 /** Solves S w = h for symmetric positive definite S (Cholesky, float64). */
 function solveSpd(s: Float64Array, h: Float64Array): Float64Array {
-  const n = h.length, l = new Float64Array(n * n);
+  const n = h.length,
+    l = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j <= i; j++) {
       let sum = s[i * n + j];
@@ -179,11 +181,13 @@ function solveSpd(s: Float64Array, h: Float64Array): Float64Array {
     }
   }
   const w = Float64Array.from(h);
-  for (let i = 0; i < n; i++) { // L u = h
+  for (let i = 0; i < n; i++) {
+    // L u = h
     for (let k = 0; k < i; k++) w[i] -= l[i * n + k] * w[k];
     w[i] /= l[i * n + i];
   }
-  for (let i = n - 1; i >= 0; i--) { // Lᵀ w = u
+  for (let i = n - 1; i >= 0; i--) {
+    // Lᵀ w = u
     for (let k = i + 1; k < n; k++) w[i] -= l[k * n + i] * w[k];
     w[i] /= l[i * n + i];
   }
@@ -194,10 +198,16 @@ function solveSpd(s: Float64Array, h: Float64Array): Float64Array {
 export function quadraticProblem(opts: QuadraticOptions): QuadraticProblem {
   if (typeof opts !== 'object' || opts === null) throw invalidArg('an options object', 'quadraticProblem options', opts);
   const { dimX, dimY, n, lx, ly, seed } = opts;
-  for (const [name, v] of [['dimX', dimX], ['dimY', dimY], ['n', n]] as const) if (!count(v)) throw invalidArg('a positive integer', name, v);
+  for (const [name, v] of [
+    ['dimX', dimX],
+    ['dimY', dimY],
+    ['n', n],
+  ] as const)
+    if (!count(v)) throw invalidArg('a positive integer', name, v);
   if (!positive(lx)) throw invalidArg('a positive number', 'lx', lx);
   if (!positive(ly)) throw invalidArg('a positive number', 'ly', ly);
-  const mux = opts.mux ?? lx / 10, muy = opts.muy ?? ly / 10;
+  const mux = opts.mux ?? lx / 10,
+    muy = opts.muy ?? ly / 10;
   if (!positive(mux) || mux > lx) throw invalidArg(`a number in (0, lx = ${lx}]`, 'mux', mux);
   if (!positive(muy) || muy > ly) throw invalidArg(`a number in (0, ly = ${ly}]`, 'muy', muy);
   const coupling = opts.coupling ?? 0.5 * Math.sqrt(mux * muy);
@@ -212,7 +222,8 @@ export function quadraticProblem(opts: QuadraticOptions): QuadraticProblem {
   const s = BigInt(seed);
   const A = withSpectrum(dimX, mux, lx, s, 'quadratic.A');
   const B = withSpectrum(dimY, muy, ly, s, 'quadratic.B');
-  const P = orthogonal(dimX, s, 'quadratic.C.left'), R = orthogonal(dimY, s, 'quadratic.C.right');
+  const P = orthogonal(dimX, s, 'quadratic.C.left'),
+    R = orthogonal(dimY, s, 'quadratic.C.right');
   const C = new Float64Array(dimX * dimY);
   for (let r = 0; r < dimX; r++) {
     for (let c = 0; c < dimY; c++) {
@@ -225,12 +236,14 @@ export function quadraticProblem(opts: QuadraticOptions): QuadraticProblem {
   const centreY = kernels.gaussian(dimY, { seed: s, name: 'quadratic.b.mean' });
   const noiseX = kernels.gaussian(n * dimX, { seed: s, name: 'quadratic.a' });
   const noiseY = kernels.gaussian(n * dimY, { seed: s, name: 'quadratic.b' });
-  const a = new Float64Array(n * dimX), b = new Float64Array(n * dimY);
+  const a = new Float64Array(n * dimX),
+    b = new Float64Array(n * dimY);
   for (let i = 0; i < n * dimX; i++) a[i] = centreX[i % dimX] + spread * noiseX[i];
   for (let i = 0; i < n * dimY; i++) b[i] = centreY[i % dimY] + spread * noiseY[i];
 
   // Minimiser of f: H w* = h with H = [[A, C], [Cᵀ, B]], h = (ā, b̄); f(w*) = −½ hᵀw* + κ.
-  const d = dimX + dimY, H = new Float64Array(d * d);
+  const d = dimX + dimY,
+    H = new Float64Array(d * d);
   for (let r = 0; r < dimX; r++) {
     for (let c = 0; c < dimX; c++) H[r * d + c] = A[r * dimX + c];
     for (let c = 0; c < dimY; c++) H[r * d + dimX + c] = H[(dimX + c) * d + r] = C[r * dimY + c];
@@ -240,7 +253,8 @@ export function quadraticProblem(opts: QuadraticOptions): QuadraticProblem {
   h.set(meanRows(a, n, dimX));
   h.set(meanRows(b, n, dimY), dimX);
   const wStar = solveSpd(H, h);
-  const xStar = wStar.slice(0, dimX), yStar = wStar.slice(dimX);
+  const xStar = wStar.slice(0, dimX),
+    yStar = wStar.slice(dimX);
   const kappa = 0.5 * dot(h, wStar);
 
   const checkDims = (x: Vec, y: Vec) => {
@@ -249,27 +263,48 @@ export function quadraticProblem(opts: QuadraticOptions): QuadraticProblem {
   };
 
   const problem: QuadraticProblem = {
-    dimX, dimY, n, lx, ly, mux, muy, coupling, A, B, C, a, b,
+    dimX,
+    dimY,
+    n,
+    lx,
+    ly,
+    mux,
+    muy,
+    coupling,
+    A,
+    B,
+    C,
+    a,
+    b,
     loss(x, y, indices) {
       checkDims(x, y);
-      const aBar = meanRows(a, n, dimX, indices), bBar = meanRows(b, n, dimY, indices);
-      return 0.5 * dot(x, matVec(A, dimX, dimX, x)) + 0.5 * dot(y, matVec(B, dimY, dimY, y))
-        + dot(x, matVec(C, dimX, dimY, y)) - dot(aBar, x) - dot(bBar, y) + kappa;
+      const aBar = meanRows(a, n, dimX, indices),
+        bBar = meanRows(b, n, dimY, indices);
+      return (
+        0.5 * dot(x, matVec(A, dimX, dimX, x)) + 0.5 * dot(y, matVec(B, dimY, dimY, y)) + dot(x, matVec(C, dimX, dimY, y)) - dot(aBar, x) - dot(bBar, y) + kappa
+      );
     },
-    gradX(x, y, indices) { // A x + C y − ā_B
+    gradX(x, y, indices) {
+      // A x + C y − ā_B
       checkDims(x, y);
-      const g = matVec(A, dimX, dimX, x), cy = matVec(C, dimX, dimY, y), aBar = meanRows(a, n, dimX, indices);
+      const g = matVec(A, dimX, dimX, x),
+        cy = matVec(C, dimX, dimY, y),
+        aBar = meanRows(a, n, dimX, indices);
       for (let k = 0; k < dimX; k++) g[k] += cy[k] - aBar[k];
       return g;
     },
-    gradY(x, y, indices) { // B y + Cᵀx − b̄_B
+    gradY(x, y, indices) {
+      // B y + Cᵀx − b̄_B
       checkDims(x, y);
-      const g = matVec(B, dimY, dimY, y), ctx = matVec(C, dimX, dimY, x, true), bBar = meanRows(b, n, dimY, indices);
+      const g = matVec(B, dimY, dimY, y),
+        ctx = matVec(C, dimX, dimY, x, true),
+        bBar = meanRows(b, n, dimY, indices);
       for (let k = 0; k < dimY; k++) g[k] += ctx[k] - bBar[k];
       return g;
     },
     gradNorm(x, y) {
-      const gx = problem.gradX(x, y), gy = problem.gradY(x, y);
+      const gx = problem.gradX(x, y),
+        gy = problem.gradY(x, y);
       return Math.sqrt(dot(gx, gx) + dot(gy, gy));
     },
     minimizer: () => ({ x: xStar.slice(), y: yStar.slice() }),
@@ -292,8 +327,14 @@ export function xStream(): bigint {
  * forward (f(x + μz) − f(x)) / μ, or central (f(x + μz) − f(x − μz)) / 2μ. The reference
  * the fused fp32 path of `runHybrid` is checked against; c·z estimates ∇f(x).
  */
-export function projectedGradient(f: (x: Float64Array) => number, x: Vec, z: Vec, mu: number,
-  estimator: 'forward' | 'central' = 'forward', fx?: number): number {
+export function projectedGradient(
+  f: (x: Float64Array) => number,
+  x: Vec,
+  z: Vec,
+  mu: number,
+  estimator: 'forward' | 'central' = 'forward',
+  fx?: number,
+): number {
   const at = (t: number) => f(Float64Array.from(x, (v, i) => v + t * z[i]));
   if (estimator === 'central') return (at(mu) - at(-mu)) / (2 * mu);
   return (at(mu) - (fx ?? f(Float64Array.from(x)))) / mu;
@@ -387,7 +428,9 @@ export interface HybridRun {
 export function runHybrid(problem: HybridObjective, opts: HybridRunOptions): HybridRun {
   if (typeof opts !== 'object' || opts === null) throw invalidArg('an options object', 'runHybrid options', opts);
   const { dimX, dimY, n } = problem;
-  const mu = opts.mu ?? 1e-3, q = opts.q ?? 1, estimator = opts.estimator ?? 'forward';
+  const mu = opts.mu ?? 1e-3,
+    q = opts.q ?? 1,
+    estimator = opts.estimator ?? 'forward';
   if (!positive(mu)) throw invalidArg('a positive number', 'mu', mu);
   if (!count(q)) throw invalidArg('a positive integer', 'q', q);
   if (estimator !== 'forward' && estimator !== 'central') throw invalidArg("'forward' or 'central'", 'estimator', estimator);
@@ -395,21 +438,33 @@ export function runHybrid(problem: HybridObjective, opts: HybridRunOptions): Hyb
     throw new ZofoError('ZOFO_INVALID_ARG', 'runHybrid: give exactly one of epochs and steps');
   }
   const sampler = new ReshufflingSampler(n, {
-    batchSize: opts.batchSize, seed: opts.seed, dropLast: opts.dropLast, withReplacement: opts.withReplacement,
+    batchSize: opts.batchSize,
+    seed: opts.seed,
+    dropLast: opts.dropLast,
+    withReplacement: opts.withReplacement,
   });
   const total = opts.steps ?? (opts.epochs as number) * sampler.batchesPerEpoch;
   if (!Number.isSafeInteger(total) || total < 0) {
     throw invalidArg('a non-negative integer', opts.steps !== undefined ? 'steps' : 'epochs', opts.steps ?? opts.epochs);
   }
 
-  const x = new Float32Array(dimX), y = new Float64Array(dimY);
-  if (opts.x0 !== undefined) { if (opts.x0.length !== dimX) throw invalidArg(`a vector of length ${dimX}`, 'x0', opts.x0); x.set(opts.x0); }
-  if (opts.y0 !== undefined) { if (opts.y0.length !== dimY) throw invalidArg(`a vector of length ${dimY}`, 'y0', opts.y0); y.set(opts.y0); }
+  const x = new Float32Array(dimX),
+    y = new Float64Array(dimY);
+  if (opts.x0 !== undefined) {
+    if (opts.x0.length !== dimX) throw invalidArg(`a vector of length ${dimX}`, 'x0', opts.x0);
+    x.set(opts.x0);
+  }
+  if (opts.y0 !== undefined) {
+    if (opts.y0.length !== dimY) throw invalidArg(`a vector of length ${dimY}`, 'y0', opts.y0);
+    y.set(opts.y0);
+  }
 
   const history: HybridRecord[] = [];
   const record = (epoch: number, step: number) => {
-    const gx = problem.gradX(x, y), gy = problem.gradY(x, y);
-    const nx = Math.sqrt(dot(gx, gx)), ny = Math.sqrt(dot(gy, gy));
+    const gx = problem.gradX(x, y),
+      gy = problem.gradY(x, y);
+    const nx = Math.sqrt(dot(gx, gx)),
+      ny = Math.sqrt(dot(gy, gy));
     const r: HybridRecord = { epoch, step, loss: problem.loss(x, y), gradNorm: Math.hypot(nx, ny), gradNormX: nx, gradNormY: ny };
     history.push(r);
     return opts.onRecord?.(r) === true;
@@ -429,7 +484,8 @@ export function runHybrid(problem: HybridObjective, opts: HybridRunOptions): Hyb
     const gy = problem.gradY(x, y, indices);
     for (let i = 0; i < dimY; i++) if (!Number.isFinite(gy[i])) throw nonFinite(k, `∇_y f[${i}]`, gy[i]);
     // 2.–3. Zeroth-order part, restores and the x-update.
-    const seeds: bigint[] = [], cs: number[] = [];
+    const seeds: bigint[] = [],
+      cs: number[] = [];
     for (let j = 0; j < q; j++) {
       const seed = stepSeed(opts.seed, k, j);
       kernels.perturb(x, { seed, stream, scale: mu }); // x_k + μ z_j

@@ -24,7 +24,10 @@ export interface SamplerOptions {
 /**
  * Where a sampler stands: the epoch and the position inside that epoch's permutation (the whole state: permutations are a pure function of seed and epoch).
  */
-export interface SamplerState { epoch: number; position: number }
+export interface SamplerState {
+  epoch: number;
+  position: number;
+}
 
 // xoshiro128** seeded through splitmix32: small, fast, and fully specified here so a
 // permutation never changes between versions or platforms.
@@ -41,13 +44,22 @@ function splitmix32(x: number): () => number {
 
 function xoshiro128ss(seed: number, stream: number): () => number {
   const init = splitmix32((seed ^ Math.imul(stream + 1, 0x9e3779b1)) >>> 0);
-  let a = init(), b = init(), c = init(), d = init();
+  let a = init(),
+    b = init(),
+    c = init(),
+    d = init();
   return () => {
     const result = Math.imul(((Math.imul(b, 5) << 7) | (Math.imul(b, 5) >>> 25)) >>> 0, 9) >>> 0;
     const t = (b << 9) >>> 0;
-    c ^= a; d ^= b; b ^= c; a ^= d; c ^= t;
+    c ^= a;
+    d ^= b;
+    b ^= c;
+    a ^= d;
+    c ^= t;
     d = ((d << 11) | (d >>> 21)) >>> 0;
-    a >>>= 0; b >>>= 0; c >>>= 0;
+    a >>>= 0;
+    b >>>= 0;
+    c >>>= 0;
     return result;
   };
 }
@@ -68,7 +80,9 @@ export function epochPermutation(n: number, seed: number | bigint, epoch: number
   const next = xoshiro128ss(foldSeed32(seed), epoch);
   for (let i = n - 1; i > 0; i--) {
     const j = below(next, i + 1);
-    const t = p[i]; p[i] = p[j]; p[j] = t;
+    const t = p[i];
+    p[i] = p[j];
+    p[j] = t;
   }
   return p;
 }

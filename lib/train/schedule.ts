@@ -22,7 +22,8 @@ export function learningRate(baseLr: number, step: number, totalSteps: number, o
   if (!Number.isSafeInteger(totalSteps) || totalSteps < 1) throw invalidArg('a positive integer', 'totalSteps', totalSteps);
   const kind = opts.kind ?? 'constant';
   if (!['constant', 'linear', 'cosine'].includes(kind)) throw invalidArg("'constant', 'linear' or 'cosine'", 'schedule.kind', kind);
-  const warmup = opts.warmupSteps ?? 0, minLr = opts.minLr ?? 0;
+  const warmup = opts.warmupSteps ?? 0,
+    minLr = opts.minLr ?? 0;
   if (!Number.isSafeInteger(warmup) || warmup < 0) throw invalidArg('a non-negative integer', 'schedule.warmupSteps', warmup);
   if (typeof minLr !== 'number' || !(minLr >= 0) || minLr > baseLr) throw invalidArg(`a number in 0 .. lr (${baseLr})`, 'schedule.minLr', minLr);
   if (step < warmup) return (baseLr * (step + 1)) / (warmup + 1);

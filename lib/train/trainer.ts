@@ -12,9 +12,7 @@ import { createHash } from 'node:crypto';
 import { invalidArg, ZofoError } from '../errors.js';
 import type { ClassificationExample, Example, Model } from '../model/model.js';
 import { ReshufflingSampler } from './sampler.js';
-import {
-  loadCheckpoint, restoreCheckpoint, saveBestCheckpoint, saveCheckpoint, type EvalRecord, type TrainerCheckpointState,
-} from './checkpoint.js';
+import { loadCheckpoint, restoreCheckpoint, saveBestCheckpoint, saveCheckpoint, type EvalRecord, type TrainerCheckpointState } from './checkpoint.js';
 import type { AbortSignalLike, TrainableOptimizer } from './types.js';
 import { validateTrainerOptions } from '../validate/options.js';
 import { OptionError } from '../validate/schema.js';
@@ -79,18 +77,29 @@ export interface TrainerOptions {
 /**
  * The best evaluation of a run so far: its step, loss and accuracy (null without classification examples).
  */
-export interface BestInfo { step: number; loss: number; accuracy: number | null }
+export interface BestInfo {
+  step: number;
+  loss: number;
+  accuracy: number | null;
+}
 
 /**
  * What `Trainer.fit()` yields, one event at a time: a step, a skipped step, an evaluation, a checkpoint, and finally `done` with the reason the run ended.
  */
 export type TrainerEvent =
   | {
-    type: 'step'; step: number; epoch: number; loss: number; lrX: number; lrY: number;
-    perturbedLosses: number[]; projectedGrads: number[];
-    /** Wall time of the run so far (across resumes), and of this step alone. */
-    elapsedMs: number; stepMs: number;
-  }
+      type: 'step';
+      step: number;
+      epoch: number;
+      loss: number;
+      lrX: number;
+      lrY: number;
+      perturbedLosses: number[];
+      projectedGrads: number[];
+      /** Wall time of the run so far (across resumes), and of this step alone. */
+      elapsedMs: number;
+      stepMs: number;
+    }
   | { type: 'skip'; step: number; epoch: number; reason: 'non-finite'; message: string }
   | { type: 'eval'; step: number; loss: number; accuracy: number | null; best: boolean }
   | { type: 'checkpoint'; step: number; dir: string; best: boolean }
@@ -123,19 +132,27 @@ export async function evaluate(model: Model, data: Example[], batchSize = 16): P
   if (!isPositiveInt(batchSize)) throw invalidArg('a positive integer', 'batchSize', batchSize);
   // model.loss takes one kind per batch: classification and LM examples batch apart.
   const groups = [data.filter(isClassification), data.filter((e) => !isClassification(e))];
-  let lossSum = 0, correct = 0;
+  let lossSum = 0,
+    correct = 0;
   for (const group of groups) {
     for (let i = 0; i < group.length; i += batchSize) {
       const batch = group.slice(i, i + batchSize);
       const r = await model.loss(batch);
       lossSum += r.loss * batch.length;
-      r.predictions?.forEach((p, j) => { if (p === (batch[j] as ClassificationExample).label) correct++; });
+      r.predictions?.forEach((p, j) => {
+        if (p === (batch[j] as ClassificationExample).label) correct++;
+      });
     }
   }
   return { loss: lossSum / data.length, accuracy: groups[0].length > 0 ? correct / groups[0].length : null };
 }
 
-interface ResolvedEval { data: Example[]; every: number | null; batchSize: number; metric: 'loss' | 'accuracy' }
+interface ResolvedEval {
+  data: Example[];
+  every: number | null;
+  batchSize: number;
+  metric: 'loss' | 'accuracy';
+}
 
 /**
  * The training loop: reshuffled minibatches fed to an optimizer's `step()`, with
@@ -167,18 +184,27 @@ export class Trainer {
 
   constructor(model: Model, optimizer: TrainableOptimizer, options: TrainerOptions) {
     if (typeof model !== 'object' || model === null) throw invalidArg('a Model', 'model', model);
-    if (typeof optimizer !== 'object' || optimizer === null || typeof optimizer.step !== 'function') throw invalidArg('an optimizer (HybridOptimizer)', 'optimizer', optimizer);
+    if (typeof optimizer !== 'object' || optimizer === null || typeof optimizer.step !== 'function')
+      throw invalidArg('an optimizer (HybridOptimizer)', 'optimizer', optimizer);
     if (optimizer.model !== model) throw new ZofoError('ZOFO_INVALID_ARG', 'Trainer: the optimizer was created for another model');
     const o = validateTrainerOptions(options);
     if ((o.epochs === undefined) === (o.steps === undefined)) {
-      throw new OptionError(o.epochs === undefined ? 'steps' : 'epochs', `Trainer: give exactly one of epochs and steps (got ${o.epochs === undefined ? 'neither' : 'both'})`);
+      throw new OptionError(
+        o.epochs === undefined ? 'steps' : 'epochs',
+        `Trainer: give exactly one of epochs and steps (got ${o.epochs === undefined ? 'neither' : 'both'})`,
+      );
     }
-    if (o.distributed && !optimizer.parallel) throw new ZofoError('ZOFO_INVALID_ARG', "Trainer: distributed needs an optimizer created with parallel: { kind: 'data' | 'perturbation', comm: await distributed.init() }");
+    if (o.distributed && !optimizer.parallel)
+      throw new ZofoError(
+        'ZOFO_INVALID_ARG',
+        "Trainer: distributed needs an optimizer created with parallel: { kind: 'data' | 'perturbation', comm: await distributed.init() }",
+      );
     this.#eval = null;
     if (o.eval !== undefined) {
       const e: EvalOptions = Array.isArray(o.eval) ? { data: o.eval } : o.eval;
       const metric = e.metric ?? 'loss';
-      if (metric === 'accuracy' && !e.data.some(isClassification)) throw new OptionError('eval.metric', "Trainer: eval.metric 'accuracy' needs classification examples in eval.data");
+      if (metric === 'accuracy' && !e.data.some(isClassification))
+        throw new OptionError('eval.metric', "Trainer: eval.metric 'accuracy' needs classification examples in eval.data");
       this.#eval = { data: e.data, every: e.every ?? null, batchSize: e.batchSize ?? o.batchSize, metric };
     }
     if (o.earlyStop !== undefined && !this.#eval) throw new OptionError('earlyStop', 'Trainer: earlyStop needs eval');
@@ -189,7 +215,10 @@ export class Trainer {
   }
 
   /** Mean loss (weighted by examples) and accuracy over the eval set; accuracy is null without classification examples. */
-  async evaluate(data: Example[] = this.#eval?.data ?? [], batchSize = this.#eval?.batchSize ?? this.options.batchSize): Promise<{ loss: number; accuracy: number | null }> {
+  async evaluate(
+    data: Example[] = this.#eval?.data ?? [],
+    batchSize = this.#eval?.batchSize ?? this.options.batchSize,
+  ): Promise<{ loss: number; accuracy: number | null }> {
     return evaluate(this.model, data, batchSize);
   }
 
@@ -199,7 +228,8 @@ export class Trainer {
     train.forEach((e, i) => {
       if (typeof e !== 'object' || e === null) throw invalidArg('an example object', `train[${i}]`, e);
     });
-    if (opts.resumeFrom !== undefined && (typeof opts.resumeFrom !== 'string' || opts.resumeFrom.length === 0)) throw invalidArg('a checkpoint directory', 'resumeFrom', opts.resumeFrom);
+    if (opts.resumeFrom !== undefined && (typeof opts.resumeFrom !== 'string' || opts.resumeFrom.length === 0))
+      throw invalidArg('a checkpoint directory', 'resumeFrom', opts.resumeFrom);
     if (this.#running) throw new ZofoError('ZOFO_INVALID_STATE', 'Trainer.fit: already running');
     this.#running = true;
     try {
@@ -210,7 +240,10 @@ export class Trainer {
   }
 
   async *#fit(train: Example[], opts: FitOptions): AsyncGenerator<TrainerEvent, void, undefined> {
-    const o = this.options, ev = this.#eval, ck = o.checkpoint, signal = o.signal;
+    const o = this.options,
+      ev = this.#eval,
+      ck = o.checkpoint,
+      signal = o.signal;
     const seed = o.seed ?? 0;
     const samplerOptions = { batchSize: o.batchSize, seed: u64ToJson(seed), dropLast: o.dropLast ?? false, withReplacement: o.withReplacement ?? false };
     const sampler = new ReshufflingSampler(train.length, { ...samplerOptions, seed });
@@ -220,30 +253,54 @@ export class Trainer {
     const minDelta = o.earlyStop?.minDelta ?? 0;
 
     const state: TrainerCheckpointState = {
-      step: 0, skipped: 0, sampler: sampler.state, samplerOptions, train: { n: train.length, sha256: fingerprint(train) }, totalSteps,
-      elapsedMs: 0, evals: [], best: null, sinceImprovement: 0, history: [],
+      step: 0,
+      skipped: 0,
+      sampler: sampler.state,
+      samplerOptions,
+      train: { n: train.length, sha256: fingerprint(train) },
+      totalSteps,
+      elapsedMs: 0,
+      evals: [],
+      best: null,
+      sinceImprovement: 0,
+      history: [],
     };
     let lastSaved = -1;
     if (opts.resumeFrom !== undefined) {
       const ckpt = await loadCheckpoint(opts.resumeFrom);
       const t = ckpt.trainer;
       if (t.train.n !== state.train.n || t.train.sha256 !== state.train.sha256) {
-        throw new ZofoError('ZOFO_INVALID_STATE', `${ckpt.dir}: the checkpoint was trained on another training set (${t.train.n} examples, sha256 ${t.train.sha256.slice(0, 12)}…; now ${state.train.n}, ${state.train.sha256.slice(0, 12)}…)`);
+        throw new ZofoError(
+          'ZOFO_INVALID_STATE',
+          `${ckpt.dir}: the checkpoint was trained on another training set (${t.train.n} examples, sha256 ${t.train.sha256.slice(0, 12)}…; now ${state.train.n}, ${state.train.sha256.slice(0, 12)}…)`,
+        );
       }
       for (const k of Object.keys(samplerOptions) as Array<keyof typeof samplerOptions>) {
         if (t.samplerOptions[k] !== samplerOptions[k]) {
-          throw new ZofoError('ZOFO_INVALID_STATE', `${ckpt.dir}: the checkpoint used ${k} ${JSON.stringify(t.samplerOptions[k])} but this Trainer has ${JSON.stringify(samplerOptions[k])}`);
+          throw new ZofoError(
+            'ZOFO_INVALID_STATE',
+            `${ckpt.dir}: the checkpoint used ${k} ${JSON.stringify(t.samplerOptions[k])} but this Trainer has ${JSON.stringify(samplerOptions[k])}`,
+          );
         }
       }
       await restoreCheckpoint(ckpt, this.model, this.optimizer);
       sampler.restore(t.sampler);
-      Object.assign(state, { step: t.step, skipped: t.skipped, elapsedMs: t.elapsedMs, evals: t.evals, best: t.best, sinceImprovement: t.sinceImprovement, history: t.history });
+      Object.assign(state, {
+        step: t.step,
+        skipped: t.skipped,
+        elapsedMs: t.elapsedMs,
+        evals: t.evals,
+        best: t.best,
+        sinceImprovement: t.sinceImprovement,
+        history: t.history,
+      });
       lastSaved = t.step;
     }
     // After loadState: this run's length decides the schedules.
     this.optimizer.totalSteps = totalSteps;
 
-    const started = performance.now(), elapsedBefore = state.elapsedMs;
+    const started = performance.now(),
+      elapsedBefore = state.elapsedMs;
     const elapsed = (): number => elapsedBefore + (performance.now() - started);
     const bestInfo = (): BestInfo | undefined => (state.best ? { ...state.best } : undefined);
     const { model, optimizer } = this;
@@ -275,8 +332,7 @@ export class Trainer {
       const record: EvalRecord = { step: state.step, loss, accuracy };
       const value = ev.metric === 'loss' ? loss : (accuracy as number);
       const bestValue = state.best === null ? null : ev.metric === 'loss' ? state.best.loss : (state.best.accuracy as number);
-      const improved = Number.isFinite(value) && (bestValue === null ||
-        (ev.metric === 'loss' ? value < bestValue - minDelta : value > bestValue + minDelta));
+      const improved = Number.isFinite(value) && (bestValue === null || (ev.metric === 'loss' ? value < bestValue - minDelta : value > bestValue + minDelta));
       state.evals.push(record);
       if (improved) {
         state.best = record;
@@ -325,8 +381,16 @@ export class Trainer {
       if (result) {
         state.step += 1;
         yield {
-          type: 'step', step: state.step, epoch, loss: result.loss, lrX: result.lrX, lrY: result.lrY,
-          perturbedLosses: result.perturbedLosses, projectedGrads: result.projectedGrads, elapsedMs: elapsed(), stepMs: performance.now() - t0,
+          type: 'step',
+          step: state.step,
+          epoch,
+          loss: result.loss,
+          lrX: result.lrX,
+          lrY: result.lrY,
+          perturbedLosses: result.perturbedLosses,
+          projectedGrads: result.projectedGrads,
+          elapsedMs: elapsed(),
+          stepMs: performance.now() - t0,
         };
       }
       // The applied step is kept; the rest of this step's work waits for a resumed run.

@@ -35,7 +35,15 @@ export function number(expected: string, ok: (x: number) => boolean = Number.isF
 
 /** An integer in [min, max] (safe integers only). */
 export function integer(min: number, max = Number.MAX_SAFE_INTEGER, expected?: string): Schema {
-  const what = expected ?? (max === Number.MAX_SAFE_INTEGER ? (min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : `an integer ≥ ${min}`) : `an integer in ${min} .. ${max}`);
+  const what =
+    expected ??
+    (max === Number.MAX_SAFE_INTEGER
+      ? min === 0
+        ? 'a non-negative integer'
+        : min === 1
+          ? 'a positive integer'
+          : `an integer ≥ ${min}`
+      : `an integer in ${min} .. ${max}`);
   return number(what, (x) => Number.isSafeInteger(x) && x >= min && x <= max);
 }
 
@@ -46,7 +54,13 @@ export function u64(expected = 'a bigint in 0 .. 2^64-1 or a non-negative safe i
 
 /** One of `values`. */
 export function oneOf<const T extends readonly (string | number)[]>(values: T): Schema {
-  return v.picklist(values, values.map((x) => JSON.stringify(x).replace(/"/g, "'")).join(', ').replace(/, ([^,]*)$/, ' or $1'));
+  return v.picklist(
+    values,
+    values
+      .map((x) => JSON.stringify(x).replace(/"/g, "'"))
+      .join(', ')
+      .replace(/, ([^,]*)$/, ' or $1'),
+  );
 }
 
 /** A boolean. */

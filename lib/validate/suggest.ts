@@ -7,8 +7,10 @@
 
 /** Edits (insert, delete, substitute, swap neighbours) that turn `a` into `b`; case-insensitive. */
 export function editDistance(a: string, b: string): number {
-  const s = a.toLowerCase(), t = b.toLowerCase();
-  const m = s.length, n = t.length;
+  const s = a.toLowerCase(),
+    t = b.toLowerCase();
+  const m = s.length,
+    n = t.length;
   // d[i][j]: distance between s[0, i) and t[0, j); three rows suffice for the swap rule.
   let twoBack = new Array<number>(n + 1).fill(0);
   let prev = Array.from({ length: n + 1 }, (_, j) => j);
@@ -46,7 +48,8 @@ export function nearestKey(key: string, candidates: readonly string[], aliases: 
     if (squash(alias) === squashed && candidates.includes(target)) return target;
   }
   const limit = Math.min(3, Math.max(1, Math.floor(key.length / 3)));
-  let best: string | undefined, bestDistance = limit + 1;
+  let best: string | undefined,
+    bestDistance = limit + 1;
   for (const c of candidates) {
     const d = editDistance(key, c);
     if (d < bestDistance) {

@@ -37,7 +37,8 @@ export function u64FromJson(value: unknown): bigint | undefined {
  */
 export function foldSeed32(seed: bigint | number): number {
   const s = BigInt(seed);
-  const lo = Number(s & 0xffffffffn), hi = Number(s >> 32n);
+  const lo = Number(s & 0xffffffffn),
+    hi = Number(s >> 32n);
   if (hi === 0) return lo;
   let z = hi >>> 0; // murmur3's finalizer: every bit of the high word moves the result
   z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;

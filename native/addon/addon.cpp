@@ -28,7 +28,8 @@ zofo::Backend& zofo::addon::choose_backend(const std::string& device, zofo::Comp
                                            std::unique_ptr<zofo::Backend>&) {
   if (device == "cpu") return zofo::cpu::cpu_backend(compute);
   if (device.rfind("cuda", 0) == 0)
-    throw zofo::Error("ZOFO_CUDA", "device '" + device + "' needs the CUDA addon (zofo_cuda.node); this is the CPU addon");
+    throw zofo::Error("ZOFO_CUDA",
+                      "device '" + device + "' needs the CUDA addon (zofo_cuda.node); this is the CPU addon");
   throw zofo::addon::arg_error("unknown device '" + device + "' (expected 'cpu' or 'cuda')");
 }
 
@@ -117,8 +118,8 @@ AxpbyArgs get_axpby_args(const Napi::CallbackInfo& info) {
 }
 
 void run_axpby(const AxpbyArgs& a) {
-  zofo::cpu::restore_update(a.dtype, a.data, a.n_elems, a.table.data(), a.table.size(), a.seed, a.a,
-                            a.eta_lambda, a.threads);
+  zofo::cpu::restore_update(a.dtype, a.data, a.n_elems, a.table.data(), a.table.size(), a.seed, a.a, a.eta_lambda,
+                            a.threads);
 }
 
 // axpby(weights, dtype, table, decay, seed, a, etaLambda, threads): x ← (1 − ηλ·mask)x + a·z
@@ -129,7 +130,6 @@ Napi::Value Axpby(const Napi::CallbackInfo& info) {
   });
 }
 
-
 // ---- matmul ----
 
 // sgemm(transA, transB, M, N, K, alpha, A, B, beta, C, impl: 0 auto | 1 blas | 2 builtin, threads,
@@ -139,7 +139,8 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
     const bool ta = info[0].ToBoolean(), tb = info[1].ToBoolean();
     const double M = get_number(info[2], "M"), N = get_number(info[3], "N"), K = get_number(info[4], "K");
     for (double d : {M, N, K})
-      if (!(d >= 0 && d < 2147483648.0) || d != (double)(int64_t)d) throw arg_error("matmul sizes must be integers in 0..2^31-1");
+      if (!(d >= 0 && d < 2147483648.0) || d != (double)(int64_t)d)
+        throw arg_error("matmul sizes must be integers in 0..2^31-1");
     const View A = get_view(info[6], "A"), B = get_view(info[7], "B"), C = get_view(info[9], "C");
     for (const View* v : {&A, &B, &C})
       if (v->type != napi_float32_array) throw arg_error("matmul operands must be Float32Arrays");
@@ -148,10 +149,12 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
       throw arg_error("matmul operand too short for (M, N, K) = (" + std::to_string(m) + ", " + std::to_string(n) +
                       ", " + std::to_string(k) + ")");
     const double impl = get_number(info[10], "impl");
-    const auto which = impl == 1 ? zofo::cpu::MatmulImpl::Blas
-                                 : impl == 2 ? zofo::cpu::MatmulImpl::Builtin : zofo::cpu::MatmulImpl::Auto;
+    const auto which = impl == 1   ? zofo::cpu::MatmulImpl::Blas
+                       : impl == 2 ? zofo::cpu::MatmulImpl::Builtin
+                                   : zofo::cpu::MatmulImpl::Auto;
     const double compute = info.Length() > 12 && !info[12].IsUndefined() ? get_number(info[12], "compute") : 0;
-    if (compute != 0 && compute != 1 && compute != 2) throw arg_error("compute code must be 0 (fp32), 1 (tf32) or 2 (bf16)");
+    if (compute != 0 && compute != 1 && compute != 2)
+      throw arg_error("compute code must be 0 (fp32), 1 (tf32) or 2 (bf16)");
     zofo::cpu::sgemm_compute((zofo::Compute)(int)compute, ta, tb, m, n, k, (float)get_number(info[5], "alpha"),
                              static_cast<float*>(A.data), ta ? m : k, static_cast<float*>(B.data), tb ? k : n,
                              (float)get_number(info[8], "beta"), static_cast<float*>(C.data), n, which,
@@ -196,7 +199,8 @@ Napi::Value BenchMaterializeAxpy(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     const View x = get_view(info[0], "x");
     const View z = get_view(info[1], "scratch");
-    if (z.type != napi_float32_array || z.length != x.length) throw arg_error("scratch must be a Float32Array as long as x");
+    if (z.type != napi_float32_array || z.length != x.length)
+      throw arg_error("scratch must be a Float32Array as long as x");
     const uint64_t seed = get_u64(info[2], "seed"), stream = get_u64(info[3], "stream");
     const float a = (float)get_number(info[4], "a");
     const int threads = get_threads(info[5]);
@@ -208,13 +212,13 @@ Napi::Value BenchMaterializeAxpy(const Napi::CallbackInfo& info) {
   });
 }
 
-
 // axpby off the JS thread (see PromiseWorker): the weights' ArrayBuffer is held by a
 // reference until the work completes, so it cannot be collected under us.
 Napi::Value AxpbyAsync(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     auto args = std::make_shared<AxpbyArgs>(get_axpby_args(info));
-    auto* worker = new PromiseWorker(info.Env(), [args] { run_axpby(*args); }, info[0]);
+    auto* worker = new PromiseWorker(
+        info.Env(), [args] { run_axpby(*args); }, info[0]);
     Napi::Value p = worker->promise();
     worker->Queue();
     return p;

@@ -41,8 +41,7 @@ namespace {
 using namespace zofo::addon;
 
 void cuda_check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess)
-    throw zofo::Error("ZOFO_CUDA", std::string(what) + ": " + cudaGetErrorString(status));
+  if (status != cudaSuccess) throw zofo::Error("ZOFO_CUDA", std::string(what) + ": " + cudaGetErrorString(status));
 }
 
 // Device memory owned for the duration of one call.
@@ -98,7 +97,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     throw coded_error(env, "ZOFO_CUDA", "zofo CUDA backend unavailable: cannot read device 0's properties");
   exports.Set("backend", Napi::String::New(env, "cuda"));
   exports.Set("device", Napi::String::New(env, prop.name));
-  exports.Set("computeCapability", Napi::String::New(env, std::to_string(prop.major) + "." + std::to_string(prop.minor)));
+  exports.Set("computeCapability",
+              Napi::String::New(env, std::to_string(prop.major) + "." + std::to_string(prop.minor)));
   exports.Set("memoryBytes", Napi::Number::New(env, (double)prop.totalGlobalMem));
   exports.Set("gaussian", Napi::Function::New(env, Gaussian, "gaussian"));
   exports.Set("axpby", Napi::Function::New(env, Axpby, "axpby"));

@@ -71,7 +71,8 @@ Napi::Array specs_to_js(Napi::Env env, const std::vector<TensorSpec>& specs) {
     Napi::Object s = Napi::Object::New(env);
     s.Set("name", specs[i].name);
     Napi::Array shape = Napi::Array::New(env, specs[i].shape.size());
-    for (size_t d = 0; d < specs[i].shape.size(); ++d) shape.Set((uint32_t)d, Napi::Number::New(env, (double)specs[i].shape[d]));
+    for (size_t d = 0; d < specs[i].shape.size(); ++d)
+      shape.Set((uint32_t)d, Napi::Number::New(env, (double)specs[i].shape[d]));
     s.Set("shape", shape);
     s.Set("offset", Napi::Number::New(env, (double)specs[i].offset));
     out.Set((uint32_t)i, s);
@@ -82,22 +83,18 @@ Napi::Array specs_to_js(Napi::Env env, const std::vector<TensorSpec>& specs) {
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeModel",
-                       {InstanceMethod<&ModelWrap::TensorSpecs>("tensorSpecs"),
-                        InstanceMethod<&ModelWrap::SetTensor>("setTensor"),
-                        InstanceMethod<&ModelWrap::LoadTensors>("loadTensors"),
-                        InstanceMethod<&ModelWrap::DeviceMemory>("deviceMemory"),
-                        InstanceMethod<&ModelWrap::GetTensor>("getTensor"),
-                        InstanceMethod<&ModelWrap::AddLora>("addLoRA"),
-                        InstanceMethod<&ModelWrap::LoraSpecs>("loraSpecs"),
-                        InstanceMethod<&ModelWrap::SetLoraTensor>("setLoraTensor"),
-                        InstanceMethod<&ModelWrap::GetLoraTensor>("getLoraTensor"),
-                        InstanceMethod<&ModelWrap::Logits>("logits"), InstanceMethod<&ModelWrap::Loss>("loss"),
-                        InstanceMethod<&ModelWrap::SetStreamNames>("setStreamNames"),
-                        InstanceMethod<&ModelWrap::HashParameters>("hashParameters"),
-                        InstanceMethod<&ModelWrap::ApplyUpdates>("applyUpdates"),
-                        InstanceMethod<&ModelWrap::Dispose>("dispose"),
-                        StaticMethod<&ModelWrap::TensorSpecsOf>("tensorSpecsOf")});
+    return DefineClass(
+        env, "NativeModel",
+        {InstanceMethod<&ModelWrap::TensorSpecs>("tensorSpecs"), InstanceMethod<&ModelWrap::SetTensor>("setTensor"),
+         InstanceMethod<&ModelWrap::LoadTensors>("loadTensors"),
+         InstanceMethod<&ModelWrap::DeviceMemory>("deviceMemory"), InstanceMethod<&ModelWrap::GetTensor>("getTensor"),
+         InstanceMethod<&ModelWrap::AddLora>("addLoRA"), InstanceMethod<&ModelWrap::LoraSpecs>("loraSpecs"),
+         InstanceMethod<&ModelWrap::SetLoraTensor>("setLoraTensor"),
+         InstanceMethod<&ModelWrap::GetLoraTensor>("getLoraTensor"), InstanceMethod<&ModelWrap::Logits>("logits"),
+         InstanceMethod<&ModelWrap::Loss>("loss"), InstanceMethod<&ModelWrap::SetStreamNames>("setStreamNames"),
+         InstanceMethod<&ModelWrap::HashParameters>("hashParameters"),
+         InstanceMethod<&ModelWrap::ApplyUpdates>("applyUpdates"), InstanceMethod<&ModelWrap::Dispose>("dispose"),
+         StaticMethod<&ModelWrap::TensorSpecsOf>("tensorSpecsOf")});
   }
 
   // NativeModel.tensorSpecsOf(config) → specs: the tensor table a config implies, with
@@ -148,7 +145,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
  private:
-
   Napi::Value TensorSpecs(const Napi::CallbackInfo& info) {
     return guarded(info, [&]() -> Napi::Value { return specs_to_js(info.Env(), live()->model->tensors()); });
   }
@@ -213,28 +209,28 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       auto* w = new PromiseWorker(
           info.Env(),
           [s, path, size, names, offsets, codes] {
-            zofo::io::MappedFile file(path);
-            if ((double)file.size() != size)
-              throw Error("ZOFO_BAD_FILE", path + ": file changed size while loading (" + std::to_string((uint64_t)size) +
-                                               " → " + std::to_string(file.size()) + " bytes)");
-            constexpr int64_t kChunk = 1 << 20;  // elements: 4 MiB of fp32 staging
-            std::vector<float> staging;
-            for (size_t i = 0; i < names->size(); ++i) {
-              const DType dtype = (DType)(*codes)[i];
-              const uint64_t width = dtype_size(dtype), base = (uint64_t)(*offsets)[i];
-              std::lock_guard<std::mutex> guard(s->lock);
-              if (!s->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
-              const int64_t n = s->model->spec((*names)[i]).numel();
-              file.check_range(base, (uint64_t)n * width);
-              staging.resize((size_t)std::min(n, kChunk));
-              for (int64_t first = 0; first < n; first += kChunk) {
-                const int64_t count = std::min(kChunk, n - first);
-                const uint64_t at = base + (uint64_t)first * width;
-                file.read_f32(at, dtype, (uint64_t)count, staging.data(), 0);
-                s->model->set_tensor_range((*names)[i], first, staging.data(), count);
-                file.release(at, (uint64_t)count * width);
-              }
-            }
+        zofo::io::MappedFile file(path);
+        if ((double)file.size() != size)
+          throw Error("ZOFO_BAD_FILE", path + ": file changed size while loading (" + std::to_string((uint64_t)size) +
+                                           " → " + std::to_string(file.size()) + " bytes)");
+        constexpr int64_t kChunk = 1 << 20;  // elements: 4 MiB of fp32 staging
+        std::vector<float> staging;
+        for (size_t i = 0; i < names->size(); ++i) {
+          const DType dtype = (DType)(*codes)[i];
+          const uint64_t width = dtype_size(dtype), base = (uint64_t)(*offsets)[i];
+          std::lock_guard<std::mutex> guard(s->lock);
+          if (!s->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
+          const int64_t n = s->model->spec((*names)[i]).numel();
+          file.check_range(base, (uint64_t)n * width);
+          staging.resize((size_t)std::min(n, kChunk));
+          for (int64_t first = 0; first < n; first += kChunk) {
+            const int64_t count = std::min(kChunk, n - first);
+            const uint64_t at = base + (uint64_t)first * width;
+            file.read_f32(at, dtype, (uint64_t)count, staging.data(), 0);
+            s->model->set_tensor_range((*names)[i], first, staging.data(), count);
+            file.release(at, (uint64_t)count * width);
+          }
+        }
           },
           [](Napi::Env env) { return env.Undefined(); }, {});
       Napi::Value p = w->promise();
@@ -272,7 +268,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       }
       std::lock_guard<std::mutex> guard(s->lock);
       return specs_to_js(info.Env(), s->model->add_lora(targets, get_integer(info[1], "rank", 1, 1 << 20),
-                                                         (float)get_number(info[2], "alpha")));
+                                                        (float)get_number(info[2], "alpha")));
     });
   }
 
@@ -289,9 +285,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       auto* w = new PromiseWorker(
           info.Env(),
           [s, batch, rows, dst] {
-            std::lock_guard<std::mutex> guard(s->lock);
-            if (!s->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
-            s->model->logits(*batch, *rows, dst);
+        std::lock_guard<std::mutex> guard(s->lock);
+        if (!s->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
+        s->model->logits(*batch, *rows, dst);
           },
           [](Napi::Env env) { return env.Undefined(); }, {info[6]});
       Napi::Value p = w->promise();
@@ -328,9 +324,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       auto* w = new PromiseWorker(
           info.Env(),
           [s, batch, spec, grad, base_grad, result] {
-            std::lock_guard<std::mutex> guard(s->lock);
-            if (!s->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
-            *result = s->model->loss(*batch, *spec, grad, base_grad);
+        std::lock_guard<std::mutex> guard(s->lock);
+        if (!s->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
+        *result = s->model->loss(*batch, *spec, grad, base_grad);
           },
           [result](Napi::Env env) -> Napi::Value {
             Napi::Object o = Napi::Object::New(env);
@@ -372,9 +368,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       auto* w = new PromiseWorker(
           info.Env(),
           [s, out] {
-            std::lock_guard<std::mutex> guard(s->lock);
-            if (!s->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
-            *out = s->model->hash_parameters();
+        std::lock_guard<std::mutex> guard(s->lock);
+        if (!s->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
+        *out = s->model->hash_parameters();
           },
           [out](Napi::Env env) -> Napi::Value { return Napi::BigInt::New(env, *out); }, {});
       Napi::Value p = w->promise();
@@ -389,20 +385,22 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value ApplyUpdates(const Napi::CallbackInfo& info) {
     return guarded(info, [&]() -> Napi::Value {
       auto s = live();
-      auto seeds = std::make_shared<std::vector<uint64_t>>(copy_array<uint64_t>(info[0], "seeds", napi_biguint64_array));
+      auto seeds =
+          std::make_shared<std::vector<uint64_t>>(copy_array<uint64_t>(info[0], "seeds", napi_biguint64_array));
       auto scales = std::make_shared<std::vector<float>>(copy_array<float>(info[1], "scales", napi_float32_array));
       auto el = std::make_shared<std::vector<float>>(copy_array<float>(info[2], "etaLambdas", napi_float32_array));
-      auto trainable = std::make_shared<std::vector<uint8_t>>(copy_array<uint8_t>(info[3], "trainable", napi_uint8_array));
+      auto trainable =
+          std::make_shared<std::vector<uint8_t>>(copy_array<uint8_t>(info[3], "trainable", napi_uint8_array));
       auto decay = std::make_shared<std::vector<float>>(copy_array<float>(info[4], "decay", napi_float32_array));
       if (scales->size() != seeds->size() || el->size() != seeds->size())
         throw arg_error("applyUpdates: seeds, scales and etaLambdas must have one value per update pass");
       auto* w = new PromiseWorker(
           info.Env(),
           [s, seeds, scales, el, trainable, decay] {
-            std::lock_guard<std::mutex> guard(s->lock);
-            if (!s->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
-            for (size_t i = 0; i < seeds->size(); ++i)
-              s->model->zo_update((*seeds)[i], (*scales)[i], (*el)[i], *trainable, *decay);
+        std::lock_guard<std::mutex> guard(s->lock);
+        if (!s->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
+        for (size_t i = 0; i < seeds->size(); ++i)
+          s->model->zo_update((*seeds)[i], (*scales)[i], (*el)[i], *trainable, *decay);
           },
           [](Napi::Env env) { return env.Undefined(); }, {});
       Napi::Value p = w->promise();
@@ -461,6 +459,5 @@ LossSpec loss_spec_from_js(const Napi::CallbackInfo& info, int first) {
   spec.examples = get_integer(info[first + 6], "examples", 0, INT32_MAX);
   return spec;
 }
-
 
 }  // namespace zofo::addon

@@ -30,15 +30,11 @@ Napi::Value guarded(const Napi::CallbackInfo& info, Fn fn) {
   Napi::Env env = info.Env();
   try {
     return fn();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const zofo::Error& e) {
+  } catch (const Napi::Error&) { throw; } catch (const zofo::Error& e) {
     throw coded_error(env, e.code, e.what());
   } catch (const std::bad_alloc&) {
     throw coded_error(env, "ZOFO_OUT_OF_MEMORY", "zofo: out of memory");
-  } catch (const std::exception& e) {
-    throw coded_error(env, "ZOFO_INTERNAL", e.what());
-  }
+  } catch (const std::exception& e) { throw coded_error(env, "ZOFO_INTERNAL", e.what()); }
 }
 
 inline zofo::Error arg_error(const std::string& message) { return zofo::invalid_arg(message); }
@@ -114,7 +110,8 @@ inline std::vector<ParamEntry> get_table(const Napi::Value& rows_v, const Napi::
   std::vector<ParamEntry> table(decay.length);
   const uint64_t* r = static_cast<const uint64_t*>(rows.data);
   const float* dm = static_cast<const float*>(decay.data);
-  for (size_t i = 0; i < table.size(); ++i) table[i] = ParamEntry{r[4 * i], r[4 * i + 1], r[4 * i + 2], r[4 * i + 3], dm[i]};
+  for (size_t i = 0; i < table.size(); ++i)
+    table[i] = ParamEntry{r[4 * i], r[4 * i + 1], r[4 * i + 2], r[4 * i + 3], dm[i]};
   return table;
 }
 
@@ -129,12 +126,13 @@ struct EnvState {
 // registration may happen in an environment that is already terminating.
 inline void register_env(napi_env env) {
   auto* state = new EnvState();
-  if (napi_set_instance_data(env, state, [](napi_env, void* data, void*) { delete static_cast<EnvState*>(data); },
-                             nullptr) != napi_ok) {
+  if (napi_set_instance_data(
+          env, state, [](napi_env, void* data, void*) { delete static_cast<EnvState*>(data); }, nullptr) != napi_ok) {
     delete state;
     return;
   }
-  napi_add_env_cleanup_hook(env, [](void* data) { static_cast<EnvState*>(data)->closing.store(true); }, state);
+  napi_add_env_cleanup_hook(
+      env, [](void* data) { static_cast<EnvState*>(data)->closing.store(true); }, state);
 }
 
 // True once the environment has begun its teardown. Without instance data (its
@@ -172,13 +170,9 @@ class PromiseWorker : public Napi::AsyncWorker {
   void Execute() override {
     try {
       work_();
-    } catch (const zofo::Error& e) {
-      fail(e.code, e.what());
-    } catch (const std::bad_alloc&) {
+    } catch (const zofo::Error& e) { fail(e.code, e.what()); } catch (const std::bad_alloc&) {
       fail("ZOFO_OUT_OF_MEMORY", "out of memory");
-    } catch (const std::exception& e) {
-      fail("ZOFO_INTERNAL", e.what());
-    } catch (...) {
+    } catch (const std::exception& e) { fail("ZOFO_INTERNAL", e.what()); } catch (...) {
       fail("ZOFO_INTERNAL", "unknown native exception");
     }
   }

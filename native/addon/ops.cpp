@@ -16,7 +16,8 @@ namespace {
 
 int64_t get_size(const Napi::Value& v, const char* what) {
   const double d = get_number(v, what);
-  if (!(d >= 1 && d <= 1e12) || d != (double)(int64_t)d) throw arg_error(std::string(what) + " must be a positive integer");
+  if (!(d >= 1 && d <= 1e12) || d != (double)(int64_t)d)
+    throw arg_error(std::string(what) + " must be a positive integer");
   return (int64_t)d;
 }
 
@@ -26,7 +27,8 @@ T* array_of(const Napi::Value& v, const char* what, napi_typedarray_type type, i
   const View view = get_view(v, what);
   if (view.type != type) throw arg_error(std::string(what) + " has the wrong typed-array type");
   if ((int64_t)view.length < need)
-    throw arg_error(std::string(what) + " has " + std::to_string(view.length) + " elements, needs " + std::to_string(need));
+    throw arg_error(std::string(what) + " has " + std::to_string(view.length) + " elements, needs " +
+                    std::to_string(need));
   return static_cast<T*>(view.data);
 }
 
@@ -153,8 +155,8 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
     const AttentionShape s = get_attention_shape(info, 6);
     cpu::attention_forward(f32(info, 0, "out", s.q()), f32(info, 1, "att", s.att()), f32(info, 2, "q", s.q()),
                            f32(info, 3, "k", s.kv()), f32(info, 4, "v", s.kv()),
-                           array_of<uint8_t>(info[5], "mask", napi_uint8_array, s.B * s.T), s.B, s.T, s.NH, s.NKV,
-                           s.HS, (float)get_number(info[11], "scale"));
+                           array_of<uint8_t>(info[5], "mask", napi_uint8_array, s.B * s.T), s.B, s.T, s.NH, s.NKV, s.HS,
+                           (float)get_number(info[11], "scale"));
     return info.Env().Undefined();
   });
 }

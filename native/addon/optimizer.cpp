@@ -67,15 +67,14 @@ HybridConfig config_from_js(const Napi::Value& v) {
 class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeOptimizer",
-                       {InstanceMethod<&OptimizerWrap::Step>("step"),
-                        InstanceMethod<&OptimizerWrap::Cancel>("cancel"),
-                        InstanceMethod<&OptimizerWrap::Moments>("moments"),
-                        InstanceMethod<&OptimizerWrap::MomentIO<false>>("getMoment"),
-                        InstanceMethod<&OptimizerWrap::MomentIO<true>>("setMoment"),
-                        InstanceAccessor<&OptimizerWrap::GetFoUpdates, &OptimizerWrap::SetFoUpdates>("foUpdates"),
-                        InstanceMethod<&OptimizerWrap::Dispose>("dispose"),
-                        StaticMethod<&OptimizerWrap::StepSeed>("stepSeed")});
+    return DefineClass(
+        env, "NativeOptimizer",
+        {InstanceMethod<&OptimizerWrap::Step>("step"), InstanceMethod<&OptimizerWrap::Cancel>("cancel"),
+         InstanceMethod<&OptimizerWrap::Moments>("moments"),
+         InstanceMethod<&OptimizerWrap::MomentIO<false>>("getMoment"),
+         InstanceMethod<&OptimizerWrap::MomentIO<true>>("setMoment"),
+         InstanceAccessor<&OptimizerWrap::GetFoUpdates, &OptimizerWrap::SetFoUpdates>("foUpdates"),
+         InstanceMethod<&OptimizerWrap::Dispose>("dispose"), StaticMethod<&OptimizerWrap::StepSeed>("stepSeed")});
   }
 
   // new NativeOptimizer(model: NativeModel, config)
@@ -126,9 +125,9 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
       auto* w = new PromiseWorker(
           info.Env(),
           [s, batch, spec, args, out] {
-            std::lock_guard<std::mutex> guard(s->model->lock);
-            if (!s->model->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
-            *out = s->opt->step(*batch, *spec, args, &s->cancel);
+        std::lock_guard<std::mutex> guard(s->model->lock);
+        if (!s->model->model) throw Error("ZOFO_DISPOSED", "the model was disposed");
+        *out = s->opt->step(*batch, *spec, args, &s->cancel);
           },
           [out](Napi::Env env) -> Napi::Value {
             Napi::Object o = Napi::Object::New(env);
@@ -194,7 +193,8 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
       for (const auto& m : s->opt->moments()) {
         if (m.name != name) continue;
         if ((int64_t)data.length != m.n)
-          throw arg_error("moment " + name + " holds " + std::to_string(m.n) + " values, got " + std::to_string(data.length));
+          throw arg_error("moment " + name + " holds " + std::to_string(m.n) + " values, got " +
+                          std::to_string(data.length));
         Backend& be = s->opt->backend();
         if (Set) be.upload(m.data, static_cast<const float*>(data.data), (size_t)m.n);
         else be.download(static_cast<float*>(data.data), m.data, (size_t)m.n);
@@ -205,9 +205,8 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
   }
 
   Napi::Value GetFoUpdates(const Napi::CallbackInfo& info) {
-    return guarded(info, [&]() -> Napi::Value {
-      return Napi::Number::New(info.Env(), (double)live()->opt->fo_updates());
-    });
+    return guarded(info,
+                   [&]() -> Napi::Value { return Napi::Number::New(info.Env(), (double)live()->opt->fo_updates()); });
   }
   void SetFoUpdates(const Napi::CallbackInfo& info, const Napi::Value& v) {
     guarded(info, [&]() -> Napi::Value {

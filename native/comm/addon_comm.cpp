@@ -42,7 +42,8 @@ void promote_libmpi() {
 }
 
 MpiCommunicator& live_world() {
-  if (!zofo::comm::world_live()) throw zofo::Error("ZOFO_INVALID_STATE", "the communicator is not initialised (call init() first) or was finalised");
+  if (!zofo::comm::world_live())
+    throw zofo::Error("ZOFO_INVALID_STATE", "the communicator is not initialised (call init() first) or was finalised");
   return zofo::comm::world();
 }
 
@@ -61,7 +62,8 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
     o.Set("timeout", Napi::Number::New(env, c.timeout_seconds()));
     Napi::Object handle = Napi::Object::New(env);
     const napi_type_tag tag = {zofo::kCommunicatorTagLower, zofo::kCommunicatorTagUpper};
-    if (napi_type_tag_object(env, handle, &tag) != napi_ok) throw zofo::Error("ZOFO_INTERNAL", "could not tag the communicator handle");
+    if (napi_type_tag_object(env, handle, &tag) != napi_ok)
+      throw zofo::Error("ZOFO_INTERNAL", "could not tag the communicator handle");
     handle.Set("pointer", Napi::External<zofo::Communicator>::New(env, &c));
     handle.Freeze();
     o.Set("handle", handle);
@@ -74,12 +76,16 @@ Napi::Value Allreduce(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     MpiCommunicator& c = live_world();
     const View v = get_view(info[0], "buffer");
-    if (v.type != napi_float32_array && v.type != napi_float64_array) throw arg_error("allreduce sums a Float32Array or a Float64Array");
+    if (v.type != napi_float32_array && v.type != napi_float64_array)
+      throw arg_error("allreduce sums a Float32Array or a Float64Array");
     const std::string what = what_of(info[1], "allreduce");
-    auto* w = new PromiseWorker(info.Env(), [&c, v, what] {
+    auto* w = new PromiseWorker(
+        info.Env(),
+        [&c, v, what] {
       if (v.type == napi_float32_array) c.allreduce_sum(static_cast<float*>(v.data), v.length, what.c_str());
       else c.allreduce_sum(static_cast<double*>(v.data), v.length, what.c_str());
-    }, info[0]);
+        },
+        info[0]);
     Napi::Value p = w->promise();
     w->Queue();
     return p;
@@ -94,7 +100,8 @@ Napi::Value Broadcast(const Napi::CallbackInfo& info) {
     const double root = get_number(info[1], "root");
     if (root != (double)(int)root) throw arg_error("root must be an integer rank");
     const std::string what = what_of(info[2], "broadcast");
-    auto* w = new PromiseWorker(info.Env(), [&c, v, bytes, root, what] { c.broadcast(v.data, bytes, (int)root, what.c_str()); }, info[0]);
+    auto* w = new PromiseWorker(
+        info.Env(), [&c, v, bytes, root, what] { c.broadcast(v.data, bytes, (int)root, what.c_str()); }, info[0]);
     Napi::Value p = w->promise();
     w->Queue();
     return p;
@@ -105,7 +112,8 @@ Napi::Value Barrier(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     MpiCommunicator& c = live_world();
     const std::string what = what_of(info[0], "barrier");
-    auto* w = new PromiseWorker(info.Env(), [&c, what] { c.barrier(what.c_str()); }, info.Env().Undefined());
+    auto* w = new PromiseWorker(
+        info.Env(), [&c, what] { c.barrier(what.c_str()); }, info.Env().Undefined());
     Napi::Value p = w->promise();
     w->Queue();
     return p;

@@ -26,7 +26,8 @@ double timeout_from_env() {
   char* end = nullptr;
   const double t = strtod(s, &end);
   if (end == s || *end || !(t >= 0))
-    throw Error("ZOFO_INVALID_ARG", std::string("ZOFO_COMM_TIMEOUT must be a number of seconds ≥ 0 (0: no watchdog), got '") + s + "'");
+    throw Error("ZOFO_INVALID_ARG",
+                std::string("ZOFO_COMM_TIMEOUT must be a number of seconds ≥ 0 (0: no watchdog), got '") + s + "'");
   return t;
 }
 
@@ -51,8 +52,10 @@ MpiCommunicator::MpiCommunicator() : timeout_s_(timeout_from_env()) {
     MPI_Query_thread(&thread_level_);
   }
   if (thread_level_ < MPI_THREAD_SERIALIZED)
-    throw Error("ZOFO_COMM", "this MPI library provides thread level " + std::to_string(thread_level_) +
-                                 "; zofo issues collectives from worker threads and needs MPI_THREAD_SERIALIZED or MPI_THREAD_MULTIPLE");
+    throw Error(
+        "ZOFO_COMM",
+        "this MPI library provides thread level " + std::to_string(thread_level_) +
+            "; zofo issues collectives from worker threads and needs MPI_THREAD_SERIALIZED or MPI_THREAD_MULTIPLE");
   MPI_Comm_dup(MPI_COMM_WORLD, &comm_);
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(comm_, &rank_);
@@ -74,7 +77,8 @@ MpiCommunicator::Guard::Guard(MpiCommunicator& c, const char* call, const char* 
 }
 
 MpiCommunicator::Guard::~Guard() {
-  c_.nanoseconds_ += (uint64_t)std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count();
+  c_.nanoseconds_ +=
+      (uint64_t)std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count();
   std::lock_guard<std::mutex> g(c_.watch_mu_);
   c_.busy_ = false;
 }
@@ -149,7 +153,9 @@ bool MpiCommunicator::allreduce_sum_device(float* device, size_t n, void* stream
 void MpiCommunicator::broadcast(void* host, size_t bytes, int root, const char* what) {
   Guard g(*this, "MPI_Bcast", what, bytes);
   if (bytes > (size_t)INT32_MAX) throw Error("ZOFO_COMM", "broadcast of more than 2^31 bytes");
-  if (root < 0 || root >= size_) throw Error("ZOFO_INVALID_ARG", "broadcast root " + std::to_string(root) + " is not a rank of " + std::to_string(size_));
+  if (root < 0 || root >= size_)
+    throw Error("ZOFO_INVALID_ARG",
+                "broadcast root " + std::to_string(root) + " is not a rank of " + std::to_string(size_));
   check(MPI_Bcast(host, (int)bytes, MPI_BYTE, root, comm_), "MPI_Bcast", what);
 }
 
@@ -167,7 +173,9 @@ void MpiCommunicator::enable_device(int device) {
   nccl_ = std::make_unique<NcclChannel>(id, rank_, size_, device);
 #else
   (void)device;
-  throw Error("ZOFO_UNSUPPORTED", "this zofo_comm.node was built without NCCL (configure with -DZOFO_NCCL=ON where NCCL is installed); device buffers are staged through host memory");
+  throw Error("ZOFO_UNSUPPORTED",
+              "this zofo_comm.node was built without NCCL (configure with -DZOFO_NCCL=ON where NCCL is installed); "
+              "device buffers are staged through host memory");
 #endif
 }
 
@@ -213,7 +221,8 @@ MpiCommunicator& world() {
       if (world_ptr) world_ptr->finalize();
     });
   }
-  if (world_ptr->finalized()) throw Error("ZOFO_COMM", "MPI was finalised in this process; it cannot be initialised again");
+  if (world_ptr->finalized())
+    throw Error("ZOFO_COMM", "MPI was finalised in this process; it cannot be initialised again");
   return *world_ptr;
 }
 

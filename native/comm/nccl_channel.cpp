@@ -46,7 +46,8 @@ NcclChannel::~NcclChannel() {
 void NcclChannel::allreduce_sum(float* device, size_t n, void* stream) {
   cuda_check(cudaSetDevice(device_), "cudaSetDevice");
   auto s = static_cast<cudaStream_t>(stream);
-  nccl_check(ncclAllReduce(device, device, n, ncclFloat32, ncclSum, static_cast<ncclComm_t>(comm_), s), "ncclAllReduce");
+  nccl_check(ncclAllReduce(device, device, n, ncclFloat32, ncclSum, static_cast<ncclComm_t>(comm_), s),
+             "ncclAllReduce");
   cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize after ncclAllReduce");
 }
 
@@ -68,11 +69,10 @@ std::string nccl_self_test(int device, size_t n) {
     cuda_check(cudaMemcpy(back.data(), d, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy");
     for (size_t i = 0; i < n; ++i)
       if (back[i] != host[i])
-        return "element " + std::to_string(i) + ": " + std::to_string(back[i]) + " after a one-rank sum of " + std::to_string(host[i]);
+        return "element " + std::to_string(i) + ": " + std::to_string(back[i]) + " after a one-rank sum of " +
+               std::to_string(host[i]);
     return "";
-  } catch (const std::exception& e) {
-    return e.what();
-  }
+  } catch (const std::exception& e) { return e.what(); }
 }
 
 }  // namespace zofo::comm

@@ -11,9 +11,12 @@ enum class Compute : int { FP32 = 0, TF32 = 1, BF16 = 2 };
 
 inline const char* compute_name(Compute c) {
   switch (c) {
-    case Compute::FP32: return "fp32";
-    case Compute::TF32: return "tf32";
-    case Compute::BF16: return "bf16";
+    case Compute::FP32:
+      return "fp32";
+    case Compute::TF32:
+      return "tf32";
+    case Compute::BF16:
+      return "bf16";
   }
   return "?";
 }

@@ -11,9 +11,12 @@ enum class DType : int { F32 = 0, BF16 = 1, F16 = 2 };
 
 inline const char* dtype_name(DType t) {
   switch (t) {
-    case DType::F32: return "f32";
-    case DType::BF16: return "bf16";
-    case DType::F16: return "f16";
+    case DType::F32:
+      return "f32";
+    case DType::BF16:
+      return "bf16";
+    case DType::F16:
+      return "f16";
   }
   return "?";
 }
@@ -48,7 +51,7 @@ ZOFO_HD uint16_t f32_to_f16(float x) {
   uint32_t f = f32_bits(x);
   const uint32_t sign = f & 0x80000000u;
   f ^= sign;
-  const uint32_t f16max = (127u + 16u) << 23;      // 65536.0f: rounds to inf
+  const uint32_t f16max = (127u + 16u) << 23;  // 65536.0f: rounds to inf
   const uint32_t denorm_magic = ((127u - 15u) + (23u - 10u) + 1u) << 23;
   // Overflow / inf / NaN.
   const uint32_t big = f > 0x7f800000u ? 0x7e00u : 0x7c00u;

@@ -9,8 +9,7 @@ namespace zofo {
 
 struct Error : std::runtime_error {
   std::string code;  // e.g. "ZOFO_INVALID_ARG", "ZOFO_CUDA"
-  Error(std::string code_, const std::string& message)
-      : std::runtime_error(message), code(std::move(code_)) {}
+  Error(std::string code_, const std::string& message) : std::runtime_error(message), code(std::move(code_)) {}
 };
 
 inline Error invalid_arg(const std::string& message) { return Error("ZOFO_INVALID_ARG", message); }

@@ -27,15 +27,12 @@ inline void validate_param_table(const ParamEntry* entries, size_t n_entries, ui
     const ParamEntry& e = entries[i];
     const std::string where = "parameter table entry " + std::to_string(i);
     if (e.offset > buffer_elems || e.count > buffer_elems - e.offset)
-      throw invalid_arg(where + " (offset " + std::to_string(e.offset) + ", count " +
-                        std::to_string(e.count) + ") runs past the end of the buffer of " +
-                        std::to_string(buffer_elems) + " elements");
-    if (e.first > UINT64_MAX - e.count)
-      throw invalid_arg(where + ": first element index + count overflows 64 bits");
+      throw invalid_arg(where + " (offset " + std::to_string(e.offset) + ", count " + std::to_string(e.count) +
+                        ") runs past the end of the buffer of " + std::to_string(buffer_elems) + " elements");
+    if (e.first > UINT64_MAX - e.count) throw invalid_arg(where + ": first element index + count overflows 64 bits");
     if (i > 0 && e.offset < prev_end)
       throw invalid_arg(where + " overlaps the previous entry (entries must be sorted by offset and disjoint)");
-    if (!(e.decay == e.decay))
-      throw invalid_arg(where + ": decay mask is NaN");
+    if (!(e.decay == e.decay)) throw invalid_arg(where + ": decay mask is NaN");
     prev_end = e.offset + e.count;
   }
 }

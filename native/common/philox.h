@@ -70,7 +70,10 @@ ZOFO_HD void philox4x32_10(W& c0, W& c1, W& c2, W& c3, const PhiloxKeys& k) {
     mulhilo32(kPhiloxM1, c2, hi1, lo1);
     const W n0 = hi1 ^ c1 ^ (W)k.k0[r];
     const W n2 = hi0 ^ c3 ^ (W)k.k1[r];
-    c0 = n0; c1 = lo1; c2 = n2; c3 = lo0;
+    c0 = n0;
+    c1 = lo1;
+    c2 = n2;
+    c3 = lo0;
   }
 }
 
@@ -110,13 +113,13 @@ ZOFO_HD float sqrt_rn(float x) {  // IEEE correctly rounded on both sides
 // x = m·2^e with m in [sqrt(1/2), sqrt(2)), log x = e·ln2 + log1p(m - 1).
 ZOFO_HD float log_f32(float x) {
   const uint32_t bits = f32_bits(x);
-  int32_t e = (int32_t)(bits >> 23) - 126;                     // x = m·2^e, m in [0.5, 1)
+  int32_t e = (int32_t)(bits >> 23) - 126;  // x = m·2^e, m in [0.5, 1)
   const float m = f32_from_bits((bits & 0x007fffffu) | 0x3f000000u);
   // Selects pick constants, never the results of float ops: gcc will not if-convert
   // (and so not vectorise) branches holding float arithmetic under -ftrapping-math.
   const bool small = m < 0.707106781f;
   e -= small ? 1 : 0;
-  const float f = fmaf(m, small ? 2.0f : 1.0f, -1.0f);        // exact (Sterbenz)
+  const float f = fmaf(m, small ? 2.0f : 1.0f, -1.0f);  // exact (Sterbenz)
   const float z = f * f;
   float p = 7.0376836292e-2f;
   p = fmaf(p, f, -1.1514610310e-1f);
@@ -129,7 +132,7 @@ ZOFO_HD float log_f32(float x) {
   p = fmaf(p, f, 3.3333331174e-1f);
   const float ef = (float)e;
   float y = (p * f) * z;
-  y = fmaf(ef, -2.12194440e-4f, y);                            // ln2 = 0.693359375 - 2.12194440e-4
+  y = fmaf(ef, -2.12194440e-4f, y);  // ln2 = 0.693359375 - 2.12194440e-4
   y = fmaf(z, -0.5f, y);
   return fmaf(ef, 0.693359375f, f + y);
 }
@@ -138,8 +141,8 @@ ZOFO_HD float log_f32(float x) {
 // Reduction is exact integer arithmetic: t = k/4 + r with k = round(4t) and
 // |r| <= 1/8, so the polynomials only see |2πr| <= π/4.
 ZOFO_HD void sincos_2pi_f32(int32_t j, float* s_out, float* c_out) {
-  const int32_t k = (j + (1 << 21)) >> 22;                    // 0..4
-  const float r = (float)(j - (k << 22)) * 0x1p-24f;           // exact
+  const int32_t k = (j + (1 << 21)) >> 22;            // 0..4
+  const float r = (float)(j - (k << 22)) * 0x1p-24f;  // exact
   const float t = r * r;
   // Taylor coefficients of sin(2πr)/r and cos(2πr) in powers of r² (truncation < 3e-9).
   float s = 42.0586939f;

@@ -40,10 +40,10 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
   parallel_ranges((uint64_t)(B * NH), threads, 1, [&](uint64_t lo, uint64_t hi) {
     for (uint64_t bh = lo; bh < hi; ++bh) {
       const int64_t b = (int64_t)bh / NH, h = (int64_t)bh % NH, g = h / rep;
-      const float* qb = q + b * T * QW + h * HS;   // (T, HS), row stride QW
-      const float* kb = k + b * T * KW + g * HS;   // (T, HS), row stride KW
+      const float* qb = q + b * T * QW + h * HS;  // (T, HS), row stride QW
+      const float* kb = k + b * T * KW + g * HS;  // (T, HS), row stride KW
       const float* vb = v + b * T * KW + g * HS;
-      float* P = att + bh * T * T;                 // (T, T)
+      float* P = att + bh * T * T;  // (T, T)
       sgemm(false, true, T, T, HS, scale, qb, QW, kb, KW, 0.0f, P, T, MatmulImpl::Auto, 1);
       for (int64_t t = 0; t < T; ++t) softmax_row(P + t * T, t, T, mask + b * T);
       sgemm(false, false, T, HS, T, 1.0f, P, T, vb, KW, 0.0f, out + b * T * QW + h * HS, QW, MatmulImpl::Auto, 1);

@@ -58,8 +58,8 @@ class CpuBackend final : public Backend {
   void upload_raw(void* dst, const void* host, size_t bytes) override { memcpy(dst, host, bytes); }
   void download_raw(void* host, const void* src, size_t bytes) override { memcpy(host, src, bytes); }
 
-  void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,
-                   uint64_t seed, float a) override {
+  void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first, uint64_t seed,
+                   float a) override {
     perturbed_copy(dtype, src, dst, n, stream, first, seed, a, 0);
   }
   void zo_update(void* data, DType dtype, uint64_t n_elems, const ParamEntry* table, size_t n_entries, uint64_t seed,
@@ -108,8 +108,8 @@ class CpuBackend final : public Backend {
                         const float* rstd, int64_t N, int64_t C) override {
     cpu::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C);
   }
-  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                         const float* bias, int64_t N, int64_t C, float eps) override {
+  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
+                         int64_t N, int64_t C, float eps) override {
     cpu::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps);
   }
   void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
@@ -145,8 +145,7 @@ class CpuBackend final : public Backend {
                        int64_t N) override {
     cpu::swiglu_backward(dgate, dup, gate, up, dout, N);
   }
-  void log_softmax_at(float* logits, const int32_t* targets, double* logp, int64_t M, int64_t V,
-                      bool probs) override {
+  void log_softmax_at(float* logits, const int32_t* targets, double* logp, int64_t M, int64_t V, bool probs) override {
     parallel_ranges((uint64_t)M, 0, 1, [&](uint64_t lo, uint64_t hi) {
       for (uint64_t i = lo; i < hi; ++i) {
         float* row = logits + i * V;
@@ -216,8 +215,8 @@ class CpuBackend final : public Backend {
 
   static constexpr size_t kCacheBytes = size_t(1) << 30;
   std::mutex lock_;
-  std::multimap<size_t, float*> cache_;          // free buffers by size
-  std::unordered_map<float*, size_t> sizes_;     // live buffers
+  std::multimap<size_t, float*> cache_;       // free buffers by size
+  std::unordered_map<float*, size_t> sizes_;  // live buffers
   size_t cached_bytes_ = 0;
 };
 

@@ -77,7 +77,8 @@ void sgemm_builtin(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
     for (int64_t i = (int64_t)lo; i < (int64_t)hi; ++i) {
       float* c = C + i * ldc;
       if (beta == 0.0f) std::fill(c, c + N, 0.0f);
-      else if (beta != 1.0f) for (int64_t j = 0; j < N; ++j) c[j] *= beta;
+      else if (beta != 1.0f)
+        for (int64_t j = 0; j < N; ++j) c[j] *= beta;
       for (int64_t k = 0; k < K; ++k) {
         const float a = alpha * (trans_a ? A[k * lda + i] : A[i * lda + k]);
         const float* b = Bk + k * ldbk;
@@ -89,9 +90,8 @@ void sgemm_builtin(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 
 }  // namespace
 
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, MatmulImpl impl,
-           int threads) {
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc, MatmulImpl impl, int threads) {
   if (M < 0 || N < 0 || K < 0)
     throw invalid_arg("sgemm: negative size (M " + std::to_string(M) + ", N " + std::to_string(N) + ", K " +
                       std::to_string(K) + ")");
@@ -108,12 +108,12 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
     // threads for GEMMs and for zofo's own kernels: OpenBLAS's own threads would spin
     // (sched_yield) against them, which on a 2-core machine stalls both.
     const auto call = [&](int64_t m, int64_t n, const float* a, const float* b, float* c) {
-      cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n,
-                  (int)K, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+      cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m,
+                  (int)n, (int)K, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
     };
     const uint64_t work = (uint64_t)M * (uint64_t)N * (uint64_t)K;
     const int t = work < (1u << 21) ? 1 : threads;  // small products: threads cost more than they save
-    if (M >= 64 || M >= N) {  // split the rows of C (and of op(A))
+    if (M >= 64 || M >= N) {                        // split the rows of C (and of op(A))
       parallel_ranges((uint64_t)M, t, 16, [&](uint64_t lo, uint64_t hi) {
         call((int64_t)(hi - lo), N, trans_a ? A + lo : A + lo * lda, B, C + lo * ldc);
       });

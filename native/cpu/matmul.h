@@ -14,9 +14,9 @@ enum class MatmulImpl { Auto, Blas, Builtin };
 // C (M, N) = alpha · op(A) · op(B) + beta · C, all row-major.
 // op(A) is (M, K): A is (M, K) with lda >= K, or (K, M) transposed with lda >= M.
 // op(B) is (K, N): B is (K, N) with ldb >= N, or (N, K) transposed with ldb >= K.
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
-           MatmulImpl impl = MatmulImpl::Auto, int threads = 0);
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc, MatmulImpl impl = MatmulImpl::Auto,
+           int threads = 0);
 
 // An fp32 value as a tensor core of precision `compute` reads it, rounded to nearest
 // even: bf16 keeps 8 significand bits (unit roundoff 2^-8), tf32 11 (2^-11), fp32 all.
@@ -28,9 +28,12 @@ inline float round_operand_tf32(float f) {
 }
 inline float round_operand(Compute compute, float f) {
   switch (compute) {
-    case Compute::BF16: return bf16_to_f32(f32_to_bf16(f));
-    case Compute::TF32: return round_operand_tf32(f);
-    case Compute::FP32: return f;
+    case Compute::BF16:
+      return bf16_to_f32(f32_to_bf16(f));
+    case Compute::TF32:
+      return round_operand_tf32(f);
+    case Compute::FP32:
+      return f;
   }
   return f;
 }

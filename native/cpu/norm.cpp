@@ -23,8 +23,8 @@ void accumulate_columns(float* dst, int64_t N, int64_t C, int threads, Term term
 }
 }  // namespace
 
-void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
-                     float eps, int threads) {
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C, float eps,
+                     int threads) {
   parallel_ranges((uint64_t)N, threads, kRowsPerThread, [&](uint64_t lo, uint64_t hi) {
     for (uint64_t n = lo; n < hi; ++n) {
       const float* x = inp + n * C;
@@ -57,8 +57,8 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
                        [&](int64_t n, int64_t c) { return (double)dout[n * C + c] * (inp[n * C + c] * rstd[n]); });
 }
 
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                       const float* bias, int64_t N, int64_t C, float eps, int threads) {
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
+                       int64_t N, int64_t C, float eps, int threads) {
   parallel_ranges((uint64_t)N, threads, kRowsPerThread, [&](uint64_t lo, uint64_t hi) {
     for (uint64_t n = lo; n < hi; ++n) {
       const float* x = inp + n * C;
@@ -77,8 +77,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
 }
 
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
-                        int threads) {
+                        const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C, int threads) {
   parallel_ranges((uint64_t)N, threads, kRowsPerThread, [&](uint64_t lo, uint64_t hi) {
     for (uint64_t n = lo; n < hi; ++n) {
       const float* x = inp + n * C;

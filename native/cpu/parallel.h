@@ -28,9 +28,7 @@ void parallel_ranges(uint64_t n, int threads, uint64_t min_per_thread, Fn fn) {
   auto run = [&](int t) {
     try {
       fn(n * t / t_count, n * (t + 1) / t_count);
-    } catch (...) {
-      errors[t] = std::current_exception();
-    }
+    } catch (...) { errors[t] = std::current_exception(); }
   };
   for (int t = 1; t < t_count; ++t) pool.emplace_back(run, t);
   run(0);

@@ -36,14 +36,14 @@ int default_threads() {
 
 namespace {
 
-constexpr uint64_t kChunk = 4 * kChunkBlocks;       // normals per scratch fill
-constexpr uint64_t kMinPerThread = 1 << 16;        // below this, threads cost more than they save
+constexpr uint64_t kChunk = 4 * kChunkBlocks;  // normals per scratch fill
+constexpr uint64_t kMinPerThread = 1 << 16;    // below this, threads cost more than they save
 
 // z[0 .. kChunk) = normals of Philox blocks b0 .. b0+kChunkBlocks-1 of `stream`:
 // Philox words as structure-of-arrays, Box–Muller over them in 32-bit lanes (gcc
 // vectorises this loop fully), then the lanes interleaved into element order.
-__attribute__((always_inline)) inline void gaussian_blocks(PhiloxChunkFn philox, const PhiloxKeys& k,
-                                                           uint64_t stream, uint64_t b0, float* __restrict z) {
+__attribute__((always_inline)) inline void gaussian_blocks(PhiloxChunkFn philox, const PhiloxKeys& k, uint64_t stream,
+                                                           uint64_t b0, float* __restrict z) {
   alignas(64) uint32_t v[4][kChunkBlocks];
   alignas(64) float n[4][kChunkBlocks];
   philox(k, stream, b0, v);
@@ -58,8 +58,8 @@ __attribute__((always_inline)) inline void gaussian_blocks(PhiloxChunkFn philox,
 // Walks elements first .. first+count-1 of one tensor in scratch-sized chunks and
 // calls body(i, z_i) for each, i counting from 0.
 template <class Body>
-__attribute__((always_inline)) inline void for_each_normal(const PhiloxKeys& k, uint64_t stream,
-                                                           uint64_t first, uint64_t count, Body body) {
+__attribute__((always_inline)) inline void for_each_normal(const PhiloxKeys& k, uint64_t stream, uint64_t first,
+                                                           uint64_t count, Body body) {
   alignas(64) float z[kChunk];
   const PhiloxChunkFn philox = philox_chunk_best();
   uint64_t done = 0;
@@ -101,23 +101,22 @@ __attribute__((always_inline)) inline void axpby_range(typename S::T* x, const P
   });
 }
 
-ZOFO_CLONES void gaussian_range(const PhiloxKeys& k, uint64_t stream, uint64_t first, uint64_t count,
-                                float* out) {
+ZOFO_CLONES void gaussian_range(const PhiloxKeys& k, uint64_t stream, uint64_t first, uint64_t count, float* out) {
   for_each_normal(k, stream, first, count, [&](uint64_t at, uint64_t n, const float* z) {
     for (uint64_t i = 0; i < n; ++i) out[at + i] = z[i];
   });
 }
 
-ZOFO_CLONES void axpby_f32(float* x, const PhiloxKeys& k, uint64_t stream, uint64_t first, uint64_t count,
-                           float a, float d) {
+ZOFO_CLONES void axpby_f32(float* x, const PhiloxKeys& k, uint64_t stream, uint64_t first, uint64_t count, float a,
+                           float d) {
   axpby_range<F32>(x, k, stream, first, count, a, d);
 }
-ZOFO_CLONES void axpby_bf16(uint16_t* x, const PhiloxKeys& k, uint64_t stream, uint64_t first,
-                            uint64_t count, float a, float d) {
+ZOFO_CLONES void axpby_bf16(uint16_t* x, const PhiloxKeys& k, uint64_t stream, uint64_t first, uint64_t count, float a,
+                            float d) {
   axpby_range<BF16>(x, k, stream, first, count, a, d);
 }
-ZOFO_CLONES void axpby_f16(uint16_t* x, const PhiloxKeys& k, uint64_t stream, uint64_t first,
-                           uint64_t count, float a, float d) {
+ZOFO_CLONES void axpby_f16(uint16_t* x, const PhiloxKeys& k, uint64_t stream, uint64_t first, uint64_t count, float a,
+                           float d) {
   axpby_range<F16>(x, k, stream, first, count, a, d);
 }
 
@@ -157,13 +156,15 @@ __attribute__((always_inline)) inline void axpy_dense_range(typename S::T* x, co
   for (uint64_t i = 0; i < n; ++i) x[i] = S::store(fmaf(a, z[i], S::load(x[i])));
 }
 ZOFO_CLONES void axpy_dense_f32(float* x, const float* z, uint64_t n, float a) { axpy_dense_range<F32>(x, z, n, a); }
-ZOFO_CLONES void axpy_dense_bf16(uint16_t* x, const float* z, uint64_t n, float a) { axpy_dense_range<BF16>(x, z, n, a); }
+ZOFO_CLONES void axpy_dense_bf16(uint16_t* x, const float* z, uint64_t n, float a) {
+  axpy_dense_range<BF16>(x, z, n, a);
+}
 ZOFO_CLONES void axpy_dense_f16(uint16_t* x, const float* z, uint64_t n, float a) { axpy_dense_range<F16>(x, z, n, a); }
 
 // One threaded pass over the whole table: the concatenated entries are cut into
 // equal ranges, one per thread; each range may span several tensors.
-void axpby_table(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table, size_t n_entries,
-                 uint64_t seed, float a, float eta_lambda, int threads) {
+void axpby_table(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table, size_t n_entries, uint64_t seed,
+                 float a, float eta_lambda, int threads) {
   validate_param_table(table, n_entries, n_elems);
   uint64_t total = 0;
   for (size_t i = 0; i < n_entries; ++i) total += table[i].count;
@@ -179,9 +180,15 @@ void axpby_table(DType dtype, void* data, uint64_t n_elems, const ParamEntry* ta
       const uint64_t at = e.offset + within;
       const float d = fmaf(-eta_lambda, e.decay, 1.0f);
       switch (dtype) {
-        case DType::F32: axpby_f32((float*)data + at, keys, e.stream, e.first + within, f - s, a, d); break;
-        case DType::BF16: axpby_bf16((uint16_t*)data + at, keys, e.stream, e.first + within, f - s, a, d); break;
-        case DType::F16: axpby_f16((uint16_t*)data + at, keys, e.stream, e.first + within, f - s, a, d); break;
+        case DType::F32:
+          axpby_f32((float*)data + at, keys, e.stream, e.first + within, f - s, a, d);
+          break;
+        case DType::BF16:
+          axpby_bf16((uint16_t*)data + at, keys, e.stream, e.first + within, f - s, a, d);
+          break;
+        case DType::F16:
+          axpby_f16((uint16_t*)data + at, keys, e.stream, e.first + within, f - s, a, d);
+          break;
       }
     }
   });
@@ -192,18 +199,17 @@ void axpby_table(DType dtype, void* data, uint64_t n_elems, const ParamEntry* ta
 void gaussian(uint64_t seed, uint64_t stream, uint64_t first, uint64_t count, float* out, int threads) {
   if (first > UINT64_MAX - count) throw invalid_arg("gaussian: offset + count overflows 64 bits");
   const PhiloxKeys keys = philox_keys(seed);
-  parallel_ranges(count, threads, kMinPerThread, [&](uint64_t lo, uint64_t hi) {
-    gaussian_range(keys, stream, first + lo, hi - lo, out + lo);
-  });
+  parallel_ranges(count, threads, kMinPerThread,
+                  [&](uint64_t lo, uint64_t hi) { gaussian_range(keys, stream, first + lo, hi - lo, out + lo); });
 }
 
-void perturb(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table, size_t n_entries,
-             uint64_t seed, float a, int threads) {
+void perturb(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table, size_t n_entries, uint64_t seed,
+             float a, int threads) {
   axpby_table(dtype, data, n_elems, table, n_entries, seed, a, 0.0f, threads);
 }
 
-void restore_update(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table, size_t n_entries,
-                    uint64_t seed, float a, float eta_lambda, int threads) {
+void restore_update(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table, size_t n_entries, uint64_t seed,
+                    float a, float eta_lambda, int threads) {
   axpby_table(dtype, data, n_elems, table, n_entries, seed, a, eta_lambda, threads);
 }
 
@@ -215,16 +221,28 @@ void perturbed_copy(DType dtype, const void* src, float* dst, uint64_t count, ui
     const uint64_t n = hi - lo;
     if (a == 0.0f) {  // a plain conversion: no noise to generate
       switch (dtype) {
-        case DType::F32: memcpy(dst + lo, (const float*)src + lo, n * sizeof(float)); break;
-        case DType::BF16: convert_bf16((const uint16_t*)src + lo, dst + lo, n); break;
-        case DType::F16: convert_f16((const uint16_t*)src + lo, dst + lo, n); break;
+        case DType::F32:
+          memcpy(dst + lo, (const float*)src + lo, n * sizeof(float));
+          break;
+        case DType::BF16:
+          convert_bf16((const uint16_t*)src + lo, dst + lo, n);
+          break;
+        case DType::F16:
+          convert_f16((const uint16_t*)src + lo, dst + lo, n);
+          break;
       }
       return;
     }
     switch (dtype) {
-      case DType::F32: perturbed_copy_f32((const float*)src + lo, dst + lo, keys, stream, first + lo, n, a); break;
-      case DType::BF16: perturbed_copy_bf16((const uint16_t*)src + lo, dst + lo, keys, stream, first + lo, n, a); break;
-      case DType::F16: perturbed_copy_f16((const uint16_t*)src + lo, dst + lo, keys, stream, first + lo, n, a); break;
+      case DType::F32:
+        perturbed_copy_f32((const float*)src + lo, dst + lo, keys, stream, first + lo, n, a);
+        break;
+      case DType::BF16:
+        perturbed_copy_bf16((const uint16_t*)src + lo, dst + lo, keys, stream, first + lo, n, a);
+        break;
+      case DType::F16:
+        perturbed_copy_f16((const uint16_t*)src + lo, dst + lo, keys, stream, first + lo, n, a);
+        break;
     }
   });
 }
@@ -232,9 +250,15 @@ void perturbed_copy(DType dtype, const void* src, float* dst, uint64_t count, ui
 void axpy_materialized(DType dtype, void* data, const float* z, uint64_t n, float a, int threads) {
   parallel_ranges(n, threads, kMinPerThread, [&](uint64_t lo, uint64_t hi) {
     switch (dtype) {
-      case DType::F32: axpy_dense_f32((float*)data + lo, z + lo, hi - lo, a); break;
-      case DType::BF16: axpy_dense_bf16((uint16_t*)data + lo, z + lo, hi - lo, a); break;
-      case DType::F16: axpy_dense_f16((uint16_t*)data + lo, z + lo, hi - lo, a); break;
+      case DType::F32:
+        axpy_dense_f32((float*)data + lo, z + lo, hi - lo, a);
+        break;
+      case DType::BF16:
+        axpy_dense_bf16((uint16_t*)data + lo, z + lo, hi - lo, a);
+        break;
+      case DType::F16:
+        axpy_dense_f16((uint16_t*)data + lo, z + lo, hi - lo, a);
+        break;
     }
   });
 }

@@ -15,13 +15,13 @@ namespace zofo::cpu {
 void gaussian(uint64_t seed, uint64_t stream, uint64_t first, uint64_t count, float* out, int threads);
 
 // x += a·z over every entry of the table.
-void perturb(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table, size_t n_entries,
-             uint64_t seed, float a, int threads);
+void perturb(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table, size_t n_entries, uint64_t seed,
+             float a, int threads);
 
 // x ← (1 − eta_lambda·decay)·x + a·z over every entry (decay = the entry's mask):
 // the restore of the last perturbation folded with the SGD step, in one pass.
-void restore_update(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table,
-                    size_t n_entries, uint64_t seed, float a, float eta_lambda, int threads);
+void restore_update(DType dtype, void* data, uint64_t n_elems, const ParamEntry* table, size_t n_entries, uint64_t seed,
+                    float a, float eta_lambda, int threads);
 
 // dst[i] = fp32(src[i]) + a·z(first + i) for i < count (a = 0: the plain fp32 conversion,
 // no Philox). The perturbed weights of one tensor, computed into scratch so the stored

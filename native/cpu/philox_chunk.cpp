@@ -12,7 +12,10 @@ void philox_chunk_portable(const PhiloxKeys& k, uint64_t stream, uint64_t b0, ui
     const uint64_t b = b0 + (uint64_t)j;
     uint32_t c0 = (uint32_t)b, c1 = (uint32_t)(b >> 32), c2 = (uint32_t)stream, c3 = (uint32_t)(stream >> 32);
     philox4x32_10<uint32_t>(c0, c1, c2, c3, k);
-    words[0][j] = c0; words[1][j] = c1; words[2][j] = c2; words[3][j] = c3;
+    words[0][j] = c0;
+    words[1][j] = c1;
+    words[2][j] = c2;
+    words[3][j] = c3;
   }
 }
 
@@ -69,8 +72,6 @@ PhiloxChunkFn philox_chunk_best() {
   return philox_chunk_portable;
 }
 
-const char* philox_chunk_best_name() {
-  return philox_chunk_best() == philox_chunk_portable ? "portable" : "avx2";
-}
+const char* philox_chunk_best_name() { return philox_chunk_best() == philox_chunk_portable ? "portable" : "avx2"; }
 
 }  // namespace zofo::cpu

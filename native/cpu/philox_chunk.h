@@ -13,8 +13,7 @@ namespace zofo::cpu {
 
 constexpr int kChunkBlocks = 64;  // 256 normals: scratch stays in L1
 
-using PhiloxChunkFn = void (*)(const PhiloxKeys& k, uint64_t stream, uint64_t b0,
-                               uint32_t (*words)[kChunkBlocks]);
+using PhiloxChunkFn = void (*)(const PhiloxKeys& k, uint64_t stream, uint64_t b0, uint32_t (*words)[kChunkBlocks]);
 
 void philox_chunk_portable(const PhiloxKeys& k, uint64_t stream, uint64_t b0, uint32_t (*words)[kChunkBlocks]);
 

@@ -34,8 +34,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 __global__ void __launch_bounds__(kThreads)
-    swiglu_backward_kernel(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
-                           int64_t N) {
+    swiglu_backward_kernel(float* dgate, float* dup, const float* gate, const float* up, const float* dout, int64_t N) {
   grid_stride(N, [=](uint64_t i) { body::swiglu_backward_one(dgate, dup, gate, up, dout, i); });
 }
 

@@ -35,9 +35,9 @@ unsigned grid_for_rows(int64_t rows) {
 }
 
 // Warp w of the grid takes rows w, w + warps, … (warp-uniform loop: the shuffles see all lanes).
-#define ZOFO_FOR_EACH_WARP_ROW(r, rows)                                                              \
-  const int lane = (int)(threadIdx.x % attn::kLanes);                                                \
-  const int64_t warps = (int64_t)gridDim.x * kWarpsPerBlock;                                         \
+#define ZOFO_FOR_EACH_WARP_ROW(r, rows)                      \
+  const int lane = (int)(threadIdx.x % attn::kLanes);        \
+  const int64_t warps = (int64_t)gridDim.x * kWarpsPerBlock; \
   for (int64_t r = (int64_t)blockIdx.x * kWarpsPerBlock + threadIdx.x / attn::kLanes; r < (rows); r += warps)
 
 template <class OutT>
@@ -65,8 +65,7 @@ __global__ void __launch_bounds__(kThreads)
                           const float* __restrict__ v, attn::Shape sh, float scale) {
   const WarpReduce red;
   ZOFO_FOR_EACH_WARP_ROW(r, sh.key_rows())
-  attn::backward_dkdv_row<attn::kDevicePerLane>(dk, dv, D, dout, saved, q, k, v, sh, scale, r, lane, attn::kLanes,
-                                                red);
+  attn::backward_dkdv_row<attn::kDevicePerLane>(dk, dv, D, dout, saved, q, k, v, sh, scale, r, lane, attn::kLanes, red);
 }
 
 #undef ZOFO_FOR_EACH_WARP_ROW
@@ -81,8 +80,8 @@ bool check_shape(const char* kernel, int64_t B, int64_t T, int64_t NH, int64_t N
                       " NH=" + std::to_string(NH) + " NKV=" + std::to_string(NKV) + " HS=" + std::to_string(HS) + ")");
   if (B == 0 || T == 0 || NH == 0 || HS == 0) return false;
   if (NKV == 0 || NH % NKV != 0)
-    throw invalid_arg(std::string(kernel) + ": NH=" + std::to_string(NH) + " is not a multiple of NKV=" +
-                      std::to_string(NKV));
+    throw invalid_arg(std::string(kernel) + ": NH=" + std::to_string(NH) +
+                      " is not a multiple of NKV=" + std::to_string(NKV));
   if (HS > attn::kMaxHS)
     throw invalid_arg(std::string(kernel) + ": head size HS=" + std::to_string(HS) + " exceeds the kernel's " +
                       std::to_string(attn::kMaxHS));
@@ -118,8 +117,7 @@ void attention_forward(void* out, bool out_bf16, float* saved, const float* q, c
   const unsigned grid = grid_for_rows(sh.rows());
   if (out_bf16)
     attention_forward_kernel<uint16_t><<<grid, kThreads, 0, s>>>((uint16_t*)out, saved, q, k, v, mask, sh, scale);
-  else
-    attention_forward_kernel<float><<<grid, kThreads, 0, s>>>((float*)out, saved, q, k, v, mask, sh, scale);
+  else attention_forward_kernel<float><<<grid, kThreads, 0, s>>>((float*)out, saved, q, k, v, mask, sh, scale);
   check_launch("attention_forward_kernel");
 }
 

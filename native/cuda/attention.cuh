@@ -51,16 +51,16 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 
 namespace attn {
 
-constexpr int kLanes = 32;     // lanes per row on the device (one warp)
-constexpr int kMaxHS = 256;    // largest head size the kernels take
+constexpr int kLanes = 32;   // lanes per row on the device (one warp)
+constexpr int kMaxHS = 256;  // largest head size the kernels take
 constexpr int kDevicePerLane = kMaxHS / kLanes;
 
 struct Shape {
   int64_t B, T, NH, NKV, HS;
-  ZOFO_HD int64_t rep() const { return NH / NKV; }  // query heads per KV head
-  ZOFO_HD int64_t qw() const { return NH * HS; }     // row stride of q, dq, out, dout
-  ZOFO_HD int64_t kw() const { return NKV * HS; }    // row stride of k, v, dk, dv
-  ZOFO_HD int64_t rows() const { return B * NH * T; }  // query rows (b, h, t)
+  ZOFO_HD int64_t rep() const { return NH / NKV; }          // query heads per KV head
+  ZOFO_HD int64_t qw() const { return NH * HS; }            // row stride of q, dq, out, dout
+  ZOFO_HD int64_t kw() const { return NKV * HS; }           // row stride of k, v, dk, dv
+  ZOFO_HD int64_t rows() const { return B * NH * T; }       // query rows (b, h, t)
   ZOFO_HD int64_t key_rows() const { return B * T * NKV; }  // key rows (b, s, g)
 };
 
@@ -127,7 +127,7 @@ ZOFO_HD void forward_row(OutT* out, float* saved, const float* q, const float* k
   for (int64_t s = 0; s <= o.t; ++s) {
     if (!mb[s]) continue;  // the same for every lane of the row
     const float sc = scale * red.sum(partial_dot(qv, kb + s * sh.kw(), HS, lane, nlanes));
-    if (sc > m) {  // every lane holds the same sc and m: the branch is uniform
+    if (sc > m) {                       // every lane holds the same sc and m: the branch is uniform
       const float corr = expf(m - sc);  // m = −inf: 0 (nothing to rescale yet)
       l *= corr;
       for (int j = 0; j < kPerLane; ++j) acc[j] *= corr;
@@ -177,9 +177,9 @@ ZOFO_HD void prob_and_dprob(float& p, float& dp, const float (&qv)[kPerLane], co
 #pragma nv_exec_check_disable
 #endif
 template <int kPerLane, class R>
-ZOFO_HD void backward_dq_row(float* dq, float* D, const float* dout, const float* saved, const float* q,
-                             const float* k, const float* v, const Shape& sh, float scale, int64_t r, int lane,
-                             int nlanes, const R& red) {
+ZOFO_HD void backward_dq_row(float* dq, float* D, const float* dout, const float* saved, const float* q, const float* k,
+                             const float* v, const Shape& sh, float scale, int64_t r, int lane, int nlanes,
+                             const R& red) {
   const Row o = row_of(sh, r);
   const int64_t T = sh.T, HS = sh.HS;
   const float lse = saved[r];
@@ -230,8 +230,8 @@ ZOFO_HD void backward_dq_row(float* dq, float* D, const float* dout, const float
 #endif
 template <int kPerLane, class R>
 ZOFO_HD void backward_dkdv_row(float* dk, float* dv, const float* D, const float* dout, const float* saved,
-                               const float* q, const float* k, const float* v, const Shape& sh, float scale,
-                               int64_t kr, int lane, int nlanes, const R& red) {
+                               const float* q, const float* k, const float* v, const Shape& sh, float scale, int64_t kr,
+                               int lane, int nlanes, const R& red) {
   const int64_t g = kr % sh.NKV, bs = kr / sh.NKV;
   const int64_t s = bs % sh.T, b = bs / sh.T;
   const int64_t T = sh.T, HS = sh.HS, rep = sh.rep();

@@ -122,9 +122,9 @@ class CudaBackend final : public CudaBackendApi {
     const cudaError_t err = cudaMallocAsync(&p, bytes, stream_);
     if (err != cudaSuccess) {
       cudaGetLastError();  // not sticky: clear it so no later check reports it again
-      throw Error("ZOFO_OUT_OF_MEMORY", "out of CUDA device memory allocating " + std::to_string(bytes >> 20) + " MiB (" +
-                                      std::to_string(bytes_in_use() >> 20) + " MiB held by this model): " +
-                                      cudaGetErrorString(err));
+      throw Error("ZOFO_OUT_OF_MEMORY", "out of CUDA device memory allocating " + std::to_string(bytes >> 20) +
+                                            " MiB (" + std::to_string(bytes_in_use() >> 20) +
+                                            " MiB held by this model): " + cudaGetErrorString(err));
     }
     std::lock_guard<std::mutex> guard(lock_);
     sizes_[p] = bytes;
@@ -201,13 +201,12 @@ class CudaBackend final : public CudaBackendApi {
   }
 
   // ---- the optimizer's passes ----
-  void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,
-                   uint64_t seed, float a) override {
+  void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first, uint64_t seed,
+                   float a) override {
     on_device();
     if (uint16_t* dst16 = bf16_operand(dst, n, "weight_view"))
       cuda::weight_view_bf16(dst16, src, dtype, n, stream, first, seed, a, stream_);
-    else
-      cuda::weight_view(dst, src, dtype, n, stream, first, seed, a, stream_);
+    else cuda::weight_view(dst, src, dtype, n, stream, first, seed, a, stream_);
   }
   void zo_update(void* data, DType dtype, uint64_t n_elems, const ParamEntry* table, size_t n_entries, uint64_t seed,
                  float a, float eta_lambda) override {
@@ -266,21 +265,19 @@ class CudaBackend final : public CudaBackendApi {
     on_device();
     if (uint16_t* out16 = bf16_operand(out, (size_t)(N * C), "rmsnorm_forward"))
       cuda::rmsnorm_forward(out16, rstd, inp, weight, N, C, eps, stream_);
-    else
-      cuda::rmsnorm_forward(out, rstd, inp, weight, N, C, eps, stream_);
+    else cuda::rmsnorm_forward(out, rstd, inp, weight, N, C, eps, stream_);
   }
   void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                         const float* rstd, int64_t N, int64_t C) override {
     on_device();
     cuda::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C, stream_);
   }
-  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                         const float* bias, int64_t N, int64_t C, float eps) override {
+  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
+                         int64_t N, int64_t C, float eps) override {
     on_device();
     if (uint16_t* out16 = bf16_operand(out, (size_t)(N * C), "layernorm_forward"))
       cuda::layernorm_forward(out16, mean, rstd, inp, weight, bias, N, C, eps, stream_);
-    else
-      cuda::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps, stream_);
+    else cuda::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps, stream_);
   }
   void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                           const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) override {
@@ -319,8 +316,7 @@ class CudaBackend final : public CudaBackendApi {
     on_device();
     if (uint16_t* out16 = bf16_operand(out, (size_t)N, "activation_forward"))
       cuda::activation_forward(kind, out16, inp, N, stream_);
-    else
-      cuda::activation_forward(kind, out, inp, N, stream_);
+    else cuda::activation_forward(kind, out, inp, N, stream_);
   }
   void activation_backward(int kind, float* dinp, const float* inp, const float* dout, int64_t N) override {
     on_device();
@@ -330,8 +326,7 @@ class CudaBackend final : public CudaBackendApi {
     on_device();
     if (uint16_t* out16 = bf16_operand(out, (size_t)N, "swiglu_forward"))
       cuda::swiglu_forward(out16, gate, up, N, stream_);
-    else
-      cuda::swiglu_forward(out, gate, up, N, stream_);
+    else cuda::swiglu_forward(out, gate, up, N, stream_);
   }
   void swiglu_backward(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
                        int64_t N) override {
@@ -345,8 +340,7 @@ class CudaBackend final : public CudaBackendApi {
                                  (size_t)cols * sizeof(float), (size_t)rows, cudaMemcpyDeviceToDevice, stream_),
                "copy2d (cudaMemcpy2DAsync)");
   }
-  void log_softmax_at(float* logits, const int32_t* targets, double* logp, int64_t M, int64_t V,
-                      bool probs) override {
+  void log_softmax_at(float* logits, const int32_t* targets, double* logp, int64_t M, int64_t V, bool probs) override {
     on_device();
     cuda::log_softmax_at(logits, targets, logp, M, V, probs, stream_);
   }

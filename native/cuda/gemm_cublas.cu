@@ -20,8 +20,8 @@ namespace {
 
 void cublas_check(cublasStatus_t status, const char* what) {
   if (status != CUBLAS_STATUS_SUCCESS)
-    throw Error("ZOFO_CUDA", std::string(what) + ": " + cublasGetStatusName(status) + " (" +
-                                 cublasGetStatusString(status) + ")");
+    throw Error("ZOFO_CUDA",
+                std::string(what) + ": " + cublasGetStatusName(status) + " (" + cublasGetStatusString(status) + ")");
 }
 
 class CublasGemm final : public Gemm {
@@ -43,10 +43,16 @@ class CublasGemm final : public Gemm {
     cudaDataType_t operand = CUDA_R_32F;
     cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
     switch (mode) {
-      case Compute::FP32: break;
-      case Compute::TF32: compute = CUBLAS_COMPUTE_32F_FAST_TF32; break;
-      case Compute::BF16: operand = CUDA_R_16BF; break;
-      default: throw invalid_arg("matmul: unknown compute mode " + std::to_string((int)mode));
+      case Compute::FP32:
+        break;
+      case Compute::TF32:
+        compute = CUBLAS_COMPUTE_32F_FAST_TF32;
+        break;
+      case Compute::BF16:
+        operand = CUDA_R_16BF;
+        break;
+      default:
+        throw invalid_arg("matmul: unknown compute mode " + std::to_string((int)mode));
     }
     cublas_check(cublasGemmEx(handle_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, (int)N, (int)M,
                               (int)K, &alpha, B, operand, (int)ldb, A, operand, (int)lda, &beta, C, CUDA_R_32F,

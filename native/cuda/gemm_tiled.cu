@@ -62,18 +62,19 @@ void gemm_tiled(Compute mode, bool trans_a, bool trans_b, int64_t M, int64_t N, 
   if (grid.y > 65535) throw invalid_arg("matmul: M " + std::to_string(M) + " is too large for the tiled kernel");
   switch (mode) {
     case Compute::FP32:
-      gemm_tiled_kernel<Compute::FP32><<<grid, block, 0, s>>>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta,
-                                                              C, ldc);
+      gemm_tiled_kernel<Compute::FP32>
+          <<<grid, block, 0, s>>>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
       break;
     case Compute::TF32:
-      gemm_tiled_kernel<Compute::TF32><<<grid, block, 0, s>>>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta,
-                                                              C, ldc);
+      gemm_tiled_kernel<Compute::TF32>
+          <<<grid, block, 0, s>>>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
       break;
     case Compute::BF16:
-      gemm_tiled_kernel<Compute::BF16><<<grid, block, 0, s>>>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta,
-                                                              C, ldc);
+      gemm_tiled_kernel<Compute::BF16>
+          <<<grid, block, 0, s>>>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
       break;
-    default: throw invalid_arg("matmul: unknown compute mode " + std::to_string((int)mode));
+    default:
+      throw invalid_arg("matmul: unknown compute mode " + std::to_string((int)mode));
   }
   check_launch("gemm_tiled_kernel");
 }

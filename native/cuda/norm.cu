@@ -65,8 +65,8 @@ void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* wei
   launch_rmsnorm_forward(out, rstd, inp, weight, N, C, eps, s);
 }
 
-void rmsnorm_forward(uint16_t* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
-                     float eps, cudaStream_t s) {
+void rmsnorm_forward(uint16_t* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C, float eps,
+                     cudaStream_t s) {
   launch_rmsnorm_forward(out, rstd, inp, weight, N, C, eps, s);
 }
 
@@ -97,8 +97,7 @@ void launch_layernorm_forward(OutT* out, float* mean, float* rstd, const float* 
   launch::require_ptr("layernorm_forward", "inp", inp);
   launch::require_ptr("layernorm_forward", "weight", weight);
   const int lanes = body::lanes_for(C, kNormMaxLanes);
-  layernorm_forward_kernel<<<launch::row_grid(N, lanes), lanes, 0, s>>>(out, mean, rstd, inp, weight, bias, N, C,
-                                                                         eps);
+  layernorm_forward_kernel<<<launch::row_grid(N, lanes), lanes, 0, s>>>(out, mean, rstd, inp, weight, bias, N, C, eps);
   check_launch("layernorm_forward_kernel");
 }
 }  // namespace

@@ -16,8 +16,8 @@ namespace zofo::cuda {
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C, float eps,
                      cudaStream_t s);
 // The same with out (N, C) in bf16 (nearest even): the operand of the next matmul.
-void rmsnorm_forward(uint16_t* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
-                     float eps, cudaStream_t s);
+void rmsnorm_forward(uint16_t* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C, float eps,
+                     cudaStream_t s);
 // dinp += rstd · (g − x̂ · mean(g · x̂)), g = dout · weight, x̂ = inp · rstd; dweight += Σ_n dout · x̂
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                       const float* rstd, int64_t N, int64_t C, cudaStream_t s);

@@ -15,7 +15,7 @@ namespace zofo::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kBlocksPerSm = 8;            // 8 × 256 = 2048 threads: a full H100/H200/A100 SM
+constexpr int kBlocksPerSm = 8;             // 8 × 256 = 2048 threads: a full H100/H200/A100 SM
 constexpr uint64_t kMaxElems = 1ull << 62;  // keeps 4·group and p + 3 far from 64-bit overflow
 
 // Blocks for `items` threads' worth of work, at most enough to fill the device once:
@@ -121,8 +121,8 @@ void launch_embedding_view(float* out, const void* table, const int32_t* ids, ui
 }
 
 template <class S>
-void launch_axpby_table(void* data, uint64_t n_elems, const ParamEntry* table, size_t n_entries,
-                        const PhiloxKeys& keys, float a, float eta_lambda, cudaStream_t s) {
+void launch_axpby_table(void* data, uint64_t n_elems, const ParamEntry* table, size_t n_entries, const PhiloxKeys& keys,
+                        float a, float eta_lambda, cudaStream_t s) {
   using T = typename S::T;
   const uint64_t h = groups::head_of(data, sizeof(T));
   const unsigned grid = grid_for(groups::group_count(n_elems, h));
@@ -160,15 +160,15 @@ void gaussian(uint64_t seed, uint64_t stream, uint64_t first, uint64_t count, fl
   launch_gaussian(out_device, count, philox_keys(seed), stream, first, s);
 }
 
-void axpby_table(DType dtype, void* data_device, uint64_t n_elems, const ParamEntry* table_device,
-                 size_t n_entries, uint64_t total_elems, uint64_t seed, float a, float eta_lambda,
-                 cudaStream_t s) {
+void axpby_table(DType dtype, void* data_device, uint64_t n_elems, const ParamEntry* table_device, size_t n_entries,
+                 uint64_t total_elems, uint64_t seed, float a, float eta_lambda, cudaStream_t s) {
   if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
     throw invalid_arg("axpby_table: unknown dtype " + std::to_string((int)dtype));
   if (total_elems > n_elems)
     throw invalid_arg("axpby_table: the table covers " + std::to_string(total_elems) +
                       " elements but the buffer has only " + std::to_string(n_elems));
-  if (n_elems > kMaxElems) throw invalid_arg("axpby_table: buffer of " + std::to_string(n_elems) + " elements is too large");
+  if (n_elems > kMaxElems)
+    throw invalid_arg("axpby_table: buffer of " + std::to_string(n_elems) + " elements is too large");
   if (n_entries == 0 || total_elems == 0) return;
   if (data_device == nullptr) throw invalid_arg("axpby_table: data pointer is null");
   if (table_device == nullptr) throw invalid_arg("axpby_table: table pointer is null");
@@ -228,22 +228,21 @@ DeviceParamTable& DeviceParamTable::operator=(DeviceParamTable&& o) noexcept {
   return *this;
 }
 
-void perturb(DType dtype, void* data_device, const DeviceParamTable& table, uint64_t seed, float a,
-             cudaStream_t s) {
-  axpby_table(dtype, data_device, table.buffer_elems(), table.entries(), table.size(), table.total_elems(), seed,
-              a, 0.0f, s);
+void perturb(DType dtype, void* data_device, const DeviceParamTable& table, uint64_t seed, float a, cudaStream_t s) {
+  axpby_table(dtype, data_device, table.buffer_elems(), table.entries(), table.size(), table.total_elems(), seed, a,
+              0.0f, s);
 }
 
 void restore_update(DType dtype, void* data_device, const DeviceParamTable& table, uint64_t seed, float a,
                     float eta_lambda, cudaStream_t s) {
-  axpby_table(dtype, data_device, table.buffer_elems(), table.entries(), table.size(), table.total_elems(), seed,
-              a, eta_lambda, s);
+  axpby_table(dtype, data_device, table.buffer_elems(), table.entries(), table.size(), table.total_elems(), seed, a,
+              eta_lambda, s);
 }
 
 // ---- benchmark baseline ----
 
-void materialize_then_axpy(DType dtype, void* x_device, uint64_t count, uint64_t stream, uint64_t first,
-                           uint64_t seed, float a, float* z_scratch_device, cudaStream_t s) {
+void materialize_then_axpy(DType dtype, void* x_device, uint64_t count, uint64_t stream, uint64_t first, uint64_t seed,
+                           float a, float* z_scratch_device, cudaStream_t s) {
   // Cheap checks only (no pointer-attribute queries): this runs once per tensor, and
   // the baseline should pay what MeZO pays, two launches per tensor, and no more.
   if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
@@ -256,9 +255,15 @@ void materialize_then_axpy(DType dtype, void* x_device, uint64_t count, uint64_t
   require_element_aligned(z_scratch_device, sizeof(float), "materialize_then_axpy: scratch");
   launch_gaussian(z_scratch_device, count, philox_keys(seed), stream, first, s);
   switch (dtype) {
-    case DType::F32: launch_axpy_materialized<groups::F32>(x_device, z_scratch_device, count, a, s); break;
-    case DType::BF16: launch_axpy_materialized<groups::BF16>(x_device, z_scratch_device, count, a, s); break;
-    case DType::F16: launch_axpy_materialized<groups::F16>(x_device, z_scratch_device, count, a, s); break;
+    case DType::F32:
+      launch_axpy_materialized<groups::F32>(x_device, z_scratch_device, count, a, s);
+      break;
+    case DType::BF16:
+      launch_axpy_materialized<groups::BF16>(x_device, z_scratch_device, count, a, s);
+      break;
+    case DType::F16:
+      launch_axpy_materialized<groups::F16>(x_device, z_scratch_device, count, a, s);
+      break;
   }
 }
 
@@ -280,15 +285,21 @@ void weight_view_to(typename D::T* dst, const void* src, DType dtype, uint64_t n
   require_element_aligned(src, dtype_size(dtype), "weight_view: src");
   const PhiloxKeys keys = philox_keys(seed);
   switch (dtype) {
-    case DType::F32: launch_weight_view<groups::F32, D>(dst, src, n, first, keys, stream, a, s); break;
-    case DType::BF16: launch_weight_view<groups::BF16, D>(dst, src, n, first, keys, stream, a, s); break;
-    case DType::F16: launch_weight_view<groups::F16, D>(dst, src, n, first, keys, stream, a, s); break;
+    case DType::F32:
+      launch_weight_view<groups::F32, D>(dst, src, n, first, keys, stream, a, s);
+      break;
+    case DType::BF16:
+      launch_weight_view<groups::BF16, D>(dst, src, n, first, keys, stream, a, s);
+      break;
+    case DType::F16:
+      launch_weight_view<groups::F16, D>(dst, src, n, first, keys, stream, a, s);
+      break;
   }
 }
 }  // namespace
 
-void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,
-                 uint64_t seed, float a, cudaStream_t s) {
+void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first, uint64_t seed,
+                 float a, cudaStream_t s) {
   weight_view_to<groups::F32>(dst, src, dtype, n, stream, first, seed, a, s);
 }
 
@@ -314,9 +325,15 @@ void embedding_view(float* out, const void* table, DType dtype, const int32_t* i
   const PhiloxKeys keys = philox_keys(seed);
   const uint64_t n = (uint64_t)N, c = (uint64_t)C;
   switch (dtype) {
-    case DType::F32: launch_embedding_view<groups::F32>(out, table, ids, n, c, keys, stream, a, s); break;
-    case DType::BF16: launch_embedding_view<groups::BF16>(out, table, ids, n, c, keys, stream, a, s); break;
-    case DType::F16: launch_embedding_view<groups::F16>(out, table, ids, n, c, keys, stream, a, s); break;
+    case DType::F32:
+      launch_embedding_view<groups::F32>(out, table, ids, n, c, keys, stream, a, s);
+      break;
+    case DType::BF16:
+      launch_embedding_view<groups::BF16>(out, table, ids, n, c, keys, stream, a, s);
+      break;
+    case DType::F16:
+      launch_embedding_view<groups::F16>(out, table, ids, n, c, keys, stream, a, s);
+      break;
   }
 }
 

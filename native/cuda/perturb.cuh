@@ -28,9 +28,8 @@ void gaussian(uint64_t seed, uint64_t stream, uint64_t first, uint64_t count, fl
 //   memory, which the caller has checked with validate_param_table(host copy, n_elems);
 //   total_elems: Σ entry.count (0 → nothing to do).
 // Prefer DeviceParamTable + perturb/restore_update below, which validate for you.
-void axpby_table(DType dtype, void* data_device, uint64_t n_elems, const ParamEntry* table_device,
-                 size_t n_entries, uint64_t total_elems, uint64_t seed, float a, float eta_lambda,
-                 cudaStream_t s);
+void axpby_table(DType dtype, void* data_device, uint64_t n_elems, const ParamEntry* table_device, size_t n_entries,
+                 uint64_t total_elems, uint64_t seed, float a, float eta_lambda, cudaStream_t s);
 
 // A parameter table validated against its buffer and copied to device memory once
 // (synchronously), then reused by every launch. Not copyable; movable.
@@ -56,8 +55,7 @@ class DeviceParamTable {
 };
 
 // x += a·z over every entry (cf. zofo::cpu::perturb). data_device: (table.buffer_elems(),).
-void perturb(DType dtype, void* data_device, const DeviceParamTable& table, uint64_t seed, float a,
-             cudaStream_t s);
+void perturb(DType dtype, void* data_device, const DeviceParamTable& table, uint64_t seed, float a, cudaStream_t s);
 
 // x ← (1 − eta_lambda·decay)·x + a·z over every entry (cf. zofo::cpu::restore_update).
 void restore_update(DType dtype, void* data_device, const DeviceParamTable& table, uint64_t seed, float a,
@@ -67,8 +65,8 @@ void restore_update(DType dtype, void* data_device, const DeviceParamTable& tabl
 // with the gaussian kernel, then a separate x ← store(fmaf(a, z, load(x))) kernel.
 // Same result bits as perturb on a one-entry table; twice the launches and the traffic.
 //   x_device: (count,) of dtype; z_scratch_device: (count,) fp32.
-void materialize_then_axpy(DType dtype, void* x_device, uint64_t count, uint64_t stream, uint64_t first,
-                           uint64_t seed, float a, float* z_scratch_device, cudaStream_t s);
+void materialize_then_axpy(DType dtype, void* x_device, uint64_t count, uint64_t stream, uint64_t first, uint64_t seed,
+                           float a, float* z_scratch_device, cudaStream_t s);
 
 // ---- weight views (Backend::weight_view / embedding_view) ----
 // The perturbed fp32 weights of one tensor in scratch, the stored weights untouched:
@@ -77,8 +75,8 @@ void materialize_then_axpy(DType dtype, void* x_device, uint64_t count, uint64_t
 
 // dst[i] = fmaf(a, z(seed, stream, first + i), fp32(src[i])) for i < n.
 //   dst: (n,) fp32, device; src: (n,) of dtype, device, any element offset into a buffer.
-void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,
-                 uint64_t seed, float a, cudaStream_t s);
+void weight_view(float* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first, uint64_t seed,
+                 float a, cudaStream_t s);
 
 // The same view rounded to bf16 (nearest even): the operand of a bf16 matmul. dst: (n,) bf16.
 void weight_view_bf16(uint16_t* dst, const void* src, DType dtype, uint64_t n, uint64_t stream, uint64_t first,

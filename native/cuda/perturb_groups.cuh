@@ -38,7 +38,10 @@ struct F32 {
     float4 v;
     memcpy(&v, p, sizeof v);  // host emulation: no type-punned access
 #endif
-    x[0] = v.x; x[1] = v.y; x[2] = v.z; x[3] = v.w;
+    x[0] = v.x;
+    x[1] = v.y;
+    x[2] = v.z;
+    x[3] = v.w;
   }
   ZOFO_HD static void store4(V* p, const float x[4]) {
     const float4 v = make_float4(x[0], x[1], x[2], x[3]);
@@ -64,8 +67,10 @@ struct Half16 {
     uint2 v;
     memcpy(&v, p, sizeof v);
 #endif
-    x[0] = Load((uint16_t)(v.x & 0xffffu)); x[1] = Load((uint16_t)(v.x >> 16));
-    x[2] = Load((uint16_t)(v.y & 0xffffu)); x[3] = Load((uint16_t)(v.y >> 16));
+    x[0] = Load((uint16_t)(v.x & 0xffffu));
+    x[1] = Load((uint16_t)(v.x >> 16));
+    x[2] = Load((uint16_t)(v.y & 0xffffu));
+    x[3] = Load((uint16_t)(v.y >> 16));
   }
   ZOFO_HD static void store4(V* p, const float x[4]) {
     uint2 v;
@@ -99,17 +104,29 @@ ZOFO_HD void normals4(const PhiloxKeys& k, uint64_t stream, uint64_t e0, float z
   gaussian_block(k, stream, e0 >> 2, lo);
   const uint32_t lane = (uint32_t)(e0 & 3);
   if (lane == 0) {
-    z[0] = lo[0]; z[1] = lo[1]; z[2] = lo[2]; z[3] = lo[3];
+    z[0] = lo[0];
+    z[1] = lo[1];
+    z[2] = lo[2];
+    z[3] = lo[3];
     return;
   }
   float hi[4];
   gaussian_block(k, stream, (e0 >> 2) + 1, hi);
   if (lane == 1) {
-    z[0] = lo[1]; z[1] = lo[2]; z[2] = lo[3]; z[3] = hi[0];
+    z[0] = lo[1];
+    z[1] = lo[2];
+    z[2] = lo[3];
+    z[3] = hi[0];
   } else if (lane == 2) {
-    z[0] = lo[2]; z[1] = lo[3]; z[2] = hi[0]; z[3] = hi[1];
+    z[0] = lo[2];
+    z[1] = lo[3];
+    z[2] = hi[0];
+    z[3] = hi[1];
   } else {
-    z[0] = lo[3]; z[1] = hi[0]; z[2] = hi[1]; z[3] = hi[2];
+    z[0] = lo[3];
+    z[1] = hi[0];
+    z[2] = hi[1];
+    z[3] = hi[2];
   }
 }
 
@@ -147,9 +164,8 @@ ZOFO_HD uint64_t group_count(uint64_t n, uint64_t h) { return (n + h + 3) / 4; }
 // expression, so both backends round identically.
 //   data: (n_elems,) storage S::T; h = head_of(data); table: (n_entries,) ParamEntry.
 template <class S>
-ZOFO_HD void axpby_group(typename S::T* data, uint64_t n_elems, uint64_t h, const ParamEntry* table,
-                         size_t n_entries, const PhiloxKeys& k, float a, float eta_lambda, uint64_t g,
-                         int64_t& hint) {
+ZOFO_HD void axpby_group(typename S::T* data, uint64_t n_elems, uint64_t h, const ParamEntry* table, size_t n_entries,
+                         const PhiloxKeys& k, float a, float eta_lambda, uint64_t g, int64_t& hint) {
   using T = typename S::T;
   const uint64_t q0 = 4 * g;  // position on the aligned grid; buffer position p = q - h
   if (q0 >= h && q0 - h <= n_elems && n_elems - (q0 - h) >= 4) {

@@ -18,8 +18,8 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-void rope(float* x, const int32_t* positions, int64_t B, int64_t T, int64_t NH, int64_t HS, float theta,
-          bool backward, cudaStream_t s) {
+void rope(float* x, const int32_t* positions, int64_t B, int64_t T, int64_t NH, int64_t HS, float theta, bool backward,
+          cudaStream_t s) {
   launch::require_size("rope", "B", B);
   launch::require_size("rope", "T", T);
   launch::require_size("rope", "NH", NH);
@@ -29,7 +29,7 @@ void rope(float* x, const int32_t* positions, int64_t B, int64_t T, int64_t NH, 
   launch::require_ptr("rope", "positions", positions);
   const int64_t BT = B * T;
   rope_kernel<<<launch::flat_grid((uint64_t)(BT * (HS / 2))), kThreads, 0, s>>>(x, positions, BT, NH, HS, theta,
-                                                                               backward ? -1.0f : 1.0f);
+                                                                                backward ? -1.0f : 1.0f);
   check_launch("rope_kernel");
 }
 

@@ -12,8 +12,8 @@
 namespace zofo::cuda {
 
 // x (B·T, NH, HS) in place; positions (B·T) int32, device memory.
-void rope(float* x, const int32_t* positions, int64_t B, int64_t T, int64_t NH, int64_t HS, float theta,
-          bool backward, cudaStream_t s);
+void rope(float* x, const int32_t* positions, int64_t B, int64_t T, int64_t NH, int64_t HS, float theta, bool backward,
+          cudaStream_t s);
 
 namespace body {
 

@@ -83,13 +83,12 @@ class Backend {
 
   virtual void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
                                float eps) = 0;
-  virtual void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
-                                const float* weight, const float* rstd, int64_t N, int64_t C) = 0;
+  virtual void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                                const float* rstd, int64_t N, int64_t C) = 0;
   virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                                  const float* bias, int64_t N, int64_t C, float eps) = 0;
   virtual void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                                  const float* weight, const float* mean, const float* rstd, int64_t N,
-                                  int64_t C) = 0;
+                                  const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) = 0;
   virtual void rope(float* x, const int32_t* positions, int64_t B, int64_t T, int64_t NH, int64_t HS, float theta,
                     bool backward) = 0;
   // What attention_forward saves in `att` for attention_backward, in floats: here the
@@ -98,9 +97,9 @@ class Backend {
   virtual void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                                  const uint8_t* mask, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS,
                                  float scale) = 0;
-  virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
-                                  const float* q, const float* k, const float* v, int64_t B, int64_t T, int64_t NH,
-                                  int64_t NKV, int64_t HS, float scale) = 0;
+  virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att, const float* q,
+                                  const float* k, const float* v, int64_t B, int64_t T, int64_t NH, int64_t NKV,
+                                  int64_t HS, float scale) = 0;
   // kind: 0 gelu_new, 1 relu
   virtual void activation_forward(int kind, float* out, const float* inp, int64_t N) = 0;
   virtual void activation_backward(int kind, float* dinp, const float* inp, const float* dout, int64_t N) = 0;

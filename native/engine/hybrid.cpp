@@ -12,19 +12,23 @@ HybridOptimizer::HybridOptimizer(Transformer& model, HybridConfig config) : m_(m
   if (c_.trainable.empty()) c_.trainable.assign(tensors, 1);
   if (c_.decay.empty()) c_.decay.assign(tensors, 1.0f);
   if (c_.trainable.size() != tensors || c_.decay.size() != tensors)
-    throw invalid_arg("optimizer: one trainable flag and one decay mask per base tensor (" + std::to_string(tensors) + ")");
+    throw invalid_arg("optimizer: one trainable flag and one decay mask per base tensor (" + std::to_string(tensors) +
+                      ")");
   if (c_.q < 1) throw invalid_arg("optimizer: perturbations must be at least 1");
   if (c_.zo && !(c_.mu > 0.0f && isfinite(c_.mu))) throw invalid_arg("optimizer: mu must be a positive finite number");
   if (c_.fo_at_plus && !(c_.zo && c_.central)) throw invalid_arg("optimizer: foAt 'plus' needs the central estimator");
-  if (c_.parallel != HybridConfig::Parallel::None && !c_.comm) throw invalid_arg("optimizer: parallel needs a communicator");
+  if (c_.parallel != HybridConfig::Parallel::None && !c_.comm)
+    throw invalid_arg("optimizer: parallel needs a communicator");
   if (c_.parallel == HybridConfig::Parallel::Perturbation && !c_.zo)
     throw invalid_arg("optimizer: perturbation-parallel splits the ZO directions; it needs the zo part");
   if (c_.parallel == HybridConfig::Parallel::Perturbation && c_.fo_at_plus)
-    throw invalid_arg("optimizer: perturbation-parallel needs foAt 'center' (every rank takes the FO gradient at the centre)");
+    throw invalid_arg(
+        "optimizer: perturbation-parallel needs foAt 'center' (every rank takes the FO gradient at the centre)");
   if (c_.fo_base && c_.zo) throw invalid_arg("optimizer: full fine-tuning (fo on all weights) replaces the ZO part");
   if (!c_.zo && !c_.fo_adapters && !c_.fo_base) throw invalid_arg("optimizer: neither a ZO nor an FO part is enabled");
   if (c_.fo_adapters && m_.total_lora_parameters() == 0)
-    throw Error("ZOFO_INVALID_STATE", "optimizer: the FO part updates LoRA adapters but the model has none; call addLoRA() first");
+    throw Error("ZOFO_INVALID_STATE",
+                "optimizer: the FO part updates LoRA adapters but the model has none; call addLoRA() first");
   Backend& be = m_.backend();
   const bool moments = c_.fo.kind != FoKind::SGD, second = c_.fo.kind == FoKind::AdamW;
   if (c_.fo_adapters) {
@@ -191,7 +195,8 @@ StepOutcome HybridOptimizer::step(const Batch& batch, const LossSpec& spec, cons
   };
   if (!isfinite(out.loss)) return reject("the loss at the first-order point is " + std::to_string(out.loss));
   for (size_t i = 0; i < out.perturbed.size(); ++i)
-    if (!isfinite(out.perturbed[i])) return reject("perturbed loss " + std::to_string(i) + " is " + std::to_string(out.perturbed[i]));
+    if (!isfinite(out.perturbed[i]))
+      return reject("perturbed loss " + std::to_string(i) + " is " + std::to_string(out.perturbed[i]));
   for (size_t j = 0; j < out.projected.size(); ++j)
     if (!isfinite(out.projected[j])) return reject("projected gradient " + std::to_string(j) + " is not finite");
   if (grad_y_ && !be.all_finite(grad_y_, (size_t)ny)) return reject("the adapter gradient has non-finite values");

@@ -25,9 +25,9 @@ namespace zofo {
 struct HybridConfig {
   // Zeroth-order part on the base weights.
   bool zo = false;
-  bool central = false;      // estimator: false forward (L⁺ − L0)/μ, true central (L⁺ − L⁻)/2μ
-  bool fo_at_plus = false;   // central only: the FO gradient at x + μz_1 (saves the centre forward)
-  int q = 1;                 // perturbations per step
+  bool central = false;     // estimator: false forward (L⁺ − L0)/μ, true central (L⁺ − L⁻)/2μ
+  bool fo_at_plus = false;  // central only: the FO gradient at x + μz_1 (saves the centre forward)
+  int q = 1;                // perturbations per step
   float mu = 1e-3f;
   std::vector<uint8_t> trainable;  // per base tensor; frozen tensors are neither perturbed nor updated
   std::vector<float> decay;        // per base tensor weight-decay mask
@@ -55,14 +55,14 @@ struct StepArgs {
 struct StepOutcome {
   enum Status { Applied = 0, NonFinite = 1, Cancelled = 2 };
   Status status = Applied;
-  double loss = 0;                  // at the FO point
-  std::vector<double> scores;       // classification scores at the FO point
-  std::vector<double> perturbed;    // L⁺_j (forward) or L⁺_j, L⁻_j interleaved (central)
-  std::vector<double> projected;    // c_j
-  std::vector<uint64_t> seeds;      // s_{k,j}
-  std::vector<float> scales;        // the update passes' a_j = −η_x c_j / q (fp32, as applied)
-  float eta_lambda = 0;             // η_x λ_x, applied with j = 0
-  std::string reason;               // NonFinite: which value
+  double loss = 0;                // at the FO point
+  std::vector<double> scores;     // classification scores at the FO point
+  std::vector<double> perturbed;  // L⁺_j (forward) or L⁺_j, L⁻_j interleaved (central)
+  std::vector<double> projected;  // c_j
+  std::vector<uint64_t> seeds;    // s_{k,j}
+  std::vector<float> scales;      // the update passes' a_j = −η_x c_j / q (fp32, as applied)
+  float eta_lambda = 0;           // η_x λ_x, applied with j = 0
+  std::string reason;             // NonFinite: which value
 };
 
 class HybridOptimizer {

@@ -19,13 +19,15 @@ namespace {
 // overflow is undefined behaviour, and a wrapped size would under-allocate.
 int64_t checked_mul(int64_t a, int64_t b, const std::string& what) {
   if (a < 0 || b < 0 || (a != 0 && b > INT64_MAX / a))
-    throw Error("ZOFO_BAD_CONFIG", what + ": size " + std::to_string(a) + " × " + std::to_string(b) + " overflows 64 bits");
+    throw Error("ZOFO_BAD_CONFIG",
+                what + ": size " + std::to_string(a) + " × " + std::to_string(b) + " overflows 64 bits");
   return a * b;
 }
 
 int64_t checked_add(int64_t a, int64_t b, const std::string& what) {
   if (a < 0 || b < 0 || a > INT64_MAX - b)
-    throw Error("ZOFO_BAD_CONFIG", what + ": size " + std::to_string(a) + " + " + std::to_string(b) + " overflows 64 bits");
+    throw Error("ZOFO_BAD_CONFIG",
+                what + ": size " + std::to_string(a) + " + " + std::to_string(b) + " overflows 64 bits");
   return a + b;
 }
 
@@ -115,21 +117,21 @@ struct Transformer::Layer {
 // Everything the backward needs from one forward. Per layer l:
 struct Transformer::Activations {
   struct PerLayer {
-    Buf x;                  // (N, C) layer input
+    Buf x;                     // (N, C) layer input
     Buf n1, n1_mean, n1_rstd;  // norm 1 output (pre-norm) and its stats
-    Buf q, k, v, att, y;    // (N, NH·HS), (N, NKV·HS) ×2, (B, NH, T, T), (N, NH·HS)
-    Buf s1;                 // (N, C) x + attention (post-norm: norm 1's input)
-    Buf h;                  // (N, C) MLP block input residual (post-norm: norm1(s1))
+    Buf q, k, v, att, y;       // (N, NH·HS), (N, NKV·HS) ×2, (B, NH, T, T), (N, NH·HS)
+    Buf s1;                    // (N, C) x + attention (post-norm: norm 1's input)
+    Buf h;                     // (N, C) MLP block input residual (post-norm: norm1(s1))
     Buf n2, n2_mean, n2_rstd;  // norm 2 output (pre-norm) or stats of norm2(s2) (post-norm)
-    Buf a, b, act;          // (N, F): gate/up/silu·up (Llama) or fc1 / – / activation
-    Buf s2;                 // (N, C) h + MLP (post-norm: norm 2's input)
+    Buf a, b, act;             // (N, F): gate/up/silu·up (Llama) or fc1 / – / activation
+    Buf s2;                    // (N, C) h + MLP (post-norm: norm 2's input)
   };
   std::vector<PerLayer> layer;
-  Buf embed;                // (N, E) token embeddings (OPT project_in input)
-  Buf fin_in, fin_norm, fin_mean, fin_rstd;     // final norm input and output
-  Buf z_buf;                // project_out's output, when there is one
-  const float* z = nullptr;  // (N, E) what the head reads: fin_norm, fin_in or z_buf
-  std::vector<Buf> lora_mid;  // (N, rank) u·Aᵀ per LoRA linear
+  Buf embed;                                 // (N, E) token embeddings (OPT project_in input)
+  Buf fin_in, fin_norm, fin_mean, fin_rstd;  // final norm input and output
+  Buf z_buf;                                 // project_out's output, when there is one
+  const float* z = nullptr;                  // (N, E) what the head reads: fin_norm, fin_in or z_buf
+  std::vector<Buf> lora_mid;                 // (N, rank) u·Aᵀ per LoRA linear
   // The batch's index arrays in backend memory, uploaded once per forward: ids, positions
   // (int32, N), mask (uint8, N) and OPT's position-table rows (int32, N).
   Buf ids, positions, mask, embed_rows;
@@ -146,9 +148,14 @@ Transformer::Transformer(const ModelConfig& config, Backend& backend, DType stor
     throw invalid_arg("model config: sizes must be positive and heads a multiple of kv_heads");
   // Sane limits, checked before anything is built or allocated: token ids are int32,
   // and the tensor table grows with the layer count.
-  const std::pair<const char*, int64_t> limited[] = {
-      {"vocab", c.vocab}, {"hidden", c.hidden}, {"heads", c.heads}, {"kv_heads", c.kv_heads},
-      {"head_dim", c.head_dim}, {"ffn", c.ffn}, {"max_positions", c.max_positions}, {"embed_dim", c.embed_dim}};
+  const std::pair<const char*, int64_t> limited[] = {{"vocab", c.vocab},
+                                                     {"hidden", c.hidden},
+                                                     {"heads", c.heads},
+                                                     {"kv_heads", c.kv_heads},
+                                                     {"head_dim", c.head_dim},
+                                                     {"ffn", c.ffn},
+                                                     {"max_positions", c.max_positions},
+                                                     {"embed_dim", c.embed_dim}};
   for (const auto& [field, value] : limited)
     if (value > kMaxModelDim)
       throw Error("ZOFO_BAD_CONFIG", std::string("model config: ") + field + " = " + std::to_string(value) +
@@ -295,7 +302,8 @@ Transformer::Weight Transformer::weight(int64_t offset, bool operand) const {
 
 size_t Transformer::tensor_at(int64_t offset) const {
   auto it = by_offset_.find(offset);
-  if (it == by_offset_.end()) throw Error("ZOFO_INTERNAL", "no tensor starts at parameter offset " + std::to_string(offset));
+  if (it == by_offset_.end())
+    throw Error("ZOFO_INTERNAL", "no tensor starts at parameter offset " + std::to_string(offset));
   return it->second;
 }
 
@@ -396,7 +404,9 @@ void Transformer::set_tensor_range(const std::string& name, int64_t first, const
 
 void Transformer::get_tensor(const std::string& name, float* host, int64_t n) const {
   const TensorSpec& s = spec(name);
-  if (n != s.numel()) throw invalid_arg("tensor " + name + ": output holds " + std::to_string(n) + " values, needs " + std::to_string(s.numel()));
+  if (n != s.numel())
+    throw invalid_arg("tensor " + name + ": output holds " + std::to_string(n) + " values, needs " +
+                      std::to_string(s.numel()));
   if (dtype_ == DType::F32) {
     be_.download(host, (const float*)store_ + s.offset, (size_t)n);
     return;
@@ -446,13 +456,17 @@ const TensorSpec& find_spec(const std::vector<TensorSpec>& specs, const std::str
 
 void Transformer::set_lora_tensor(const std::string& name, const float* host, int64_t n) {
   const TensorSpec& s = find_spec(lora_specs_, name);
-  if (n != s.numel()) throw invalid_arg("LoRA tensor " + name + ": got " + std::to_string(n) + " values, needs " + std::to_string(s.numel()));
+  if (n != s.numel())
+    throw invalid_arg("LoRA tensor " + name + ": got " + std::to_string(n) + " values, needs " +
+                      std::to_string(s.numel()));
   be_.upload(lora_ + s.offset, host, (size_t)n);
 }
 
 void Transformer::get_lora_tensor(const std::string& name, float* host, int64_t n) const {
   const TensorSpec& s = find_spec(lora_specs_, name);
-  if (n != s.numel()) throw invalid_arg("LoRA tensor " + name + ": output holds " + std::to_string(n) + " values, needs " + std::to_string(s.numel()));
+  if (n != s.numel())
+    throw invalid_arg("LoRA tensor " + name + ": output holds " + std::to_string(n) + " values, needs " +
+                      std::to_string(s.numel()));
   be_.download(host, lora_ + s.offset, (size_t)n);
 }
 
@@ -488,8 +502,10 @@ void Transformer::linear_backward(const Linear& l, const float* u, const float* 
   }
   if (l.rank > 0) {
     Buf dmid(be_, N * l.rank);
-    be_.matmul(true, false, l.out, l.rank, N, l.scaling, dy, l.out, lora_mid, l.rank, 1.0f, lora_grad + l.lora_b, l.rank);
-    be_.matmul(false, false, N, l.rank, l.out, l.scaling, dy, l.out, lora_ + l.lora_b, l.rank, 0.0f, dmid.get(), l.rank);
+    be_.matmul(true, false, l.out, l.rank, N, l.scaling, dy, l.out, lora_mid, l.rank, 1.0f, lora_grad + l.lora_b,
+               l.rank);
+    be_.matmul(false, false, N, l.rank, l.out, l.scaling, dy, l.out, lora_ + l.lora_b, l.rank, 0.0f, dmid.get(),
+               l.rank);
     be_.matmul(true, false, l.rank, l.in, N, 1.0f, dmid.get(), l.rank, u, l.in, 1.0f, lora_grad + l.lora_a, l.in);
     if (du) be_.matmul(false, false, N, l.in, l.rank, 1.0f, dmid.get(), l.rank, lora_ + l.lora_a, l.in, 1.0f, du, l.in);
   }
@@ -503,7 +519,8 @@ void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
   const int64_t NH = c.heads, NKV = c.kv_heads, HS = c.head_dim, Q = NH * HS, KV = NKV * HS;
   for (int64_t i = 0; i < N; ++i) {
     if (batch.ids[i] < 0 || batch.ids[i] >= c.vocab)
-      throw invalid_arg("token id " + std::to_string(batch.ids[i]) + " is outside the vocabulary of " + std::to_string(c.vocab));
+      throw invalid_arg("token id " + std::to_string(batch.ids[i]) + " is outside the vocabulary of " +
+                        std::to_string(c.vocab));
     if (c.family != ModelConfig::Llama && batch.mask[i] && batch.positions[i] >= c.max_positions)
       throw invalid_arg("sequence longer than the model's " + std::to_string(c.max_positions) + " positions");
   }
@@ -538,7 +555,8 @@ void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
     if (E != C) {  // token embeddings (N, E), kept for project_in's weight gradient
       act.embed = Buf(be_, N * E);
       embedding_rows(act.embed.get(), spec("model.decoder.embed_tokens.weight").offset, ids, N, E);
-      be_.matmul(false, true, N, C, E, 1.0f, act.embed.get(), E, p("model.decoder.project_in.weight").get(), E, 0.0f, x.get(), C);
+      be_.matmul(false, true, N, C, E, 1.0f, act.embed.get(), E, p("model.decoder.project_in.weight").get(), E, 0.0f,
+                 x.get(), C);
     } else {
       embedding_rows(x.get(), spec("model.decoder.embed_tokens.weight").offset, ids, N, C);
     }
@@ -639,7 +657,8 @@ void Transformer::forward(const Batch& batch, Activations& act, bool keep) {
   act.z = zin;
   if (c.family == ModelConfig::OPT && E != C) {
     act.z_buf = Buf(be_, N * E);
-    be_.matmul(false, true, N, E, C, 1.0f, zin, C, p("model.decoder.project_out.weight").get(), C, 0.0f, act.z_buf.get(), E);
+    be_.matmul(false, true, N, E, C, 1.0f, zin, C, p("model.decoder.project_out.weight").get(), C, 0.0f,
+               act.z_buf.get(), E);
     act.z = act.z_buf.get();
   }
 }
@@ -656,7 +675,10 @@ std::pair<int64_t, int64_t> Transformer::final_norm() const {
 
 void Transformer::backward(const Batch& batch, Activations& act, const float* dz, float* lora_grad, float* base_grad) {
   base_grad_ = base_grad;  // read by linear_backward; cleared on exit
-  struct Clear { float*& p; ~Clear() { p = nullptr; } } clear{base_grad_};
+  struct Clear {
+    float*& p;
+    ~Clear() { p = nullptr; }
+  } clear{base_grad_};
   const ModelConfig& c = config_;
   const int64_t B = batch.B, T = batch.T, N = B * T, C = c.hidden, E = c.embed_dim, F = c.ffn;
   const int64_t NH = c.heads, NKV = c.kv_heads, HS = c.head_dim, Q = NH * HS, KV = NKV * HS;
@@ -671,8 +693,8 @@ void Transformer::backward(const Batch& batch, Activations& act, const float* dz
   }
   if (base_grad) lowest = 0;  // full fine-tuning: every layer, down to the embeddings
   if (lowest < 0) return;
-  auto norm_backward = [&](int64_t w, int64_t b, const float* dout, const float* in, const Buf& mean, const Buf& rstd,
-                           float* din) {
+  auto norm_backward =
+      [&](int64_t w, int64_t b, const float* dout, const float* in, const Buf& mean, const Buf& rstd, float* din) {
     float* dw = base_grad ? base_grad + w : nullptr;
     float* dbias = base_grad && b >= 0 ? base_grad + b : nullptr;
     const Weight wv = weight(w);
@@ -687,10 +709,12 @@ void Transformer::backward(const Batch& batch, Activations& act, const float* dz
     const float* dfin = dz;  // (N, C) gradient at the final norm's output
     if (c.family == ModelConfig::OPT && E != C) {
       dproj = Buf(be_, N * C);
-      be_.matmul(false, false, N, C, E, 1.0f, dz, E, p("model.decoder.project_out.weight").get(), C, 0.0f, dproj.get(), C);
+      be_.matmul(false, false, N, C, E, 1.0f, dz, E, p("model.decoder.project_out.weight").get(), C, 0.0f, dproj.get(),
+                 C);
       if (base_grad) {  // dW_out [E, C] += dzᵀ · (its input)
         const float* u = c.final_norm ? act.fin_norm.get() : act.fin_in.get();
-        be_.matmul(true, false, E, C, N, 1.0f, dz, E, u, C, 1.0f, base_grad + spec("model.decoder.project_out.weight").offset, C);
+        be_.matmul(true, false, E, C, N, 1.0f, dz, E, u, C, 1.0f,
+                   base_grad + spec("model.decoder.project_out.weight").offset, C);
       }
       dfin = dproj.get();
     }
@@ -776,7 +800,8 @@ void Transformer::embedding_backward(const Batch& batch, Activations& act, const
   if (c.family == ModelConfig::Llama) {
     be_.scatter_add_rows(base_grad + spec("model.embed_tokens.weight").offset, dx, as<int32_t>(act.ids), N, C);
   } else if (c.family == ModelConfig::OPT) {
-    be_.scatter_add_rows(base_grad + spec("model.decoder.embed_positions.weight").offset, dx, as<int32_t>(act.embed_rows), N, C);
+    be_.scatter_add_rows(base_grad + spec("model.decoder.embed_positions.weight").offset, dx,
+                         as<int32_t>(act.embed_rows), N, C);
     Buf dembed(be_, N * E);
     if (E != C) {  // project_in: x = embed · W_inᵀ, W_in [C, E]
       const Weight Wv = p("model.decoder.project_in.weight");
@@ -787,7 +812,8 @@ void Transformer::embedding_backward(const Batch& batch, Activations& act, const
     } else {
       be_.axpy(dembed.get(), dx, 1.0f, (size_t)(N * C));
     }
-    be_.scatter_add_rows(base_grad + spec("model.decoder.embed_tokens.weight").offset, dembed.get(), as<int32_t>(act.ids), N, E);
+    be_.scatter_add_rows(base_grad + spec("model.decoder.embed_tokens.weight").offset, dembed.get(),
+                         as<int32_t>(act.ids), N, E);
   } else {
     be_.scatter_add_rows(base_grad + spec("transformer.wte.weight").offset, dx, as<int32_t>(act.ids), N, C);
     be_.scatter_add_rows(base_grad + spec("transformer.wpe.weight").offset, dx, as<int32_t>(act.positions), N, C);
@@ -800,7 +826,7 @@ namespace {
 const char* head_name(const ModelConfig& c) {
   if (!c.tie_embeddings) return "lm_head.weight";
   return c.family == ModelConfig::Llama ? "model.embed_tokens.weight"
-       : c.family == ModelConfig::OPT   ? "model.decoder.embed_tokens.weight"
+         : c.family == ModelConfig::OPT ? "model.decoder.embed_tokens.weight"
                                         : "transformer.wte.weight";
 }
 
@@ -833,8 +859,9 @@ LossResult Transformer::loss(const Batch& batch, const LossSpec& s, float* lora_
 
 float* Transformer::base_fp32() {
   if (dtype_ != DType::F32)
-    throw Error("ZOFO_UNSUPPORTED", std::string("first-order updates of the base weights need fp32 storage; this model stores ") +
-                                        dtype_name(dtype_));
+    throw Error("ZOFO_UNSUPPORTED",
+                std::string("first-order updates of the base weights need fp32 storage; this model stores ") +
+                    dtype_name(dtype_));
   return (float*)store_;
 }
 
@@ -860,7 +887,8 @@ LossResult Transformer::loss_device(const Batch& batch, const LossSpec& s, float
   {
     Buf device_logp(be_, 2 * M);
     be_.log_softmax_at(lg.get(), as<int32_t>(targets), reinterpret_cast<double*>(device_logp.get()), M, V, want_grad);
-    be_.download_raw(logp.data(), device_logp.get(), (size_t)M * sizeof(double));  // the loss scalars: the one read-back
+    be_.download_raw(logp.data(), device_logp.get(),
+                     (size_t)M * sizeof(double));  // the loss scalars: the one read-back
   }
   LossResult result;
   std::vector<double> drow(M);  // d loss / d log p(target_i)
@@ -910,7 +938,8 @@ LossResult Transformer::loss_device(const Batch& batch, const LossSpec& s, float
   be_.scatter_add_rows(dz.get(), dzr.get(), as<int32_t>(rows), M, E);
   Buf scratch_grad(lora_grad || n_lora_ == 0 ? Buf() : Buf(be_, n_lora_));  // adapters present but not asked for
   if (base_grad)  // d head [V, E] += dlogitsᵀ · z rows (tied: into the embedding)
-    be_.matmul(true, false, V, E, M, 1.0f, lg.get(), V, zr.get(), E, 1.0f, base_grad + spec(head_name(config_)).offset, E);
+    be_.matmul(true, false, V, E, M, 1.0f, lg.get(), V, zr.get(), E, 1.0f, base_grad + spec(head_name(config_)).offset,
+               E);
   backward(batch, act, dz.get(), lora_grad ? lora_grad : scratch_grad.get(), base_grad);
   return result;
 }

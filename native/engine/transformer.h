@@ -47,7 +47,7 @@ constexpr int64_t kMaxModelParameters = int64_t(1) << 44;
 struct TensorSpec {
   std::string name;
   std::vector<int64_t> shape;
-  int64_t offset = 0;  // in the parameter buffer
+  int64_t offset = 0;     // in the parameter buffer
   int64_t numel() const;  // throws ZOFO_BAD_CONFIG when the product overflows
 };
 
@@ -162,8 +162,8 @@ class Transformer {
   void forward(const Batch& batch, Activations& act, bool keep);
   std::pair<int64_t, int64_t> final_norm() const;
   void linear_forward(const Linear& lin, const float* u, float* y, int64_t N, float* lora_mid);
-  void linear_backward(const Linear& lin, const float* u, const float* dy, float* du, int64_t N,
-                       const float* lora_mid, float* lora_grad);
+  void linear_backward(const Linear& lin, const float* u, const float* dy, float* du, int64_t N, const float* lora_mid,
+                       float* lora_grad);
   void backward(const Batch& batch, Activations& act, const float* dfinal, float* lora_grad, float* base_grad);
   void embedding_backward(const Batch& batch, Activations& act, const float* dx, float* base_grad);
   Weight p(const std::string& name) const;
@@ -175,8 +175,8 @@ class Transformer {
   DType dtype_ = DType::F32;
   void* store_ = nullptr;  // n_params_ values in dtype_
   int64_t n_params_ = 0;
-  std::vector<uint64_t> streams_;          // per tensor: fnv1a64(stored name)
-  std::map<int64_t, size_t> by_offset_;    // tensor index by parameter offset
+  std::vector<uint64_t> streams_;        // per tensor: fnv1a64(stored name)
+  std::map<int64_t, size_t> by_offset_;  // tensor index by parameter offset
   Perturbation perturb_;
   bool perturbing_ = false;
   std::vector<std::unique_ptr<Layer>> layers_;

@@ -48,10 +48,10 @@ class MappedFile {
   uint64_t size_ = 0;
   const uint8_t* map_ = nullptr;  // whole file when mapped, else null
 #ifdef _WIN32
-  void* file_ = nullptr;           // FILE*: seek+read is not atomic, so reads take the lock
+  void* file_ = nullptr;  // FILE*: seek+read is not atomic, so reads take the lock
   mutable std::mutex lock_;
 #else
-  int fd_ = -1;                    // pread is positionless: no lock needed
+  int fd_ = -1;  // pread is positionless: no lock needed
 #endif
 };
 

@@ -15,7 +15,18 @@ const { ZofoError } = zofo;
 const hash = () => createHash('sha256');
 const feed = (h, v) => {
   if (ArrayBuffer.isView(v)) h.update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
-  else h.update(JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? `${x}n` : ArrayBuffer.isView(x) ? createHash('sha256').update(new Uint8Array(x.buffer, x.byteOffset, x.byteLength)).digest('hex') : x)));
+  else
+    h.update(
+      JSON.stringify(v, (_, x) =>
+        typeof x === 'bigint'
+          ? `${x}n`
+          : ArrayBuffer.isView(x)
+            ? createHash('sha256')
+                .update(new Uint8Array(x.buffer, x.byteOffset, x.byteLength))
+                .digest('hex')
+            : x,
+      ),
+    );
   return h;
 };
 
@@ -31,7 +42,9 @@ const READERS = {
       const h = hash();
       for (const [name, info] of [...f.tensors].sort()) feed(feed(h, [name, info]), await f.read(name));
       return h.digest('hex');
-    } finally { f.close(); }
+    } finally {
+      f.close();
+    }
   },
   async sharded(dir) {
     const c = await zofo.openCheckpoint(dir);
@@ -39,16 +52,21 @@ const READERS = {
       const h = hash();
       for (const name of [...c.tensors.keys()].sort()) feed(feed(h, name), await c.read(name));
       return h.digest('hex');
-    } finally { c.close(); }
+    } finally {
+      c.close();
+    }
   },
-  async model(dir) { // config.json + weights + tokenizer.json through loadModel
+  async model(dir) {
+    // config.json + weights + tokenizer.json through loadModel
     const m = await zofo.loadModel(dir);
     try {
       const h = feed(hash(), m.config.raw);
       feed(h, await m.baseHash());
       if (m.tokenizer) feed(h, m.tokenizer.encode('hello world the end'));
       return h.digest('hex');
-    } finally { m.dispose(); }
+    } finally {
+      m.dispose();
+    }
   },
   async tokenizer(dir) {
     const t = await zofo.loadTokenizer(dir);
@@ -62,14 +80,17 @@ const READERS = {
       const h = hash();
       for (const name of m.loraNames()) feed(h, m.loraTensor(name));
       return h.digest('hex');
-    } finally { m.dispose(); }
+    } finally {
+      m.dispose();
+    }
   },
   async trajectory(dir) {
     const t = await zofo.readTrajectory(join(dir, 'trajectory.zlog'));
     // A torn tail is reported, not silent: the fingerprint says so.
     return feed(hash(), t).digest('hex') + (t.tornTail ? ':torn' : '');
   },
-  async checkpoint(dir) { // resume the run from its checkpoint and finish it: the final state
+  async checkpoint(dir) {
+    // resume the run from its checkpoint and finish it: the final state
     const m = await zofo.loadModel(demoDir);
     try {
       m.addLoRA(LORA);
@@ -85,7 +106,9 @@ const READERS = {
       feed(h, state.json);
       for (const [name, t] of [...state.tensors].sort()) feed(feed(h, name), t);
       return h.digest('hex');
-    } finally { m.dispose(); }
+    } finally {
+      m.dispose();
+    }
   },
   async tasksTsv(dir) {
     const t = await zofo.loadTask('sst2', join(dir, 'train.tsv'), await tokenizerOf());
@@ -104,9 +127,10 @@ for await (const line of rl) {
   try {
     answer = { id, outcome: 'ok', state: await READERS[target](dir) };
   } catch (err) {
-    answer = err instanceof ZofoError && typeof err.code === 'string' && err.code.startsWith('ZOFO_')
-      ? { id, outcome: 'clean', code: err.code }
-      : { id, outcome: 'other', message: String(err?.stack ?? err).slice(0, 2000) };
+    answer =
+      err instanceof ZofoError && typeof err.code === 'string' && err.code.startsWith('ZOFO_')
+        ? { id, outcome: 'clean', code: err.code }
+        : { id, outcome: 'other', message: String(err?.stack ?? err).slice(0, 2000) };
   }
   process.stdout.write(JSON.stringify(answer) + '\n');
 }

@@ -7,7 +7,11 @@ import { join } from 'node:path';
 
 export async function makeCorpus(zofo, demoDir, root) {
   const { loadModel, openCheckpoint, writeSafetensors, HybridOptimizer, Trainer } = zofo;
-  const dir = (name) => { const d = join(root, name); mkdirSync(d, { recursive: true }); return d; };
+  const dir = (name) => {
+    const d = join(root, name);
+    mkdirSync(d, { recursive: true });
+    return d;
+  };
 
   // The demo model as shipped.
   const model = dir('model');
@@ -50,10 +54,15 @@ export async function makeCorpus(zofo, demoDir, root) {
 
   const tasks = dir('tasks');
   writeFileSync(join(tasks, 'train.tsv'), 'sentence\tlabel\nhello world\t1\nbad film\t0\nthe end\t1\n');
-  writeFileSync(join(tasks, 'train.jsonl'), [
-    { prompt: 'hello', candidates: [' world', ' there'], label: 0 },
-    { prompt: 'a b', candidates: [' c', ' d'], label: 1 },
-  ].map((r) => JSON.stringify(r)).join('\n') + '\n');
+  writeFileSync(
+    join(tasks, 'train.jsonl'),
+    [
+      { prompt: 'hello', candidates: [' world', ' there'], label: 0 },
+      { prompt: 'a b', candidates: [' c', ' d'], label: 1 },
+    ]
+      .map((r) => JSON.stringify(r))
+      .join('\n') + '\n',
+  );
   return { model, sharded, run, trajectory, adapter, tasks };
 }
 

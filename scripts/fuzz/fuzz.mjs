@@ -44,15 +44,48 @@ const latestStep = JSON.parse(readFileSync(join(c.run, 'latest'), 'utf8')).path;
 // target → { folder, files that may be mutated (relative), their kind }
 const TARGETS = {
   safetensors: { dir: c.model, files: [['model.safetensors', 'safetensors']] },
-  sharded: { dir: c.sharded, files: [['model.safetensors.index.json', 'text'], ['model-00001-of-00002.safetensors', 'safetensors'], ['model-00002-of-00002.safetensors', 'safetensors']] },
-  model: { dir: c.model, files: [['config.json', 'text'], ['model.safetensors', 'safetensors'], ['tokenizer.json', 'text']] },
-  tokenizer: { dir: c.model, files: [['tokenizer.json', 'text'], ['tokenizer_config.json', 'text']] },
-  adapter: { dir: c.adapter, files: [['adapter_config.json', 'text'], ['adapter_model.safetensors', 'safetensors']] },
+  sharded: {
+    dir: c.sharded,
+    files: [
+      ['model.safetensors.index.json', 'text'],
+      ['model-00001-of-00002.safetensors', 'safetensors'],
+      ['model-00002-of-00002.safetensors', 'safetensors'],
+    ],
+  },
+  model: {
+    dir: c.model,
+    files: [
+      ['config.json', 'text'],
+      ['model.safetensors', 'safetensors'],
+      ['tokenizer.json', 'text'],
+    ],
+  },
+  tokenizer: {
+    dir: c.model,
+    files: [
+      ['tokenizer.json', 'text'],
+      ['tokenizer_config.json', 'text'],
+    ],
+  },
+  adapter: {
+    dir: c.adapter,
+    files: [
+      ['adapter_config.json', 'text'],
+      ['adapter_model.safetensors', 'safetensors'],
+    ],
+  },
   trajectory: { dir: c.trajectory, files: [['trajectory.zlog', 'binary']], silent: true },
   checkpoint: {
-    dir: c.run, silent: true,
-    files: [['latest', 'text'], [`${latestStep}/trainer.json`, 'text'], [`${latestStep}/optimizer.safetensors`, 'safetensors'],
-      [`${latestStep}/trajectory.zlog`, 'binary'], [`${latestStep}/adapter/adapter_config.json`, 'text'], [`${latestStep}/adapter/adapter_model.safetensors`, 'safetensors']],
+    dir: c.run,
+    silent: true,
+    files: [
+      ['latest', 'text'],
+      [`${latestStep}/trainer.json`, 'text'],
+      [`${latestStep}/optimizer.safetensors`, 'safetensors'],
+      [`${latestStep}/trajectory.zlog`, 'binary'],
+      [`${latestStep}/adapter/adapter_config.json`, 'text'],
+      [`${latestStep}/adapter/adapter_model.safetensors`, 'safetensors'],
+    ],
   },
   tasksTsv: { dir: c.tasks, files: [['train.tsv', 'text']] },
   tasksJsonl: { dir: c.tasks, files: [['train.jsonl', 'text']] },
@@ -64,9 +97,13 @@ function caseFolder(target, file, bytes, id) {
   const src = TARGETS[target].dir;
   const walk = (d) => {
     for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name), rel = relative(src, p), q = join(dst, rel);
-      if (e.isDirectory()) { mkdirSync(q, { recursive: true }); walk(p); }
-      else if (rel !== file) linkSync(p, q);
+      const p = join(d, e.name),
+        rel = relative(src, p),
+        q = join(dst, rel);
+      if (e.isDirectory()) {
+        mkdirSync(q, { recursive: true });
+        walk(p);
+      } else if (rel !== file) linkSync(p, q);
     }
   };
   mkdirSync(dst, { recursive: true });
@@ -91,14 +128,18 @@ class Child {
         this.finish(JSON.parse(line));
       }
     });
-    this.proc.stderr.on('data', (d) => { this.stderr = (this.stderr + d).slice(-4000); });
+    this.proc.stderr.on('data', (d) => {
+      this.stderr = (this.stderr + d).slice(-4000);
+    });
     this.proc.on('exit', (code, signal) => this.finish({ outcome: 'crash', message: `exit ${code} ${signal ?? ''}: ${this.stderr}` }));
   }
   rss() {
     try {
       const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.proc.pid}/status`, 'utf8'));
       return m ? Number(m[1]) * 1024 : 0;
-    } catch { return 0; }
+    } catch {
+      return 0;
+    }
   }
   finish(answer) {
     const p = this.pending;
@@ -112,13 +153,24 @@ class Child {
     return new Promise((resolve) => {
       this.pending = {
         resolve,
-        timer: setTimeout(() => { this.finish({ outcome: 'hang' }); this.kill(); }, CASE_TIMEOUT_MS),
-        poll: setInterval(() => { if (this.rss() > MEMORY_LIMIT) { this.finish({ outcome: 'memory' }); this.kill(); } }, 50),
+        timer: setTimeout(() => {
+          this.finish({ outcome: 'hang' });
+          this.kill();
+        }, CASE_TIMEOUT_MS),
+        poll: setInterval(() => {
+          if (this.rss() > MEMORY_LIMIT) {
+            this.finish({ outcome: 'memory' });
+            this.kill();
+          }
+        }, 50),
       };
       this.proc.stdin.write(JSON.stringify(job) + '\n');
     });
   }
-  kill() { this.dead = true; this.proc.kill('SIGKILL'); }
+  kill() {
+    this.dead = true;
+    this.proc.kill('SIGKILL');
+  }
 }
 
 const counts = {};
@@ -135,7 +187,10 @@ async function worker(slot, next) {
   let child = new Child();
   for (let job = next(); job; job = next()) {
     let answer = await child.run({ id: job.id, target: job.target, dir: job.dir });
-    if (['crash', 'hang', 'memory'].includes(answer.outcome)) { child.kill(); child = new Child(); }
+    if (['crash', 'hang', 'memory'].includes(answer.outcome)) {
+      child.kill();
+      child = new Child();
+    }
     let outcome = answer.outcome;
     if (job.seedCase) {
       if (outcome !== 'ok') throw new Error(`the unmutated seed of ${job.target} does not load: ${JSON.stringify(answer)}`);
@@ -149,7 +204,8 @@ async function worker(slot, next) {
       cpSync(job.dir, keep, { recursive: true, dereference: true });
       writeFileSync(join(keep, 'FINDING.txt'), `${outcome} in ${job.target} (mutated ${job.file}, seed ${seed}, case ${job.id})\n${answer.message ?? ''}\n`);
       bad.push(`${outcome} ${job.target} ${job.file}: ${keep}`);
-      if (bad.length <= 20) console.log(`FINDING ${outcome} ${job.target} (${job.file}) → ${keep}\n  ${(answer.message ?? '').split('\n').slice(0, 3).join('\n  ')}`);
+      if (bad.length <= 20)
+        console.log(`FINDING ${outcome} ${job.target} (${job.file}) → ${keep}\n  ${(answer.message ?? '').split('\n').slice(0, 3).join('\n  ')}`);
     }
     rmSync(job.dir, { recursive: true, force: true });
   }
@@ -183,7 +239,9 @@ const t0 = Date.now();
 await worker(0, () => (seeds.length ? nextJob() : null));
 await Promise.all(Array.from({ length: jobs }, (_, i) => worker(i, nextJob)));
 const total = Object.values(counts).reduce((a, b) => a + b, 0);
-console.log(`\nzofo fuzz: every reader loaded its unmutated seed (${names.length} targets); seed ${seed}, ${total} mutated cases in ${((Date.now() - t0) / 1000).toFixed(0)} s on ${jobs} processes`);
+console.log(
+  `\nzofo fuzz: every reader loaded its unmutated seed (${names.length} targets); seed ${seed}, ${total} mutated cases in ${((Date.now() - t0) / 1000).toFixed(0)} s on ${jobs} processes`,
+);
 console.log(`outcomes: ${JSON.stringify(counts)}`);
 for (const [target, o] of Object.entries(byTarget)) console.log(`  ${target.padEnd(12)} ${JSON.stringify(o)}`);
 rmSync(join(work, 'cases'), { recursive: true, force: true });

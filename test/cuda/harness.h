@@ -39,9 +39,7 @@ inline void run_test(const std::string& name, const std::function<void()>& body)
     body();
   } catch (const Error& e) {
     report(false, name, "threw " + e.code + ": " + e.what());
-  } catch (const std::exception& e) {
-    report(false, name, std::string("threw: ") + e.what());
-  }
+  } catch (const std::exception& e) { report(false, name, std::string("threw: ") + e.what()); }
 }
 
 // Closing line and exit status.

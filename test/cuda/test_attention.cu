@@ -163,7 +163,8 @@ static void ref_forward(std::vector<double>& out, std::vector<double>& att, cons
         for (int64_t s = 0; s <= t; ++s) {
           if (!mask[b * T + s]) continue;
           double dot = 0;
-          for (int64_t d = 0; d < HS; ++d) dot += q[((b * T + t) * NH + h) * HS + d] * k[((b * T + s) * NKV + g) * HS + d];
+          for (int64_t d = 0; d < HS; ++d)
+            dot += q[((b * T + t) * NH + h) * HS + d] * k[((b * T + s) * NKV + g) * HS + d];
           p[s] = scale * dot;
           mx = std::max(mx, p[s]);
         }
@@ -233,11 +234,20 @@ static std::vector<uint8_t> make_mask(const Shape& sh, Rng& rng) {
   for (int64_t b = 0; b < sh.B; ++b) {
     uint8_t* mb = &m[b * sh.T];
     switch (b % 5) {
-      case 0: for (int64_t t = 0; t < std::min<int64_t>(sh.T, 1 + rng.next() % 4); ++t) mb[t] = 0; break;   // left pad
-      case 1: break;                                                                                       // none
-      case 2: for (int64_t t = 0; t < sh.T; ++t) mb[t] = 0; break;                                        // all padding
-      case 3: for (int64_t t = sh.T - std::min<int64_t>(sh.T, 1 + rng.next() % 5); t < sh.T; ++t) mb[t] = 0; break;  // right pad
-      case 4: for (int64_t t = 0; t < sh.T; ++t) mb[t] = (rng.next() % 4) != 0; break;                    // holes
+      case 0:
+        for (int64_t t = 0; t < std::min<int64_t>(sh.T, 1 + rng.next() % 4); ++t) mb[t] = 0;
+        break;  // left pad
+      case 1:
+        break;  // none
+      case 2:
+        for (int64_t t = 0; t < sh.T; ++t) mb[t] = 0;
+        break;  // all padding
+      case 3:
+        for (int64_t t = sh.T - std::min<int64_t>(sh.T, 1 + rng.next() % 5); t < sh.T; ++t) mb[t] = 0;
+        break;  // right pad
+      case 4:
+        for (int64_t t = 0; t < sh.T; ++t) mb[t] = (rng.next() % 4) != 0;
+        break;  // holes
     }
   }
   return m;
@@ -264,7 +274,7 @@ struct AttnData {
 };
 static AttnData make_data(const Shape& sh, Rng& rng) {
   const size_t nq = sh.B * sh.T * sh.NH * sh.HS, nk = sh.B * sh.T * sh.NKV * sh.HS;
-  return {rng.normals(nq), rng.normals(nk), rng.normals(nk), rng.normals(nq),
+  return {rng.normals(nq),       rng.normals(nk),       rng.normals(nk),       rng.normals(nq),
           rng.normals(nq, 0.5f), rng.normals(nk, 0.5f), rng.normals(nk, 0.5f), 1.0f / std::sqrt((float)sh.HS)};
 }
 
@@ -338,7 +348,7 @@ static std::string diff_bits(const float* want, const float* got, size_t n, int6
 
 static const DType kDTypes[] = {DType::F32, DType::BF16, DType::F16};
 static const float kAs[] = {0.0f, 0.37f, -1e-3f};
-static const uint64_t kGuard = 8;                    // untouchable floats on each side of an output
+static const uint64_t kGuard = 8;  // untouchable floats on each side of an output
 static const float kGuardValue = f32_from_bits(0x7fc0dead);
 
 struct ViewCase {
@@ -347,8 +357,7 @@ struct ViewCase {
 static std::vector<ViewCase> view_cases(bool large) {
   std::vector<ViewCase> c;
   for (uint64_t n : {1, 2, 3, 4, 5, 7, 8, 13, 1000, 4099})
-    for (uint64_t first : {0ull, 1ull, 2ull, 3ull, 5ull, (1ull << 32) - 1})
-      c.push_back({n, first});
+    for (uint64_t first : {0ull, 1ull, 2ull, 3ull, 5ull, (1ull << 32) - 1}) c.push_back({n, first});
   c.push_back({4099, UINT64_MAX - 4099});  // up to the last element of the counter
   c.push_back({7, UINT64_MAX - 7});
   if (large) c.push_back({3000003, 6});
@@ -356,7 +365,8 @@ static std::vector<ViewCase> view_cases(bool large) {
 }
 
 // The CPU reference of a view, written at kGuard inside guards.
-static std::vector<float> cpu_view(DType t, const void* src, const ViewCase& v, uint64_t stream, uint64_t seed, float a) {
+static std::vector<float> cpu_view(DType t, const void* src, const ViewCase& v, uint64_t stream, uint64_t seed,
+                                   float a) {
   std::vector<float> want(v.n + 2 * kGuard, kGuardValue);
   cpu::perturbed_copy(t, src, want.data() + kGuard, v.n, stream, v.first, seed, a, 0);
   return want;
@@ -421,21 +431,24 @@ static void emu_embedding_view(DType t, float* out, const void* table, const int
           cuda::groups::embedding_view_group<cuda::groups::F32>(out, (const float*)table, ids, C, k, stream, a, r, j);
           break;
         case DType::BF16:
-          cuda::groups::embedding_view_group<cuda::groups::BF16>(out, (const uint16_t*)table, ids, C, k, stream, a, r, j);
+          cuda::groups::embedding_view_group<cuda::groups::BF16>(out, (const uint16_t*)table, ids, C, k, stream, a, r,
+                                                                 j);
           break;
         case DType::F16:
-          cuda::groups::embedding_view_group<cuda::groups::F16>(out, (const uint16_t*)table, ids, C, k, stream, a, r, j);
+          cuda::groups::embedding_view_group<cuda::groups::F16>(out, (const uint16_t*)table, ids, C, k, stream, a, r,
+                                                                j);
           break;
       }
 }
 
 // The CPU reference of an embedding view: perturbed_copy of each looked-up row.
-static std::vector<float> cpu_embedding_view(DType t, const std::vector<uint8_t>& table, const std::vector<int32_t>& ids,
-                                             uint64_t C, uint64_t stream, uint64_t seed, float a) {
+static std::vector<float> cpu_embedding_view(DType t, const std::vector<uint8_t>& table,
+                                             const std::vector<int32_t>& ids, uint64_t C, uint64_t stream,
+                                             uint64_t seed, float a) {
   std::vector<float> want(ids.size() * C + 2 * kGuard, kGuardValue);
   for (size_t r = 0; r < ids.size(); ++r)
-    cpu::perturbed_copy(t, table.data() + (uint64_t)ids[r] * C * dtype_size(t), want.data() + kGuard + r * C, C,
-                        stream, (uint64_t)ids[r] * C, seed, a, 1);
+    cpu::perturbed_copy(t, table.data() + (uint64_t)ids[r] * C * dtype_size(t), want.data() + kGuard + r * C, C, stream,
+                        (uint64_t)ids[r] * C, seed, a, 1);
   return want;
 }
 
@@ -457,7 +470,8 @@ static std::string a_str(float a) {
 }
 
 // Expects zofo::Error ZOFO_INVALID_ARG whose message contains every `words` entry.
-static void expect_invalid(const std::string& name, const std::vector<std::string>& words, const std::function<void()>& f) {
+static void expect_invalid(const std::string& name, const std::vector<std::string>& words,
+                           const std::function<void()>& f) {
   std::string why = "nothing thrown";
   try {
     f();
@@ -526,7 +540,7 @@ static void host_attention_tests(Rng& rng, bool large_too) {
 // of agreement with another implementation.
 static void host_gradient_check(Rng& rng) {
   const Shape sh{2, 5, 4, 2, 3};
-  std::vector<uint8_t> mask = {0, 1, 1, 0, 1,   // a padding query (t = 0) and a hole
+  std::vector<uint8_t> mask = {0, 1, 1, 0, 1,  // a padding query (t = 0) and a hole
                                1, 1, 1, 1, 1};
   const AttnData x = make_data(sh, rng);
   const std::vector<double> w = to_f64(x.dout);
@@ -585,8 +599,8 @@ static void host_view_tests(Rng& rng) {
             emu_weight_view(t, dst, src, vc.n, vc.first, stream, seed, a);
             const std::string d = diff_bits(want.data(), dst - kGuard, want.size(), kGuard);
             if (!d.empty() && why.empty())
-              why = "n=" + std::to_string(vc.n) + " first=" + std::to_string(vc.first) + " src_shift=" +
-                    std::to_string(src_shift) + " dst_shift=" + std::to_string(dst_shift) + ": " + d;
+              why = "n=" + std::to_string(vc.n) + " first=" + std::to_string(vc.first) +
+                    " src_shift=" + std::to_string(src_shift) + " dst_shift=" + std::to_string(dst_shift) + ": " + d;
           }
       }
       report(why.empty(), name, why);
@@ -607,8 +621,8 @@ static void host_view_tests(Rng& rng) {
           emu_weight_view_bf16(t, base + dst_shift, src.data(), vc.n, vc.first, stream, seed, a);
           const std::string d = diff_bf16(want.data() + kGuard, base + dst_shift, vc.n);
           if (!d.empty() && why.empty())
-            why = "n=" + std::to_string(vc.n) + " first=" + std::to_string(vc.first) + " dst_shift=" +
-                  std::to_string(dst_shift) + ": " + d;
+            why = "n=" + std::to_string(vc.n) + " first=" + std::to_string(vc.first) +
+                  " dst_shift=" + std::to_string(dst_shift) + ": " + d;
         }
       }
       report(why.empty(), name, why);
@@ -616,7 +630,8 @@ static void host_view_tests(Rng& rng) {
   // embedding_view: rows of a (V, C) table, repeated ids, C not a multiple of 4.
   for (DType t : kDTypes)
     for (float a : kAs) {
-      const std::string name = "host: embedding_view " + dtype_str(t) + " a=" + a_str(a) + " (C = 1, 3, 4, 13, 64, 130)";
+      const std::string name =
+          "host: embedding_view " + dtype_str(t) + " a=" + a_str(a) + " (C = 1, 3, 4, 13, 64, 130)";
       std::string why;
       for (uint64_t C : {1, 3, 4, 13, 64, 130}) {
         const int64_t V = 37, N = 25;
@@ -647,8 +662,9 @@ static void host_argument_tests() {
                  [&] { cuda::attention_backward(f, f, f, f, f, f, f, f, 1, 1, 2, 0, 1, 1.0f, f, 0); });
   expect_invalid("host: attention_backward rejects a null scratch", {"attention_backward", "scratch"},
                  [&] { cuda::attention_backward(f, f, f, f, f, f, f, f, 1, 1, 2, 1, 1, 1.0f, nullptr, 0); });
-  expect_invalid("host: attention_backward rejects overflowing sizes", {"attention_backward", "too large"},
-                 [&] { cuda::attention_backward(f, f, f, f, f, f, f, f, 1 << 22, 1 << 22, 1 << 20, 1, 1, 1.0f, f, 0); });
+  expect_invalid("host: attention_backward rejects overflowing sizes", {"attention_backward", "too large"}, [&] {
+    cuda::attention_backward(f, f, f, f, f, f, f, f, 1 << 22, 1 << 22, 1 << 20, 1, 1, 1.0f, f, 0);
+  });
   expect_invalid("host: attention_forward rejects a head size above the kernel's", {"attention_forward", "HS=257"},
                  [&] { cuda::attention_forward(f, true, f, f, f, f, m, 1, 1, 1, 1, 257, 1.0f, 0); });
   expect_invalid("host: weight_view rejects a null src", {"weight_view", "src"},
@@ -765,8 +781,8 @@ static void device_view_tests(Rng& rng, cudaStream_t st) {
               const std::vector<float> got = ddst.download();
               const std::string d = diff_bits(want.data(), got.data() + dst_shift, want.size(), kGuard);
               if (!d.empty() && why.empty())
-                why = "n=" + std::to_string(vc.n) + " first=" + std::to_string(vc.first) + " src_shift=" +
-                      std::to_string(src_shift) + " dst_shift=" + std::to_string(dst_shift) + ": " + d;
+                why = "n=" + std::to_string(vc.n) + " first=" + std::to_string(vc.first) +
+                      " src_shift=" + std::to_string(src_shift) + " dst_shift=" + std::to_string(dst_shift) + ": " + d;
             }
         }
         report(why.empty(), name, why);
@@ -816,8 +832,7 @@ static void device_view_tests(Rng& rng, cudaStream_t st) {
   run_test("device: argument errors leave CUDA usable", [&] {
     try {
       cuda::attention_forward(nullptr, false, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 1, 3, 2, 1, 1.0f, st);
-    } catch (const Error&) {
-    }
+    } catch (const Error&) {}
     const cudaError_t sticky = cudaGetLastError();
     report(sticky == cudaSuccess, "device: argument errors leave CUDA usable",
            sticky == cudaSuccess ? "" : cudaGetErrorName(sticky));

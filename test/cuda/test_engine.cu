@@ -191,7 +191,8 @@ Tolerance tolerance_of(Compute c) {
   return Tolerance{c == Compute::BF16 ? 32 * std::ldexp(1.0, -9) : 32 * std::ldexp(1.0, -11)};  // 6.3e-2, 1.6e-2
 }
 
-void check_normwise(const std::string& name, const std::vector<float>& cpu, const std::vector<float>& gpu, Tolerance t) {
+void check_normwise(const std::string& name, const std::vector<float>& cpu, const std::vector<float>& gpu,
+                    Tolerance t) {
   double d = 0, n = 0;
   for (size_t i = 0; i < cpu.size(); ++i) {
     d += ((double)gpu[i] - cpu[i]) * ((double)gpu[i] - cpu[i]);
@@ -312,7 +313,8 @@ void test_family(ModelConfig::Family family, Rng& rng) {
     for (int64_t k = 0; k < 3; ++k) {
       const StepArgs args{k, 1e-3f, 0.1f, 1e-2f, 0.01f};
       const StepOutcome a = oa.step(batch, spec, args, nullptr), b = ob.step(batch, spec, args, nullptr);
-      report(a.status == StepOutcome::Applied && b.status == StepOutcome::Applied, f + ": step " + std::to_string(k) + " applied");
+      report(a.status == StepOutcome::Applied && b.status == StepOutcome::Applied,
+             f + ": step " + std::to_string(k) + " applied");
       check_scalar(f + ": step " + std::to_string(k) + " loss", a.loss, b.loss, kAtol, kRtol);
       for (size_t j = 0; j < b.perturbed.size(); ++j)
         check_scalar(f + ": step " + std::to_string(k) + " perturbed loss " + std::to_string(j), a.perturbed[j],
@@ -350,7 +352,8 @@ void test_bf16(Rng& rng, Compute mode) {
     const uint64_t seed = rng.next();
     gpu.zo_update(seed, 3e-3f, 1e-4f, all, decay);
     cpu.zo_update(seed, 3e-3f, 1e-4f, all, decay);
-    report(gpu.hash_parameters() == cpu.hash_parameters(), tag + ": the fused restore+update is bit-identical to the CPU's");
+    report(gpu.hash_parameters() == cpu.hash_parameters(),
+           tag + ": the fused restore+update is bit-identical to the CPU's");
   });
   run_test(tag + ": steps with lr_x = 0 leave the stored weights bit-identical", [&] {
     const uint64_t before = gpu.hash_parameters();
@@ -478,7 +481,11 @@ BenchResult bench_model(const std::string& name, const ModelConfig& c, int64_t B
     HybridOptimizer opt(m, hc);
     int64_t k = 0;
     be->reset_peak();
-    r.hybrid_s = seconds_of([&] { opt.step(batch, spec, StepArgs{k++, 1e-7f, 0.0f, 1e-5f, 0.0f}, nullptr); }, *be, reps);
+    r.hybrid_s = seconds_of(
+        [&] {
+      opt.step(batch, spec, StepArgs{k++, 1e-7f, 0.0f, 1e-5f, 0.0f}, nullptr);
+        },
+        *be, reps);
     r.peak_hybrid = (double)be->peak_bytes();
   }
   {
@@ -510,11 +517,13 @@ BenchResult bench_model(const std::string& name, const ModelConfig& c, int64_t B
     const std::vector<std::pair<int64_t, int64_t>> shapes = {{C, Q}, {C, KV}, {C, KV}, {Q, C}, {C, F}, {C, F}, {F, C}};
     r.gemm_flop = 2.0 * (double)M * c.vocab * C;
     for (const auto& [in, out] : shapes) r.gemm_flop += 2.0 * (double)N * in * out * c.layers;
-    r.gemm_floor_s = seconds_of([&] {
+    r.gemm_floor_s = seconds_of(
+        [&] {
       for (int64_t l = 0; l < c.layers; ++l)
         for (const auto& [in, out] : shapes) be->matmul(false, true, N, out, in, 1.0f, u, in, w, in, 0.0f, y, out);
       be->matmul(false, true, M, c.vocab, C, 1.0f, u, C, w, C, 0.0f, y, c.vocab);
-    }, *be, reps);
+        },
+        *be, reps);
     be->free(src);
     be->free(u);
     be->free(w);
@@ -530,9 +539,8 @@ BenchResult bench_model(const std::string& name, const ModelConfig& c, int64_t B
     void* a = be->alloc_scratch(bytes / 4 + 1);
     void* b = be->alloc_scratch(bytes / 4 + 1);
     cudaStream_t s = (cudaStream_t)be->stream_handle();
-    r.copy_s = seconds_of([&] {
-      cuda::cuda_check(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s), "copy");
-    }, *be, reps);
+    r.copy_s = seconds_of([&] { cuda::cuda_check(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s), "copy"); },
+                          *be, reps);
     be->free((float*)a);
     be->free((float*)b);
     // The generator alone: z for a quarter of the weights into fp32, scaled up ×4.
@@ -604,24 +612,24 @@ std::string json_of(const BenchResult& r) {
   char buf[3072];
   const double copy_gbs = r.perturb_bytes / r.copy_s / 1e9, pert_gbs = r.perturb_bytes / r.perturb_s / 1e9;
   const double lower = std::max(r.copy_s, r.generator_s);
-  snprintf(buf, sizeof buf,
-           "{\"model\":\"%s\",\"dim\":%lld,\"layers\":%lld,\"heads\":%lld,\"kv_heads\":%lld,\"ffn\":%lld,"
-           "\"vocab\":%lld,\"compute\":\"%s\",\"batch\":%lld,\"seq\":%lld,\"parameters\":%.0f,\"tokens\":%.0f,"
-           "\"forward_s\":%.6f,\"forward_adapter_backward_s\":%.6f,\"gemm_floor_tflops\":%.2f,\"forward_tflops\":%.2f,"
-           "\"hybrid_step_s\":%.6f,\"zo_step_s\":%.6f,\"gemm_floor_s\":%.6f,\"forward_tokens_per_s\":%.1f,"
-           "\"gemm_floor_tokens_per_s\":%.1f,\"forward_over_gemm_floor\":%.4f,\"hybrid_over_2fwd_1bwd\":%.4f,"
-           "\"perturb_s\":%.6f,\"perturb_gbs\":%.1f,\"copy_gbs\":%.1f,\"generator_s\":%.6f,\"perturb_over_copy\":%.4f,"
-           "\"perturb_over_lower_limit\":%.4f,\"model_bytes\":%.0f,\"peak_forward_bytes\":%.0f,\"peak_hybrid_bytes\":%.0f,"
-           "\"peak_hybrid_over_forward\":%.4f,\"above_model_hybrid_over_forward\":%.4f}",
-           r.name.c_str(), (long long)r.config.hidden, (long long)r.config.layers, (long long)r.config.heads,
-           (long long)r.config.kv_heads, (long long)r.config.ffn, (long long)r.config.vocab, compute_name(r.compute),
-           (long long)r.batch, (long long)r.seq, r.params, r.tokens, r.forward_s, r.fwd_bwd_s,
-           r.gemm_flop / r.gemm_floor_s / 1e12, r.gemm_flop / r.forward_s / 1e12, r.hybrid_s, r.zo_s, r.gemm_floor_s,
-           r.tokens / r.forward_s, r.tokens / r.gemm_floor_s, r.gemm_floor_s / r.forward_s,
-           r.hybrid_s / (r.forward_s + r.fwd_bwd_s), r.perturb_s, pert_gbs, copy_gbs, r.generator_s,
-           r.copy_s / r.perturb_s, lower / r.perturb_s, r.model_bytes, r.peak_forward, r.peak_hybrid,
-           r.peak_hybrid / r.peak_forward,
-           (r.peak_hybrid - r.model_bytes) / std::max(1.0, r.peak_forward - r.model_bytes));
+  snprintf(
+      buf, sizeof buf,
+      "{\"model\":\"%s\",\"dim\":%lld,\"layers\":%lld,\"heads\":%lld,\"kv_heads\":%lld,\"ffn\":%lld,"
+      "\"vocab\":%lld,\"compute\":\"%s\",\"batch\":%lld,\"seq\":%lld,\"parameters\":%.0f,\"tokens\":%.0f,"
+      "\"forward_s\":%.6f,\"forward_adapter_backward_s\":%.6f,\"gemm_floor_tflops\":%.2f,\"forward_tflops\":%.2f,"
+      "\"hybrid_step_s\":%.6f,\"zo_step_s\":%.6f,\"gemm_floor_s\":%.6f,\"forward_tokens_per_s\":%.1f,"
+      "\"gemm_floor_tokens_per_s\":%.1f,\"forward_over_gemm_floor\":%.4f,\"hybrid_over_2fwd_1bwd\":%.4f,"
+      "\"perturb_s\":%.6f,\"perturb_gbs\":%.1f,\"copy_gbs\":%.1f,\"generator_s\":%.6f,\"perturb_over_copy\":%.4f,"
+      "\"perturb_over_lower_limit\":%.4f,\"model_bytes\":%.0f,\"peak_forward_bytes\":%.0f,\"peak_hybrid_bytes\":%.0f,"
+      "\"peak_hybrid_over_forward\":%.4f,\"above_model_hybrid_over_forward\":%.4f}",
+      r.name.c_str(), (long long)r.config.hidden, (long long)r.config.layers, (long long)r.config.heads,
+      (long long)r.config.kv_heads, (long long)r.config.ffn, (long long)r.config.vocab, compute_name(r.compute),
+      (long long)r.batch, (long long)r.seq, r.params, r.tokens, r.forward_s, r.fwd_bwd_s,
+      r.gemm_flop / r.gemm_floor_s / 1e12, r.gemm_flop / r.forward_s / 1e12, r.hybrid_s, r.zo_s, r.gemm_floor_s,
+      r.tokens / r.forward_s, r.tokens / r.gemm_floor_s, r.gemm_floor_s / r.forward_s,
+      r.hybrid_s / (r.forward_s + r.fwd_bwd_s), r.perturb_s, pert_gbs, copy_gbs, r.generator_s, r.copy_s / r.perturb_s,
+      lower / r.perturb_s, r.model_bytes, r.peak_forward, r.peak_hybrid, r.peak_hybrid / r.peak_forward,
+      (r.peak_hybrid - r.model_bytes) / std::max(1.0, r.peak_forward - r.model_bytes));
   return buf;
 }
 
@@ -632,15 +640,16 @@ void print_table(const std::vector<BenchResult>& results) {
     const double pert_gbs = r.perturb_bytes / r.perturb_s / 1e9;
     printf("%-14s %5s %7.2fB %10.0f %9.1f %10.3f %9.3f %10.3f %9.3f %9.0f %9.3f %9.3f %9.3f\n", r.name.c_str(),
            compute_name(r.compute), r.params / 1e9, r.tokens / r.forward_s, r.gemm_flop / r.gemm_floor_s / 1e12,
-           r.gemm_floor_s / r.forward_s, r.hybrid_s, r.hybrid_s / (r.forward_s + r.fwd_bwd_s), r.zo_s, pert_gbs, r.copy_s / r.perturb_s, std::max(r.copy_s, r.generator_s) / r.perturb_s,
-           r.peak_hybrid / r.peak_forward);
+           r.gemm_floor_s / r.forward_s, r.hybrid_s, r.hybrid_s / (r.forward_s + r.fwd_bwd_s), r.zo_s, pert_gbs,
+           r.copy_s / r.perturb_s, std::max(r.copy_s, r.generator_s) / r.perturb_s, r.peak_hybrid / r.peak_forward);
   }
-  printf("bf16 weights, compute as named, batch 16 × 128, MeZO's 2-candidate classification loss, LoRA r8 on q/v.\n"
-         "÷GEMM: the forward's linear-layer GEMMs alone ÷ the forward (the forward's share of this run's cuBLAS rate\n"
-         "at these shapes; target ≥ 0.6 in bf16). ÷(2f+1b): hybrid step ÷ (forward + forward with adapter backward;\n"
-         "target ≤ 1.15). ÷copy: perturbation GB/s ÷ device copy GB/s; ÷limit: perturbation speed ÷ the lower of copy\n"
-         "and generator-alone speed (target ≥ 0.8). peak÷fwd: peak device memory of a hybrid step ÷ a forward-only\n"
-         "pass. Medians of the timed runs after one warm-up.\n");
+  printf(
+      "bf16 weights, compute as named, batch 16 × 128, MeZO's 2-candidate classification loss, LoRA r8 on q/v.\n"
+      "÷GEMM: the forward's linear-layer GEMMs alone ÷ the forward (the forward's share of this run's cuBLAS rate\n"
+      "at these shapes; target ≥ 0.6 in bf16). ÷(2f+1b): hybrid step ÷ (forward + forward with adapter backward;\n"
+      "target ≤ 1.15). ÷copy: perturbation GB/s ÷ device copy GB/s; ÷limit: perturbation speed ÷ the lower of copy\n"
+      "and generator-alone speed (target ≥ 0.8). peak÷fwd: peak device memory of a hybrid step ÷ a forward-only\n"
+      "pass. Medians of the timed runs after one warm-up.\n");
 }
 
 }  // namespace
@@ -671,9 +680,7 @@ int main(int argc, char** argv) {
     for (auto f : {ModelConfig::Llama, ModelConfig::OPT, ModelConfig::GPT2}) {
       try {
         test_family(f, rng);
-      } catch (const std::exception& e) {
-        report(false, std::string(family_name(f)) + ": setup", e.what());
-      }
+      } catch (const std::exception& e) { report(false, std::string(family_name(f)) + ": setup", e.what()); }
       for (Compute mode : {Compute::TF32, Compute::BF16}) {
         try {
           test_family_reduced(f, mode, rng);
@@ -705,9 +712,11 @@ int main(int argc, char** argv) {
       run_test("memory llama-30b-shaped", [&] {
         const MemoryResult r = memory_30b();
         memory_json = json_of(r);
-        printf("llama-30b bf16: weights %.1f GB, peak hybrid %.1f GB, peak ÷ weights %.3f (activations %.2f GB), step %.2f s\n",
-               r.weight_bytes / 1e9, r.peak_hybrid / 1e9, r.peak_hybrid / r.weight_bytes,
-               (r.peak_forward - r.model_bytes) / 1e9, r.hybrid_s);
+        printf(
+            "llama-30b bf16: weights %.1f GB, peak hybrid %.1f GB, peak ÷ weights %.3f (activations %.2f GB), step "
+            "%.2f s\n",
+            r.weight_bytes / 1e9, r.peak_hybrid / 1e9, r.peak_hybrid / r.weight_bytes,
+            (r.peak_forward - r.model_bytes) / 1e9, r.hybrid_s);
         report(true, "memory llama-30b-shaped: measured");
       });
     } else {

@@ -164,9 +164,8 @@ std::string compare(const Case& c, const Data& d, const std::vector<float>& got,
 
 std::string case_name(const Case& c, Compute mode) {
   char buf[160];
-  snprintf(buf, sizeof buf, "%s %s%s M=%lld N=%lld K=%lld pad=%lld alpha=%g beta=%g", mode_name(mode),
-           c.ta ? "T" : "N", c.tb ? "T" : "N", (long long)c.M, (long long)c.N, (long long)c.K, (long long)c.pad,
-           c.alpha, c.beta);
+  snprintf(buf, sizeof buf, "%s %s%s M=%lld N=%lld K=%lld pad=%lld alpha=%g beta=%g", mode_name(mode), c.ta ? "T" : "N",
+           c.tb ? "T" : "N", (long long)c.M, (long long)c.N, (long long)c.K, (long long)c.pad, c.alpha, c.beta);
   return buf;
 }
 
@@ -178,8 +177,8 @@ void host_round_tf32() {
               below = 1.0f + std::ldexp(1.0f, -12), up = 1.0f + std::ldexp(1.0f, -10);
   bool ok = bits(round_tf32(tie)) == bits(up) && bits(round_tf32(-tie)) == bits(-up) &&
             bits(round_tf32(above)) == bits(up) && bits(round_tf32(below)) == bits(one) &&
-            bits(round_tf32(one)) == bits(one) && std::isinf(round_tf32(INFINITY)) &&
-            round_tf32(-INFINITY) < 0 && std::isnan(round_tf32(NAN)) && bits(round_tf32(-0.0f)) == bits(-0.0f);
+            bits(round_tf32(one)) == bits(one) && std::isinf(round_tf32(INFINITY)) && round_tf32(-INFINITY) < 0 &&
+            std::isnan(round_tf32(NAN)) && bits(round_tf32(-0.0f)) == bits(-0.0f);
   report(ok, "host: round_tf32 ties away from zero, keeps 10 mantissa bits, inf/NaN/−0 unchanged");
   Rng rng(test_seed() + 7);
   size_t bad = 0;
@@ -232,18 +231,15 @@ void host_gemm_tests(Rng& rng) {
     report(why.empty(), name, why);
   };
   float f[4] = {0, 0, 0, 0};
-  expect_invalid("host: matmul rejects lda < K", [&] {
-    cuda::gemm_tiled(Compute::FP32, false, false, 2, 2, 3, 1.0f, f, 2, f, 2, 0.0f, f, 2, 0);
-  });
-  expect_invalid("host: matmul rejects a negative size", [&] {
-    cuda::gemm_tiled(Compute::BF16, false, false, -1, 2, 3, 1.0f, f, 3, f, 2, 0.0f, f, 2, 0);
-  });
+  expect_invalid("host: matmul rejects lda < K",
+                 [&] { cuda::gemm_tiled(Compute::FP32, false, false, 2, 2, 3, 1.0f, f, 2, f, 2, 0.0f, f, 2, 0); });
+  expect_invalid("host: matmul rejects a negative size",
+                 [&] { cuda::gemm_tiled(Compute::BF16, false, false, -1, 2, 3, 1.0f, f, 3, f, 2, 0.0f, f, 2, 0); });
   expect_invalid("host: matmul rejects a null operand", [&] {
     cuda::gemm_tiled(Compute::TF32, false, false, 2, 2, 2, 1.0f, nullptr, 2, f, 2, 0.0f, f, 2, 0);
   });
-  expect_invalid("host: matmul rejects an unknown compute mode", [&] {
-    cuda::gemm_tiled((Compute)9, false, false, 2, 2, 2, 1.0f, f, 2, f, 2, 0.0f, f, 2, 0);
-  });
+  expect_invalid("host: matmul rejects an unknown compute mode",
+                 [&] { cuda::gemm_tiled((Compute)9, false, false, 2, 2, 2, 1.0f, f, 2, f, 2, 0.0f, f, 2, 0); });
 }
 
 // ---- device ----

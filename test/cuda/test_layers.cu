@@ -145,10 +145,9 @@ struct Exec {
   virtual bool serial_sums() const = 0;  // row / column sums in the CPU's order
   virtual bool host_libm() const = 0;    // transcendentals from the host's libm (the CPU's)
 
-  virtual void rmsnorm_forward(Vec& out, Vec& rstd, const Vec& inp, const Vec& w, int64_t N, int64_t C,
-                               float eps) = 0;
-  virtual void rmsnorm_backward(Vec& dinp, Vec* dweight, const Vec& dout, const Vec& inp, const Vec& w,
-                                const Vec& rstd, int64_t N, int64_t C) = 0;
+  virtual void rmsnorm_forward(Vec& out, Vec& rstd, const Vec& inp, const Vec& w, int64_t N, int64_t C, float eps) = 0;
+  virtual void rmsnorm_backward(Vec& dinp, Vec* dweight, const Vec& dout, const Vec& inp, const Vec& w, const Vec& rstd,
+                                int64_t N, int64_t C) = 0;
   virtual void layernorm_forward(Vec& out, Vec& mean, Vec& rstd, const Vec& inp, const Vec& w, const Vec* bias,
                                  int64_t N, int64_t C, float eps) = 0;
   virtual void layernorm_backward(Vec& dinp, Vec* dweight, Vec* dbias, const Vec& dout, const Vec& inp, const Vec& w,
@@ -207,8 +206,7 @@ struct HostExec final : Exec {
     const auto lanes = rows_of(C, body::kNormMaxLanes);
     for (int64_t n = 0; n < N; ++n)
       body::rmsnorm_backward_row(lanes, dinp.data(), dout.data(), inp.data(), w.data(), rstd.data(), C, n);
-    if (dweight)
-      column_sums(dweight->data(), body::RmsnormDweightTerm{dout.data(), inp.data(), rstd.data(), C}, N, C);
+    if (dweight) column_sums(dweight->data(), body::RmsnormDweightTerm{dout.data(), inp.data(), rstd.data(), C}, N, C);
   }
   void layernorm_forward(Vec& out, Vec& mean, Vec& rstd, const Vec& inp, const Vec& w, const Vec* bias, int64_t N,
                          int64_t C, float eps) override {
@@ -221,11 +219,11 @@ struct HostExec final : Exec {
                           const Vec& mean, const Vec& rstd, int64_t N, int64_t C) override {
     const auto lanes = rows_of(C, body::kNormMaxLanes);
     for (int64_t n = 0; n < N; ++n)
-      body::layernorm_backward_row(lanes, dinp.data(), dout.data(), inp.data(), w.data(), mean.data(), rstd.data(),
-                                   C, n);
+      body::layernorm_backward_row(lanes, dinp.data(), dout.data(), inp.data(), w.data(), mean.data(), rstd.data(), C,
+                                   n);
     if (dweight)
-      column_sums(dweight->data(), body::LayernormDweightTerm{dout.data(), inp.data(), mean.data(), rstd.data(), C},
-                  N, C);
+      column_sums(dweight->data(), body::LayernormDweightTerm{dout.data(), inp.data(), mean.data(), rstd.data(), C}, N,
+                  C);
     if (dbias) column_sums(dbias->data(), body::ColumnOf{dout.data(), C}, N, C);
   }
   void activation_forward(int kind, Vec& out, const Vec& inp) override {
@@ -657,8 +655,8 @@ void test_layernorm(Exec& ex, int64_t N, int64_t C, uint64_t salt) {
       ex.layernorm_backward(dinp, with_params ? &dw : nullptr, with_params ? &db : nullptr, dout, inp, w, cpu_mean,
                             cpu_rstd, N, C);
       cpu::layernorm_backward(cpu_dinp.data(), with_params ? cpu_dw.data() : nullptr,
-                              with_params ? cpu_db.data() : nullptr, dout.data(), inp.data(), w.data(),
-                              cpu_mean.data(), cpu_rstd.data(), N, C);
+                              with_params ? cpu_db.data() : nullptr, dout.data(), inp.data(), w.data(), cpu_mean.data(),
+                              cpu_rstd.data(), N, C);
       DVec ref_dinp = widen(dinp0), ref_dw = widen(dw0), ref_db = widen(db0);
       norm_backward_ref(ref_dinp, ref_dw, ref_db, dout, inp, w, &cpu_mean, cpu_rstd, N, C);
       check_cpu(t + " dinp", cpu_dinp, dinp, ex.serial_sums(), kReorder);
@@ -927,8 +925,8 @@ void test_fo_update(Exec& ex, size_t n, uint64_t salt) {
 // Rows
 
 void test_rows(Exec& ex, int64_t M, int64_t N, int64_t C, uint64_t salt) {
-  const std::string tag = str("%s rows M=%lld of N=%lld C=%lld", ex.name().c_str(), (long long)M, (long long)N,
-                              (long long)C);
+  const std::string tag =
+      str("%s rows M=%lld of N=%lld C=%lld", ex.name().c_str(), (long long)M, (long long)N, (long long)C);
   run_test(tag, [&] {
     Rng rng = rng_for(salt);
     IVec rows(M);
@@ -973,7 +971,7 @@ void test_loss(Exec& ex, int64_t M, int64_t V, uint64_t salt) {
     IVec targets(M);
     for (auto& t : targets) t = (int32_t)(rng.next() % V);
     for (int64_t j = 0; j < V; ++j) logits[j] += 1000.0f;  // row 0: exp would overflow without the max shift
-    if (M > 1 && V > 2)  // masked logits (not the target)
+    if (M > 1 && V > 2)                                    // masked logits (not the target)
       for (int64_t j = 0; j < V; j += 2)
         if (j != targets[1]) logits[V + j] = -INFINITY;
     // float64 reference
@@ -1058,9 +1056,7 @@ void expect_no_op(const std::string& what, const std::function<void()>& call) {
   try {
     call();
     report(true, name);
-  } catch (const Error& e) {
-    report(false, name, "threw " + e.code + ": " + e.what());
-  }
+  } catch (const Error& e) { report(false, name, "threw " + e.code + ": " + e.what()); }
 }
 
 void test_argument_checks() {
@@ -1130,15 +1126,16 @@ void run_family_tests(Exec& ex, bool large) {
     test_rmsnorm(ex, N, C, salt++);
     test_layernorm(ex, N, C, salt++);
   }
-  for (auto [N, C] : std::vector<std::pair<int64_t, int64_t>>{{1, 7}, {3, 768}, {2, 4096}}) test_bf16_outputs(ex, N, C, salt++);
+  for (auto [N, C] : std::vector<std::pair<int64_t, int64_t>>{{1, 7}, {3, 768}, {2, 4096}})
+    test_bf16_outputs(ex, N, C, salt++);
   for (int64_t N : {1, 1000, 4097}) test_activations(ex, N, salt++);
   if (large) test_activations(ex, 1 << 22, salt++);
   struct RopeShape {
     int64_t B, T, NH, HS;
     float theta;
   };
-  std::vector<RopeShape> rope_shapes{{1, 1, 1, 2, 1e4f}, {2, 5, 3, 8, 1e4f}, {2, 3, 2, 7, 1e4f},
-                                     {1, 4, 4, 64, 5e5f}, {2, 8, 2, 128, 1e4f}};
+  std::vector<RopeShape> rope_shapes{
+      {1, 1, 1, 2, 1e4f}, {2, 5, 3, 8, 1e4f}, {2, 3, 2, 7, 1e4f}, {1, 4, 4, 64, 5e5f}, {2, 8, 2, 128, 1e4f}};
   if (large) rope_shapes.push_back({4, 512, 32, 128, 5e5f});
   for (const auto& r : rope_shapes) test_rope(ex, r.B, r.T, r.NH, r.HS, r.theta, salt++);
   for (size_t n : {1, 1000, 4097}) {
@@ -1197,9 +1194,7 @@ int main(int argc, char** argv) {
       try {
         DeviceExec device;
         run_family_tests(device, true);
-      } catch (const std::exception& e) {
-        report(false, "device tests", e.what());
-      }
+      } catch (const std::exception& e) { report(false, "device tests", e.what()); }
     }
   }
   return summary();

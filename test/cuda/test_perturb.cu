@@ -46,9 +46,12 @@ using zofo::test::run_test;
 
 static float value_of(DType t, const void* p, uint64_t i) {
   switch (t) {
-    case DType::F32: return ((const float*)p)[i];
-    case DType::BF16: return bf16_to_f32(((const uint16_t*)p)[i]);
-    case DType::F16: return f16_to_f32(((const uint16_t*)p)[i]);
+    case DType::F32:
+      return ((const float*)p)[i];
+    case DType::BF16:
+      return bf16_to_f32(((const uint16_t*)p)[i]);
+    case DType::F16:
+      return f16_to_f32(((const uint16_t*)p)[i]);
   }
   return 0;
 }
@@ -95,7 +98,7 @@ static std::vector<uint8_t> random_weights(DType t, uint64_t n) {
   std::vector<uint8_t> buf(n * dtype_size(t));
   for (uint64_t i = 0; i < n; ++i) {
     const float u = ((float)(rnd() >> 8) + 0.5f) * 0x1p-24f - 0.5f;  // (-0.5, 0.5)
-    const int binade = (int)(rnd() % 24) - 20;                        // 2^-20 .. 2^3
+    const int binade = (int)(rnd() % 24) - 20;                       // 2^-20 .. 2^3
     const float x = std::ldexp(u, binade);
     if (t == DType::F32) ((float*)buf.data())[i] = x;
     if (t == DType::BF16) ((uint16_t*)buf.data())[i] = f32_to_bf16(x);
@@ -131,14 +134,14 @@ static std::vector<ParamEntry> test_table(bool large, uint64_t* n_elems) {
   const auto s = [](const char* name) { return fnv1a64(name, strlen(name)); };
   std::vector<ParamEntry> t = {
       {0, 1, s("a"), 0, 1.0f},
-      {1, 4093, s("model.embed_tokens.weight"), 7, 1.0f},                  // odd offset, odd first
+      {1, 4093, s("model.embed_tokens.weight"), 7, 1.0f},                   // odd offset, odd first
       {4094, 0, s("empty"), 5, 1.0f},                                       // empty entry
       {4094, 10, s("model.norm.weight"), 2, 0.0f},                          // decay-exempt
       {4110, 65536, s("model.layers.0.self_attn.q_proj.weight"), 0, 1.0f},  // after a 6-element hole
       {69646, 100001, s("model.layers.0.mlp.up_proj.weight"), (1ull << 32) + 3, 0.5f},
-      {169647, 3, s("tail_of_u64"), UINT64_MAX - 3, 1.0f},                  // last blocks of the counter
+      {169647, 3, s("tail_of_u64"), UINT64_MAX - 3, 1.0f},  // last blocks of the counter
       {169650, 130000, s("model.layers.1.self_attn.k_proj.weight"), 12, 1.0f},
-      {299652, 4, s("one_group"), 4, 1.0f},                                 // exactly one aligned group
+      {299652, 4, s("one_group"), 4, 1.0f},  // exactly one aligned group
       {299660, 340, s("model.layers.1.input_layernorm.weight"), 100, 0.0f},
   };
   *n_elems = 300003;  // 3-element hole at the end
@@ -226,8 +229,8 @@ static void host_tests() {
     const uint32_t kat[3][10] = {
         {0, 0, 0, 0, 0, 0, 0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8},
         {~0u, ~0u, ~0u, ~0u, ~0u, ~0u, 0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd},
-        {0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0, 0xd16cfe09, 0x94fdcceb,
-         0x5001e420, 0x24126ea1},
+        {0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0, 0xd16cfe09, 0x94fdcceb, 0x5001e420,
+         0x24126ea1},
     };
     std::string bad;
     for (const auto& v : kat) {
@@ -324,7 +327,10 @@ __global__ void philox_kat_kernel(const uint32_t* in, uint32_t* out, int n) {
   const PhiloxKeys k = philox_keys((uint64_t)v[4] | ((uint64_t)v[5] << 32));
   uint32_t c0 = v[0], c1 = v[1], c2 = v[2], c3 = v[3];
   philox4x32_10<uint32_t>(c0, c1, c2, c3, k);
-  out[4 * i + 0] = c0; out[4 * i + 1] = c1; out[4 * i + 2] = c2; out[4 * i + 3] = c3;
+  out[4 * i + 0] = c0;
+  out[4 * i + 1] = c1;
+  out[4 * i + 2] = c2;
+  out[4 * i + 3] = c3;
 }
 
 static void device_tests() {
@@ -517,7 +523,7 @@ struct Timer {
 
 struct Row {
   std::string op, dtype;
-  uint64_t elems;      // 0: not an element-wise operation (the copy)
+  uint64_t elems;  // 0: not an element-wise operation (the copy)
   double bytes, ms;
   double baseline_ms;  // > 0 on fused rows: the baseline's time for the same work
 };
@@ -525,8 +531,15 @@ struct Row {
 // A Llama-7B-like layer repeated until n elements: 4 attention projections 4096², 3 MLP
 // projections 4096×11008, 2 norms 4096. The MeZO baseline pays two launches per tensor.
 static std::vector<ParamEntry> bench_table(uint64_t n) {
-  const uint64_t sizes[] = {4096ull * 4096, 4096ull * 4096, 4096ull * 4096, 4096ull * 4096, 4096ull * 11008,
-                            4096ull * 11008, 4096ull * 11008, 4096, 4096};
+  const uint64_t sizes[] = {4096ull * 4096,
+                            4096ull * 4096,
+                            4096ull * 4096,
+                            4096ull * 4096,
+                            4096ull * 11008,
+                            4096ull * 11008,
+                            4096ull * 11008,
+                            4096,
+                            4096};
   std::vector<ParamEntry> t;
   uint64_t at = 0;
   for (int i = 0; at < n; ++i) {
@@ -583,7 +596,8 @@ static void bench() {
     const double bytes = 2.0 * n * es;  // weights read + written
     const double base_ms = timer.median_ms(s, [&] {
       for (const auto& e : table)
-        cuda::materialize_then_axpy(t, x.get() + e.offset * es, e.count, e.stream, e.first, seed, 1e-3f, (float*)zs.p, s);
+        cuda::materialize_then_axpy(t, x.get() + e.offset * es, e.count, e.stream, e.first, seed, 1e-3f, (float*)zs.p,
+                                    s);
     });
     const double pert_ms = timer.median_ms(s, [&] { cuda::perturb(t, x.p, dt, seed, 1e-3f, s); });
     const double upd_ms = timer.median_ms(s, [&] { cuda::restore_update(t, x.p, dt, seed, 1e-3f, 1e-6f, s); });
@@ -607,13 +621,14 @@ static void bench() {
       snprintf(vs_gen, sizeof vs_gen, "%.2f", geps / gen_geps);
     }
     if (r.baseline_ms > 0) snprintf(speed, sizeof speed, "%.2fx", r.baseline_ms / r.ms);
-    printf("%-34s %-5s %11s %9.3f %9.1f %9s %8.2f %8s %9s\n", r.op.c_str(), r.dtype.c_str(), elems, r.ms, gbs,
-           rate, gbs / copy_gbs, vs_gen, speed);
+    printf("%-34s %-5s %11s %9.3f %9.1f %9s %8.2f %8s %9s\n", r.op.c_str(), r.dtype.c_str(), elems, r.ms, gbs, rate,
+           gbs / copy_gbs, vs_gen, speed);
   }
-  printf("GB/s counts the weights' bytes read + written (copy: read + written; generator: z written);\n"
-         "the baseline also writes and re-reads z (4 B/element) on top of that. ÷copy = GB/s over copy GB/s\n"
-         "(memory limit), ÷gen = elements/s over the generator's (arithmetic limit), speedup = baseline time\n"
-         "÷ zofo time. Median of 7 runs after 2 warm-ups, cudaEvent timing.\n");
+  printf(
+      "GB/s counts the weights' bytes read + written (copy: read + written; generator: z written);\n"
+      "the baseline also writes and re-reads z (4 B/element) on top of that. ÷copy = GB/s over copy GB/s\n"
+      "(memory limit), ÷gen = elements/s over the generator's (arithmetic limit), speedup = baseline time\n"
+      "÷ zofo time. Median of 7 runs after 2 warm-ups, cudaEvent timing.\n");
 }
 
 // ---------------------------------------------------------------------------------
@@ -643,9 +658,7 @@ int main(int argc, char** argv) {
       if (!no_bench) {
         try {
           bench();
-        } catch (const std::exception& e) {
-          report(false, "benchmark", e.what());
-        }
+        } catch (const std::exception& e) { report(false, "benchmark", e.what()); }
       }
     }
   }

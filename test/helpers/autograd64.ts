@@ -80,7 +80,8 @@ export class Tape {
     if (WIN !== IN) throw new Error(`linear: x has ${IN} columns, W is ${JSON.stringify(w.shape)}`);
     if (b?.requiresGrad) throw new Error('linear: bias gradients are not supported');
     const y = new Float64Array(N * OUT);
-    const xs = this.operand ? x.data.map(this.operand) : x.data, ws = this.operand ? w.data.map(this.operand) : w.data;
+    const xs = this.operand ? x.data.map(this.operand) : x.data,
+      ws = this.operand ? w.data.map(this.operand) : w.data;
     for (let n = 0; n < N; n++) {
       for (let o = 0; o < OUT; o++) {
         let acc = 0;
@@ -120,7 +121,8 @@ export class Tape {
     if (WIN !== IN) throw new Error(`conv1d: x has ${IN} columns, W is ${JSON.stringify(w.shape)}`);
     if (w.requiresGrad || b.requiresGrad) throw new Error('conv1d: weight gradients are not supported');
     const y = new Float64Array(N * OUT);
-    const xs = this.operand ? x.data.map(this.operand) : x.data, ws = this.operand ? w.data.map(this.operand) : w.data;
+    const xs = this.operand ? x.data.map(this.operand) : x.data,
+      ws = this.operand ? w.data.map(this.operand) : w.data;
     for (let n = 0; n < N; n++) {
       for (let o = 0; o < OUT; o++) {
         let acc = 0;
@@ -276,7 +278,8 @@ export class Tape {
       const dx = x.g();
       for (let n = 0; n < N; n++) {
         // dxhat = dy ⊙ w; dx = rstd (dxhat − mean(dxhat) − xhat · mean(dxhat ⊙ xhat))
-        let m1 = 0, m2 = 0;
+        let m1 = 0,
+          m2 = 0;
         for (let c = 0; c < C; c++) {
           const d = dy[n * C + c] * (w ? w.data[c] : 1);
           m1 += d;
@@ -315,8 +318,10 @@ export class Tape {
       for (let h = 0; h < H; h++) {
         const base = n * H * D + h * D;
         for (let i = 0; i < half; i++) {
-          const a = x.data[base + i], b = x.data[base + i + half];
-          const c = cos[n * half + i], s = sin[n * half + i];
+          const a = x.data[base + i],
+            b = x.data[base + i + half];
+          const c = cos[n * half + i],
+            s = sin[n * half + i];
           y[base + i] = a * c - b * s;
           y[base + i + half] = b * c + a * s;
         }
@@ -331,8 +336,10 @@ export class Tape {
         for (let h = 0; h < H; h++) {
           const base = n * H * D + h * D;
           for (let i = 0; i < half; i++) {
-            const da = dy[base + i], db = dy[base + i + half];
-            const c = cos[n * half + i], s = sin[n * half + i];
+            const da = dy[base + i],
+              db = dy[base + i + half];
+            const c = cos[n * half + i],
+              s = sin[n * half + i];
             dx[base + i] += da * c + db * s;
             dx[base + i + half] += -da * s + db * c;
           }
@@ -348,7 +355,9 @@ export class Tape {
    * A query with no allowed key (a left pad) outputs zeros. Returns [B·T, NH·HS].
    */
   attention(
-    q: Var, k: Var, v: Var,
+    q: Var,
+    k: Var,
+    v: Var,
     dims: { B: number; T: number; NH: number; NKV: number; HS: number },
     allowed: (b: number, i: number, j: number) => boolean,
     scale: number,
@@ -356,7 +365,8 @@ export class Tape {
     const { B, T, NH, NKV, HS } = dims;
     if (NH % NKV !== 0) throw new Error(`attention: ${NH} heads do not divide into ${NKV} kv heads`);
     const rep = NH / NKV;
-    const QW = NH * HS, KW = NKV * HS;
+    const QW = NH * HS,
+      KW = NKV * HS;
     const p = new Float64Array(B * NH * T * T); // [B, NH, T(query), T(key)], 0 where not allowed
     const y = new Float64Array(B * T * QW);
     for (let b = 0; b < B; b++) {
@@ -394,7 +404,9 @@ export class Tape {
     return this.record(out, () => {
       const dy = out.grad;
       if (dy === null) return;
-      const dq = q.g(), dk = k.g(), dv = v.g();
+      const dq = q.g(),
+        dk = k.g(),
+        dv = v.g();
       const dp = new Float64Array(T);
       for (let b = 0; b < B; b++) {
         for (let h = 0; h < NH; h++) {
@@ -492,13 +504,17 @@ export class Tape {
   pick(x: Var, cells: readonly (readonly [number, number])[]): Var {
     const M = x.cols;
     const y = new Float64Array(cells.length);
-    cells.forEach(([r, c], n) => { y[n] = x.data[r * M + c]; });
+    cells.forEach(([r, c], n) => {
+      y[n] = x.data[r * M + c];
+    });
     const out = new Var(y, [cells.length], x.requiresGrad);
     return this.record(out, () => {
       const dy = out.grad;
       if (dy === null) return;
       const dx = x.g();
-      cells.forEach(([r, c], n) => { dx[r * M + c] += dy[n]; });
+      cells.forEach(([r, c], n) => {
+        dx[r * M + c] += dy[n];
+      });
     });
   }
 
@@ -535,7 +551,11 @@ export class Tape {
       y.set(v.data, at);
       at += v.data.length;
     }
-    const out = new Var(y, [n], parts.some((v) => v.requiresGrad));
+    const out = new Var(
+      y,
+      [n],
+      parts.some((v) => v.requiresGrad),
+    );
     return this.record(out, () => {
       const dy = out.grad;
       if (dy === null) return;

@@ -39,12 +39,15 @@ const train = Array.from({ length: 40 }, () => {
 });
 
 const trainer = new Trainer(model, opt, {
-  batchSize: a.batch, steps: a.steps, seed: 3, distributed: comm !== null,
+  batchSize: a.batch,
+  steps: a.steps,
+  seed: 3,
+  distributed: comm !== null,
   ...(a.out ? { checkpoint: { dir: join(a.out, 'checkpoints'), every: a.every ?? a.steps, keep: 2 } } : {}),
 });
 for await (const ev of trainer.fit(train, a.resume ? { resumeFrom: join(a.out, 'checkpoints') } : {})) {
   if (ev.type === 'step') print({ type: 'step', step: ev.step, loss: ev.loss, perturbedLosses: ev.perturbedLosses, projectedGrads: ev.projectedGrads });
-  if (ev.type === 'step' && a.pauseMs) await sleep(a.pauseMs);  // gives the kill test a mid-run moment
+  if (ev.type === 'step' && a.pauseMs) await sleep(a.pauseMs); // gives the kill test a mid-run moment
   if (ev.type === 'step' && rank === 1 && ev.step === a.stallAfter) await sleep(3_600_000);
 }
 const adapters = Buffer.concat(model.loraNames().map((n) => Buffer.from(model.loraTensor(n).buffer))).toString('base64');

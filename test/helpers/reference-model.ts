@@ -116,10 +116,12 @@ function pad(ids: readonly (readonly number[])[], padding: 'right' | 'left', pad
   const tokens = new Array<number>(B * T).fill(padId);
   const mask = new Array<boolean>(B * T).fill(false);
   const start = lengths.map((n) => (padding === 'left' ? T - n : 0));
-  ids.forEach((seq, b) => seq.forEach((tok, t) => {
-    tokens[b * T + start[b] + t] = tok;
-    mask[b * T + start[b] + t] = true;
-  }));
+  ids.forEach((seq, b) =>
+    seq.forEach((tok, t) => {
+      tokens[b * T + start[b] + t] = tok;
+      mask[b * T + start[b] + t] = true;
+    }),
+  );
   return { B, T, tokens, mask, start, lengths };
 }
 
@@ -171,7 +173,8 @@ class Run {
   adapter(u: Var, path: string, out: number): Var | undefined {
     const aName = `base_model.model.${path}.lora_A.weight`;
     const bName = `base_model.model.${path}.lora_B.weight`;
-    const A = this.loraVars.get(aName), B = this.loraVars.get(bName);
+    const A = this.loraVars.get(aName),
+      B = this.loraVars.get(bName);
     if (A === undefined && B === undefined) return undefined;
     if (A === undefined || B === undefined) throw new Error(`LoRA for ${path}: needs both lora_A and lora_B`);
     const [r, inA] = A.shape;
@@ -200,7 +203,10 @@ export class ReferenceModel {
   readonly vocabSize: number;
   private readonly used = new Set<string>();
 
-  constructor(readonly config: Config, readonly weights: Weights) {
+  constructor(
+    readonly config: Config,
+    readonly weights: Weights,
+  ) {
     this.family = familyOf(config);
     this.vocabSize = num(config, 'vocab_size');
     // Build once with a 1-token input so that missing, misshaped and unused weights fail here.
@@ -217,16 +223,17 @@ export class ReferenceModel {
     if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
       throw new Error(`checkpoint: ${name} has shape ${JSON.stringify(t.shape)}, expected ${JSON.stringify(shape)}`);
     }
-    if (t.data.length !== shape.reduce((a, b) => a * b, 1)) throw new Error(`checkpoint: ${name} has ${t.data.length} values for shape ${JSON.stringify(shape)}`);
+    if (t.data.length !== shape.reduce((a, b) => a * b, 1))
+      throw new Error(`checkpoint: ${name} has ${t.data.length} values for shape ${JSON.stringify(shape)}`);
     this.used.add(name);
     return constant(t.data, t.shape);
   }
 
   private checkAllWeightsUsed(): void {
     const ignorable = (name: string): boolean =>
-      (this.family === 'gpt2' && /(^|\.)h\.\d+\.attn\.(bias|masked_bias)$/.test(name)) // GPT-2 mask buffers
-      || name.endsWith('.rotary_emb.inv_freq') // old Llama buffers
-      || (name === 'lm_head.weight' && this.tied()); // a tied head stored anyway: HF ties it to the embedding
+      (this.family === 'gpt2' && /(^|\.)h\.\d+\.attn\.(bias|masked_bias)$/.test(name)) || // GPT-2 mask buffers
+      name.endsWith('.rotary_emb.inv_freq') || // old Llama buffers
+      (name === 'lm_head.weight' && this.tied()); // a tied head stored anyway: HF ties it to the embedding
     const unused = [...this.weights.keys()].filter((n) => !this.used.has(n) && !ignorable(n));
     if (unused.length > 0) throw new Error(`checkpoint: tensors the ${this.family} model does not use: ${unused.join(', ')}`);
   }
@@ -287,8 +294,8 @@ export class ReferenceModel {
     const W = h.cols;
     let table: Var;
     if (this.tied()) {
-      const name = this.family === 'llama' ? 'model.embed_tokens.weight'
-        : this.family === 'opt' ? 'model.decoder.embed_tokens.weight' : `${this.gpt2Prefix()}wte.weight`;
+      const name =
+        this.family === 'llama' ? 'model.embed_tokens.weight' : this.family === 'opt' ? 'model.decoder.embed_tokens.weight' : `${this.gpt2Prefix()}wte.weight`;
       table = this.w(name, [V, W]);
     } else {
       table = this.w('lm_head.weight', [V, W]);
@@ -322,7 +329,7 @@ export class ReferenceModel {
       if (kind !== 'default') throw new Error(`reference model: rope_scaling ${JSON.stringify(kind)} is not implemented`);
     }
     if (num(c, 'partial_rotary_factor', 1) !== 1) throw new Error('reference model: partial_rotary_factor ≠ 1 is not implemented');
-    const window = type === 'mistral' ? c.sliding_window : (qwen2 && bool(c, 'use_sliding_window', false) ? c.sliding_window : null);
+    const window = type === 'mistral' ? c.sliding_window : qwen2 && bool(c, 'use_sliding_window', false) ? c.sliding_window : null;
     if (typeof window === 'number' && batch.T > window) throw new Error(`reference model: sequences longer than sliding_window ${window} are not implemented`);
 
     const N = batch.B * batch.T;
@@ -340,7 +347,10 @@ export class ReferenceModel {
       const v = this.linear(run, h, `${p}.self_attn.v_proj`, NKV * HS, qkvBias); // [N, NKV·HS]
       const qr = run.emit(`${p}.self_attn.q_rope`, run.tape.rope(q, positions, NH, HS, invFreq));
       const kr = run.emit(`${p}.self_attn.k_rope`, run.tape.rope(k, positions, NKV, HS, invFreq));
-      const attn = run.emit(`${p}.self_attn.attn_output`, run.tape.attention(qr, kr, v, { B: batch.B, T: batch.T, NH, NKV, HS }, causalAllowed(batch), 1 / Math.sqrt(HS)));
+      const attn = run.emit(
+        `${p}.self_attn.attn_output`,
+        run.tape.attention(qr, kr, v, { B: batch.B, T: batch.T, NH, NKV, HS }, causalAllowed(batch), 1 / Math.sqrt(HS)),
+      );
       const o = this.linear(run, attn, `${p}.self_attn.o_proj`, C, oBias);
       x = run.tape.add(x, o);
       const h2 = run.emit(`${p}.post_attention_layernorm`, run.tape.rmsNorm(x, this.w(`${p}.post_attention_layernorm.weight`, [C]), eps));
@@ -370,8 +380,8 @@ export class ReferenceModel {
     const finalLN = preLN && !bool(c, '_remove_final_layer_norm', false);
     const eps = 1e-5; // nn.LayerNorm default; OPT passes none
     const d = 'model.decoder';
-    const ln = (x: Var, path: string): Var => run.emit(path, run.tape.layerNorm(
-      x, affine ? this.w(`${path}.weight`, [C]) : undefined, affine ? this.w(`${path}.bias`, [C]) : undefined, eps));
+    const ln = (x: Var, path: string): Var =>
+      run.emit(path, run.tape.layerNorm(x, affine ? this.w(`${path}.weight`, [C]) : undefined, affine ? this.w(`${path}.bias`, [C]) : undefined, eps));
 
     // positions = cumsum(mask)·mask − 1, then + 2 (OPTLearnedPositionalEmbedding.offset): pads → row 1
     const positions = countingPositions(batch, -1).map((p) => p + 2);
@@ -422,8 +432,8 @@ export class ReferenceModel {
     const act = activationOf(c.activation_function ?? 'gelu_new');
     const scaleWeights = bool(c, 'scale_attn_weights', true);
     const byLayer = bool(c, 'scale_attn_by_inverse_layer_idx', false);
-    const ln = (x: Var, path: string): Var => run.emit(path, run.tape.layerNorm(
-      x, this.w(`${pre}${path}.weight`, [C]), this.w(`${pre}${path}.bias`, [C]), eps));
+    const ln = (x: Var, path: string): Var =>
+      run.emit(path, run.tape.layerNorm(x, this.w(`${pre}${path}.weight`, [C]), this.w(`${pre}${path}.bias`, [C]), eps));
 
     const positions = countingPositions(batch, 1); // cumsum(mask) − 1 (HF generate), pads 1
     let x = this.embed(this.w(`${pre}wte.weight`, [this.vocabSize, C]), batch.tokens); // [N, C]
@@ -432,7 +442,9 @@ export class ReferenceModel {
       const p = `h.${l}`;
       let h = ln(x, `${p}.ln_1`);
       const qkv = this.conv1d(run, h, `${p}.attn.c_attn`, pre, 3 * C); // [N, 3C]: q | k | v along the output
-      const q = run.tape.columns(qkv, 0, C), k = run.tape.columns(qkv, C, C), v = run.tape.columns(qkv, 2 * C, C);
+      const q = run.tape.columns(qkv, 0, C),
+        k = run.tape.columns(qkv, C, C),
+        v = run.tape.columns(qkv, 2 * C, C);
       let scale = scaleWeights ? 1 / Math.sqrt(HS) : 1;
       if (byLayer) scale /= l + 1;
       const attn = run.emit(`${p}.attn.attn_output`, run.tape.attention(q, k, v, { B: batch.B, T: batch.T, NH, NKV: NH, HS }, causalAllowed(batch), scale));
@@ -483,10 +495,12 @@ export class ReferenceModel {
     // target token t of sequence b is predicted by the row of token (prefix + t − 1)
     const rows: number[] = [];
     const cells: [number, number][] = [];
-    seqs.forEach((s, b) => s.target.forEach((tok, t) => {
-      cells.push([rows.length, tok]);
-      rows.push(b * batch.T + batch.start[b] + s.prefix.length + t - 1);
-    }));
+    seqs.forEach((s, b) =>
+      s.target.forEach((tok, t) => {
+        cells.push([rows.length, tok]);
+        rows.push(b * batch.T + batch.start[b] + s.prefix.length + t - 1);
+      }),
+    );
     const logits = this.lmHead(run, run.tape.rows(h, rows)); // [Σ targets, V]
     return run.tape.pick(run.tape.logSoftmax(logits), cells);
   }
@@ -495,14 +509,21 @@ export class ReferenceModel {
   private classificationGraph(run: Run, examples: readonly ClassificationExample[], opts: LossOptions): { loss: Var; scores: Float64Array[] } {
     const seqs = examples.flatMap((e) => e.candidates.map((cand) => ({ prefix: e.prompt, target: cand })));
     const logp = this.targetLogProbs(run, seqs, opts); // [Σ candidate tokens]
-    const all = run.tape.segmentReduce(logp, seqs.map((s) => s.target.length), opts.score ?? 'mean'); // [Σ K]
+    const all = run.tape.segmentReduce(
+      logp,
+      seqs.map((s) => s.target.length),
+      opts.score ?? 'mean',
+    ); // [Σ K]
     const losses: Var[] = [];
     const scores: Float64Array[] = [];
     let at = 0;
     for (const e of examples) {
       const K = e.candidates.length;
       if (!(Number.isInteger(e.label) && e.label >= 0 && e.label < K)) throw new Error(`label ${e.label} outside [0, ${K})`);
-      const s = run.tape.pick(all, Array.from({ length: K }, (_, k) => [0, at + k] as [number, number])); // [K]
+      const s = run.tape.pick(
+        all,
+        Array.from({ length: K }, (_, k) => [0, at + k] as [number, number]),
+      ); // [K]
       scores.push(s.data.slice());
       const nll = run.tape.scale(run.tape.pick(run.tape.logSoftmax(s), [[0, e.label]]), -1); // [1]
       losses.push(nll);
@@ -517,7 +538,11 @@ export class ReferenceModel {
    * so a longer target weighs more.
    */
   private lmGraph(run: Run, examples: readonly LmExample[], opts: ForwardOptions): Var {
-    const logp = this.targetLogProbs(run, examples.map((e) => ({ prefix: e.prompt, target: e.target })), opts);
+    const logp = this.targetLogProbs(
+      run,
+      examples.map((e) => ({ prefix: e.prompt, target: e.target })),
+      opts,
+    );
     return run.tape.scale(run.tape.mean(logp), -1);
   }
 
@@ -557,9 +582,10 @@ export class ReferenceModel {
     opts: LossOptions & { lora: LoraWeights },
   ): { loss: number; grads: Map<string, Float64Array> } {
     const run = new Run(opts.lora, true, opts.trace, opts.operand);
-    const loss = kind === 'classification'
-      ? this.classificationGraph(run, batch as readonly ClassificationExample[], opts).loss
-      : this.lmGraph(run, batch as readonly LmExample[], opts);
+    const loss =
+      kind === 'classification'
+        ? this.classificationGraph(run, batch as readonly ClassificationExample[], opts).loss
+        : this.lmGraph(run, batch as readonly LmExample[], opts);
     run.checkAllLoraUsed();
     run.tape.backward(loss);
     const grads = new Map<string, Float64Array>();

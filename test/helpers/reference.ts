@@ -8,7 +8,8 @@ const M32 = 0xffffffffn;
 
 export function philoxRef(counter: readonly number[], key: readonly number[]): number[] {
   let c = counter.map(BigInt);
-  let k0 = BigInt(key[0]), k1 = BigInt(key[1]);
+  let k0 = BigInt(key[0]),
+    k1 = BigInt(key[1]);
   for (let round = 0; round < 10; round++) {
     const p0 = 0xd2511f53n * c[0];
     const p1 = 0xcd9e8d57n * c[2];
@@ -31,10 +32,7 @@ export function fnv1a64Ref(name: string): bigint {
 /** z of element e of `stream` under `seed`, in float64 from the spec's formula. */
 export function gaussianRef(seed: bigint, stream: bigint, e: bigint): number {
   const block = e / 4n;
-  const words = philoxRef(
-    [Number(block & M32), Number(block >> 32n), Number(stream & M32), Number(stream >> 32n)],
-    [Number(seed & M32), Number(seed >> 32n)],
-  );
+  const words = philoxRef([Number(block & M32), Number(block >> 32n), Number(stream & M32), Number(stream >> 32n)], [Number(seed & M32), Number(seed >> 32n)]);
   const u = words.map((v) => ((v >>> 9) + 0.5) * 2 ** -23);
   const lane = Number(e % 4n);
   const pair = lane < 2 ? 0 : 2;
@@ -92,7 +90,8 @@ function erfc(x: number): number {
   if (x < 0) return 2 - erfc(-x);
   if (x < 2.5) {
     // erf Taylor series: erf(x) = 2/sqrt(pi) Σ (-1)^n x^(2n+1) / (n! (2n+1))
-    let sum = 0, term = x;
+    let sum = 0,
+      term = x;
     for (let n = 0; n < 200; n++) {
       const t = term / (2 * n + 1);
       sum += t;
@@ -102,7 +101,9 @@ function erfc(x: number): number {
     return 1 - (2 / Math.sqrt(Math.PI)) * sum;
   }
   // Continued fraction (Lentz) for large x.
-  let f = x, C = x, D = 0;
+  let f = x,
+    C = x,
+    D = 0;
   for (let n = 1; n < 300; n++) {
     const an = n / 2;
     D = x + an * D;
@@ -119,9 +120,11 @@ function erfc(x: number): number {
 export function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
   return () => {
-    s ^= s << 13; s >>>= 0;
+    s ^= s << 13;
+    s >>>= 0;
     s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
+    s ^= s << 5;
+    s >>>= 0;
     return s / 4294967296;
   };
 }
@@ -138,6 +141,8 @@ export function roundToSignificand(x: number, p: number): number {
   if (2 ** e > a) e -= 1;
   if (2 ** (e + 1) <= a) e += 1;
   const step = 2 ** (e - p + 1);
-  const q = a / step, fl = Math.floor(q), frac = q - fl;
+  const q = a / step,
+    fl = Math.floor(q),
+    frac = q - fl;
   return Math.sign(x) * (frac > 0.5 || (frac === 0.5 && fl % 2 === 1) ? fl + 1 : fl) * step;
 }

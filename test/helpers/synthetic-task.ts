@@ -6,10 +6,11 @@ import { seededRandom } from './tiny-checkpoints.js';
 
 export function syntheticTask(V: number, nTrain: number, nDev: number, seed: number): { train: ClassificationExample[]; dev: ClassificationExample[] } {
   const r = seededRandom(seed);
-  const make = (n: number) => Array.from({ length: n }, () => {
-    const label = r.uniform() < 0.5 ? 0 : 1;
-    const key = (label ? 20 : 30) + Math.floor(r.uniform() * 4);
-    return { prompt: [key, ...Array.from({ length: 3 }, () => 10 + Math.floor(r.uniform() * (V - 10)))], candidates: [[5], [7]], label };
-  });
+  const make = (n: number) =>
+    Array.from({ length: n }, () => {
+      const label = r.uniform() < 0.5 ? 0 : 1;
+      const key = (label ? 20 : 30) + Math.floor(r.uniform() * 4);
+      return { prompt: [key, ...Array.from({ length: 3 }, () => 10 + Math.floor(r.uniform() * (V - 10)))], candidates: [[5], [7]], label };
+    });
   return { train: make(nTrain), dev: make(nDev) };
 }

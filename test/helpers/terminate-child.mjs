@@ -8,11 +8,24 @@ import { Worker } from 'node:worker_threads';
 const [url, modelDir, roundsArg, seedArg] = process.argv.slice(2);
 const rounds = Number(roundsArg);
 let state = Number(seedArg) >>> 0 || 1;
-const random = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+const random = () => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 
 // Each entry runs forever inside the worker (until terminated), after telling the parent
 // it has started, so a termination lands while native work is in flight.
-const ENTRIES = ['require', 'perturbAsync', 'loadModel', 'logits', 'loss', 'loraGradients', 'step', 'stepFoOnly', 'baseHash', 'tensor', 'readSafetensors', 'applyTrajectory'];
+const ENTRIES = [
+  'require',
+  'perturbAsync',
+  'loadModel',
+  'logits',
+  'loss',
+  'loraGradients',
+  'step',
+  'stepFoOnly',
+  'baseHash',
+  'tensor',
+  'readSafetensors',
+  'applyTrajectory',
+];
 
 const workerCode = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -62,12 +75,22 @@ function once(entry) {
       w.terminate().then(resolve, reject);
     };
     w.on('message', (m) => {
-      if (typeof m === 'string' && m.startsWith('error')) { done = true; void w.terminate(); reject(new Error(`${entry}: ${m}`)); return; }
+      if (typeof m === 'string' && m.startsWith('error')) {
+        done = true;
+        void w.terminate();
+        reject(new Error(`${entry}: ${m}`));
+        return;
+      }
       // Half the time terminate a random moment after loading finished (work in flight);
       // the other half the timer below already fired, possibly mid-load.
       if (m === 'loaded') setTimeout(kill, random() * 40);
     });
-    w.on('error', (e) => { if (!done) { done = true; reject(e); } });
+    w.on('error', (e) => {
+      if (!done) {
+        done = true;
+        reject(e);
+      }
+    });
     setTimeout(kill, random() < 0.3 ? random() * 15 : 2000);
   });
 }

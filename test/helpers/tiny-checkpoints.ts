@@ -71,25 +71,59 @@ export function randomCheckpoint(
   const weights: Weights = new Map();
   const normal = (...shape: number[]): Tensor64 => tensor(shape, () => STD * r.normal());
   const normW = (n: number): Tensor64 => tensor([n], () => 1 + 0.1 * r.normal());
-  const set = (name: string, t: Tensor64): void => { weights.set(name, t); };
+  const set = (name: string, t: Tensor64): void => {
+    weights.set(name, t);
+  };
 
   if (family === 'llama' || family === 'qwen2') {
     const qwen2 = family === 'qwen2';
     const [V, C, NH, HS, F, L] = [48, 32, 4, 8, 40, 2];
     const NKV = opts.kvHeads ?? 2;
     const tie = opts.tie ?? qwen2;
-    const config: Record<string, unknown> = qwen2 ? {
-      architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', vocab_size: V, hidden_size: C, intermediate_size: F,
-      num_hidden_layers: L, num_attention_heads: NH, num_key_value_heads: NKV, max_position_embeddings: 32,
-      rms_norm_eps: 1e-5, rope_theta: 1000000, hidden_act: 'silu', tie_word_embeddings: tie,
-      use_sliding_window: false, sliding_window: 32, max_window_layers: L, torch_dtype: 'float32',
-      bos_token_id: 1, eos_token_id: 2,
-    } : {
-      architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: V, hidden_size: C, intermediate_size: F,
-      num_hidden_layers: L, num_attention_heads: NH, num_key_value_heads: NKV, head_dim: HS, max_position_embeddings: 32,
-      rms_norm_eps: 1e-5, rope_theta: 10000, rope_scaling: null, hidden_act: 'silu', tie_word_embeddings: tie,
-      attention_bias: false, mlp_bias: false, torch_dtype: 'float32', bos_token_id: 1, eos_token_id: 2,
-    };
+    const config: Record<string, unknown> = qwen2
+      ? {
+          architectures: ['Qwen2ForCausalLM'],
+          model_type: 'qwen2',
+          vocab_size: V,
+          hidden_size: C,
+          intermediate_size: F,
+          num_hidden_layers: L,
+          num_attention_heads: NH,
+          num_key_value_heads: NKV,
+          max_position_embeddings: 32,
+          rms_norm_eps: 1e-5,
+          rope_theta: 1000000,
+          hidden_act: 'silu',
+          tie_word_embeddings: tie,
+          use_sliding_window: false,
+          sliding_window: 32,
+          max_window_layers: L,
+          torch_dtype: 'float32',
+          bos_token_id: 1,
+          eos_token_id: 2,
+        }
+      : {
+          architectures: ['LlamaForCausalLM'],
+          model_type: 'llama',
+          vocab_size: V,
+          hidden_size: C,
+          intermediate_size: F,
+          num_hidden_layers: L,
+          num_attention_heads: NH,
+          num_key_value_heads: NKV,
+          head_dim: HS,
+          max_position_embeddings: 32,
+          rms_norm_eps: 1e-5,
+          rope_theta: 10000,
+          rope_scaling: null,
+          hidden_act: 'silu',
+          tie_word_embeddings: tie,
+          attention_bias: false,
+          mlp_bias: false,
+          torch_dtype: 'float32',
+          bos_token_id: 1,
+          eos_token_id: 2,
+        };
     set('model.embed_tokens.weight', normal(V, C));
     for (let l = 0; l < L; l++) {
       const p = `model.layers.${l}`;
@@ -120,11 +154,25 @@ export function randomCheckpoint(
     const E = post ? 16 : C; // word_embed_proj_dim
     const tie = opts.tie ?? true;
     const config: Record<string, unknown> = {
-      architectures: ['OPTForCausalLM'], model_type: 'opt', vocab_size: V, hidden_size: C, ffn_dim: F,
-      num_hidden_layers: L, num_attention_heads: NH, max_position_embeddings: P, word_embed_proj_dim: E,
-      do_layer_norm_before: !post, activation_function: 'relu', enable_bias: true,
-      layer_norm_elementwise_affine: true, _remove_final_layer_norm: false, tie_word_embeddings: tie,
-      pad_token_id: 1, bos_token_id: 2, eos_token_id: 2, torch_dtype: 'float32',
+      architectures: ['OPTForCausalLM'],
+      model_type: 'opt',
+      vocab_size: V,
+      hidden_size: C,
+      ffn_dim: F,
+      num_hidden_layers: L,
+      num_attention_heads: NH,
+      max_position_embeddings: P,
+      word_embed_proj_dim: E,
+      do_layer_norm_before: !post,
+      activation_function: 'relu',
+      enable_bias: true,
+      layer_norm_elementwise_affine: true,
+      _remove_final_layer_norm: false,
+      tie_word_embeddings: tie,
+      pad_token_id: 1,
+      bos_token_id: 2,
+      eos_token_id: 2,
+      torch_dtype: 'float32',
     };
     const d = 'model.decoder';
     set(`${d}.embed_tokens.weight`, normal(V, E));
@@ -161,10 +209,23 @@ export function randomCheckpoint(
   const tie = opts.tie ?? true;
   const pre = (opts.prefix ?? true) ? 'transformer.' : '';
   const config: Record<string, unknown> = {
-    architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', vocab_size: V, n_embd: C, n_layer: L, n_head: NH,
-    n_positions: P, n_ctx: P, n_inner: null, activation_function: 'gelu_new', layer_norm_epsilon: 1e-5,
-    scale_attn_weights: true, scale_attn_by_inverse_layer_idx: false, tie_word_embeddings: tie,
-    bos_token_id: 0, eos_token_id: 0, torch_dtype: 'float32',
+    architectures: ['GPT2LMHeadModel'],
+    model_type: 'gpt2',
+    vocab_size: V,
+    n_embd: C,
+    n_layer: L,
+    n_head: NH,
+    n_positions: P,
+    n_ctx: P,
+    n_inner: null,
+    activation_function: 'gelu_new',
+    layer_norm_epsilon: 1e-5,
+    scale_attn_weights: true,
+    scale_attn_by_inverse_layer_idx: false,
+    tie_word_embeddings: tie,
+    bos_token_id: 0,
+    eos_token_id: 0,
+    torch_dtype: 'float32',
   };
   set(`${pre}wte.weight`, normal(V, C));
   set(`${pre}wpe.weight`, normal(P, C));
@@ -183,8 +244,14 @@ export function randomCheckpoint(
     set(`${p}.mlp.c_proj.weight`, normal(4 * C, C));
     set(`${p}.mlp.c_proj.bias`, normal(C));
     if (opts.buffers ?? true) {
-      set(`${p}.attn.bias`, tensor([1, 1, P, P], (i) => (i % P <= Math.floor(i / P) ? 1 : 0))); // tril
-      set(`${p}.attn.masked_bias`, tensor([], () => -1e4));
+      set(
+        `${p}.attn.bias`,
+        tensor([1, 1, P, P], (i) => (i % P <= Math.floor(i / P) ? 1 : 0)),
+      ); // tril
+      set(
+        `${p}.attn.masked_bias`,
+        tensor([], () => -1e4),
+      );
     }
   }
   set(`${pre}ln_f.weight`, normW(C));
@@ -241,8 +308,14 @@ export function randomLora(
   if (modules.length === 0) throw new Error(`randomLora: no module named ${targets.join('/')}`);
   const tensors = new Map<string, Tensor64>();
   for (const m of modules) {
-    tensors.set(`base_model.model.${m.path}.lora_A.weight`, tensor([r, m.in], () => std * rnd.normal()));
-    tensors.set(`base_model.model.${m.path}.lora_B.weight`, tensor([m.out, r], () => (opts.zeroB ? 0 : std * rnd.normal())));
+    tensors.set(
+      `base_model.model.${m.path}.lora_A.weight`,
+      tensor([r, m.in], () => std * rnd.normal()),
+    );
+    tensors.set(
+      `base_model.model.${m.path}.lora_B.weight`,
+      tensor([m.out, r], () => (opts.zeroB ? 0 : std * rnd.normal())),
+    );
   }
   return { scaling: alpha / r, tensors };
 }
@@ -271,7 +344,8 @@ function roundToBits(x: number, expBits: number, mantBits: number): number {
   const fl = Math.floor(q);
   const frac = q - fl;
   let m = frac > 0.5 || (frac === 0.5 && fl % 2 === 1) ? fl + 1 : fl; // m ∈ [0, 2^(mantBits+1)]
-  if (m === 2 ** (mantBits + 1)) { // rounded up to the next binade
+  if (m === 2 ** (mantBits + 1)) {
+    // rounded up to the next binade
     m /= 2;
     e += 1;
   }

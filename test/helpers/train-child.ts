@@ -17,7 +17,10 @@ const opt = new HybridOptimizer(model, {
 });
 const { train, dev } = syntheticTask(model.config.vocabSize, 24, 8, 4);
 const trainer = new Trainer(model, opt, {
-  batchSize: 5, steps: Number(stepsArg), seed: 3, eval: { data: dev, every: 3 },
+  batchSize: 5,
+  steps: Number(stepsArg),
+  seed: 3,
+  eval: { data: dev, every: 3 },
   checkpoint: { dir: ckptDir, every: 1, keep: 2 },
 });
 for await (const ev of trainer.fit(train, resume ? { resumeFrom: ckptDir } : {})) {
@@ -25,7 +28,10 @@ for await (const ev of trainer.fit(train, resume ? { resumeFrom: ckptDir } : {})
   else if (ev.type === 'checkpoint') console.log(JSON.stringify({ type: 'checkpoint', step: ev.step }));
   else if (ev.type === 'eval') console.log(JSON.stringify({ type: 'eval', step: ev.step, loss: ev.loss }));
 }
-const adapters = model.loraNames().map((n) => Buffer.from(model.loraTensor(n).buffer).toString('base64')).join('|');
+const adapters = model
+  .loraNames()
+  .map((n) => Buffer.from(model.loraTensor(n).buffer).toString('base64'))
+  .join('|');
 console.log(JSON.stringify({ type: 'final', base: await model.baseHash(), adapters }));
 opt.dispose();
 model.dispose();
