@@ -300,6 +300,13 @@ t.test('abort mid-run: done "aborted" and a loadable checkpoint; resume complete
   const zlog = join(ck.dir, 'trajectory.zlog');
   const bytes = await readFile(zlog);
   await writeFile(zlog, bytes.subarray(0, bytes.length - 5));
+  await t.rejects(loadCheckpoint(dir), { code: 'ZOFO_BAD_FILE', message: /trajectory\.zlog: SHA-256 [0-9a-f]{64} differs from the [0-9a-f]{64} recorded in .*trainer\.json/ });
+  // A version 1 checkpoint (no checksums) is refused by the log's own checks.
+  const tjFile = join(ck.dir, 'trainer.json');
+  const v1 = JSON.parse(await readFile(tjFile, 'utf8'));
+  delete v1.sha256;
+  v1.version = 1;
+  await writeFile(tjFile, JSON.stringify(v1));
   await t.rejects(loadCheckpoint(dir), { code: 'ZOFO_BAD_FILE', message: /trajectory\.zlog: the trajectory log is truncated/ });
 
   // Aborted before the start: no step; without checkpointing nothing is written.
@@ -411,7 +418,7 @@ t.test('crash safety: leftovers are ignored; damage is a clear ZOFO_BAD_FILE', a
   const tj = await readFile(join(s6, 'trainer.json'), 'utf8');
   await writeFile(join(s6, 'trainer.json'), tj.replace('"sinceImprovement": 0', '"sinceImprovement": "x"'));
   await t.rejects(loadCheckpoint(s6), { code: 'ZOFO_BAD_FILE', message: /trainer\.json: trainer\.sinceImprovement is missing or malformed/ });
-  await writeFile(join(s6, 'trainer.json'), tj.replace('"version": 1', '"version": 99'));
+  await writeFile(join(s6, 'trainer.json'), tj.replace('"version": 2', '"version": 99'));
   await t.rejects(loadCheckpoint(s6), { code: 'ZOFO_BAD_FILE', message: /version 99 is not supported/ });
   await writeFile(join(s6, 'trainer.json'), tj);
   await rm(join(s6, 'optimizer.safetensors'));

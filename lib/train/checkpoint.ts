@@ -7,7 +7,9 @@
  *     trajectory.zlog           the ZO trajectory, when the optimizer has one
  *     adapter/                  the LoRA adapters in the HF PEFT layout, when the model has them
  *     base/                     optional (saveBase): the current base weights as an HF directory
- *     trainer.json              written last: step, sampler, schedule (optimizer json), evals, …
+ *     trainer.json              written last: step, sampler, schedule (optimizer json), evals, …,
+ *                               and `sha256`: the SHA-256 of every other file in the directory
+ *                               (keys: paths relative to it, '/'-separated), checked on load
  *   <dir>/latest                {"step":123,"path":"step-000123"}: the commit point
  *   <dir>/best/                 a checkpoint of the best evaluation so far
  *
@@ -16,8 +18,8 @@
  * that are old step directories pruned. A crash at any point leaves `latest` naming a
  * complete checkpoint; leftovers (`*.tmp-*`, an uncommitted step directory) are ignored.
  */
-import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ZofoError } from '../errors.js';
@@ -30,7 +32,12 @@ import { u64FromJson, u64ToJson } from '../validate/u64.js';
 import type { OptimizerState, TrainableOptimizer, Trajectory } from './types.js';
 
 export const CHECKPOINT_FORMAT = 'zofo-trainer-checkpoint';
-export const CHECKPOINT_VERSION = 1;
+/**
+ * The trainer checkpoint version this zofo writes; it also reads version 1 (no `sha256`
+ * manifest in trainer.json).
+ */
+export const CHECKPOINT_VERSION = 2;
+const SUPPORTED_VERSIONS = [1, CHECKPOINT_VERSION];
 const LATEST = 'latest';
 const BEST = 'best';
 const TRAINER_JSON = 'trainer.json';
@@ -98,6 +105,8 @@ interface TrainerJson {
   trainer: TrainerCheckpointState;
   optimizer: Record<string, unknown>;
   files: { tensors: string[]; trajectory: boolean; adapter: boolean; base: boolean };
+  /** Version 2 on: path relative to the checkpoint directory → SHA-256 (lowercase hex) of its bytes. */
+  sha256?: Record<string, string>;
 }
 
 export const stepDirName = (step: number): string => `step-${String(step).padStart(6, '0')}`;
@@ -119,6 +128,62 @@ async function syncTree(dir: string): Promise<void> {
     else await syncFile(join(dir, entry.name));
   }
   await syncDirectory(dir);
+}
+
+/** SHA-256 of a file's bytes, lowercase hex, read as a stream (a base may be large). */
+async function fileSha256(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Every file under `dir` except trainer.json, as '/'-separated relative paths, sorted. */
+async function listFiles(dir: string, prefix = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(join(dir, prefix), { withFileTypes: true })) {
+    const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
+    if (entry.isDirectory()) out.push(...await listFiles(dir, rel));
+    else if (rel !== TRAINER_JSON) out.push(rel);
+  }
+  return out.sort();
+}
+
+/** The manifest trainer.json records: the SHA-256 of every other file of the checkpoint. */
+async function manifest(dir: string): Promise<Record<string, string>> {
+  const sums: Record<string, string> = {};
+  for (const rel of await listFiles(dir)) sums[rel] = await fileSha256(join(dir, rel));
+  return sums;
+}
+
+/**
+ * Checks the files of checkpoint `dir` against trainer.json's manifest: every file that
+ * resume reads must be listed, and every listed file must hold the bytes it was saved with.
+ */
+async function verifyManifest(dir: string, file: string, sums: unknown, files: TrainerJson['files']): Promise<void> {
+  if (!isRecord(sums)) throw badFile(file, 'sha256 (the checksum of each file of the checkpoint) is missing or not an object');
+  const entries = Object.entries(sums);
+  for (const [rel, sum] of entries) {
+    const parts = rel.split('/');
+    if (rel === TRAINER_JSON || parts.some((p) => p === '' || p === '.' || p === '..' || p.includes('\\'))) throw badFile(file, `sha256 names ${JSON.stringify(rel)}, not a file of the checkpoint`);
+    if (typeof sum !== 'string' || !/^[0-9a-f]{64}$/.test(sum)) throw badFile(file, `sha256[${JSON.stringify(rel)}] must be 64 lowercase hex digits, not ${JSON.stringify(sum)}`);
+  }
+  const needed = [OPTIMIZER_FILE];
+  if (files.trajectory) needed.push(TRAJECTORY_FILE);
+  if (files.adapter) needed.push('adapter/adapter_config.json', 'adapter/adapter_model.safetensors');
+  if (files.base) needed.push('base/model.safetensors', 'base/config.json');
+  const missing = needed.find((rel) => !Object.hasOwn(sums, rel));
+  if (missing) throw badFile(file, `sha256 has no checksum for ${missing}, which the checkpoint holds`);
+  for (const [rel, sum] of entries) {
+    const path = join(dir, ...rel.split('/'));
+    let actual: string;
+    try {
+      actual = await fileSha256(path);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENOENT') throw badFile(path, `missing (${TRAINER_JSON} records its checksum)`);
+      throw ioError(path, 'could not read', err);
+    }
+    if (actual !== sum) throw badFile(path, `SHA-256 ${actual} differs from the ${sum} recorded in ${file} (the file was changed or damaged since it was saved)`);
+  }
 }
 
 async function writeDurable(file: string, text: string): Promise<void> {
@@ -166,6 +231,7 @@ async function writeContents(dir: string, opts: SaveCheckpointOptions): Promise<
     trainer: opts.state,
     optimizer: opt.json,
     files: { tensors: [...tensors.keys()], trajectory: opt.trajectory !== null, adapter, base: saveBase },
+    sha256: await manifest(dir),
   };
   await writeDurable(join(dir, TRAINER_JSON), `${JSON.stringify(json, null, 2)}\n`);
   await syncTree(dir);
@@ -377,12 +443,14 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
     throw badFile(file, `not valid JSON (${(err as Error).message})`, err);
   }
   if (typeof json !== 'object' || json === null || json.format !== CHECKPOINT_FORMAT) throw badFile(file, `not a zofo trainer checkpoint (format ${JSON.stringify((json as { format?: unknown })?.format)})`);
-  if (json.version !== CHECKPOINT_VERSION) throw badFile(file, `checkpoint version ${JSON.stringify(json.version)} is not supported (${CHECKPOINT_VERSION} is)`);
+  if (!SUPPORTED_VERSIONS.includes(json.version)) throw badFile(file, `checkpoint version ${JSON.stringify(json.version)} is not supported (this zofo reads ${SUPPORTED_VERSIONS.join(', ')})`);
   checkTrainer(file, json.trainer);
   if (!isRecord(json.optimizer)) throw badFile(file, 'optimizer is missing or not an object');
   const files = json.files;
   if (typeof files !== 'object' || files === null || !Array.isArray(files.tensors) || typeof files.trajectory !== 'boolean' ||
     typeof files.adapter !== 'boolean' || typeof files.base !== 'boolean') throw badFile(file, 'files is missing or malformed');
+  // Version 1 checkpoints have no manifest; a version 2 one must, and any present is checked.
+  if (json.version >= 2 || json.sha256 !== undefined) await verifyManifest(dir, file, json.sha256, files);
 
   const tensorFile = join(dir, OPTIMIZER_FILE);
   if (!existsSync(tensorFile)) throw badFile(tensorFile, 'missing');
