@@ -4,6 +4,8 @@
 // non-finite moments and adapters, adapter shapes, PEFT options zofo does not implement,
 // tokenizers larger than the model or with absurd ids, and task files past their limits.
 import t, { type Test } from 'tap';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { cp, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ZofoError } from '../lib/errors.js';
@@ -87,6 +89,11 @@ t.test('checkpoints whose parts disagree are refused, naming the mismatch', asyn
     return dir;
   };
   const trainerJson = (dir: string) => join(dir, 'trainer.json');
+  // Records the edited files' SHA-256 in trainer.json, as if the checkpoint had been saved
+  // with them: the cross-checks must catch what the byte checksums cannot.
+  const reseal = (dir: string) => editJson(trainerJson(dir), (j) => {
+    for (const f of Object.keys(j.sha256)) j.sha256[f] = createHash('sha256').update(readFileSync(join(dir, f))).digest('hex');
+  });
 
   let dir = await copy();
   await editJson(trainerJson(dir), (j) => (j.trainer.sampler.position = 3));
@@ -117,6 +124,7 @@ t.test('checkpoints whose parts disagree are refused, naming the mismatch', asyn
 
   dir = await copy();
   await editTensors(join(dir, 'optimizer.safetensors'), (ts) => { const [first] = ts.values(); (first.data as Float32Array)[1] = Infinity; });
+  await reseal(dir);
   await rejects(t, loadCheckpoint(dir), 'ZOFO_BAD_FILE', /holds Infinity at index 1 \(optimizer moments are finite\)/);
 
   // The trajectory: a step short (resume would replay fewer updates than were applied), another seed.
@@ -134,9 +142,11 @@ t.test('checkpoints whose parts disagree are refused, naming the mismatch', asyn
   dir = await copy();
   const log = await readTrajectory(join(dir, 'trajectory.zlog'));
   await writeTrajectory(join(dir, 'trajectory.zlog'), { header: log.header, records: log.records.slice(0, -1) });
+  await reseal(dir);
   await rejects(t, resume(dir), 'ZOFO_BAD_FILE', /optimizer state: the trajectory holds 3 update passes, but 4 steps of q = 1 make 4/);
   dir = await copy();
   await writeTrajectory(join(dir, 'trajectory.zlog'), { header: { ...log.header, seed: 4n }, records: log.records });
+  await reseal(dir);
   await rejects(t, resume(dir), 'ZOFO_BAD_FILE', /the trajectory's seed 4 differs from the state's seed 3/);
   dir = await copy();
   await editJson(trainerJson(dir), (j) => (j.optimizer.foUpdates = 2));
@@ -145,6 +155,7 @@ t.test('checkpoints whose parts disagree are refused, naming the mismatch', asyn
   // An adapter with a non-finite value: refused at load.
   dir = await copy();
   await editTensors(join(dir, 'adapter', 'adapter_model.safetensors'), (ts) => { const [first] = ts.values(); (first.data as Float32Array)[0] = NaN; });
+  await reseal(dir);
   await rejects(t, resume(dir), 'ZOFO_BAD_FILE', /holds NaN at index 0 \(an adapter must be finite\)/);
   const ok = await resume(good);
   t.equal(ok.loraNames().length > 0, true, 'the unmodified checkpoint resumes');
