@@ -188,7 +188,7 @@ export async function train(c: TrainConfig, log: (line: string) => void = (l) =>
     const trainSet = await taskExamples(model, c.task, c.train, c.trainSamples, c.seed);
     const devSet = c.dev ? await taskExamples(model, c.task, c.dev, c.devSamples, c.seed) : undefined;
     if (mode === 'hybrid' || mode === 'lora') model.addLoRA(c.lora ?? {});
-    const opt = new HybridOptimizer(model, { ...optimizerOptions(mode, c), parallel });
+    const opt = new HybridOptimizer(model, { ...optimizerOptions(mode, c), parallel: parallel ?? undefined });
     const batchSize = c.batchSize ?? TRAIN_DEFAULTS.batchSize;
     const options: TrainerOptions = {
       batchSize, seed: c.seed ?? 0, signal: ac.signal,

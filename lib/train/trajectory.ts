@@ -162,7 +162,7 @@ function normalizeHeader(h: unknown, fail: FieldError, unknownKey?: (path: strin
 
 /**
  * The run seed as a bigint: in memory a bigint or a non-negative safe integer; in a
- * version 2 file a decimal string; in a version 1 file a safe integer. Undefined if invalid.
+ * version 2 or 3 file a decimal string; in a version 1 file a safe integer. Undefined if invalid.
  */
 function headerSeed(value: unknown, fileVersion: number | undefined): bigint | undefined {
   const fromNumber = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? BigInt(v) : undefined);
