@@ -4,6 +4,8 @@
 // non-finite moments and adapters, adapter shapes, PEFT options zofo does not implement,
 // tokenizers larger than the model or with absurd ids, and task files past their limits.
 import t, { type Test } from 'tap';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ZofoError } from '../lib/errors.js';
@@ -69,7 +71,10 @@ async function editTensors(file: string, edit: (tensors: Map<string, TensorData>
 
 /** Logits of a fixed input: what "the model is unchanged" is checked by. */
 async function probe(m: Model): Promise<Buffer> {
-  const out = await m.logits([[4, 9, 17, 30], [5, 6]]);
+  const out = await m.logits([
+    [4, 9, 17, 30],
+    [5, 6],
+  ]);
   return Buffer.concat(out.map((x) => Buffer.from(x.buffer, x.byteOffset, x.byteLength)));
 }
 
@@ -78,7 +83,10 @@ t.test('checkpoints whose parts disagree are refused, naming the mismatch', asyn
   const run = join(top, 'run');
   const train = data(8, seed0);
   const m = await model(t);
-  for await (const _ of new Trainer(m, new HybridOptimizer(m, OPTS), { batchSize: 2, steps: 4, seed: 1, checkpoint: { dir: run, every: 2, keep: 5 } }).fit(train)) void _;
+  for await (const _ of new Trainer(m, new HybridOptimizer(m, OPTS), { batchSize: 2, steps: 4, seed: 1, checkpoint: { dir: run, every: 2, keep: 5 } }).fit(
+    train,
+  ))
+    void _;
   const good = join(run, 'step-000004');
   t.equal((await loadCheckpoint(good)).trainer.step, 4, 'the unmodified checkpoint loads');
   let n = 0;
@@ -88,6 +96,15 @@ t.test('checkpoints whose parts disagree are refused, naming the mismatch', asyn
     return dir;
   };
   const trainerJson = (dir: string) => join(dir, 'trainer.json');
+  // Records the edited files' SHA-256 in trainer.json, as if the checkpoint had been saved
+  // with them: the cross-checks must catch what the byte checksums cannot.
+  const reseal = (dir: string) =>
+    editJson(trainerJson(dir), (j) => {
+      for (const f of Object.keys(j.sha256))
+        j.sha256[f] = createHash('sha256')
+          .update(readFileSync(join(dir, f)))
+          .digest('hex');
+    });
 
   let dir = await copy();
   await editJson(trainerJson(dir), (j) => (j.trainer.sampler.position = 3));
@@ -117,7 +134,11 @@ t.test('checkpoints whose parts disagree are refused, naming the mismatch', asyn
   await rejects(t, loadCheckpoint(dir), 'ZOFO_BAD_FILE', /trainer\.samplerOptions\.seed is missing or malformed/);
 
   dir = await copy();
-  await editTensors(join(dir, 'optimizer.safetensors'), (ts) => { const [first] = ts.values(); (first.data as Float32Array)[1] = Infinity; });
+  await editTensors(join(dir, 'optimizer.safetensors'), (ts) => {
+    const [first] = ts.values();
+    (first.data as Float32Array)[1] = Infinity;
+  });
+  await reseal(dir);
   await rejects(t, loadCheckpoint(dir), 'ZOFO_BAD_FILE', /holds Infinity at index 1 \(optimizer moments are finite\)/);
 
   // The trajectory: a step short (resume would replay fewer updates than were applied), another seed.
@@ -135,9 +156,11 @@ t.test('checkpoints whose parts disagree are refused, naming the mismatch', asyn
   dir = await copy();
   const log = await readTrajectory(join(dir, 'trajectory.zlog'));
   await writeTrajectory(join(dir, 'trajectory.zlog'), { header: log.header, records: log.records.slice(0, -1) });
+  await reseal(dir);
   await rejects(t, resume(dir), 'ZOFO_BAD_FILE', /optimizer state: the trajectory holds 3 update passes, but 4 steps of q = 1 make 4/);
   dir = await copy();
   await writeTrajectory(join(dir, 'trajectory.zlog'), { header: { ...log.header, seed: 4n }, records: log.records });
+  await reseal(dir);
   await rejects(t, resume(dir), 'ZOFO_BAD_FILE', /the trajectory's seed 4 differs from the state's seed 3/);
   dir = await copy();
   await editJson(trainerJson(dir), (j) => (j.optimizer.foUpdates = 2));
@@ -145,7 +168,11 @@ t.test('checkpoints whose parts disagree are refused, naming the mismatch', asyn
 
   // An adapter with a non-finite value: refused at load.
   dir = await copy();
-  await editTensors(join(dir, 'adapter', 'adapter_model.safetensors'), (ts) => { const [first] = ts.values(); (first.data as Float32Array)[0] = NaN; });
+  await editTensors(join(dir, 'adapter', 'adapter_model.safetensors'), (ts) => {
+    const [first] = ts.values();
+    (first.data as Float32Array)[0] = NaN;
+  });
+  await reseal(dir);
   await rejects(t, resume(dir), 'ZOFO_BAD_FILE', /holds NaN at index 0 \(an adapter must be finite\)/);
   const ok = await resume(good);
   t.equal(ok.loraNames().length > 0, true, 'the unmodified checkpoint resumes');
@@ -154,7 +181,12 @@ t.test('checkpoints whose parts disagree are refused, naming the mismatch', asyn
 t.test('adapters: wrong shapes, non-finite values and unimplemented PEFT options are refused; the model is left as it was', async (t) => {
   const top = t.testdir({});
   const src = await model(t);
-  src.loraNames().forEach((name, i) => src.setLoraTensor(name, Float32Array.from(src.loraTensor(name), (_, k) => Math.sin(k + i) * 0.1)));
+  src.loraNames().forEach((name, i) =>
+    src.setLoraTensor(
+      name,
+      Float32Array.from(src.loraTensor(name), (_, k) => Math.sin(k + i) * 0.1),
+    ),
+  );
   const good = join(top, 'good');
   await src.saveAdapter(good);
   let n = 0;
@@ -172,10 +204,20 @@ t.test('adapters: wrong shapes, non-finite values and unimplemented PEFT options
   });
   bad.push([dir, 'ZOFO_BAD_FILE', /has shape \[\d+, 2\]; the model needs \[2, \d+\]/]);
   dir = await copy();
-  await editTensors(join(dir, 'adapter_model.safetensors'), (ts) => { const [, b] = [...ts.entries()].at(-1)!; (b.data as Float32Array)[3] = -Infinity; });
+  await editTensors(join(dir, 'adapter_model.safetensors'), (ts) => {
+    const [, b] = [...ts.entries()].at(-1)!;
+    (b.data as Float32Array)[3] = -Infinity;
+  });
   bad.push([dir, 'ZOFO_BAD_FILE', /holds -Infinity at index 3/]);
-  for (const [key, value] of [['use_rslora', true], ['use_dora', true], ['rank_pattern', { q_proj: 4 }], ['alpha_pattern', { q_proj: 8 }],
-    ['modules_to_save', ['lm_head']], ['layers_to_transform', [0]], ['lora_bias', true]] as const) {
+  for (const [key, value] of [
+    ['use_rslora', true],
+    ['use_dora', true],
+    ['rank_pattern', { q_proj: 4 }],
+    ['alpha_pattern', { q_proj: 8 }],
+    ['modules_to_save', ['lm_head']],
+    ['layers_to_transform', [0]],
+    ['lora_bias', true],
+  ] as const) {
     dir = await copy();
     await editJson(join(dir, 'adapter_config.json'), (j) => (j[key] = value));
     bad.push([dir, 'ZOFO_UNSUPPORTED', new RegExp(`${key} .* is not supported`)]);
@@ -208,11 +250,16 @@ t.test('adapters: wrong shapes, non-finite values and unimplemented PEFT options
   }
   t.ok((await probe(bare)).equals(before), 'the bare model computes exactly what it did');
   t.ok((await probe(loaded)).equals(loadedBefore), 'the adapted model computes exactly what it did');
-  t.ok(loaded.loraNames().every((name, i) => Buffer.from(loaded.loraTensor(name).buffer).equals(adaptersBefore[i])), 'its adapters are bit-identical');
+  t.ok(
+    loaded.loraNames().every((name, i) => Buffer.from(loaded.loraTensor(name).buffer).equals(adaptersBefore[i])),
+    'its adapters are bit-identical',
+  );
 
   // Options that only affect training or initialisation are accepted.
   dir = await copy();
-  await editJson(join(dir, 'adapter_config.json'), (j) => Object.assign(j, { lora_dropout: 0.1, init_lora_weights: 'gaussian', use_rslora: false, use_dora: false, fan_in_fan_out: true }));
+  await editJson(join(dir, 'adapter_config.json'), (j) =>
+    Object.assign(j, { lora_dropout: 0.1, init_lora_weights: 'gaussian', use_rslora: false, use_dora: false, fan_in_fan_out: true }),
+  );
   const other = await model(t, false);
   await other.loadAdapter(dir);
   t.ok((await probe(other)).equals(loadedBefore), 'dropout, init and default-valued options do not stop a load');
@@ -222,9 +269,13 @@ t.test('tokenizers larger than the model, or with absurd ids, are refused at loa
   const top = t.testdir({});
   const dir = join(top, 'model');
   await cp(demoModelDir(), dir, { recursive: true });
-  const addToken = (id: number) => editJson(join(dir, 'tokenizer.json'), (j) => {
-    j.added_tokens = [...j.added_tokens.filter((a: { content: string }) => a.content !== '<extra>'), { id, content: '<extra>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }];
-  });
+  const addToken = (id: number) =>
+    editJson(join(dir, 'tokenizer.json'), (j) => {
+      j.added_tokens = [
+        ...j.added_tokens.filter((a: { content: string }) => a.content !== '<extra>'),
+        { id, content: '<extra>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
+      ];
+    });
   await addToken(V);
   await rejects(t, loadModel(dir), 'ZOFO_BAD_FILE', /token "<extra>" has id 196, outside the model's vocabulary of 196 \(config\.json vocab_size\)/);
   await addToken(1e9);
@@ -241,13 +292,28 @@ t.test('task files past their limits are refused before they are tokenized', asy
   // A line of 5 million characters (default limit 1 million): refused by length, not tokenized.
   const huge = join(dir, 'huge.jsonl');
   await writeFile(huge, `${row('the film was good')}\n${row('good '.repeat(1_000_000))}\n`);
-  await rejects(t, loadTask('jsonl', huge, tok), 'ZOFO_BAD_FILE', new RegExp(`huge\\.jsonl:2: the line has 5000\\d{3} characters, over the limit of ${TASK_LIMITS.maxLineChars} \\(maxLineChars\\)`));
+  await rejects(
+    t,
+    loadTask('jsonl', huge, tok),
+    'ZOFO_BAD_FILE',
+    new RegExp(`huge\\.jsonl:2: the line has 5000\\d{3} characters, over the limit of ${TASK_LIMITS.maxLineChars} \\(maxLineChars\\)`),
+  );
   const skipped = await loadTask('jsonl', huge, tok, { skipBad: true });
   t.same(skipped.skipped, [2], 'with skipBad the long line is skipped');
   const small = join(dir, 'small.jsonl');
   await writeFile(small, `${row('the film was good')}\n${row('good '.repeat(50))}\n`);
-  await rejects(t, loadTask('jsonl', small, tok, { maxTokens: 20 }), 'ZOFO_BAD_FILE', /small\.jsonl:2: the example has \d+ tokens \(prompt \d+ \+ continuation \d+\), over the limit of 20 \(maxTokens\)/);
-  await rejects(t, loadTask('jsonl', small, tok, { maxFileBytes: 100 }), 'ZOFO_BAD_FILE', /small\.jsonl: the file is \d+ bytes, over the limit of 100 \(maxFileBytes\)/);
+  await rejects(
+    t,
+    loadTask('jsonl', small, tok, { maxTokens: 20 }),
+    'ZOFO_BAD_FILE',
+    /small\.jsonl:2: the example has \d+ tokens \(prompt \d+ \+ continuation \d+\), over the limit of 20 \(maxTokens\)/,
+  );
+  await rejects(
+    t,
+    loadTask('jsonl', small, tok, { maxFileBytes: 100 }),
+    'ZOFO_BAD_FILE',
+    /small\.jsonl: the file is \d+ bytes, over the limit of 100 \(maxFileBytes\)/,
+  );
   await rejects(t, loadTask('jsonl', small, tok, { maxLineChars: 0 }), 'ZOFO_INVALID_ARG', /opts\.maxLineChars/);
   t.equal((await loadTask('jsonl', small, tok)).examples.length, 2, 'within the limits the file loads');
   for (const n of [2 ** 40, MAX_SAMPLE_ITEMS + 1]) {

@@ -12,9 +12,7 @@ import { ReshufflingSampler } from '../lib/train/sampler.js';
 import { Trainer, type TrainerEvent, type TrainerOptions } from '../lib/train/trainer.js';
 import { loadCheckpoint, saveCheckpoint, type TrainerCheckpointState } from '../lib/train/checkpoint.js';
 import { TRAJECTORY_VERSION } from '../lib/train/trajectory.js';
-import type {
-  OptimizerState, StepOptions, StepResult, TrainableOptimizer, Trajectory, TrajectoryHeader, TrajectoryRecord,
-} from '../lib/train/types.js';
+import type { OptimizerState, StepOptions, StepResult, TrainableOptimizer, Trajectory, TrajectoryHeader, TrajectoryRecord } from '../lib/train/types.js';
 import { freshSeed } from './helpers/reference.js';
 import { randomCheckpoint, writeCheckpointDir } from './helpers/tiny-checkpoints.js';
 
@@ -28,8 +26,13 @@ const idOf = (e: Example): number => e.prompt[0];
 const lmData = (n: number): LmExample[] => Array.from({ length: n }, (_, i) => ({ prompt: [i, 1], target: [2] }));
 
 const TRAJ_HEADER: TrajectoryHeader = {
-  version: TRAJECTORY_VERSION, base: { hash: 'feedface', dtype: 'f32', parameters: 4 }, table: [{ name: 'w', count: 4, trainable: true, decay: 0 }],
-  estimator: 'forward', mu: 1e-3, perturbations: 1, seed: 5n,
+  version: TRAJECTORY_VERSION,
+  base: { hash: 'feedface', dtype: 'f32', parameters: 4 },
+  table: [{ name: 'w', count: 4, trainable: true, decay: 0 }],
+  estimator: 'forward',
+  mu: 1e-3,
+  perturbations: 1,
+  seed: 5n,
 };
 
 /**
@@ -53,7 +56,10 @@ class FakeOptimizer implements TrainableOptimizer {
   /** The trajectory log (null: the optimizer keeps none). */
   records: TrajectoryRecord[] | null = null;
 
-  constructor(readonly model: Model, readonly n: number) {}
+  constructor(
+    readonly model: Model,
+    readonly n: number,
+  ) {}
 
   lossOf(ids: number[]): number {
     return ids.reduce((s, i) => s + (this.w - i / this.n) ** 2, 0) / ids.length;
@@ -61,7 +67,8 @@ class FakeOptimizer implements TrainableOptimizer {
 
   async step(batch: Example[], opts: StepOptions = {}): Promise<StepResult> {
     await new Promise((r) => setImmediate(r)); // a real step is asynchronous
-    const ids = batch.map(idOf), k = this.stepCount;
+    const ids = batch.map(idOf),
+      k = this.stepCount;
     if (ids.some((i) => this.poison.has(i))) throw withCode('ZOFO_NON_FINITE', `step ${k}: the loss is NaN`);
     this.beforeUpdate?.(k);
     if (opts.signal?.aborted) throw withCode('ZOFO_ABORTED', `step ${k}: aborted`);
@@ -71,7 +78,17 @@ class FakeOptimizer implements TrainableOptimizer {
     this.w -= lr * grad;
     for (let i = 0; i < 3; i++) this.moment[i] = 0.9 * this.moment[i] + (i + 1) * grad;
     this.applied.push(ids);
-    this.records?.push({ step: k, j: 0, q: 1, seed: BigInt(k) * 7n + 1n, projectedGrad: grad, lr: Math.fround(lr), weightDecay: 0, scale: Math.fround(-lr * grad), etaLambda: 0 });
+    this.records?.push({
+      step: k,
+      j: 0,
+      q: 1,
+      seed: BigInt(k) * 7n + 1n,
+      projectedGrad: grad,
+      lr: Math.fround(lr),
+      weightDecay: 0,
+      scale: Math.fround(-lr * grad),
+      etaLambda: 0,
+    });
     this.stepCount++;
     this.afterUpdate?.(k);
     return { step: k, loss, perturbedLosses: [loss + 1], projectedGrads: [grad], seeds: [BigInt(k)], lrX: lr, lrY: lr / 2 };
@@ -116,7 +133,12 @@ function fakeModel(script?: Record<number, number>): { model: Model; bind(opt: F
       return { loss, predictions: batch.map((e) => ((e as { label: number }).label + (opt!.stepCount >= 4 ? 0 : 1)) % 2) };
     },
   } as unknown as Model;
-  return { model, bind: (o) => { opt = o; } };
+  return {
+    model,
+    bind: (o) => {
+      opt = o;
+    },
+  };
 }
 
 function setup(n: number, script?: Record<number, number>): { model: Model; opt: FakeOptimizer; train: LmExample[] } {
@@ -132,7 +154,8 @@ async function collect(it: AsyncIterable<TrainerEvent>): Promise<TrainerEvent[]>
   return out;
 }
 
-const ofType = <K extends TrainerEvent['type']>(events: TrainerEvent[], type: K) => events.filter((e) => e.type === type) as Extract<TrainerEvent, { type: K }>[];
+const ofType = <K extends TrainerEvent['type']>(events: TrainerEvent[], type: K) =>
+  events.filter((e) => e.type === type) as Extract<TrainerEvent, { type: K }>[];
 
 t.test('options are validated with clear errors', async (t) => {
   const { model, opt } = setup(8);
@@ -158,24 +181,49 @@ t.test('options are validated with clear errors', async (t) => {
 });
 
 t.test('batches follow the sampler: every epoch a permutation; events in order', async (t) => {
-  const n = 10, { model, opt, train } = setup(n);
+  const n = 10,
+    { model, opt, train } = setup(n);
   const trainer = new Trainer(model, opt, { batchSize: 4, epochs: 3, seed });
   const events = await collect(trainer.fit(train));
   t.equal(opt.totalSteps, 9, 'totalSteps = epochs × batches per epoch (3 × 3)');
   const sampler = new ReshufflingSampler(n, { batchSize: 4, seed });
   const expected = Array.from({ length: 9 }, () => sampler.next());
-  t.strictSame(opt.applied, expected.map((b) => b.indices), 'the optimizer saw the sampler\'s batches');
+  t.strictSame(
+    opt.applied,
+    expected.map((b) => b.indices),
+    "the optimizer saw the sampler's batches",
+  );
   for (let e = 0; e < 3; e++) {
-    const seen = opt.applied.slice(3 * e, 3 * e + 3).flat().sort((a, b) => a - b);
-    t.strictSame(seen, Array.from({ length: n }, (_, i) => i), `epoch ${e} visits every example once`);
+    const seen = opt.applied
+      .slice(3 * e, 3 * e + 3)
+      .flat()
+      .sort((a, b) => a - b);
+    t.strictSame(
+      seen,
+      Array.from({ length: n }, (_, i) => i),
+      `epoch ${e} visits every example once`,
+    );
   }
-  t.strictSame(events.map((e) => e.type), [...Array(9).fill('step'), 'done']);
+  t.strictSame(
+    events.map((e) => e.type),
+    [...Array(9).fill('step'), 'done'],
+  );
   const steps = ofType(events, 'step');
-  t.strictSame(steps.map((s) => s.step), [1, 2, 3, 4, 5, 6, 7, 8, 9], 'step counts batches, 1-based');
-  t.strictSame(steps.map((s) => s.epoch), [0, 0, 0, 1, 1, 1, 2, 2, 2]);
+  t.strictSame(
+    steps.map((s) => s.step),
+    [1, 2, 3, 4, 5, 6, 7, 8, 9],
+    'step counts batches, 1-based',
+  );
+  t.strictSame(
+    steps.map((s) => s.epoch),
+    [0, 0, 0, 1, 1, 1, 2, 2, 2],
+  );
   t.equal(steps[3].lrY, steps[3].lrX / 2, 'the step result is passed through');
   t.strictSame(steps[0].projectedGrads.length, 1);
-  t.ok(steps.every((s, i) => s.elapsedMs >= s.stepMs && (i === 0 || s.elapsedMs >= steps[i - 1].elapsedMs)), 'elapsed time grows');
+  t.ok(
+    steps.every((s, i) => s.elapsedMs >= s.stepMs && (i === 0 || s.elapsedMs >= steps[i - 1].elapsedMs)),
+    'elapsed time grows',
+  );
   t.match(events.at(-1), { type: 'done', step: 9, reason: 'completed', best: undefined });
 
   const byDrop = setup(n);
@@ -194,15 +242,38 @@ t.test('evaluation every N steps tracks the best; best checkpoint; early stoppin
   const { model, opt, train } = setup(12, script);
   const dir = t.testdir({});
   const trainer = new Trainer(model, opt, {
-    batchSize: 3, steps: 20, seed, eval: { data: lmData(5), every: 2 }, earlyStop: { patience: 2 }, checkpoint: { dir },
+    batchSize: 3,
+    steps: 20,
+    seed,
+    eval: { data: lmData(5), every: 2 },
+    earlyStop: { patience: 2 },
+    checkpoint: { dir },
   });
   const events = await collect(trainer.fit(train));
-  t.strictSame(events.map((e) => e.type), [
-    'step', 'step', 'eval', 'checkpoint', 'step', 'step', 'eval', 'checkpoint', 'step', 'step', 'eval', 'step', 'step', 'eval', 'checkpoint', 'done',
-  ], 'equal losses (3.0 vs 3) are no improvement');
-  t.strictSame(ofType(events, 'eval').map((e) => [e.step, e.loss, e.accuracy, e.best]), [[2, 5, null, true], [4, 3, null, true], [6, 3.5, null, false], [8, 3, null, false]]);
+  t.strictSame(
+    events.map((e) => e.type),
+    ['step', 'step', 'eval', 'checkpoint', 'step', 'step', 'eval', 'checkpoint', 'step', 'step', 'eval', 'step', 'step', 'eval', 'checkpoint', 'done'],
+    'equal losses (3.0 vs 3) are no improvement',
+  );
+  t.strictSame(
+    ofType(events, 'eval').map((e) => [e.step, e.loss, e.accuracy, e.best]),
+    [
+      [2, 5, null, true],
+      [4, 3, null, true],
+      [6, 3.5, null, false],
+      [8, 3, null, false],
+    ],
+  );
   const cks = ofType(events, 'checkpoint');
-  t.strictSame(cks.map((c) => [c.step, c.best]), [[2, true], [4, true], [8, false]], 'best copies, then the final checkpoint');
+  t.strictSame(
+    cks.map((c) => [c.step, c.best]),
+    [
+      [2, true],
+      [4, true],
+      [8, false],
+    ],
+    'best copies, then the final checkpoint',
+  );
   t.equal(cks[0].dir, join(dir, 'best'));
   t.match(events.at(-1), { type: 'done', step: 8, reason: 'early-stop', best: { step: 4, loss: 3, accuracy: null } });
   const best = await loadCheckpoint(join(dir, 'best'));
@@ -211,13 +282,27 @@ t.test('evaluation every N steps tracks the best; best checkpoint; early stoppin
   const latest = await loadCheckpoint(dir);
   t.equal(latest.trainer.step, 8);
   t.equal(latest.trainer.sinceImprovement, 2);
-  t.strictSame(latest.trainer.evals.map((e) => e.loss), [5, 3, 3.5, 3]);
-  t.notOk((await readdir(dir)).some((f) => f.includes('.tmp-') || f.includes('.old-')), 'no temp or old directories left');
+  t.strictSame(
+    latest.trainer.evals.map((e) => e.loss),
+    [5, 3, 3.5, 3],
+  );
+  t.notOk(
+    (await readdir(dir)).some((f) => f.includes('.tmp-') || f.includes('.old-')),
+    'no temp or old directories left',
+  );
 
   // minDelta: 4 → 3.5 is not an improvement by more than 0.6.
   const md = setup(12, { 2: 4, 4: 3.5, 6: 3.5 });
-  const evs = await collect(new Trainer(md.model, md.opt, { batchSize: 3, steps: 20, seed, eval: { data: lmData(4), every: 2 }, earlyStop: { patience: 2, minDelta: 0.6 } }).fit(md.train));
-  t.strictSame(ofType(evs, 'eval').map((e) => e.best), [true, false, false], 'improvements must exceed minDelta');
+  const evs = await collect(
+    new Trainer(md.model, md.opt, { batchSize: 3, steps: 20, seed, eval: { data: lmData(4), every: 2 }, earlyStop: { patience: 2, minDelta: 0.6 } }).fit(
+      md.train,
+    ),
+  );
+  t.strictSame(
+    ofType(evs, 'eval').map((e) => e.best),
+    [true, false, false],
+    'improvements must exceed minDelta',
+  );
   t.match(evs.at(-1), { reason: 'early-stop', step: 6, best: { step: 2, loss: 4 } });
 });
 
@@ -227,7 +312,14 @@ t.test('accuracy metric with classification examples; eval defaults to once per 
   const trainer = new Trainer(model, opt, { batchSize: 2, epochs: 2, seed, eval: { data: cls, metric: 'accuracy', batchSize: 3 } });
   const events = await collect(trainer.fit(cls));
   const evals = ofType(events, 'eval');
-  t.strictSame(evals.map((e) => [e.step, e.loss, e.accuracy, e.best]), [[4, 2, 1, true], [8, 2.5, 1, false]], 'once per epoch (4 batches); accuracy 1 is not beaten by 1');
+  t.strictSame(
+    evals.map((e) => [e.step, e.loss, e.accuracy, e.best]),
+    [
+      [4, 2, 1, true],
+      [8, 2.5, 1, false],
+    ],
+    'once per epoch (4 batches); accuracy 1 is not beaten by 1',
+  );
   t.match(events.at(-1), { reason: 'completed', best: { step: 4, accuracy: 1 } });
   const direct = await trainer.evaluate(cls.slice(0, 3).concat(lmData(2) as never[]));
   t.equal(direct.accuracy, 1, 'mixed eval sets: accuracy over the classification examples');
@@ -261,18 +353,25 @@ t.test('non-finite steps: skip or stop', async (t) => {
 });
 
 t.test('abort mid-run: done "aborted" and a loadable checkpoint; resume completes the run exactly', async (t) => {
-  const n = 9, opts = { batchSize: 2, epochs: 2, seed } as const;
+  const n = 9,
+    opts = { batchSize: 2, epochs: 2, seed } as const;
   const ref = setup(n);
   ref.opt.records = [];
   const refEvents = ofType(await collect(new Trainer(ref.model, ref.opt, opts).fit(ref.train)), 'step');
 
   // The step in flight when the signal fires is rejected (weights untouched).
   const dir = t.testdir({});
-  const a = setup(n), ac = new AbortController();
+  const a = setup(n),
+    ac = new AbortController();
   a.opt.records = [];
-  a.opt.beforeUpdate = (k) => { if (k === 4) ac.abort(); };
+  a.opt.beforeUpdate = (k) => {
+    if (k === 4) ac.abort();
+  };
   const events = await collect(new Trainer(a.model, a.opt, { ...opts, signal: ac.signal, checkpoint: { dir, every: 3 } }).fit(a.train));
-  t.strictSame(events.map((e) => e.type), ['step', 'step', 'step', 'checkpoint', 'step', 'checkpoint', 'done']);
+  t.strictSame(
+    events.map((e) => e.type),
+    ['step', 'step', 'step', 'checkpoint', 'step', 'checkpoint', 'done'],
+  );
   t.match(events.at(-1), { type: 'done', step: 4, reason: 'aborted' });
   t.equal(a.opt.stepCount, 4, 'the rejected step applied nothing');
   const ck = await loadCheckpoint(dir);
@@ -282,17 +381,27 @@ t.test('abort mid-run: done "aborted" and a loadable checkpoint; resume complete
   const b = setup(n);
   const resumed = await collect(new Trainer(b.model, b.opt, opts).fit(b.train, { resumeFrom: dir }));
   const steps = [...ofType(events, 'step'), ...ofType(resumed, 'step')];
-  t.strictSame(steps.map((s) => [s.step, s.epoch, s.loss, s.lrX, s.projectedGrads]), refEvents.map((s) => [s.step, s.epoch, s.loss, s.lrX, s.projectedGrads]), 'the same losses bit for bit');
+  t.strictSame(
+    steps.map((s) => [s.step, s.epoch, s.loss, s.lrX, s.projectedGrads]),
+    refEvents.map((s) => [s.step, s.epoch, s.loss, s.lrX, s.projectedGrads]),
+    'the same losses bit for bit',
+  );
   t.strictSame([...a.opt.applied, ...b.opt.applied], ref.opt.applied, 'the same batches');
   t.equal(b.opt.w, ref.opt.w);
   t.strictSame(b.opt.records, ref.opt.records, 'the resumed trajectory continues the saved one');
 
   // A step that completes after the signal fires is kept and checkpointed.
   const dir2 = join(dir, 'second');
-  const c = setup(n), ac2 = new AbortController();
-  c.opt.afterUpdate = (k) => { if (k === 2) ac2.abort(); };
+  const c = setup(n),
+    ac2 = new AbortController();
+  c.opt.afterUpdate = (k) => {
+    if (k === 2) ac2.abort();
+  };
   const cev = await collect(new Trainer(c.model, c.opt, { ...opts, signal: ac2.signal, checkpoint: { dir: dir2 } }).fit(c.train));
-  t.strictSame(cev.map((e) => e.type), ['step', 'step', 'step', 'checkpoint', 'done']);
+  t.strictSame(
+    cev.map((e) => e.type),
+    ['step', 'step', 'step', 'checkpoint', 'done'],
+  );
   t.match(cev.at(-1), { step: 3, reason: 'aborted' });
   t.equal((await loadCheckpoint(dir2)).optimizer.json.stepCount, 3);
 
@@ -300,6 +409,16 @@ t.test('abort mid-run: done "aborted" and a loadable checkpoint; resume complete
   const zlog = join(ck.dir, 'trajectory.zlog');
   const bytes = await readFile(zlog);
   await writeFile(zlog, bytes.subarray(0, bytes.length - 5));
+  await t.rejects(loadCheckpoint(dir), {
+    code: 'ZOFO_BAD_FILE',
+    message: /trajectory\.zlog: SHA-256 [0-9a-f]{64} differs from the [0-9a-f]{64} recorded in .*trainer\.json/,
+  });
+  // A version 1 checkpoint (no checksums) is refused by the log's own checks.
+  const tjFile = join(ck.dir, 'trainer.json');
+  const v1 = JSON.parse(await readFile(tjFile, 'utf8'));
+  delete v1.sha256;
+  v1.version = 1;
+  await writeFile(tjFile, JSON.stringify(v1));
   await t.rejects(loadCheckpoint(dir), { code: 'ZOFO_BAD_FILE', message: /trajectory\.zlog: the trajectory log is truncated/ });
 
   // Aborted before the start: no step; without checkpointing nothing is written.
@@ -309,7 +428,8 @@ t.test('abort mid-run: done "aborted" and a loadable checkpoint; resume complete
 });
 
 t.test('resume from a crash reproduces the uninterrupted run; eval and best state carry over', async (t) => {
-  const n = 11, script: Record<number, number> = { 3: 4, 6: 2, 9: 3, 12: 1, 15: 5, 18: 0.5 };
+  const n = 11,
+    script: Record<number, number> = { 3: 4, 6: 2, 9: 3, 12: 1, 15: 5, 18: 0.5 };
   const opts = { batchSize: 3, epochs: 5, seed, eval: { data: lmData(3), every: 3 }, earlyStop: { patience: 3 } } as const;
   const ref = setup(n, script);
   const refEvents = await collect(new Trainer(ref.model, ref.opt, opts).fit(ref.train));
@@ -332,10 +452,17 @@ t.test('resume from a crash reproduces the uninterrupted run; eval and best stat
 
   // Aborted right after step 6, whose evaluation was due: the resumed run evaluates first.
   const dir2 = join(dir, 'aborted');
-  const c1 = setup(n, script), ac = new AbortController();
-  c1.opt.afterUpdate = (k) => { if (k === 5) ac.abort(); };
+  const c1 = setup(n, script),
+    ac = new AbortController();
+  c1.opt.afterUpdate = (k) => {
+    if (k === 5) ac.abort();
+  };
   const part1 = await collect(new Trainer(c1.model, c1.opt, { ...opts, signal: ac.signal, checkpoint: { dir: dir2, best: false } }).fit(c1.train));
-  t.strictSame(part1.slice(-3).map((e) => `${e.type}:${e.step}`), ['step:6', 'checkpoint:6', 'done:6'], 'the abort skips the eval');
+  t.strictSame(
+    part1.slice(-3).map((e) => `${e.type}:${e.step}`),
+    ['step:6', 'checkpoint:6', 'done:6'],
+    'the abort skips the eval',
+  );
   const c2 = setup(n, script);
   const part2 = await collect(new Trainer(c2.model, c2.opt, { ...opts, checkpoint: { dir: dir2, best: false } }).fit(c2.train, { resumeFrom: dir2 }));
   t.match(part2[0], { type: 'eval', step: 6, loss: 2, best: true }, 'the missed eval comes first');
@@ -343,18 +470,31 @@ t.test('resume from a crash reproduces the uninterrupted run; eval and best stat
 
   // A different training set or sampler option is refused.
   const c = setup(n, script);
-  await t.rejects(collect(new Trainer(c.model, c.opt, opts).fit(lmData(n + 1), { resumeFrom: dir })), { code: 'ZOFO_INVALID_STATE', message: /another training set/ });
+  await t.rejects(collect(new Trainer(c.model, c.opt, opts).fit(lmData(n + 1), { resumeFrom: dir })), {
+    code: 'ZOFO_INVALID_STATE',
+    message: /another training set/,
+  });
   const swapped = lmData(n);
   swapped[0] = { prompt: [0, 2], target: [2] };
-  await t.rejects(collect(new Trainer(c.model, c.opt, opts).fit(swapped, { resumeFrom: dir })), { code: 'ZOFO_INVALID_STATE', message: /another training set/ });
-  await t.rejects(collect(new Trainer(c.model, c.opt, { ...opts, seed: seed + 1 }).fit(c.train, { resumeFrom: dir })), { code: 'ZOFO_INVALID_STATE', message: /seed/ });
+  await t.rejects(collect(new Trainer(c.model, c.opt, opts).fit(swapped, { resumeFrom: dir })), {
+    code: 'ZOFO_INVALID_STATE',
+    message: /another training set/,
+  });
+  await t.rejects(collect(new Trainer(c.model, c.opt, { ...opts, seed: seed + 1 }).fit(c.train, { resumeFrom: dir })), {
+    code: 'ZOFO_INVALID_STATE',
+    message: /seed/,
+  });
 });
 
 t.test('keep=N prunes old step checkpoints only after latest moves', async (t) => {
   const dir = t.testdir({});
   const { model, opt, train } = setup(10);
   const events = await collect(new Trainer(model, opt, { batchSize: 2, steps: 10, seed, checkpoint: { dir, every: 2, keep: 2 } }).fit(train));
-  t.strictSame(ofType(events, 'checkpoint').map((c) => c.step), [2, 4, 6, 8, 10], 'no extra final checkpoint when the last step was saved');
+  t.strictSame(
+    ofType(events, 'checkpoint').map((c) => c.step),
+    [2, 4, 6, 8, 10],
+    'no extra final checkpoint when the last step was saved',
+  );
   t.strictSame((await readdir(dir)).sort(), ['latest', 'step-000008', 'step-000010']);
   t.strictSame(JSON.parse(await readFile(join(dir, 'latest'), 'utf8')), { step: 10, path: 'step-000010' });
   const ck = await loadCheckpoint(dir);
@@ -402,7 +542,10 @@ t.test('crash safety: leftovers are ignored; damage is a clear ZOFO_BAD_FILE', a
   await mkdir(bad);
   await t.rejects(loadCheckpoint(bad), { code: 'ZOFO_BAD_FILE', message: /neither latest nor trainer\.json/ });
   await writeFile(join(bad, 'latest'), 'not json');
-  await t.rejects(loadCheckpoint(bad), { code: 'ZOFO_BAD_FILE', message: new RegExp(`${join(bad, 'latest').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: not valid JSON`) });
+  await t.rejects(loadCheckpoint(bad), {
+    code: 'ZOFO_BAD_FILE',
+    message: new RegExp(`${join(bad, 'latest').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: not valid JSON`),
+  });
   await writeFile(join(bad, 'latest'), '{"step": 3, "path": "../elsewhere"}');
   await t.rejects(loadCheckpoint(bad), { code: 'ZOFO_BAD_FILE', message: /latest: expected/ });
   await writeFile(join(bad, 'latest'), '{"step": 3, "path": "step-000003"}');
@@ -411,7 +554,7 @@ t.test('crash safety: leftovers are ignored; damage is a clear ZOFO_BAD_FILE', a
   const tj = await readFile(join(s6, 'trainer.json'), 'utf8');
   await writeFile(join(s6, 'trainer.json'), tj.replace('"sinceImprovement": 0', '"sinceImprovement": "x"'));
   await t.rejects(loadCheckpoint(s6), { code: 'ZOFO_BAD_FILE', message: /trainer\.json: trainer\.sinceImprovement is missing or malformed/ });
-  await writeFile(join(s6, 'trainer.json'), tj.replace('"version": 1', '"version": 99'));
+  await writeFile(join(s6, 'trainer.json'), tj.replace('"version": 2', '"version": 99'));
   await t.rejects(loadCheckpoint(s6), { code: 'ZOFO_BAD_FILE', message: /version 99 is not supported/ });
   await writeFile(join(s6, 'trainer.json'), tj);
   await rm(join(s6, 'optimizer.safetensors'));
@@ -461,8 +604,11 @@ t.test('a real tiny model: eval by model.loss, adapters and base weights in chec
   t.equal(evals[0].accuracy, null, 'LM data: no accuracy');
 
   const dir = join(root, 'run');
-  const a = await make(), ac = new AbortController();
-  a.opt.beforeUpdate = (k) => { if (k === 3) ac.abort(); };
+  const a = await make(),
+    ac = new AbortController();
+  a.opt.beforeUpdate = (k) => {
+    if (k === 3) ac.abort();
+  };
   const first = await collect(new Trainer(a.model, a.opt, { ...opts, signal: ac.signal, checkpoint: { dir, saveBase: true } }).fit(data));
   t.match(first.at(-1), { reason: 'aborted', step: 3 });
   const ck = await loadCheckpoint(dir);
@@ -476,7 +622,8 @@ t.test('a real tiny model: eval by model.loss, adapters and base weights in chec
 
   const b = await make(8); // other adapters: the checkpoint's must replace them
   const second = await collect(new Trainer(b.model, b.opt, { ...opts, checkpoint: { dir } }).fit(data, { resumeFrom: dir }));
-  const strip = (evs: TrainerEvent[]) => evs.filter((e) => e.type === 'step' || e.type === 'eval').map((e) => (e.type === 'step' ? [e.step, e.loss] : [e.step, e.loss, e.best]));
+  const strip = (evs: TrainerEvent[]) =>
+    evs.filter((e) => e.type === 'step' || e.type === 'eval').map((e) => (e.type === 'step' ? [e.step, e.loss] : [e.step, e.loss, e.best]));
   t.strictSame([...strip(first), ...strip(second)], strip(refEvents), 'eval losses equal the uninterrupted run bit for bit');
   for (const m of [ref.model, a.model, b.model]) m.dispose();
 });

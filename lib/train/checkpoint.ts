@@ -7,7 +7,9 @@
  *     trajectory.zlog           the ZO trajectory, when the optimizer has one
  *     adapter/                  the LoRA adapters in the HF PEFT layout, when the model has them
  *     base/                     optional (saveBase): the current base weights as an HF directory
- *     trainer.json              written last: step, sampler, schedule (optimizer json), evals, …
+ *     trainer.json              written last: step, sampler, schedule (optimizer json), evals, …,
+ *                               and `sha256`: the SHA-256 of every other file in the directory
+ *                               (keys: paths relative to it, '/'-separated), checked on load
  *   <dir>/latest                {"step":123,"path":"step-000123"}: the commit point
  *   <dir>/best/                 a checkpoint of the best evaluation so far
  *
@@ -16,8 +18,8 @@
  * that are old step directories pruned. A crash at any point leaves `latest` naming a
  * complete checkpoint; leftovers (`*.tmp-*`, an uncommitted step directory) are ignored.
  */
-import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ZofoError } from '../errors.js';
@@ -30,7 +32,12 @@ import { u64FromJson, u64ToJson } from '../validate/u64.js';
 import type { OptimizerState, TrainableOptimizer, Trajectory } from './types.js';
 
 export const CHECKPOINT_FORMAT = 'zofo-trainer-checkpoint';
-export const CHECKPOINT_VERSION = 1;
+/**
+ * The trainer checkpoint version this zofo writes; it also reads version 1 (no `sha256`
+ * manifest in trainer.json).
+ */
+export const CHECKPOINT_VERSION = 2;
+const SUPPORTED_VERSIONS = [1, CHECKPOINT_VERSION];
 const LATEST = 'latest';
 const BEST = 'best';
 const TRAINER_JSON = 'trainer.json';
@@ -98,6 +105,8 @@ interface TrainerJson {
   trainer: TrainerCheckpointState;
   optimizer: Record<string, unknown>;
   files: { tensors: string[]; trajectory: boolean; adapter: boolean; base: boolean };
+  /** Version 2 on: path relative to the checkpoint directory → SHA-256 (lowercase hex) of its bytes. */
+  sha256?: Record<string, string>;
 }
 
 export const stepDirName = (step: number): string => `step-${String(step).padStart(6, '0')}`;
@@ -119,6 +128,65 @@ async function syncTree(dir: string): Promise<void> {
     else await syncFile(join(dir, entry.name));
   }
   await syncDirectory(dir);
+}
+
+/** SHA-256 of a file's bytes, lowercase hex, read as a stream (a base may be large). */
+async function fileSha256(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Every file under `dir` except trainer.json, as '/'-separated relative paths, sorted. */
+async function listFiles(dir: string, prefix = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(join(dir, prefix), { withFileTypes: true })) {
+    const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
+    if (entry.isDirectory()) out.push(...(await listFiles(dir, rel)));
+    else if (rel !== TRAINER_JSON) out.push(rel);
+  }
+  return out.sort();
+}
+
+/** The manifest trainer.json records: the SHA-256 of every other file of the checkpoint. */
+async function manifest(dir: string): Promise<Record<string, string>> {
+  const sums: Record<string, string> = {};
+  for (const rel of await listFiles(dir)) sums[rel] = await fileSha256(join(dir, rel));
+  return sums;
+}
+
+/**
+ * Checks the files of checkpoint `dir` against trainer.json's manifest: every file that
+ * resume reads must be listed, and every listed file must hold the bytes it was saved with.
+ */
+async function verifyManifest(dir: string, file: string, sums: unknown, files: TrainerJson['files']): Promise<void> {
+  if (!isRecord(sums)) throw badFile(file, 'sha256 (the checksum of each file of the checkpoint) is missing or not an object');
+  const entries = Object.entries(sums);
+  for (const [rel, sum] of entries) {
+    const parts = rel.split('/');
+    if (rel === TRAINER_JSON || parts.some((p) => p === '' || p === '.' || p === '..' || p.includes('\\')))
+      throw badFile(file, `sha256 names ${JSON.stringify(rel)}, not a file of the checkpoint`);
+    if (typeof sum !== 'string' || !/^[0-9a-f]{64}$/.test(sum))
+      throw badFile(file, `sha256[${JSON.stringify(rel)}] must be 64 lowercase hex digits, not ${JSON.stringify(sum)}`);
+  }
+  const needed = [OPTIMIZER_FILE];
+  if (files.trajectory) needed.push(TRAJECTORY_FILE);
+  if (files.adapter) needed.push('adapter/adapter_config.json', 'adapter/adapter_model.safetensors');
+  if (files.base) needed.push('base/model.safetensors', 'base/config.json');
+  const missing = needed.find((rel) => !Object.hasOwn(sums, rel));
+  if (missing) throw badFile(file, `sha256 has no checksum for ${missing}, which the checkpoint holds`);
+  for (const [rel, sum] of entries) {
+    const path = join(dir, ...rel.split('/'));
+    let actual: string;
+    try {
+      actual = await fileSha256(path);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENOENT') throw badFile(path, `missing (${TRAINER_JSON} records its checksum)`);
+      throw ioError(path, 'could not read', err);
+    }
+    if (actual !== sum)
+      throw badFile(path, `SHA-256 ${actual} differs from the ${sum} recorded in ${file} (the file was changed or damaged since it was saved)`);
+  }
 }
 
 async function writeDurable(file: string, text: string): Promise<void> {
@@ -166,6 +234,7 @@ async function writeContents(dir: string, opts: SaveCheckpointOptions): Promise<
     trainer: opts.state,
     optimizer: opt.json,
     files: { tensors: [...tensors.keys()], trajectory: opt.trajectory !== null, adapter, base: saveBase },
+    sha256: await manifest(dir),
   };
   await writeDurable(join(dir, TRAINER_JSON), `${JSON.stringify(json, null, 2)}\n`);
   await syncTree(dir);
@@ -200,8 +269,15 @@ async function readLatest(root: string): Promise<{ step: number; path: string } 
     throw badFile(file, `not valid JSON (${(err as Error).message})`, err);
   }
   const v = value as { step?: unknown; path?: unknown };
-  if (typeof value !== 'object' || value === null || !Number.isSafeInteger(v.step) || typeof v.path !== 'string' ||
-    v.path.length === 0 || v.path !== basename(v.path) || v.path.startsWith('.')) {
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    !Number.isSafeInteger(v.step) ||
+    typeof v.path !== 'string' ||
+    v.path.length === 0 ||
+    v.path !== basename(v.path) ||
+    v.path.startsWith('.')
+  ) {
     throw badFile(file, 'expected {"step": <integer>, "path": <a checkpoint directory name>}');
   }
   return { step: v.step as number, path: v.path };
@@ -214,7 +290,9 @@ async function readLatest(root: string): Promise<{ step: number; path: string } 
  */
 export async function saveCheckpoint(root: string, opts: SaveCheckpointOptions): Promise<{ dir: string; history: string[] }> {
   const keep = opts.keep ?? 2;
-  await mkdir(root, { recursive: true }).catch((err) => { throw ioError(root, 'could not create the directory', err); });
+  await mkdir(root, { recursive: true }).catch((err) => {
+    throw ioError(root, 'could not create the directory', err);
+  });
   const latest = await readLatest(root).catch(() => null);
   // The committed checkpoint is never replaced in place (a crash would leave latest dangling):
   // a clash with it (a run resumed from an older checkpoint) gets a unique name instead.
@@ -248,7 +326,9 @@ export async function saveCheckpoint(root: string, opts: SaveCheckpointOptions):
  * renamed in, old one deleted. A crash in between leaves `best.old-*` (see loadCheckpoint).
  */
 export async function saveBestCheckpoint(root: string, opts: SaveCheckpointOptions): Promise<string> {
-  await mkdir(root, { recursive: true }).catch((err) => { throw ioError(root, 'could not create the directory', err); });
+  await mkdir(root, { recursive: true }).catch((err) => {
+    throw ioError(root, 'could not create the directory', err);
+  });
   const tmp = await writeTempDir(root, BEST, opts);
   const target = join(root, BEST);
   const old = join(root, `${BEST}.old-${uniqueSuffix()}`);
@@ -288,15 +368,26 @@ function isEval(x: unknown): boolean {
  * decimal string.
  */
 function checkTrainer(file: string, t: TrainerCheckpointState): void {
-  const fail = (field: string): never => { throw badFile(file, `trainer.${field} is missing or malformed`); };
-  const disagree = (problem: string): never => { throw badFile(file, `the trainer state disagrees with itself: ${problem}`); };
+  const fail = (field: string): never => {
+    throw badFile(file, `trainer.${field} is missing or malformed`);
+  };
+  const disagree = (problem: string): never => {
+    throw badFile(file, `the trainer state disagrees with itself: ${problem}`);
+  };
   if (typeof t !== 'object' || t === null) fail('');
   if (!isCount(t.step)) fail('step');
   if (t.skipped !== undefined && (!isCount(t.skipped) || t.skipped > t.step)) fail('skipped');
   if (typeof t.sampler !== 'object' || t.sampler === null || !isCount(t.sampler.epoch) || !isCount(t.sampler.position)) fail('sampler');
   const so = t.samplerOptions;
-  if (typeof so !== 'object' || so === null || !isCount(so.batchSize) || so.batchSize < 1 || typeof so.dropLast !== 'boolean' ||
-    typeof so.withReplacement !== 'boolean') fail('samplerOptions');
+  if (
+    typeof so !== 'object' ||
+    so === null ||
+    !isCount(so.batchSize) ||
+    so.batchSize < 1 ||
+    typeof so.dropLast !== 'boolean' ||
+    typeof so.withReplacement !== 'boolean'
+  )
+    fail('samplerOptions');
   const seed = u64FromJson(so.seed);
   if (seed === undefined) fail('samplerOptions.seed');
   so.seed = u64ToJson(seed!);
@@ -308,14 +399,18 @@ function checkTrainer(file: string, t: TrainerCheckpointState): void {
   if (!isCount(t.sinceImprovement)) fail('sinceImprovement');
   if (!Array.isArray(t.history) || !t.history.every((h) => typeof h === 'string')) fail('history');
 
-  const { n } = t.train, { batchSize, dropLast } = so, { epoch, position } = t.sampler;
+  const { n } = t.train,
+    { batchSize, dropLast } = so,
+    { epoch, position } = t.sampler;
   if (dropLast && batchSize > n) disagree(`batch size ${batchSize} with dropLast exceeds the ${n} training examples`);
   if (position > n) disagree(`sampler position ${position} is past the ${n} training examples`);
   // The sampler moves a whole batch at a time; only an epoch's last, partial batch ends elsewhere (at n).
-  if (position % batchSize !== 0 && position !== n) disagree(`sampler position ${position} is not a multiple of the batch size ${batchSize} (nor the end of the epoch, ${n})`);
+  if (position % batchSize !== 0 && position !== n)
+    disagree(`sampler position ${position} is not a multiple of the batch size ${batchSize} (nor the end of the epoch, ${n})`);
   const perEpoch = dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
   const batches = epoch * perEpoch + Math.ceil(position / batchSize);
-  if (batches !== t.step) disagree(`step ${t.step}, but the sampler (epoch ${epoch}, position ${position}, ${perEpoch} batches per epoch) has drawn ${batches} batches`);
+  if (batches !== t.step)
+    disagree(`step ${t.step}, but the sampler (epoch ${epoch}, position ${position}, ${perEpoch} batches per epoch) has drawn ${batches} batches`);
   const late = t.evals.find((e) => e.step > t.step);
   if (late) disagree(`an evaluation at step ${late.step} is later than the state's step ${t.step}`);
 }
@@ -331,8 +426,10 @@ function stepOfDirName(name: string): number | null {
  * what any TrainableOptimizer's state has is checked here; the optimizer checks the rest
  * of its own state (stateProblem) when the checkpoint is restored into it.
  */
-function checkParts(dir: string, t: TrainerCheckpointState, optimizer: OptimizerState, files: TrainerJson['files']): void {
-  const disagree = (what: string): never => { throw badFile(dir, `the checkpoint's parts disagree: ${what}`); };
+function checkParts(dir: string, t: TrainerCheckpointState, optimizer: OptimizerState): void {
+  const disagree = (what: string): never => {
+    throw badFile(dir, `the checkpoint's parts disagree: ${what}`);
+  };
   const named = stepOfDirName(basename(dir));
   if (named !== null && named !== t.step) disagree(`the directory is named for step ${named} but trainer.step is ${t.step}`);
   for (const [name, data] of optimizer.tensors) {
@@ -344,12 +441,16 @@ function checkParts(dir: string, t: TrainerCheckpointState, optimizer: Optimizer
   const optimizerSteps = typeof o.step === 'number' ? o.step : null;
   const taken = t.skipped !== undefined ? t.step - t.skipped : null;
   if (optimizerSteps !== null && (taken !== null ? optimizerSteps !== taken : optimizerSteps > t.step)) {
-    disagree(`trainer.step is ${t.step}${t.skipped !== undefined ? ` with ${t.skipped} skipped batches` : ''} but the optimizer has taken ${optimizerSteps} steps`);
+    disagree(
+      `trainer.step is ${t.step}${t.skipped !== undefined ? ` with ${t.skipped} skipped batches` : ''} but the optimizer has taken ${optimizerSteps} steps`,
+    );
   }
-  if (typeof o.totalSteps === 'number' && o.totalSteps !== t.totalSteps) disagree(`trainer.totalSteps is ${t.totalSteps} but the optimizer's is ${o.totalSteps}`);
+  if (typeof o.totalSteps === 'number' && o.totalSteps !== t.totalSteps)
+    disagree(`trainer.totalSteps is ${t.totalSteps} but the optimizer's is ${o.totalSteps}`);
   const last = optimizer.trajectory?.records.at(-1);
   const steps = optimizerSteps ?? taken ?? t.step;
-  if (last && last.step >= steps) disagree(`the trajectory's last step is ${last.step} but the run has taken ${steps} optimizer steps (0-based indices up to ${steps - 1})`);
+  if (last && last.step >= steps)
+    disagree(`the trajectory's last step is ${last.step} but the run has taken ${steps} optimizer steps (0-based indices up to ${steps - 1})`);
 }
 
 /**
@@ -358,12 +459,14 @@ function checkParts(dir: string, t: TrainerCheckpointState, optimizer: Optimizer
  * ZOFO_BAD_FILE naming the file.
  */
 export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
-  if (typeof path !== 'string' || path.length === 0) throw new ZofoError('ZOFO_INVALID_ARG', `Expected a checkpoint directory for path but received ${JSON.stringify(path)}`);
+  if (typeof path !== 'string' || path.length === 0)
+    throw new ZofoError('ZOFO_INVALID_ARG', `Expected a checkpoint directory for path but received ${JSON.stringify(path)}`);
   let dir = path;
   const latest = await readLatest(path);
   if (latest) {
     dir = join(path, latest.path);
-    if (!existsSync(join(dir, TRAINER_JSON))) throw badFile(join(path, LATEST), `names ${latest.path}, which is not a complete checkpoint (no ${TRAINER_JSON})`);
+    if (!existsSync(join(dir, TRAINER_JSON)))
+      throw badFile(join(path, LATEST), `names ${latest.path}, which is not a complete checkpoint (no ${TRAINER_JSON})`);
   } else if (!existsSync(join(path, TRAINER_JSON))) {
     const recovered = basename(path) === BEST && !existsSync(path) ? await recoverBest(path) : null;
     if (!recovered) throw badFile(path, `not a checkpoint: neither ${LATEST} nor ${TRAINER_JSON} is there`);
@@ -376,20 +479,32 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   } catch (err) {
     throw badFile(file, `not valid JSON (${(err as Error).message})`, err);
   }
-  if (typeof json !== 'object' || json === null || json.format !== CHECKPOINT_FORMAT) throw badFile(file, `not a zofo trainer checkpoint (format ${JSON.stringify((json as { format?: unknown })?.format)})`);
-  if (json.version !== CHECKPOINT_VERSION) throw badFile(file, `checkpoint version ${JSON.stringify(json.version)} is not supported (${CHECKPOINT_VERSION} is)`);
+  if (typeof json !== 'object' || json === null || json.format !== CHECKPOINT_FORMAT)
+    throw badFile(file, `not a zofo trainer checkpoint (format ${JSON.stringify((json as { format?: unknown })?.format)})`);
+  if (!SUPPORTED_VERSIONS.includes(json.version))
+    throw badFile(file, `checkpoint version ${JSON.stringify(json.version)} is not supported (this zofo reads ${SUPPORTED_VERSIONS.join(', ')})`);
   checkTrainer(file, json.trainer);
   if (!isRecord(json.optimizer)) throw badFile(file, 'optimizer is missing or not an object');
   const files = json.files;
-  if (typeof files !== 'object' || files === null || !Array.isArray(files.tensors) || typeof files.trajectory !== 'boolean' ||
-    typeof files.adapter !== 'boolean' || typeof files.base !== 'boolean') throw badFile(file, 'files is missing or malformed');
+  if (
+    typeof files !== 'object' ||
+    files === null ||
+    !Array.isArray(files.tensors) ||
+    typeof files.trajectory !== 'boolean' ||
+    typeof files.adapter !== 'boolean' ||
+    typeof files.base !== 'boolean'
+  )
+    throw badFile(file, 'files is missing or malformed');
+  // Version 1 checkpoints have no manifest; a version 2 one must, and any present is checked.
+  if (json.version >= 2 || json.sha256 !== undefined) await verifyManifest(dir, file, json.sha256, files);
 
   const tensorFile = join(dir, OPTIMIZER_FILE);
   if (!existsSync(tensorFile)) throw badFile(tensorFile, 'missing');
   const tensors = new Map<string, Float32Array>();
   const st = await openSafetensors(tensorFile);
   try {
-    const have = [...st.tensors.keys()].sort(), want = [...files.tensors].sort();
+    const have = [...st.tensors.keys()].sort(),
+      want = [...files.tensors].sort();
     if (have.join('\n') !== want.join('\n')) throw badFile(tensorFile, `holds tensors [${have.join(', ')}] but ${TRAINER_JSON} lists [${want.join(', ')}]`);
     for (const name of have) {
       if (st.tensors.get(name)!.dtype !== 'F32') throw badFile(tensorFile, `tensor ${JSON.stringify(name)} is not F32`);
@@ -415,7 +530,7 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   const baseDir = files.base ? join(dir, 'base') : null;
   if (baseDir && !existsSync(join(baseDir, 'model.safetensors'))) throw badFile(join(baseDir, 'model.safetensors'), 'missing');
   const optimizer: OptimizerState = { json: json.optimizer, tensors, trajectory };
-  checkParts(dir, json.trainer, optimizer, files);
+  checkParts(dir, json.trainer, optimizer);
   if (latest && latest.step !== json.trainer.step) throw badFile(join(path, LATEST), `names step ${latest.step}, but ${file} is at step ${json.trainer.step}`);
   return { dir, trainer: json.trainer, optimizer, adapterDir, baseDir };
 }
@@ -430,14 +545,19 @@ export async function restoreCheckpoint(ckpt: LoadedCheckpoint, model: Model, op
   const problem = optimizer.stateProblem?.(ckpt.optimizer);
   if (problem) throw badFile(join(ckpt.dir, TRAINER_JSON), `optimizer state: ${problem}`);
   if (ckpt.adapterDir) await model.loadAdapter(ckpt.adapterDir);
-  else if (model.loraNames().length > 0) throw new ZofoError('ZOFO_INVALID_STATE', `${ckpt.dir}: the checkpoint has no adapter but the model has LoRA adapters`);
+  else if (model.loraNames().length > 0)
+    throw new ZofoError('ZOFO_INVALID_STATE', `${ckpt.dir}: the checkpoint has no adapter but the model has LoRA adapters`);
   if (ckpt.baseDir) {
     const base = await openCheckpoint(ckpt.baseDir);
     try {
       for (const name of model.parameterNames()) {
         if (!base.tensors.has(name)) throw badFile(join(ckpt.baseDir, 'model.safetensors'), `has no tensor ${name}`);
         const shape = base.tensors.get(name)!.shape;
-        if (shape.join(',') !== model.tensorShape(name).join(',')) throw badFile(join(ckpt.baseDir, 'model.safetensors'), `tensor ${name} has shape [${shape.join(', ')}], the model's is [${model.tensorShape(name).join(', ')}]`);
+        if (shape.join(',') !== model.tensorShape(name).join(','))
+          throw badFile(
+            join(ckpt.baseDir, 'model.safetensors'),
+            `tensor ${name} has shape [${shape.join(', ')}], the model's is [${model.tensorShape(name).join(', ')}]`,
+          );
         model.native.setTensor(name, await base.read(name));
       }
     } finally {

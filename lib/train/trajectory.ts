@@ -3,14 +3,15 @@
  * exactly as applied, so that the base checkpoint + this log rebuild x_K by seed replay.
  * Versioned, append-only, little-endian throughout.
  *
- * Layout, format version 2:
+ * Layout, format version 3:
  *
  *   offset 0    8 bytes   magic, ASCII "ZOFOTRAJ"
- *   offset 8    u32       format version, 2
+ *   offset 8    u32       format version, 3
  *   offset 12   u32       L: byte length of the header text, a multiple of 8
  *   offset 16   L bytes   the header: UTF-8 JSON, no whitespace, keys sorted at every
  *                         level, padded at its end with spaces (0x20) to L bytes
- *   offset 16+L           records, 48 bytes each, one per update pass, to the end of file
+ *   offset 16+L 32 bytes  header checksum: SHA-256 of bytes 0 .. 16+L (magic to padding)
+ *   offset 48+L           records, 48 bytes each, one per update pass, to the end of file
  *
  * Header JSON (exactly these keys; a reader rejects missing, ill-typed or unknown ones):
  *
@@ -18,10 +19,12 @@
  *    "estimator":"forward"|"central","mu":<finite > 0>,"perturbations":<int 1..65535>,
  *    "seed":<decimal string of a 64-bit unsigned integer, no sign or leading zeros>,
  *    "table":[{"count":<int ≥ 0>,"decay":<finite>,"name":<non-empty, unique>,"trainable":<bool>},…],
- *    "version":2}
+ *    "version":3}
  *
- * Version 1 (still read, never written) differs only in "seed": a JSON number, which
- * cannot hold a seed ≥ 2^53 exactly; its records are the same.
+ * Versions 1 and 2 are still read (and continued by appends in their own format), never
+ * created. Version 2 has no header checksum (records start at 16+L) and each record's
+ * CRC covers that record alone. Version 1 is version 2 with "seed" a JSON number, which
+ * cannot hold a seed ≥ 2^53 exactly.
  *
  * Record, 48 bytes:
  *
@@ -35,8 +38,13 @@
  *                           (all five finite: a NaN or ∞ is refused on write and on read)
  *   40  u16  j              0-based pass index within the step
  *   42  u16  q              passes in the step, ≥ 1; j < q
- *   44  u32  crc32          CRC-32 of bytes 0..43 (IEEE 802.3, as zlib: reflected
- *                           polynomial 0xEDB88320, initial value and final xor 0xFFFFFFFF)
+ *   44  u32  crc32          running CRC-32 (IEEE 802.3, as zlib: reflected polynomial
+ *                           0xEDB88320, initial value and final xor 0xFFFFFFFF) of bytes
+ *                           0..43 of every record up to and including this one, i.e.
+ *                           zlib's crc32(bytes 0..43, crc of the previous record), the
+ *                           first record starting from 0. A record deleted, repeated or
+ *                           moved breaks every later CRC; a torn tail is cut at a record
+ *                           boundary, so the records before it keep their CRCs.
  *
  * Order: the records form one group per step, j = 0, 1, …, q−1 with equal step and q;
  * successive groups have strictly increasing steps (gaps allowed).
@@ -48,6 +56,7 @@
  * trailing records whose 48 bytes are all zero (never valid: their CRC would not match),
  * and a final step with fewer than q records. Anything else that is wrong is an error.
  */
+import { createHash } from 'node:crypto';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib'; // Node ≥ 20.15; package.json requires ≥ 20.17
 import { describe, invalidArg, ZofoError } from '../errors.js';
@@ -58,12 +67,15 @@ import type { Trajectory, TrajectoryHeader, TrajectoryRecord, TrajectoryTensor }
  * The trajectory log format version this zofo writes (docs/algorithm.md §7); it reads this
  * one and version 1.
  */
-export const TRAJECTORY_VERSION = 2;
+export const TRAJECTORY_VERSION = 3;
 export const RECORD_BYTES = 48;
 
 const MAGIC = Buffer.from('ZOFOTRAJ', 'latin1');
 const PREAMBLE_BYTES = 16;
-const SUPPORTED_VERSIONS = [1, TRAJECTORY_VERSION];
+const SUPPORTED_VERSIONS = [1, 2, TRAJECTORY_VERSION];
+/** Bytes of the header checksum after the header text; version 3 on. */
+const HEADER_SUM_BYTES = 32;
+const hasChecksums = (version: number): boolean => version >= 3;
 const CRC_OFFSET = 44;
 const DTYPES = ['f32', 'bf16', 'f16'];
 const ESTIMATORS = ['forward', 'central'];
@@ -88,9 +100,10 @@ type FieldError = (path: string, expected: string, value: unknown) => ZofoError;
 const argumentFieldError: FieldError = (path, expected, value) => invalidArg(expected, path ? `header.${path}` : 'header', value);
 
 function fileFieldError(file: string): FieldError {
-  return (path, expected, value) => value === undefined
-    ? badFile(file, `the header has no field ${path}`)
-    : badFile(file, `header field ${path || '(the header itself)'} must be ${expected}, not ${describe(value)}`);
+  return (path, expected, value) =>
+    value === undefined
+      ? badFile(file, `the header has no field ${path}`)
+      : badFile(file, `header field ${path || '(the header itself)'} must be ${expected}, not ${describe(value)}`);
 }
 
 /**
@@ -118,7 +131,15 @@ function normalizeHeader(h: unknown, fail: FieldError, unknownKey?: (path: strin
   if (!isCount(q) || q < 1 || q > U16_MAX) throw fail('perturbations', `an integer in [1, ${U16_MAX}]`, q);
   const seed = headerSeed(top.seed, fileVersion);
   if (seed === undefined) {
-    throw fail('seed', fileVersion === 1 ? 'a non-negative safe integer' : fileVersion === undefined ? 'a bigint in 0 .. 2^64-1 or a non-negative safe integer' : 'the decimal string of an integer in 0 .. 2^64-1', top.seed);
+    throw fail(
+      'seed',
+      fileVersion === 1
+        ? 'a non-negative safe integer'
+        : fileVersion === undefined
+          ? 'a bigint in 0 .. 2^64-1 or a non-negative safe integer'
+          : 'the decimal string of an integer in 0 .. 2^64-1',
+      top.seed,
+    );
   }
 
   if (!Array.isArray(top.table)) throw fail('table', 'an array', top.table);
@@ -150,7 +171,7 @@ function normalizeHeader(h: unknown, fail: FieldError, unknownKey?: (path: strin
 
 /**
  * The run seed as a bigint: in memory a bigint or a non-negative safe integer; in a
- * version 2 file a decimal string; in a version 1 file a safe integer. Undefined if invalid.
+ * version 2 or 3 file a decimal string; in a version 1 file a safe integer. Undefined if invalid.
  */
 function headerSeed(value: unknown, fileVersion: number | undefined): bigint | undefined {
   const fromNumber = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? BigInt(v) : undefined);
@@ -165,16 +186,22 @@ function headerBytes(h: TrajectoryHeader): Uint8Array {
   // Keys stay in sorted order; the 64-bit seed is written as a decimal string.
   const json = Buffer.from(JSON.stringify({ ...h, seed: h.seed.toString() }), 'utf8');
   const length = Math.ceil(json.length / 8) * 8;
-  const out = new Uint8Array(PREAMBLE_BYTES + length).fill(0x20, PREAMBLE_BYTES);
+  const out = new Uint8Array(PREAMBLE_BYTES + length + HEADER_SUM_BYTES).fill(0x20, PREAMBLE_BYTES, PREAMBLE_BYTES + length);
   out.set(MAGIC, 0);
   const view = new DataView(out.buffer);
   view.setUint32(8, TRAJECTORY_VERSION, true);
   view.setUint32(12, length, true);
   out.set(json, PREAMBLE_BYTES);
+  out.set(sha256(out.subarray(0, PREAMBLE_BYTES + length)), PREAMBLE_BYTES + length);
   return out;
 }
 
-/** The file's first 16 + L bytes: magic, version, header length and the padded JSON header. */
+const sha256 = (bytes: Uint8Array): Uint8Array => createHash('sha256').update(bytes).digest();
+
+/**
+ * The file's first 48 + L bytes: magic, version, header length, the padded JSON header
+ * and its SHA-256.
+ */
 export function encodeTrajectoryHeader(h: TrajectoryHeader): Uint8Array {
   return headerBytes(normalizeHeader(h, argumentFieldError));
 }
@@ -189,7 +216,8 @@ function firstDifference(a: unknown, b: unknown, path: string): { path: string; 
     return a.length === b.length ? undefined : { path: `${path}.length`, a: a.length, b: b.length };
   }
   if (isRecord(a) && isRecord(b)) {
-    for (const k of Object.keys(a)) { // both normalized: the same keys
+    for (const k of Object.keys(a)) {
+      // both normalized: the same keys
       const d = firstDifference(a[k], b[k], path ? `${path}.${k}` : k);
       if (d) return d;
     }
@@ -246,8 +274,11 @@ class RecordOrder {
 
 const NUMBER_FIELDS = ['projectedGrad', 'scale', 'etaLambda', 'lr', 'weightDecay'] as const;
 
-/** Checks `r` (named `name` in errors) and writes it, CRC included, at `at`. */
-function writeRecord(out: Uint8Array, at: number, r: TrajectoryRecord, name: string): void {
+/**
+ * Checks `r` (named `name` in errors) and writes it at `at`, its CRC continuing from
+ * `previousCrc` (0 for a first record, and always 0 in version 1 and 2 files); returns the CRC.
+ */
+function writeRecord(out: Uint8Array, at: number, r: TrajectoryRecord, name: string, previousCrc: number): number {
   if (!isRecord(r)) throw invalidArg('a trajectory record object', name, r);
   if (!isCount(r.step)) throw invalidArg('a non-negative safe integer', `${name}.step`, r.step);
   if (typeof r.seed !== 'bigint' || r.seed < 0n || r.seed >= U64_LIMIT) throw invalidArg('a bigint in [0, 2^64)', `${name}.seed`, r.seed);
@@ -256,7 +287,8 @@ function writeRecord(out: Uint8Array, at: number, r: TrajectoryRecord, name: str
   for (const key of NUMBER_FIELDS) {
     // The fp32 fields must stay finite once rounded (1e39 would become ∞).
     const finite = key === 'projectedGrad' ? Number.isFinite(r[key]) : Number.isFinite(Math.fround(r[key]));
-    if (typeof r[key] !== 'number' || !finite) throw invalidArg(key === 'projectedGrad' ? 'a finite number' : 'a number finite in fp32', `${name}.${key}`, r[key]);
+    if (typeof r[key] !== 'number' || !finite)
+      throw invalidArg(key === 'projectedGrad' ? 'a finite number' : 'a number finite in fp32', `${name}.${key}`, r[key]);
   }
   const view = new DataView(out.buffer, out.byteOffset + at, RECORD_BYTES);
   view.setBigUint64(0, BigInt(r.step), true);
@@ -270,26 +302,42 @@ function writeRecord(out: Uint8Array, at: number, r: TrajectoryRecord, name: str
   view.setFloat32(36, r.weightDecay, true);
   view.setUint16(40, r.j, true);
   view.setUint16(42, r.q, true);
-  view.setUint32(CRC_OFFSET, crc32(out.subarray(at, at + CRC_OFFSET)), true);
+  const crc = crc32(out.subarray(at, at + CRC_OFFSET), previousCrc);
+  view.setUint32(CRC_OFFSET, crc, true);
+  return crc;
 }
 
-/** One record's 48 bytes. */
-export function encodeTrajectoryRecord(r: TrajectoryRecord): Uint8Array {
+/**
+ * One record's 48 bytes. Its CRC continues from `previousCrc`, the CRC stored in the
+ * record before it (default 0: the first record of a log).
+ */
+export function encodeTrajectoryRecord(r: TrajectoryRecord, previousCrc = 0): Uint8Array {
+  if (!Number.isInteger(previousCrc) || previousCrc < 0 || previousCrc > 0xffffffff) throw invalidArg('a u32 CRC', 'previousCrc', previousCrc);
   const out = new Uint8Array(RECORD_BYTES);
-  writeRecord(out, 0, r, 'record');
+  writeRecord(out, 0, r, 'record', previousCrc);
   return out;
 }
 
-/** Encodes `records` in one buffer, checking each and their order against (and advancing) `order`. */
-function encodeRecords(records: readonly TrajectoryRecord[], name: string, order: RecordOrder): Uint8Array {
+/**
+ * Encodes `records` in one buffer, checking each and their order against (and advancing)
+ * `order`; CRCs continue from `chain.crc` (advanced) when `chain.running`, else each starts at 0.
+ */
+function encodeRecords(records: readonly TrajectoryRecord[], name: string, order: RecordOrder, chain: Chain): Uint8Array {
   if (!Array.isArray(records)) throw invalidArg('an array of trajectory records', name, records);
   const out = new Uint8Array(records.length * RECORD_BYTES);
   records.forEach((r, i) => {
-    writeRecord(out, i * RECORD_BYTES, r, `${name}[${i}]`);
+    const crc = writeRecord(out, i * RECORD_BYTES, r, `${name}[${i}]`, chain.running ? chain.crc : 0);
     const problem = order.next(r);
     if (problem) throw new ZofoError('ZOFO_INVALID_ARG', `${name}[${i}]: ${problem}`);
+    chain.crc = crc;
   });
   return out;
+}
+
+/** The record CRC chain: whether CRCs run across records (version 3) and the last record's CRC. */
+interface Chain {
+  running: boolean;
+  crc: number;
 }
 
 // ---- decoding ----
@@ -301,6 +349,8 @@ interface Decoded {
   /** Bytes up to the end of the last complete step: what a torn file is truncated to. */
   validBytes: number;
   order: RecordOrder;
+  /** The CRC chain at validBytes. */
+  chain: Chain;
 }
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
@@ -316,7 +366,8 @@ function decode(bytes: Uint8Array, file: string): Decoded {
   if (size >= MAGIC.length && !MAGIC.equals(bytes.subarray(0, MAGIC.length))) {
     throw badFile(file, `not a zofo trajectory log: bad magic ${hex(bytes.subarray(0, MAGIC.length))} (expected "ZOFOTRAJ", ${hex(MAGIC)})`);
   }
-  if (size < PREAMBLE_BYTES) throw badFile(file, `file is ${size} bytes, shorter than the ${PREAMBLE_BYTES}-byte start of a trajectory log (magic, version, header length)`);
+  if (size < PREAMBLE_BYTES)
+    throw badFile(file, `file is ${size} bytes, shorter than the ${PREAMBLE_BYTES}-byte start of a trajectory log (magic, version, header length)`);
   const version = view.getUint32(8, true);
   if (!SUPPORTED_VERSIONS.includes(version)) {
     throw badFile(file, `unsupported trajectory format version ${version} (this zofo reads version ${SUPPORTED_VERSIONS.join(', ')})`);
@@ -324,13 +375,27 @@ function decode(bytes: Uint8Array, file: string): Decoded {
   const length = view.getUint32(12, true);
   if (length > size - PREAMBLE_BYTES) throw badFile(file, `header length ${length} runs past the end of the file (${size} bytes)`);
   if (length % 8 !== 0) throw badFile(file, `header length ${length} is not a multiple of 8`);
+  const running = hasChecksums(version);
+  const sumBytes = running ? HEADER_SUM_BYTES : 0;
+  if (sumBytes > size - PREAMBLE_BYTES - length)
+    throw badFile(file, `file is ${size} bytes, too short for its ${length}-byte header and the ${HEADER_SUM_BYTES}-byte header checksum`);
+  if (running) {
+    const stored = bytes.subarray(PREAMBLE_BYTES + length, PREAMBLE_BYTES + length + HEADER_SUM_BYTES);
+    const computed = sha256(bytes.subarray(0, PREAMBLE_BYTES + length));
+    if (!Buffer.from(computed).equals(stored)) {
+      throw badFile(
+        file,
+        `header checksum mismatch: the SHA-256 of bytes 0..${PREAMBLE_BYTES + length} is ${hex(computed)}, the file stores ${hex(stored)} (the header was changed or damaged)`,
+      );
+    }
+  }
 
   const json = parseJsonHeader(file, bytes.subarray(PREAMBLE_BYTES, PREAMBLE_BYTES + length)).value;
   const header = normalizeHeader(json, fileFieldError(file), (path, key) => badFile(file, `unknown header field ${path ? `${path}.${key}` : key}`), version);
   // In memory a header is always of the current version (version 1 differs only in how the seed is written).
   header.version = TRAJECTORY_VERSION;
 
-  const start = PREAMBLE_BYTES + length;
+  const start = PREAMBLE_BYTES + length + sumBytes;
   let n = Math.floor((size - start) / RECORD_BYTES);
   let tornTail = (size - start) % RECORD_BYTES !== 0;
   while (n > 0 && isZero(bytes, start + (n - 1) * RECORD_BYTES, RECORD_BYTES)) {
@@ -341,13 +406,20 @@ function decode(bytes: Uint8Array, file: string): Decoded {
   const order = new RecordOrder();
   const records: TrajectoryRecord[] = [];
   let complete = 0; // records in complete steps
+  let crc = 0,
+    completeCrc = 0; // the chain after the last record, after the last complete step
   for (let i = 0; i < n; i++) {
     const at = start + i * RECORD_BYTES;
     const stored = view.getUint32(at + CRC_OFFSET, true);
-    const computed = crc32(bytes.subarray(at, at + CRC_OFFSET));
+    const computed = crc32(bytes.subarray(at, at + CRC_OFFSET), running ? crc : 0);
     if (stored !== computed) {
-      throw badFile(file, `record ${i} (byte offset ${at}) fails its CRC-32 check (stored 0x${stored.toString(16).padStart(8, '0')}, computed 0x${computed.toString(16).padStart(8, '0')})`);
+      const what = running ? 'running CRC-32 check (a record before it may be missing, repeated or changed)' : 'CRC-32 check';
+      throw badFile(
+        file,
+        `record ${i} (byte offset ${at}) fails its ${what} (stored 0x${stored.toString(16).padStart(8, '0')}, computed 0x${computed.toString(16).padStart(8, '0')})`,
+      );
     }
+    crc = stored;
     const step = view.getBigUint64(at, true);
     if (step > MAX_SAFE) throw badFile(file, `record ${i}: step ${step} exceeds 2^53 − 1`);
     const j = view.getUint16(at + 40, true);
@@ -370,7 +442,10 @@ function decode(bytes: Uint8Array, file: string): Decoded {
     const nonFinite = NUMBER_FIELDS.find((key) => !Number.isFinite(record[key]));
     if (nonFinite) throw badFile(file, `record ${i} (step ${record.step}, j=${j}): ${nonFinite} is ${record[nonFinite]} (a log holds only finite values)`);
     records.push(record);
-    if (!order.open) complete = i + 1;
+    if (!order.open) {
+      complete = i + 1;
+      completeCrc = crc;
+    }
   }
   if (complete < records.length) {
     // The last step is incomplete: a crash mid-append. Its passes are not replayed.
@@ -378,7 +453,7 @@ function decode(bytes: Uint8Array, file: string): Decoded {
     order.dropOpen();
     tornTail = true;
   }
-  return { header, records, tornTail, validBytes: start + complete * RECORD_BYTES, order };
+  return { header, records, tornTail, validBytes: start + complete * RECORD_BYTES, order, chain: { running, crc: completeCrc } };
 }
 
 /**
@@ -415,8 +490,12 @@ export async function writeTrajectory(file: string, t: Trajectory): Promise<void
   if (!isRecord(t)) throw invalidArg('a trajectory {header, records}', 'trajectory', t);
   const head = encodeTrajectoryHeader(t.header);
   const order = new RecordOrder();
-  const body = encodeRecords(t.records, 'trajectory.records', order);
-  if (order.open) throw new ZofoError('ZOFO_INVALID_ARG', `trajectory.records ends inside a step: its last step ${t.records[t.records.length - 1].step} lacks records j = ${t.records[t.records.length - 1].j + 1}..q−1`);
+  const body = encodeRecords(t.records, 'trajectory.records', order, { running: true, crc: 0 });
+  if (order.open)
+    throw new ZofoError(
+      'ZOFO_INVALID_ARG',
+      `trajectory.records ends inside a step: its last step ${t.records[t.records.length - 1].step} lacks records j = ${t.records[t.records.length - 1].j + 1}..q−1`,
+    );
   const bytes = new Uint8Array(head.length + body.length);
   bytes.set(head, 0);
   bytes.set(body, head.length);
@@ -442,6 +521,7 @@ export class TrajectoryAppender {
     private size: number,
     private order: RecordOrder,
     private recordCount: number,
+    private chain: Chain,
   ) {}
 
   /**
@@ -484,7 +564,7 @@ export class TrajectoryAppender {
           throw ioError(file, 'cannot cut off the torn tail', err);
         }
       }
-      return new TrajectoryAppender(file, expected, found.tornTail, handle, found.validBytes, found.order, found.records.length);
+      return new TrajectoryAppender(file, expected, found.tornTail, handle, found.validBytes, found.order, found.records.length, found.chain);
     } catch (err) {
       await handle.close().catch(() => undefined);
       throw err;
@@ -516,15 +596,17 @@ export class TrajectoryAppender {
     if (!handle) return Promise.reject(new ZofoError('ZOFO_CLOSED', `append: the trajectory appender of ${this.file} was closed`));
     if (this.failure) return Promise.reject(this.failure);
     const order = this.order.copy();
+    const chain = { ...this.chain };
     let bytes: Uint8Array;
     try {
-      bytes = encodeRecords(records, 'records', order);
+      bytes = encodeRecords(records, 'records', order, chain);
     } catch (err) {
       return Promise.reject(err);
     }
-    // Commit the order and position now, so that appends queued behind this one are
-    // checked against it.
+    // Commit the order, CRC chain and position now, so that appends queued behind this
+    // one are checked against and chained to it.
     this.order = order;
+    this.chain = chain;
     this.recordCount += records.length;
     const at = this.size;
     this.size += bytes.length;
