@@ -122,8 +122,8 @@ t.test('every file of a checkpoint is covered by a SHA-256 in trainer.json; a ch
   t.equal((await loadCheckpoint(runDir)).trainer.step, 2, 'loads again once the bytes are restored');
 
   // A damaged manifest.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the test edits arbitrary JSON
   const withJson = async (edit: (j: Record<string, any>) => void, problem: RegExp, what: string) => {
-    // eslint-disable-line @typescript-eslint/no-explicit-any
     const j = JSON.parse(saved);
     edit(j);
     writeFileSync(trainerFile, JSON.stringify(j, null, 2));
