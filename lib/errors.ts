@@ -92,3 +92,13 @@ export async function awaitNative(call: () => Promise<void>, context: string): P
     }
   }
 }
+
+/** A bad option: `option` is its path (`zo.lr`; 'options' for the options object itself). */
+export class OptionError extends ZofoError {
+  /** The path of the offending option, e.g. `zo.lr`. */
+  readonly option: string;
+  constructor(option: string, message: string) {
+    super('ZOFO_INVALID_ARG', message);
+    this.option = option;
+  }
+}

@@ -13,7 +13,7 @@ export { kernels };
 export * as distributed from './distributed/index.js';
 export type { Communicator } from './distributed/communicator.js';
 export { ZofoError } from './errors.js';
-export { OptionError } from './validate/schema.js';
+export { OptionError } from './errors.js';
 export { editDistance, nearestKey, unknownKeyMessage } from './validate/suggest.js';
 export type { KeyAliases } from './validate/suggest.js';
 export { MAX_LORA_RANK, MAX_LORA_SCALING } from './validate/options.js';

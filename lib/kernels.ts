@@ -19,7 +19,7 @@
  */
 import { cpuBinding, cudaBinding, cudaLoadErrors, type CudaBinding } from './binding.js';
 import { awaitNative, describe, invalidArg, rethrowNative, ZofoError } from './errors.js';
-import { OptionError } from './validate/schema.js';
+import { OptionError } from './errors.js';
 
 const U64_MAX = (1n << 64n) - 1n;
 

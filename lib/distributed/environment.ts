@@ -19,7 +19,7 @@ const SIZE_RANK: Array<[string, string]> = [
 ];
 
 /** The launch this process is part of, or null when no MPI launcher started it. */
-export function detectLaunch(env: NodeJS.ProcessEnv = process.env): LaunchInfo | null {
+export function detectLaunch(env: Readonly<Record<string, string | undefined>> = process.env): LaunchInfo | null {
   for (const [sizeVar, rankVar] of SIZE_RANK) {
     const size = Number(env[sizeVar]),
       rank = Number(env[rankVar] ?? 0);

@@ -18,7 +18,7 @@
 import { cpuBinding, type NativeOptimizer, type NativeStepResult } from '../binding.js';
 import { awaitNative, describe, invalidArg, rethrowNative, ZofoError } from '../errors.js';
 import { encodeLossBatch, splitScores, type ClassificationExample, type Compute, type Example, type Model } from '../model/model.js';
-import { OptionError } from '../validate/schema.js';
+import { OptionError } from '../errors.js';
 import { validateOptimizerOptions } from '../validate/options.js';
 import { u64FromJson } from '../validate/u64.js';
 import { learningRate, type ScheduleOptions } from './schedule.js';

@@ -15,7 +15,7 @@ import { ReshufflingSampler } from './sampler.js';
 import { loadCheckpoint, restoreCheckpoint, saveBestCheckpoint, saveCheckpoint, type EvalRecord, type TrainerCheckpointState } from './checkpoint.js';
 import type { AbortSignalLike, TrainableOptimizer } from './types.js';
 import { validateTrainerOptions } from '../validate/options.js';
-import { OptionError } from '../validate/schema.js';
+import { OptionError } from '../errors.js';
 import { u64ToJson } from '../validate/u64.js';
 
 /**

@@ -7,18 +7,12 @@
  * fields.
  */
 import * as v from 'valibot';
-import { describe, ZofoError } from '../errors.js';
+import { describe, OptionError } from '../errors.js';
 import { unknownKeyMessage, type KeyAliases } from './suggest.js';
 import { isU64 } from './u64.js';
 
-/** A bad option: `option` is its path (`zo.lr`; 'options' for the options object itself). */
-export class OptionError extends ZofoError {
-  readonly option: string;
-  constructor(option: string, message: string) {
-    super('ZOFO_INVALID_ARG', message);
-    this.option = option;
-  }
-}
+// OptionError lives in errors.ts, so the public typings never reach valibot's.
+export { OptionError };
 
 /** Any schema built here (output type left to the caller, which owns the TypeScript interface). */
 export type Schema = v.GenericSchema;
