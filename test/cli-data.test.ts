@@ -7,8 +7,7 @@ import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadCheckpoint } from '../lib/train/checkpoint.js';
 import { freshSeed } from './helpers/reference.js';
-import { sst2Fixture } from './helpers/sst2-fixture.js';
-import { zofo } from './helpers/cli-in-process.js';
+import { trainRun, zofo } from './helpers/cli-in-process.js';
 
 const seed = freshSeed() % 1_000_000;
 t.comment(`input seed ${seed}`);
@@ -20,39 +19,7 @@ const jsonl = async (file: string) =>
     .split('\n')
     .map((l) => JSON.parse(l) as Record<string, number | null>);
 
-async function setup(root: string) {
-  const f = await sst2Fixture(root, seed);
-  const out = join(root, 'out');
-  const common = [
-    '--model',
-    f.model,
-    '--task',
-    'sst2',
-    '--train',
-    f.train,
-    '--dev',
-    f.dev,
-    '--mode',
-    'hybrid',
-    '--batch-size',
-    '4',
-    '--lr-x',
-    '1e-3',
-    '--lr-y',
-    '0.05',
-    '--rank',
-    '2',
-    '--seed',
-    '3',
-    '--eval-every',
-    '2',
-    '--checkpoint-every',
-    '2',
-    '--out',
-    out,
-  ];
-  return { f, out, common };
-}
+const setup = (root: string) => trainRun(root, seed);
 
 t.test('resume keeps the earlier curves; a second train into --out needs --resume or --overwrite', async (t) => {
   const root = t.testdir({});

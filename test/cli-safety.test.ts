@@ -9,47 +9,14 @@ import { join } from 'node:path';
 import { evalCommand, mergeCommand } from '../lib/cli/commands.js';
 import { loadCheckpoint } from '../lib/train/checkpoint.js';
 import { freshSeed } from './helpers/reference.js';
-import { sst2Fixture } from './helpers/sst2-fixture.js';
-import { zofo } from './helpers/cli-in-process.js';
+import { trainRun, zofo } from './helpers/cli-in-process.js';
 
 const here = import.meta.dirname ?? new URL('.', import.meta.url).pathname;
 const entry = join(here, 'helpers', 'cli-child.ts');
 const seed = freshSeed() % 1_000_000;
 t.comment(`input seed ${seed}`);
 
-async function setup(root: string) {
-  const f = await sst2Fixture(root, seed);
-  const out = join(root, 'out');
-  const common = [
-    '--model',
-    f.model,
-    '--task',
-    'sst2',
-    '--train',
-    f.train,
-    '--dev',
-    f.dev,
-    '--mode',
-    'hybrid',
-    '--batch-size',
-    '4',
-    '--lr-x',
-    '1e-3',
-    '--lr-y',
-    '0.05',
-    '--rank',
-    '2',
-    '--seed',
-    '3',
-    '--eval-every',
-    '2',
-    '--checkpoint-every',
-    '2',
-    '--out',
-    out,
-  ];
-  return { f, out, common };
-}
+const setup = (root: string) => trainRun(root, seed);
 
 t.test('eval / merge of a hybrid adapter need its trajectory; merge --out is never replaced silently', async (t) => {
   const root = t.testdir({});
