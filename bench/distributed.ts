@@ -16,10 +16,10 @@
 import { spawnSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { distributed, Model, parseConfig, type ClassificationExample } from '../lib/index.js';
-import { cpuBinding } from '../lib/binding.js';
+import { distributed, type ClassificationExample, type Model } from '../lib/index.js';
 import { HybridOptimizer } from '../lib/train/optimizer.js';
 import { numberArg } from './args.js';
+import { llamaModel, xorshift } from './llama-native.js';
 
 const L = numberArg('layers', 4),
   C = numberArg('hidden', 256),
@@ -45,71 +45,12 @@ interface RankResult {
   params: number;
 }
 
-let state = 12345;
-const rand = () => {
-  state ^= state << 13;
-  state >>>= 0;
-  state ^= state >>> 17;
-  state ^= state << 5;
-  state >>>= 0;
-  return state / 4294967296;
-};
+const rand = xorshift();
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 // The same weights on every rank: the generator's seed is fixed.
 function buildModel(): Model {
-  const native = new (cpuBinding().NativeModel)({
-    family: 0,
-    vocab: V,
-    hidden: C,
-    layers: L,
-    heads: NH,
-    kvHeads: NH,
-    headDim: HS,
-    ffn: F,
-    maxPositions: 4096,
-    embedDim: C,
-    positionOffset: 0,
-    rmsnorm: true,
-    normEps: 1e-5,
-    activation: 2,
-    ropeTheta: 10000,
-    tieEmbeddings: false,
-    attentionBias: false,
-    outputBias: false,
-    mlpBias: false,
-    preNorm: true,
-    finalNorm: true,
-  });
-  const names: string[] = [];
-  for (const spec of native.tensorSpecs()) {
-    const n = spec.shape.reduce((a, b) => a * b, 1);
-    const data = new Float32Array(n);
-    if (spec.shape.length === 1) data.fill(1);
-    else for (let i = 0; i < n; i++) data[i] = (rand() - 0.5) * 0.07;
-    native.setTensor(spec.name, data);
-    names.push(spec.name);
-  }
-  native.setStreamNames(names);
-  const config = parseConfig(
-    {
-      architectures: ['LlamaForCausalLM'],
-      model_type: 'llama',
-      vocab_size: V,
-      hidden_size: C,
-      intermediate_size: F,
-      num_hidden_layers: L,
-      num_attention_heads: NH,
-      num_key_value_heads: NH,
-      max_position_embeddings: 4096,
-      rms_norm_eps: 1e-5,
-      hidden_act: 'silu',
-      rope_theta: 10000,
-      tie_word_embeddings: false,
-    },
-    '(random model)',
-  );
-  const model = new Model('(random model)', config, native, null, 'f32', names);
+  const model = llamaModel({ V, C, L, NH, HS, F }, rand);
   model.addLoRA({ rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'], seed: 1 });
   return model;
 }

@@ -3,6 +3,7 @@
  * straight on the native binding for the benchmarks that time the engine itself.
  */
 import { cpuBinding, type NativeModel } from '../lib/binding.js';
+import { Model, parseConfig } from '../lib/index.js';
 
 /** Dimensions of a benchmark model: vocabulary, width, layers, heads × head size, FFN width. */
 export interface LlamaDims {
@@ -65,4 +66,30 @@ export function llamaNative(d: LlamaDims, rand: () => number, compute?: number):
     model.setTensor(spec.name, data);
   }
   return model;
+}
+
+/** The same model behind the public Model API (fp32 on the CPU, noise streams named as loadModel names them). */
+export function llamaModel(d: LlamaDims, rand: () => number): Model {
+  const native = llamaNative(d, rand);
+  const names = native.tensorSpecs().map((s) => s.name);
+  native.setStreamNames(names);
+  const config = parseConfig(
+    {
+      architectures: ['LlamaForCausalLM'],
+      model_type: 'llama',
+      vocab_size: d.V,
+      hidden_size: d.C,
+      intermediate_size: d.F,
+      num_hidden_layers: d.L,
+      num_attention_heads: d.NH,
+      num_key_value_heads: d.NH,
+      max_position_embeddings: 4096,
+      rms_norm_eps: 1e-5,
+      hidden_act: 'silu',
+      rope_theta: 10000,
+      tie_word_embeddings: false,
+    },
+    '(random model)',
+  );
+  return new Model('(random model)', config, native, null, 'f32', names);
 }
