@@ -652,7 +652,7 @@ t.test('version 1 logs (the seed a JSON number) are still read', async (t) => {
   const file = join(dir, 'v1.log');
   writeFileSync(file, bytes);
   const a = await TrajectoryAppender.open(file, header());
-  await a.append(randomRecords(rng(seed ^ 0x0202), 1, 10, 2));
+  await a.append(randomRecords(rng(seed ^ 0x0202), 1, records[records.length - 1].step + 1, 2));
   await a.close();
   t.equal((await readTrajectory(file)).records.length, 8, 'appended to the version 1 file');
 });
@@ -689,7 +689,7 @@ t.test('version 2 logs (no header checksum, per-record CRCs) are still read and 
   const file = join(dir, 'v2.log');
   writeFileSync(file, bytes);
   const a = await TrajectoryAppender.open(file, header({ seed: (1n << 64n) - 1n }));
-  const more = randomRecords(rng(seed ^ 0x0404), 1, 10, 2);
+  const more = randomRecords(rng(seed ^ 0x0404), 1, records[records.length - 1].step + 1, 2);
   await a.append(more);
   await a.close();
   const after = readFileSync(file);

@@ -129,7 +129,10 @@ export function rng(seed: number): () => number {
   };
 }
 
+/** A new seed per run; ZOFO_TEST_SEED=<n> replays the run a failing test's "input seed" comment names. */
 export function freshSeed(): number {
+  const fixed = process.env.ZOFO_TEST_SEED;
+  if (fixed !== undefined && /^\d+$/.test(fixed)) return Number(fixed) >>> 0;
   return (Date.now() ^ (process.pid << 8) ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
 }
 
