@@ -62,7 +62,9 @@ t.test('permutations are uniform: where element 0 lands, over 4000 epochs', asyn
   for (let e = 0; e < epochs; e++) counts[epochPermutation(n, seed, e).indexOf(0)]++;
   const expected = epochs / n;
   const chi2 = counts.reduce((s, c) => s + (c - expected) ** 2 / expected, 0);
-  t.ok(chi2 < 24.32, `chi-square ${chi2.toFixed(2)} < 24.32 (7 degrees of freedom, α = 0.001)`);
+  // α = 1e-7 (a false alarm in 10 million runs); a biased shuffle (Sattolo's, say, which never
+  // leaves element 0 in place) puts hundreds on the statistic.
+  t.ok(chi2 < 45.7, `chi-square ${chi2.toFixed(2)} < 45.7 (7 degrees of freedom, α = 1e-7)`);
 });
 
 t.test('schedules: warm-up, constant, linear and cosine decay', async (t) => {
