@@ -4,7 +4,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evalCommand, mergeCommand } from '../lib/cli/commands.js';
 import { loadCheckpoint } from '../lib/train/checkpoint.js';
@@ -46,6 +46,18 @@ t.test('eval / merge of a hybrid adapter need its trajectory; merge --out is nev
     { code: 'ZOFO_INVALID_ARG', message: /2 ZO steps, but .* holds 1/ },
     'a log of another length is refused',
   );
+  // A damaged run marker is a clean error naming it, never a TypeError.
+  const markerFile = join(adapter, 'zofo-run.json');
+  const kept = await readFile(markerFile, 'utf8');
+  for (const bad of ['null', '[1]', `{"zoSteps": ${'['.repeat(5000)}${']'.repeat(5000)}}`]) {
+    await writeFile(markerFile, bad);
+    await t.rejects(
+      evalCommand({ model: f.model, adapter, log, task: 'sst2', data: f.dev }),
+      { code: 'ZOFO_BAD_FILE', message: /zofo-run\.json: / },
+      `a marker of ${bad.slice(0, 12)}`,
+    );
+  }
+  await writeFile(markerFile, kept);
 
   const merged = join(root, 'merged');
   const first = await zofo(['merge', '--model', f.model, '--adapter', adapter, '--log', log, '--out', merged]);

@@ -6,6 +6,7 @@
 import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ZofoError } from '../lib/errors.js';
@@ -176,6 +177,22 @@ t.test('checkpoints whose parts disagree are refused, naming the mismatch', asyn
   await rejects(t, resume(dir), 'ZOFO_BAD_FILE', /holds NaN at index 0 \(an adapter must be finite\)/);
   const ok = await resume(good);
   t.equal(ok.loraNames().length > 0, true, 'the unmodified checkpoint resumes');
+
+  // JSON nested deep enough to overflow the stack of anything that walks it (an error
+  // message's JSON.stringify included) is refused before it is parsed.
+  const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
+  dir = await copy();
+  await writeFile(trainerJson(dir), (await readFile(trainerJson(dir), 'utf8')).replace(/"version": \d+/, `"version": ${deep}`));
+  await rejects(t, loadCheckpoint(dir), 'ZOFO_BAD_FILE', /trainer\.json: JSON nests deeper than 64 levels/);
+  dir = await copy();
+  await writeFile(join(dir, '..', 'latest'), deep);
+  await rejects(t, loadCheckpoint(join(dir, '..')), 'ZOFO_BAD_FILE', /latest: JSON nests deeper than 64 levels/);
+  // A FIFO in place of `latest` is refused, not waited on.
+  if (process.platform !== 'win32') {
+    dir = await copy();
+    execFileSync('mkfifo', [join(dir, '..', 'latest')]);
+    await rejects(t, loadCheckpoint(join(dir, '..')), 'ZOFO_IO', /latest: is not a regular file/);
+  }
 });
 
 t.test('adapters: wrong shapes, non-finite values and unimplemented PEFT options are refused; the model is left as it was', async (t) => {

@@ -4,6 +4,7 @@
 // and one test per kind of hostile file, plus random mutations that must only ever
 // give ZOFO_BAD_FILE.
 import t, { type Test } from 'tap';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { appendFileSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -532,7 +533,7 @@ t.test('each kind of hostile file is a ZOFO_BAD_FILE naming the problem', async 
       t.same(readFileSync(file), Buffer.from(bytes), `${what}: the appender leaves a bad file alone`);
     }
   }
-  await rejectsWith(t, readTrajectory(join(dir, 'missing.log')), 'ZOFO_IO', 'missing.log', /cannot read/);
+  await rejectsWith(t, readTrajectory(join(dir, 'missing.log')), 'ZOFO_IO', 'missing.log', /cannot open: ENOENT/);
 });
 
 t.test('random truncations and byte flips only ever give ZOFO_BAD_FILE or a valid prefix', async (t) => {
@@ -716,3 +717,20 @@ t.test('the appender continues the running CRC of a version 3 log across reopeni
   t.same(bytes.subarray(start), recordsBytes(records), 'the same bytes as one uninterrupted run');
   sameRecords(t, (await readTrajectory(file)).records, records);
 });
+
+t.test(
+  'a FIFO or a directory in place of a log is refused naming the path, never waited on',
+  { skip: process.platform === 'win32' && 'no mkfifo' },
+  async (t) => {
+    const dir = t.testdir({ 'a-dir.log': {} });
+    const fifo = join(dir, 'fifo.log');
+    execFileSync('mkfifo', [fifo]);
+    for (const file of [fifo, join(dir, 'a-dir.log')]) {
+      await t.rejects(readTrajectory(file), {
+        code: 'ZOFO_IO',
+        message: new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: is (not a regular file|a directory)`),
+      });
+    }
+    await t.rejects(TrajectoryAppender.open(fifo, header()), { code: 'ZOFO_IO', message: /fifo\.log: is not a regular file/ });
+  },
+);

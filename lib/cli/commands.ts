@@ -4,11 +4,11 @@
  * TypeScript API, so a JSON config file (--config) and flags fill the same shape.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, rmdir } from 'node:fs/promises';
+import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { invalidArg, ZofoError } from '../errors.js';
 import { loadTask, sampleIndices, TASK_NAMES, type TaskName } from '../data/tasks.js';
-import { ioError, writeFileAtomic } from '../formats/files.js';
+import { badFile, ioError, isRecord, parseJsonText, readJsonFile, readRegularFile, writeFileAtomic } from '../formats/files.js';
 import { loadModel, type Example, type LoadModelOptions, type LoraOptions, type Model } from '../model/model.js';
 import { HybridOptimizer, applyTrajectory } from '../train/optimizer.js';
 import { replay } from '../train/replay.js';
@@ -124,30 +124,36 @@ export const ADAPTER_RUN_FILE = 'zofo-run.json';
 
 type CurveRow = Record<string, number | null>;
 
+/** Bound on an earlier run's curves.jsonl (a million steps write ~200 MB), below V8's longest string. */
+const MAX_CURVES_BYTES = 256 << 20;
+
 /** The rows of an earlier run's curves.jsonl (none when there is no such file). */
 async function readCurves(file: string): Promise<CurveRow[]> {
   let content: string;
   try {
-    content = await readFile(file, 'utf8');
+    content = (await readRegularFile(file, MAX_CURVES_BYTES)).toString('utf8');
   } catch (err) {
-    if ((err as { code?: string }).code === 'ENOENT') return [];
+    if ((err as { cause?: { code?: string } }).cause?.code === 'ENOENT') return [];
     throw ioError(file, 'cannot read the curves of the earlier run', err);
   }
-  return content
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((line, i) => {
-      try {
-        const row = JSON.parse(line) as CurveRow;
-        if (typeof row !== 'object' || row === null || !Number.isSafeInteger(row.step)) throw new Error('expected an object with an integer "step"');
-        return row;
-      } catch (err) {
-        throw new ZofoError(
-          'ZOFO_BAD_FILE',
-          `${file}:${i + 1}: ${(err as Error).message}; resuming would lose the earlier rows (move the file away to start the curves afresh)`,
-        );
-      }
-    });
+  const lines = content.split('\n');
+  const rows: CurveRow[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i].trim() === '') continue;
+    const where = `${file}:${i + 1}`;
+    try {
+      const row = parseJsonText(where, lines[i]);
+      if (!isRecord(row) || !Number.isSafeInteger(row.step)) throw badFile(where, 'expected an object with an integer "step"');
+      const bad = Object.entries(row).find(([, v]) => v !== null && !(typeof v === 'number' && Number.isFinite(v)));
+      if (bad) throw badFile(where, `"${bad[0]}" must be a finite number or null`);
+      rows.push(row as CurveRow);
+    } catch (err) {
+      throw new ZofoError('ZOFO_BAD_FILE', `${(err as Error).message}; resuming would lose the earlier rows (move the file away to start the curves afresh)`, {
+        cause: err,
+      });
+    }
+  }
+  return rows;
 }
 
 /** curves.jsonl (the record), .csv and .svg, each written atomically. */
@@ -314,12 +320,8 @@ export interface EvalConfig {
 export async function adapterZoSteps(adapter: string): Promise<{ steps: number; log: string } | null> {
   const marker = join(adapter, ADAPTER_RUN_FILE);
   if (existsSync(marker)) {
-    let m: { zoSteps?: unknown; trajectory?: unknown };
-    try {
-      m = JSON.parse(await readFile(marker, 'utf8'));
-    } catch (err) {
-      throw new ZofoError('ZOFO_BAD_FILE', `${marker}: ${(err as Error).message}`);
-    }
+    const m = await readJsonFile(marker, 1 << 16);
+    if (!isRecord(m)) throw badFile(marker, 'expected a JSON object');
     if (!Number.isSafeInteger(m.zoSteps) || (m.zoSteps as number) < 0)
       throw new ZofoError('ZOFO_BAD_FILE', `${marker}: zoSteps must be a non-negative integer`);
     if (m.zoSteps === 0) return null;
@@ -328,9 +330,9 @@ export async function adapterZoSteps(adapter: string): Promise<{ steps: number; 
   const trainerJson = join(dirname(resolve(adapter)), 'trainer.json');
   if (!existsSync(trainerJson)) return null;
   try {
-    const t = JSON.parse(await readFile(trainerJson, 'utf8')) as { files?: { trajectory?: unknown }; optimizer?: { step?: unknown } };
-    const steps = t.optimizer?.step;
-    if (t.files?.trajectory === true && typeof steps === 'number' && steps > 0) return { steps, log: join(dirname(trainerJson), 'trajectory.zlog') };
+    const t = (await readJsonFile(trainerJson)) as { files?: { trajectory?: unknown }; optimizer?: { step?: unknown } } | undefined;
+    const steps = t?.optimizer?.step;
+    if (t?.files?.trajectory === true && typeof steps === 'number' && steps > 0) return { steps, log: join(dirname(trainerJson), 'trajectory.zlog') };
   } catch {
     /* not a zofo checkpoint */
   }

@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import * as v from 'valibot';
 import { TASK_NAMES } from '../data/tasks.js';
+import { parseJsonText } from '../formats/files.js';
 import { suggestKey } from './suggest.js';
 import { UsageError } from './usage.js';
 
@@ -337,9 +338,9 @@ export async function readConfigFile(file: string, flags: readonly FlagName[]): 
   }
   let json: unknown;
   try {
-    json = JSON.parse(content);
+    json = parseJsonText(file, content);
   } catch (err) {
-    throw new UsageError('ZOFO_BAD_CONFIG', `${file}: not valid JSON: ${(err as Error).message}`);
+    throw new UsageError('ZOFO_BAD_CONFIG', (err as Error).message);
   }
   return validateConfig(file, json, flags);
 }

@@ -17,7 +17,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { invalidArg, ZofoError } from '../errors.js';
-import { badFile, ioError, isRecord, readRegularFile } from '../formats/files.js';
+import { badFile, checkJsonLimits, ioError, isRecord, readRegularFile } from '../formats/files.js';
 import type { ClassificationExample, Example, LmExample } from '../model/model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 
@@ -409,6 +409,7 @@ export async function loadTask(name: TaskName, file: string, tokenizer: Tokenize
       } else {
         let obj: unknown;
         try {
+          checkJsonLimits('the row', line); // nesting walked later (messages, tokenization) stays bounded
           obj = JSON.parse(line);
         } catch (err) {
           throw new RowError(`not valid JSON (${(err as Error).message})`);

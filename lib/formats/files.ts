@@ -147,6 +147,39 @@ export async function readRegularFile(file: string, maxBytes: number): Promise<B
   }
 }
 
+/**
+ * Parses JSON text read from `file`: checkJsonLimits first (a deeply nested value would
+ * overflow the stack of anything that walks it later, JSON.stringify in an error message
+ * included), then JSON.parse. Either failure is a ZOFO_BAD_FILE naming the file.
+ */
+export function parseJsonText(file: string, text: string, limits: JsonLimits = JSON_LIMITS): unknown {
+  checkJsonLimits(file, text, limits);
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw badFile(file, `not valid JSON (${(err as Error).message})`, err);
+  }
+}
+
+/** JSON files zofo writes for itself (trainer.json, latest, run markers) are far below this. */
+export const MAX_STATE_JSON_BYTES = 64 << 20;
+
+/**
+ * A small JSON file of zofo's own (see readRegularFile, parseJsonText); undefined (which no
+ * JSON text parses to) when the file does not exist. A FIFO or device in its place is
+ * refused, never waited on.
+ */
+export async function readJsonFile(file: string, maxBytes: number = MAX_STATE_JSON_BYTES): Promise<unknown> {
+  let bytes: Buffer;
+  try {
+    bytes = await readRegularFile(file, maxBytes);
+  } catch (err) {
+    if (((err as { cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code) === 'ENOENT') return undefined;
+    throw err;
+  }
+  return parseJsonText(file, bytes.toString('utf8'));
+}
+
 /** `<pid>-<random hex>`: unique among processes and among calls, for temp and set-aside names. */
 export const uniqueSuffix = (): string => `${process.pid}-${randomBytes(6).toString('hex')}`;
 

@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, invalidArg, ZofoError } from '../errors.js';
 import { MAX_LORA_RANK, MAX_LORA_SCALING } from '../validate/options.js';
-import { badFile, ioError, isRecord, readRegularFile, writeFileAtomic } from './files.js';
+import { badFile, ioError, isRecord, parseJsonText, readRegularFile, writeFileAtomic } from './files.js';
 import { openSafetensors, writeSafetensors, type TensorData } from './safetensors.js';
 
 /** What a Model exposes to these formats (lib/model/model.ts implements it). */
@@ -134,13 +134,7 @@ interface AdapterFiles {
 
 async function readAdapterConfig(configFile: string): Promise<{ rank: number; alpha: number; targets: string[] }> {
   // A regular file of bounded size: a FIFO, device or directory in its place is refused, never waited on.
-  const text = (await readRegularFile(configFile, 1 << 20)).toString('utf8');
-  let cfg: unknown;
-  try {
-    cfg = JSON.parse(text);
-  } catch (err) {
-    throw new ZofoError('ZOFO_BAD_FILE', `${configFile}: not valid JSON (${(err as Error).message})`, { cause: err });
-  }
+  const cfg = parseJsonText(configFile, (await readRegularFile(configFile, 1 << 20)).toString('utf8'));
   if (!isRecord(cfg)) throw badFile(configFile, 'not a JSON object');
   if (cfg.peft_type !== 'LORA') throw new ZofoError('ZOFO_UNSUPPORTED', `${configFile}: peft_type ${JSON.stringify(cfg.peft_type)} is not supported (LORA is)`);
   const rank = cfg.r,

@@ -20,10 +20,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ZofoError } from '../errors.js';
-import { badFile, ioError, isCount, isRecord, syncDirectory, uniqueSuffix, writeFileAtomic } from '../formats/files.js';
+import { badFile, ioError, isCount, isRecord, readJsonFile, syncDirectory, uniqueSuffix, writeFileAtomic } from '../formats/files.js';
 import { openCheckpoint, openSafetensors, writeSafetensors, type TensorData } from '../formats/safetensors.js';
 import type { Model } from '../model/model.js';
 import type { SamplerState } from './sampler.js';
@@ -255,19 +255,8 @@ async function writeTempDir(root: string, name: string, opts: SaveCheckpointOpti
 
 async function readLatest(root: string): Promise<{ step: number; path: string } | null> {
   const file = join(root, LATEST);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ENOENT') return null;
-    throw ioError(file, 'could not read', err);
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw badFile(file, `not valid JSON (${(err as Error).message})`, err);
-  }
+  const value = await readJsonFile(file, 1 << 16);
+  if (value === undefined) return null;
   const v = value as { step?: unknown; path?: unknown };
   if (
     typeof value !== 'object' ||
@@ -473,12 +462,8 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
     dir = recovered;
   }
   const file = join(dir, TRAINER_JSON);
-  let json: TrainerJson;
-  try {
-    json = JSON.parse(await readFile(file, 'utf8')) as TrainerJson;
-  } catch (err) {
-    throw badFile(file, `not valid JSON (${(err as Error).message})`, err);
-  }
+  const json = (await readJsonFile(file)) as TrainerJson | undefined;
+  if (json === undefined) throw badFile(file, 'missing');
   if (typeof json !== 'object' || json === null || json.format !== CHECKPOINT_FORMAT)
     throw badFile(file, `not a zofo trainer checkpoint (format ${JSON.stringify((json as { format?: unknown })?.format)})`);
   if (!SUPPORTED_VERSIONS.includes(json.version))

@@ -57,10 +57,10 @@
  * and a final step with fewer than q records. Anything else that is wrong is an error.
  */
 import { createHash } from 'node:crypto';
-import { open, readFile, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib'; // Node ≥ 20.15; package.json requires ≥ 20.17
 import { describe, invalidArg, ZofoError } from '../errors.js';
-import { badFile, ioError, isCount, isRecord, parseJsonHeader, writeAll, writeFileAtomic } from '../formats/files.js';
+import { badFile, ioError, isCount, isRecord, parseJsonHeader, readRegularFile, writeAll, writeFileAtomic } from '../formats/files.js';
 import type { Trajectory, TrajectoryHeader, TrajectoryRecord, TrajectoryTensor } from './types.js';
 
 /**
@@ -77,6 +77,8 @@ const SUPPORTED_VERSIONS = [1, 2, TRAJECTORY_VERSION];
 const HEADER_SUM_BYTES = 32;
 const hasChecksums = (version: number): boolean => version >= 3;
 const CRC_OFFSET = 44;
+/** 22 million records: far past any run, and below what one Buffer holds. */
+const MAX_TRAJECTORY_BYTES = 1 << 30;
 const DTYPES = ['f32', 'bf16', 'f16'];
 const ESTIMATORS = ['forward', 'central'];
 const U16_MAX = 0xffff;
@@ -470,13 +472,8 @@ export function decodeTrajectory(bytes: Uint8Array, name: string): Trajectory & 
 /** Reads and validates a trajectory file (ZOFO_IO if it cannot be read, ZOFO_BAD_FILE if it is not a valid log). */
 export async function readTrajectory(file: string): Promise<Trajectory & { tornTail: boolean }> {
   if (typeof file !== 'string' || file.length === 0) throw invalidArg('a file path', 'file', file);
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(file);
-  } catch (err) {
-    throw ioError(file, 'cannot read', err);
-  }
-  return decodeTrajectory(bytes, file);
+  // A regular file of bounded size: a FIFO or device in its place is refused, never waited on.
+  return decodeTrajectory(await readRegularFile(file, MAX_TRAJECTORY_BYTES), file);
 }
 
 // ---- writing ----
@@ -546,6 +543,9 @@ export class TrajectoryAppender {
     try {
       let bytes: Uint8Array;
       try {
+        const st = await handle.stat();
+        if (!st.isFile()) throw new ZofoError('ZOFO_IO', `${file}: is not a regular file, not a trajectory log zofo can append to`);
+        if (st.size > MAX_TRAJECTORY_BYTES) throw badFile(file, `file is ${st.size} bytes, over the limit of ${MAX_TRAJECTORY_BYTES} bytes`);
         bytes = await handle.readFile();
       } catch (err) {
         throw ioError(file, 'cannot read', err);

@@ -86,8 +86,14 @@ const READERS = {
   },
   async trajectory(dir) {
     const t = await zofo.readTrajectory(join(dir, 'trajectory.zlog'));
-    // A torn tail is reported, not silent: the fingerprint says so.
-    return feed(hash(), t).digest('hex') + (t.tornTail ? ':torn' : '');
+    const stateOf = (records) => feed(hash(), { header: t.header, records }).digest('hex');
+    // A torn tail is reported, not silent: the fingerprint says so. `prefixes` fingerprints
+    // the log cut after each complete step: what a run stopped there would have written.
+    const prefixes = [];
+    for (let i = 0; i < t.records.length; i++) {
+      if (i + 1 === t.records.length || t.records[i + 1].step !== t.records[i].step) prefixes.push(stateOf(t.records.slice(0, i + 1)));
+    }
+    return { state: stateOf(t.records) + (t.tornTail ? ':torn' : ''), prefixes };
   },
   async checkpoint(dir) {
     // resume the run from its checkpoint and finish it: the final state
@@ -125,7 +131,8 @@ for await (const line of rl) {
   const { id, target, dir } = JSON.parse(line);
   let answer;
   try {
-    answer = { id, outcome: 'ok', state: await READERS[target](dir) };
+    const read = await READERS[target](dir);
+    answer = typeof read === 'string' ? { id, outcome: 'ok', state: read } : { id, outcome: 'ok', ...read };
   } catch (err) {
     answer =
       err instanceof ZofoError && typeof err.code === 'string' && err.code.startsWith('ZOFO_')

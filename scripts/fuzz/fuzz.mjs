@@ -6,7 +6,8 @@
 // only that child, which is replaced). Outcomes: ok (loaded), clean (ZofoError), other
 // (any other exception), crash, hang, memory (> 1 GiB resident), silent (loaded into a
 // state that differs from the seed's, where the reader can tell: trajectory logs and
-// checkpoints). Anything but ok / clean fails the run (exit 1).
+// checkpoints), prefix (a trajectory log cut after a complete step: a shorter valid log).
+// Anything but ok / clean / prefix fails the run (exit 1).
 //
 //   ZOFO_FUZZ_SECONDS   budget (default 120)     ZOFO_FUZZ_SEED   PRNG seed (default 1)
 //   ZOFO_FUZZ_JOBS      child processes (default min(2, cores))
@@ -177,6 +178,7 @@ const counts = {};
 const byTarget = {};
 const bad = [];
 const baseline = {};
+const shorter = {}; // target → fingerprints of the seed cut at a step boundary
 const count = (target, outcome) => {
   counts[outcome] = (counts[outcome] ?? 0) + 1;
   byTarget[target] ??= {};
@@ -195,11 +197,15 @@ async function worker(slot, next) {
     if (job.seedCase) {
       if (outcome !== 'ok') throw new Error(`the unmutated seed of ${job.target} does not load: ${JSON.stringify(answer)}`);
       baseline[job.target] = answer.state;
+      shorter[job.target] = new Set((answer.prefixes ?? []).filter((p) => p !== answer.state));
     } else if (outcome === 'ok' && TARGETS[job.target].silent && answer.state !== baseline[job.target] && !answer.state.endsWith(':torn')) {
-      outcome = 'silent';
+      // A trajectory log cut exactly after a complete step is the log of the same run
+      // stopped there: append-only, it has no end marker to miss. Counted apart; the
+      // consumers that know the length (resume, eval/merge of an adapter) refuse it.
+      outcome = shorter[job.target].has(answer.state) ? 'prefix' : 'silent';
     }
     if (!job.seedCase) count(job.target, outcome);
-    if (!['ok', 'clean'].includes(outcome)) {
+    if (!['ok', 'clean', 'prefix'].includes(outcome)) {
       const keep = join(findings, `${outcome}-${job.target}-${job.id}`);
       cpSync(job.dir, keep, { recursive: true, dereference: true });
       writeFileSync(join(keep, 'FINDING.txt'), `${outcome} in ${job.target} (mutated ${job.file}, seed ${seed}, case ${job.id})\n${answer.message ?? ''}\n`);
