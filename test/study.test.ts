@@ -30,7 +30,13 @@ const DX = 16,
   N = 32,
   B = 8,
   EPOCHS = 300;
-const base = { dimX: DX, dimY: DY, n: N, batchSize: B, seed } as const;
+// The study runs below are claims about trajectories on one problem instance (converges,
+// rebounds at most 3×, diverges past 2/L_y), not about a kernel: their margins depend on
+// the instance and the run's noise (over 15 fresh seeds the worst rebound reached 2.2×),
+// so they use one fixed instance, as learning.test.ts does. The objectives' own checks
+// above draw a fresh one.
+const SCENARIO_SEED = 123083;
+const base = { dimX: DX, dimY: DY, n: N, batchSize: B, seed: SCENARIO_SEED } as const;
 const theory = { lrX: 'theory', lrY: 'theory', mu: [1e-3] } as const;
 
 const dot = (u: ArrayLike<number>, v: ArrayLike<number>) => {
@@ -301,7 +307,7 @@ t.test("violates: the theory rates at the start's local constants do not converg
   t.comment(`violates, theory grid at the start's constants: ${JSON.stringify(counts)}`);
   // The same problem converges once the rates use constants valid along the whole path:
   // L_y(x*) = sup of 1 + ‖x‖² over the segment from x0 ≈ 0 to x*, L_x at the minimiser.
-  const v = makeObjective('violates', { dimX: DX, dimY: DY, n: N, seed });
+  const v = makeObjective('violates', { dimX: DX, dimY: DY, n: N, seed: SCENARIO_SEED });
   const star = v.minimizer?.();
   if (!star) throw new Error('violates has a closed-form minimiser');
   const at = v.localConstants(star.x, star.y);
