@@ -16,6 +16,7 @@ import { randomCheckpoint, seededRandom, writeCheckpointDir } from './helpers/ti
 
 const seed0 = freshSeed() % 1_000_000;
 t.comment(`input seed ${seed0}`);
+const SCENARIO_SEED = 657306; // the tiny-Llama power-iteration test's fixed instance (see there)
 
 const dot = (u: ArrayLike<number>, v: ArrayLike<number>) => {
   let s = 0;
@@ -212,10 +213,10 @@ t.test('plain objectives: an indefinite Hessian, missing blocks, async functions
 // ---------------------------------------------------------------------------------------
 // A tiny random Llama with LoRA
 
-async function tinyLlama(t: Tap.Test, sub: string, dtype: 'F32' | 'BF16' = 'F32'): Promise<Model> {
+async function tinyLlama(t: Tap.Test, sub: string, dtype: 'F32' | 'BF16' = 'F32', seed = seed0): Promise<Model> {
   const dir = join(t.testdir({}), sub);
   await mkdir(dir, { recursive: true });
-  await writeCheckpointDir(dir, randomCheckpoint('llama', seed0), { dtype });
+  await writeCheckpointDir(dir, randomCheckpoint('llama', seed), { dtype });
   const model = await loadModel(dir, { dtype: dtype === 'F32' ? 'f32' : 'bf16' });
   t.teardown(() => model.dispose());
   return model;
@@ -283,14 +284,21 @@ function setFlatLora(model: Model, y: Float64Array): void {
 }
 
 t.test('tiny Llama + LoRA: L_y agrees with a dense finite-difference Hessian; weights bit-identical; L_x ≥ curvature', async (t) => {
+  // One fixed instance: how close 20 and 100 power-iteration products get depends on the
+  // instance's spectral gap, and the curvature check's rounding floor is estimated from a
+  // 4-degree-of-freedom fit; neither has a derivable 1e-6 tail over random instances
+  // (over 13 fresh ones the worst 20-product error was 9e-4 against 25% allowed, and the
+  // worst curvature difference about half its bound). The quadratic tests above and the
+  // restore tests below draw fresh instances.
+  const s0 = SCENARIO_SEED;
   const started = Date.now();
-  const model = await tinyLlama(t, 'f32');
-  withLora(model, seed0 + 3);
+  const model = await tinyLlama(t, 'f32', 'F32', s0);
+  withLora(model, s0 + 3);
   const V = model.config.vocabSize;
-  const batches = [classificationBatch(V, 4, seed0 + 11), classificationBatch(V, 4, seed0 + 12)];
+  const batches = [classificationBatch(V, 4, s0 + 11), classificationBatch(V, 4, s0 + 12)];
   const before = await snapshot(model);
 
-  const rep = await estimateSmoothness({ model, batches }, { seed: seed0 + 5, keepVectors: true, directions: 6 });
+  const rep = await estimateSmoothness({ model, batches }, { seed: s0 + 5, keepVectors: true, directions: 6 });
   t.same(await changedTensors(model, before), [], 'every base tensor and adapter is bit-identical afterwards');
   t.ok(rep.ly && rep.lx && rep.lxCurvature, 'L_y, L_x (full backward, auto) and the curvature are all measured');
   const ly = rep.ly as Estimate,
@@ -360,7 +368,7 @@ t.test('tiny Llama + LoRA: L_y agrees with a dense finite-difference Hessian; we
   t.ok(relErr(ly.rayleigh[0], denseRayleigh) <= 1e-2, "the returned vector's Rayleigh quotient equals vᵀHv of the dense Hessian (≤ 1%)");
   t.ok(ly.samples[0] <= top * 1.01, 'the estimate does not exceed |λ|max of the dense Hessian (1% slack)');
   t.ok(ly.samples[0] >= 0.75 * top, '20 products: within 25% of it');
-  const long = await estimateSmoothness({ model, batches: [batch] }, { seed: seed0 + 5, iterations: 100, directions: 1, fullBackward: false });
+  const long = await estimateSmoothness({ model, batches: [batch] }, { seed: s0 + 5, iterations: 100, directions: 1, fullBackward: false });
   t.comment(`100 products on batch 0: ${long.ly!.value.toFixed(4)} (rel err vs |λ|max ${relErr(long.ly!.value, top).toExponential(2)})`);
   t.ok(relErr(long.ly!.value, top) <= 1e-2, '100 products: within 1% of |λ|max of the dense Hessian');
   t.same(await changedTensors(model, before), [], "(the test's own loop restored the adapters too)");
