@@ -19,8 +19,10 @@ const seed = freshSeed() % 1_000_000;
 t.comment(`input seed ${seed}`);
 
 type Line = { type: string; step?: number; loss?: number; projectedGrads?: number[]; base?: string; adapters?: string };
+// Complete lines only: a chunk read while the child writes may end mid-line.
 const parse = (out: string): Line[] =>
   out
+    .slice(0, out.lastIndexOf('\n') + 1)
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as Line);
@@ -31,24 +33,32 @@ function runToEnd(args: string[]): Line[] {
   return parse(r.stdout);
 }
 
-// Starts a run and SIGKILLs it once it has printed `killAfter` step lines.
+// Starts a run and SIGKILLs it once it has printed `killAfter` step lines. The child
+// holds after step killAfter + 1 until killed, so the kill lands in the checkpoint write
+// after step killAfter, in step killAfter + 1, or at the hold: never after the run ended.
 function runAndKill(args: string[], killAfter: number): Promise<Line[]> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [...process.execArgv, child, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [...process.execArgv, child, ...args, `hold=${killAfter + 1}`], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '',
       err = '',
-      steps = 0;
+      killed = false;
+    const deadline = setTimeout(() => p.kill('SIGKILL'), 120_000); // a hung child fails the test, it does not hang it
     p.stdout.on('data', (d: Buffer) => {
       out += d.toString();
-      const seen = parse(out).filter((l) => l.type === 'step').length;
-      if (seen >= killAfter && steps < killAfter) p.kill('SIGKILL');
-      steps = seen;
+      if (!killed && parse(out).filter((l) => l.type === 'step').length >= killAfter) {
+        killed = true;
+        p.kill('SIGKILL');
+      }
     });
     p.stderr.on('data', (d: Buffer) => {
       err += d.toString();
     });
     p.on('error', reject);
-    p.on('close', (code, signal) => (signal === 'SIGKILL' ? resolve(parse(out)) : reject(new Error(`child ended ${code}/${signal} before the kill: ${err}`))));
+    p.on('close', (code, signal) => {
+      clearTimeout(deadline);
+      if (killed && signal === 'SIGKILL') resolve(parse(out));
+      else reject(new Error(`child ended ${code}/${signal} ${killed ? 'after' : 'before'} the kill: ${err}`));
+    });
   });
 }
 

@@ -1,13 +1,15 @@
 // Kill-and-resume soak: `zofo train` (bin/zofo.js) on the demo model and a demo task with
-// a checkpoint every step is killed with SIGKILL at random moments, resumed each time
-// with --resume, and run to the end; the final adapter, trajectory log and last
-// checkpoint must equal an uninterrupted run's byte for byte. (curves.* hold wall-clock
-// seconds, so they are not compared.) Bounded: a few dozen steps of a tiny model.
+// a checkpoint every step is killed with SIGKILL at random moments before its end (held
+// there if the kill is late), resumed each time with --resume, and run to the end; the
+// final adapter, trajectory log and last checkpoint must equal an uninterrupted run's
+// byte for byte. (curves.* hold wall-clock seconds, so they are not compared.) Bounded:
+// a few dozen steps of a tiny model.
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { demoModelDir } from '../lib/demo/model.js';
 import { demoTaskReviews } from '../lib/demo/model.js';
 import { loadCheckpoint } from '../lib/train/checkpoint.js';
@@ -26,26 +28,40 @@ interface Run {
   code: number | null;
   signal: NodeJS.Signals | null;
   stderr: string;
+  /** Ended by the kill this test sent (not by the hang deadline, not by itself). */
+  killed: boolean;
 }
 
-/** Runs `zofo train`; with killAfterMs, SIGKILLs it that long after its first progress line. */
-function train(args: string[], killAfterMs?: number): Promise<Run> {
+/**
+ * Runs `zofo train`. With `kill`, SIGKILLs it `afterMs` after its first progress line;
+ * the child (test/helpers/hold-at-step.mjs) holds once it has printed the line of step
+ * `holdAt` or later, so the kill lands by then at the latest and never after the run.
+ */
+function train(args: string[], kill?: { afterMs: number; holdAt: number }): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [bin, 'train', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const hold = kill ? ['--import', pathToFileURL(join(here, 'helpers', 'hold-at-step.mjs')).href] : [];
+    const p = spawn(process.execPath, [...hold, bin, 'train', ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: kill ? { ...process.env, HOLD_AT_STEP: String(kill.holdAt) } : process.env,
+    });
     let stderr = '',
-      armed = false;
+      armed = false,
+      sent = false;
     const deadline = setTimeout(() => p.kill('SIGKILL'), 60_000); // a hung run fails the test, it does not hang it
     p.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
-      if (killAfterMs !== undefined && !armed && /step \d+\/\d+/.test(stderr)) {
+      if (kill && !armed && /step \d+\/\d+/.test(stderr)) {
         armed = true;
-        setTimeout(() => p.kill('SIGKILL'), killAfterMs);
+        setTimeout(() => {
+          sent = true;
+          p.kill('SIGKILL');
+        }, kill.afterMs);
       }
     });
     p.on('error', reject);
     p.on('close', (code, signal) => {
       clearTimeout(deadline);
-      resolve({ code, signal, stderr });
+      resolve({ code, signal, stderr, killed: sent && signal === 'SIGKILL' });
     });
   });
 }
@@ -102,18 +118,22 @@ t.test(`SIGKILL ×${KILLS} during zofo train, resumed each time: the result equa
   const resumedFrom: number[] = [];
   for (let i = 0; i < KILLS; i++) {
     const resume = existsSync(join(soak, 'checkpoints', 'latest'));
-    if (resume) resumedFrom.push((await loadCheckpoint(join(soak, 'checkpoints'))).trainer.step);
-    const run = await train([...common(soak), ...(resume ? ['--resume'] : [])], Math.floor(r.uniform() * 1200));
-    if (run.signal === 'SIGKILL') killed++;
-    else {
-      t.equal(run.code, 0, run.code === 0 ? `run ${i} ended before its kill, exiting 0` : run.stderr.slice(-600));
+    const from = resume ? (await loadCheckpoint(join(soak, 'checkpoints'))).trainer.step : 0;
+    if (resume) resumedFrom.push(from);
+    // Killed a random 0–1.2 s into the run, or at a random step of what is left (the
+    // last step's line is always printed, and held before its checkpoint is written).
+    const kill = { afterMs: Math.floor(r.uniform() * 1200), holdAt: from + 1 + Math.floor(r.uniform() * (STEPS - from)) };
+    const run = await train([...common(soak), ...(resume ? ['--resume'] : [])], kill);
+    if (!run.killed) {
+      t.fail(`run ${i} ended ${run.code}/${run.signal} without the kill: ${run.stderr.slice(-600)}`);
       break;
     }
+    killed++;
   }
   const last = await train([...common(soak), '--resume']);
   t.equal(last.code, 0, last.code === 0 ? 'the final resume exits 0' : last.stderr.slice(-600));
   t.comment(`${killed} runs killed; resumed from steps ${resumedFrom.join(', ') || '(none)'}`);
-  t.ok(killed >= 1, 'at least one run was killed mid-training');
+  t.equal(killed, KILLS, 'every run but the last was killed mid-training');
 
   for (const f of [
     'adapter/adapter_model.safetensors',
