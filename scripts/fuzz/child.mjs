@@ -89,7 +89,7 @@ const READERS = {
     const stateOf = (records) => feed(hash(), { header: t.header, records }).digest('hex');
     // A torn tail is reported, not silent: the fingerprint says so. `prefixes` fingerprints
     // the log cut after each complete step: what a run stopped there would have written.
-    const prefixes = [];
+    const prefixes = [stateOf([])]; // cut right after the header: a run stopped before its first step
     for (let i = 0; i < t.records.length; i++) {
       if (i + 1 === t.records.length || t.records[i + 1].step !== t.records[i].step) prefixes.push(stateOf(t.records.slice(0, i + 1)));
     }
