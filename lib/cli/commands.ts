@@ -320,7 +320,7 @@ export interface EvalConfig {
 export async function adapterZoSteps(adapter: string): Promise<{ steps: number; log: string } | null> {
   const marker = join(adapter, ADAPTER_RUN_FILE);
   if (existsSync(marker)) {
-    const m = await readJsonFile(marker, 1 << 16);
+    const m = await readJsonFile(marker, { maxBytes: 1 << 16 });
     if (!isRecord(m)) throw badFile(marker, 'expected a JSON object');
     if (!Number.isSafeInteger(m.zoSteps) || (m.zoSteps as number) < 0)
       throw new ZofoError('ZOFO_BAD_FILE', `${marker}: zoSteps must be a non-negative integer`);
@@ -330,7 +330,7 @@ export async function adapterZoSteps(adapter: string): Promise<{ steps: number; 
   const trainerJson = join(dirname(resolve(adapter)), 'trainer.json');
   if (!existsSync(trainerJson)) return null;
   try {
-    const t = (await readJsonFile(trainerJson)) as { files?: { trajectory?: unknown }; optimizer?: { step?: unknown } } | undefined;
+    const t = (await readJsonFile(trainerJson, { optional: true })) as { files?: { trajectory?: unknown }; optimizer?: { step?: unknown } } | undefined;
     const steps = t?.optimizer?.step;
     if (t?.files?.trajectory === true && typeof steps === 'number' && steps > 0) return { steps, log: join(dirname(trainerJson), 'trajectory.zlog') };
   } catch {

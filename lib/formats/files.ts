@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { ZofoError } from '../errors.js';
+import { ZofoError, type ZofoErrorCode } from '../errors.js';
 
 /** A file whose contents are wrong: ZOFO_BAD_FILE, `<file>: <problem>`. */
 export function badFile(file: string, problem: string, cause?: unknown): ZofoError {
@@ -161,23 +161,42 @@ export function parseJsonText(file: string, text: string, limits: JsonLimits = J
   }
 }
 
-/** JSON files zofo writes for itself (trainer.json, latest, run markers) are far below this. */
-export const MAX_STATE_JSON_BYTES = 64 << 20;
+/** The largest JSON file zofo reads whole (config.json, tokenizer.json, trainer.json). */
+export const MAX_JSON_FILE_BYTES = 256 * 2 ** 20;
+
+/** Options of readJsonFile. */
+export interface ReadJsonOptions {
+  /** The largest file accepted (default MAX_JSON_FILE_BYTES). */
+  maxBytes?: number;
+  /** The code for text that is not JSON, breaks JSON_LIMITS or is too large (default ZOFO_BAD_FILE). */
+  badCode?: ZofoErrorCode;
+  /** A missing file gives undefined (which no JSON text parses to) instead of a ZOFO_IO. */
+  optional?: boolean;
+}
 
 /**
- * A small JSON file of zofo's own (see readRegularFile, parseJsonText); undefined (which no
- * JSON text parses to) when the file does not exist. A FIFO or device in its place is
- * refused, never waited on.
+ * Reads and parses a JSON file: a regular file of bounded size (a FIFO or device in its
+ * place is refused, never waited on; see readRegularFile), then parseJsonText. A missing
+ * or unreadable file is a ZOFO_IO naming the path; bad text is `badCode` naming it.
  */
-export async function readJsonFile(file: string, maxBytes: number = MAX_STATE_JSON_BYTES): Promise<unknown> {
-  let bytes: Buffer;
+export async function readJsonFile(
+  file: string,
+  { maxBytes = MAX_JSON_FILE_BYTES, badCode = 'ZOFO_BAD_FILE', optional = false }: ReadJsonOptions = {},
+): Promise<unknown> {
   try {
-    bytes = await readRegularFile(file, maxBytes);
+    let bytes: Buffer;
+    try {
+      bytes = await readRegularFile(file, maxBytes);
+    } catch (err) {
+      if ((err as { cause?: NodeJS.ErrnoException }).cause?.code !== 'ENOENT') throw err;
+      if (optional) return undefined;
+      throw new ZofoError('ZOFO_IO', `${file}: cannot read: no such file`, { cause: err });
+    }
+    return parseJsonText(file, bytes.toString('utf8'));
   } catch (err) {
-    if (((err as { cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code) === 'ENOENT') return undefined;
+    if (badCode !== 'ZOFO_BAD_FILE' && err instanceof ZofoError && err.code === 'ZOFO_BAD_FILE') throw new ZofoError(badCode, err.message, { cause: err });
     throw err;
   }
-  return parseJsonText(file, bytes.toString('utf8'));
 }
 
 /** `<pid>-<random hex>`: unique among processes and among calls, for temp and set-aside names. */

@@ -10,8 +10,8 @@
  * ZOFO_BAD_CONFIG that names the file, the field and what it held.
  */
 import { join } from 'node:path';
-import { describe, ZofoError, type ZofoErrorCode } from '../errors.js';
-import { checkJsonLimits, readRegularFile } from '../formats/files.js';
+import { describe, ZofoError } from '../errors.js';
+import { readJsonFile } from '../formats/files.js';
 
 /**
  * The architecture families the engine implements (Llama-style includes Mistral and Qwen2 checkpoints).
@@ -86,9 +86,6 @@ export interface ModelConfig {
   raw: Readonly<Record<string, unknown>>;
 }
 
-/** The largest JSON file (config.json, tokenizer.json) zofo reads. */
-export const MAX_JSON_FILE_BYTES = 256 * 2 ** 20;
-
 /** The largest size a config may state (vocab, widths, positions): token ids and rows are int32. */
 export const MAX_MODEL_DIM = 2 ** 31 - 1;
 /** The most decoder blocks a config may state (the engine's limit; real models have a few hundred at most). */
@@ -112,41 +109,10 @@ const SUPPORTED = Object.entries(ARCHITECTURES)
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/**
- * Reads and parses a JSON file: a missing or unreadable file is ZOFO_IO naming the
- * path; text that is not JSON is `badCode` naming it. With `optional`, a missing file
- * gives undefined.
- */
-export async function readJsonFile(path: string, badCode: ZofoErrorCode, optional = false): Promise<unknown> {
-  let text: string;
-  try {
-    // A regular file only (a FIFO or device would hang or never end), of bounded size.
-    text = (await readRegularFile(path, MAX_JSON_FILE_BYTES)).toString('utf8');
-  } catch (err) {
-    const cause = (err as { cause?: NodeJS.ErrnoException }).cause;
-    if (cause?.code === 'ENOENT') {
-      if (optional) return undefined;
-      throw new ZofoError('ZOFO_IO', `${path}: cannot read: no such file`, { cause: err });
-    }
-    if (err instanceof ZofoError && err.code === 'ZOFO_BAD_FILE') throw new ZofoError(badCode, err.message, { cause: err });
-    throw err;
-  }
-  try {
-    checkJsonLimits(path, text);
-  } catch (err) {
-    throw new ZofoError(badCode, (err as Error).message, { cause: err });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new ZofoError(badCode, `${path}: not valid JSON (${(err as Error).message})`, { cause: err });
-  }
-}
-
 /** Reads `${dir}/config.json` and parses it (see parseConfig). */
 export async function loadConfig(dir: string): Promise<ModelConfig> {
   const file = join(dir, 'config.json');
-  return parseConfig(await readJsonFile(file, 'ZOFO_BAD_CONFIG'), file);
+  return parseConfig(await readJsonFile(file, { badCode: 'ZOFO_BAD_CONFIG' }), file);
 }
 
 /**

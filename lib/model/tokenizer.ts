@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { invalidArg, ZofoError } from '../errors.js';
-import { readJsonFile } from './config.js';
+import { readJsonFile } from '../formats/files.js';
 
 /**
  * A model directory's tokenizer (tokenizer.json, run by @huggingface/tokenizers).
@@ -148,7 +148,7 @@ export async function loadTokenizer(dir: string, opts: LoadTokenizerOptions = {}
   const configFile = join(dir, 'tokenizer_config.json');
   const modelVocab = opts.vocabSize;
   if (modelVocab !== undefined && !(Number.isSafeInteger(modelVocab) && modelVocab >= 1)) throw invalidArg('a positive integer', 'vocabSize', modelVocab);
-  const json = await readJsonFile(file, 'ZOFO_BAD_FILE');
+  const json = await readJsonFile(file);
   if (typeof json !== 'object' || json === null || Array.isArray(json))
     throw new ZofoError('ZOFO_BAD_FILE', `${file}: not a tokenizer the library can load: not a JSON object`);
   const limit = modelVocab ?? MAX_TOKEN_ID;
@@ -164,7 +164,7 @@ export async function loadTokenizer(dir: string, opts: LoadTokenizerOptions = {}
       );
     }
   }
-  const config = (await readJsonFile(configFile, 'ZOFO_BAD_FILE', true)) ?? {};
+  const config = (await readJsonFile(configFile, { optional: true })) ?? {};
   if (typeof config !== 'object' || config === null || Array.isArray(config)) {
     throw new ZofoError('ZOFO_BAD_FILE', `${configFile}: not a JSON object`);
   }

@@ -255,7 +255,7 @@ async function writeTempDir(root: string, name: string, opts: SaveCheckpointOpti
 
 async function readLatest(root: string): Promise<{ step: number; path: string } | null> {
   const file = join(root, LATEST);
-  const value = await readJsonFile(file, 1 << 16);
+  const value = await readJsonFile(file, { maxBytes: 1 << 16, optional: true });
   if (value === undefined) return null;
   const v = value as { step?: unknown; path?: unknown };
   if (
@@ -462,8 +462,7 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
     dir = recovered;
   }
   const file = join(dir, TRAINER_JSON);
-  const json = (await readJsonFile(file)) as TrainerJson | undefined;
-  if (json === undefined) throw badFile(file, 'missing');
+  const json = (await readJsonFile(file)) as TrainerJson;
   if (typeof json !== 'object' || json === null || json.format !== CHECKPOINT_FORMAT)
     throw badFile(file, `not a zofo trainer checkpoint (format ${JSON.stringify((json as { format?: unknown })?.format)})`);
   if (!SUPPORTED_VERSIONS.includes(json.version))
