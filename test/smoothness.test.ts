@@ -109,8 +109,14 @@ t.test('quadratic: L_x and L_y within 10% at the default 20 iterations; curvatur
       `(${dimX}, ${dimY}) seed ${seed}: L_y ${rep.ly!.value.toFixed(4)} vs ${ly.toFixed(4)} (rel err ${ely.toExponential(2)}), ` +
         `L_x ${rep.lx!.value.toFixed(4)} vs ${lx.toFixed(4)} (rel err ${elx.toExponential(2)})`,
     );
-    t.ok(ely <= 0.1, `(${dimX}, ${dimY}): L_y within 10% (${(100 * ely).toFixed(2)}%)`);
-    t.ok(elx <= 0.1, `(${dimX}, ${dimY}): L_x within 10% (${(100 * elx).toFixed(2)}%)`);
+    // 15%, not 10%: the estimate is the best of 3 starts of ‖Hv‖ after 20 products, and it
+    // falls short only when a start has little weight on the top eigenvector. Spectrum evenly
+    // spaced in [L/10, L] (quadraticProblem's default), Gaussian starts: per start (10^6 draws
+    // in float64), P(‖H²⁰v₀‖/‖H¹⁹v₀‖ < 0.9) = 2.4e-2 at d = 8 and 4.9e-3 at d = 16, so all 3
+    // starts below 10% happened in 1.5e-5 of runs; P(< 0.85) = 1.5e-4 (d = 8), 4.7e-5 (d = 16),
+    // ≤ 7e-6 (d ≥ 20): all 3 below 15% ≤ 3.4e-12 per block.
+    t.ok(ely <= 0.15, `(${dimX}, ${dimY}): L_y within 15% (${(100 * ely).toFixed(2)}%)`);
+    t.ok(elx <= 0.15, `(${dimX}, ${dimY}): L_x within 15% (${(100 * elx).toFixed(2)}%)`);
     // A Rayleigh quotient never exceeds λmax (up to float64 rounding of the differences).
     t.ok(rep.ly!.value <= ly * (1 + 1e-9) && rep.lx!.value <= lx * (1 + 1e-9), 'estimates approach L from below');
     t.equal(rep.ly!.samples.length, 3, 'one sample per restart');
@@ -147,12 +153,20 @@ t.test('quadratic: more iterations converge further; the fixed count is stated',
   const p = quadraticProblem({ dimX: 40, dimY: 40, n: 4, lx: 2, ly: 3, seed: seed0 + 7 });
   const objective: PlainObjective = { dimX: 40, dimY: 40, loss: (x, y) => p.loss(x, y), gradX: (x, y) => p.gradX(x, y), gradY: (x, y) => p.gradY(x, y) };
   const few = await estimateSmoothness(objective, { seed: seed0, iterations: 2, restarts: 1, directions: 1 });
-  const many = await estimateSmoothness(objective, { seed: seed0, iterations: 200, restarts: 1, directions: 1 });
+  // 5 starts: the 40 eigenvalues are 0.023 L apart, so one start whose weight on the top
+  // eigenvector is small ends near the second eigenvalue, 2.3% low. Per start (10^6 float64
+  // draws) P(‖H²⁰⁰v₀‖/‖H¹⁹⁹v₀‖ < 0.99) = 7.0e-3: a single start failed 1% in 1.4% of runs
+  // (6 of 400 seeds, both blocks); the best of 5 fails in (7.0e-3)⁵ ≈ 1.7e-11 per block.
+  // Start 0 is the same start as `few`'s, so the monotone check below still compares one start.
+  const many = await estimateSmoothness(objective, { seed: seed0, iterations: 200, restarts: 5, directions: 1 });
   t.comment(`L_y after 2 products ${few.ly!.value.toFixed(4)}, after 200 ${many.ly!.value.toFixed(5)} (true 3)`);
-  t.ok(many.ly!.value >= few.ly!.value, 'power iteration rises monotonically on a PD matrix');
-  t.ok(relErr(many.ly!.value, 3) < 0.01 && relErr(many.lx!.value, 2) < 0.01, '200 products: within 1%');
+  t.ok(many.ly!.samples[0] >= few.ly!.value, 'power iteration rises monotonically on a PD matrix');
+  t.ok(relErr(many.ly!.value, 3) < 0.01 && relErr(many.lx!.value, 2) < 0.01, '200 products, best of 5 starts: within 1%');
   t.match(few.ly!.method, /2 Hessian–vector products/);
-  t.ok(many.ly!.hvNorms[0] >= many.ly!.value * (1 - 1e-12), '‖Hv‖ ≥ |vᵀHv| for a unit v');
+  t.ok(
+    many.ly!.hvNorms.every((h, k) => h >= Math.abs(many.ly!.rayleigh[k]) * (1 - 1e-12)),
+    '‖Hv‖ ≥ |vᵀHv| for a unit v',
+  );
 });
 
 t.test('plain objectives: an indefinite Hessian, missing blocks, async functions, validation', async (t) => {
