@@ -380,6 +380,9 @@ export class Trainer {
       }
       if (result) {
         state.step += 1;
+        // One clock reading for both: two would let a thread stall between them make
+        // stepMs exceed elapsedMs.
+        const now = performance.now();
         yield {
           type: 'step',
           step: state.step,
@@ -389,8 +392,8 @@ export class Trainer {
           lrY: result.lrY,
           perturbedLosses: result.perturbedLosses,
           projectedGrads: result.projectedGrads,
-          elapsedMs: elapsed(),
-          stepMs: performance.now() - t0,
+          elapsedMs: elapsedBefore + (now - started),
+          stepMs: now - t0,
         };
       }
       // The applied step is kept; the rest of this step's work waits for a resumed run.
