@@ -1,5 +1,5 @@
 // Smoothness estimates (docs/algorithm.md §6) and step-size advice: on the synthetic quadratic
-// the power-iteration estimates of L_x = λmax(A) and L_y = λmax(B) land within 10% at the
+// the power-iteration estimates of L_x = λmax(A) and L_y = λmax(B) land within 15% at the
 // default 20 iterations and the forward-only curvature equals vᵀAv direction by direction;
 // on a tiny random Llama with LoRA the L_y estimate agrees with the spectrum of a dense
 // finite-difference Hessian, the base and the adapters come back bit for bit (also when a
@@ -79,7 +79,7 @@ function symmetricEigenvalues(m: Float64Array, d: number): number[] {
 // ---------------------------------------------------------------------------------------
 // The synthetic quadratic: known constants
 
-t.test('quadratic: L_x and L_y within 10% at the default 20 iterations; curvature = vᵀAv exactly, ≤ L_x', async (t) => {
+t.test('quadratic: L_x and L_y within 15% at the default 20 iterations; curvature = vᵀAv exactly, ≤ L_x', async (t) => {
   const r = seededRandom(seed0);
   const shapes = [
     [32, 8],
