@@ -2,9 +2,9 @@
 // `mpirun --oversubscribe` on localhost against 1 process, with the same seeds, on a
 // tiny random Llama checkpoint.
 //   - data-parallel, global batch 16 on 2 ranks == batch 16 on 1 process: losses within
-//     1e-6 relative; c_j within the loss tolerance carried through the estimator
-//     (|Δc| ≤ 1e-6·|c| + 2e-6·max(L⁺, L0)/μ, see below); adapters and base weights within
-//     1e-6 after 20 steps; the two replicas bit-identical to each other.
+//     TOL = 1e-5 relative; c_j within the loss tolerance carried through the estimator
+//     (|Δc| ≤ 1e-6·|c| + 2·TOL·max(L⁺, L0)/μ, see below); adapters and base weights within
+//     TOL after 20 steps; the two replicas bit-identical to each other.
 //   - perturbation-parallel, q = 4 on 2 ranks == q = 4 on 1 process, bit for bit.
 //   - the 2-rank trajectory log replays on one process to the same base weights (hash).
 //   - a rank that stops answering is caught by the watchdog (ZOFO_COMM_TIMEOUT): the job
@@ -15,6 +15,16 @@
 // Why c_j is not within 1e-6 relative: a per-example loss depends on the batch it is
 // computed in at fp32 rounding (GEMM shapes differ between a batch of 16 and of 8; up
 // to ~1e-7 relative), and c_j = (L⁺ − L0)/μ amplifies that by 1/μ.
+// Why TOL = 1e-5: the two runs also round their gradient sums differently, so their
+// weights drift apart by ulps and every later loss differs by more than the first. Over
+// 150 random checkpoints (u = 2⁻²⁴ ≈ 6e-8) the worst relative loss difference of a run
+// had median 6.7u, was above 10u in 14% of runs, above 15u in 1.3% and at most 17u
+// (1.03e-6: the old tolerance of 1e-6 failed about 1 run in 100); the tail falls e-fold
+// per ~2.3u, so 1e-7 of runs lies near 42u = 2.5e-6, and TOL = 168u is 4× beyond that.
+// The weights moved at most 2.4e-7 (2 ulps at 1.0–2.0), c_j at most 57% of the bound
+// that a 1e-6 loss tolerance gives.
+// A real fault stays far outside: a 1% error in the ZO rate on the ranks moved the losses
+// by ≥ 2.3e-4 and the base by ≥ 2.6e-5, in the FO rate the losses by ≥ 2.7e-3.
 // Children run the compiled library (dist/) as plain JavaScript: no TypeScript loader
 // per rank.
 import t from 'tap';
@@ -42,7 +52,8 @@ const seed = freshSeed() % 1_000_000;
 t.comment(`input seed ${seed}`);
 const STEPS = 20,
   MU = 1e-2,
-  LR_X = 1e-4;
+  LR_X = 1e-4,
+  TOL = 1e-5; // data-parallel vs one process: see the header
 
 // Children: one thread per rank (2 ranks on 2 cores), Open MPI allowed as root and
 // oversubscribed, and no TypeScript loader inherited from tap.
@@ -124,16 +135,16 @@ function expectClose(t: Tap.Test, one: Line[], two: Line[], label: string) {
     const y = b[i];
     worstLoss = Math.max(worstLoss, rel(x.loss!, y.loss!), ...x.perturbedLosses!.map((p, j) => rel(p, y.perturbedLosses![j])));
     x.projectedGrads!.forEach((c, j) => {
-      const bound = 1e-6 * Math.abs(c) + (2e-6 * Math.max(Math.abs(x.loss!), ...x.perturbedLosses!.map(Math.abs))) / MU;
+      const bound = 1e-6 * Math.abs(c) + (2 * TOL * Math.max(Math.abs(x.loss!), ...x.perturbedLosses!.map(Math.abs))) / MU;
       worstC = Math.max(worstC, Math.abs(c - y.projectedGrads![j]) / bound);
     });
   });
-  t.ok(worstLoss <= 1e-6, `${label}: losses within 1e-6 relative (worst ${worstLoss.toExponential(2)})`);
+  t.ok(worstLoss <= TOL, `${label}: losses within ${TOL.toExponential(0)} relative (worst ${worstLoss.toExponential(2)})`);
   t.ok(worstC <= 1, `${label}: c_j within the propagated tolerance (worst at ${(100 * worstC).toFixed(1)}% of it)`);
   const da = maxAbsDiff(floats(final(one).adapters!), floats(final(two).adapters!));
   const dx = maxAbsDiff(floats(final(one).base!), floats(final(two).base!));
-  t.ok(da <= 1e-6, `${label}: adapters within 1e-6 (max |Δ| ${da.toExponential(2)})`);
-  t.ok(dx <= 1e-6, `${label}: base weights within 1e-6 (max |Δ| ${dx.toExponential(2)})`);
+  t.ok(da <= TOL, `${label}: adapters within ${TOL.toExponential(0)} (max |Δ| ${da.toExponential(2)})`);
+  t.ok(dx <= TOL, `${label}: base weights within ${TOL.toExponential(0)} (max |Δ| ${dx.toExponential(2)})`);
 }
 
 function expectReplicasEqual(t: Tap.Test, lines: Line[]) {
