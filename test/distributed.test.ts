@@ -200,7 +200,11 @@ t.test('2 ranks under mpirun against 1 process', { skip }, async (t) => {
 
   t.test('a rank killed with SIGKILL ends every rank within 30 s; the run then resumes', async (t) => {
     const out = join(dir, 'killed');
-    const args: Args = { ...base, mode: 'data', out, every: 1, pauseMs: 150 };
+    // Rank 1 stops answering after step 10 (as in the watchdog test below), so the kill,
+    // sent once rank 1 has printed step 5, lands mid-run however late this process reads
+    // the output: with only the 150 ms pauses, a reader held up for the ~2 s that the 15
+    // remaining steps take would see the run end first.
+    const args: Args = { ...base, mode: 'data', out, every: 1, pauseMs: 150, stallAfter: 10 };
     const [cmd, argv] = command(2, { ...args, result: join(dir, 'killed-result') });
     const started = { at: 0 };
     const ended = await new Promise<{ code: number | null; signal: string | null; seconds: number; stderr: string; killedAfter: number }>((resolve, reject) => {
@@ -225,13 +229,13 @@ t.test('2 ranks under mpirun against 1 process', { skip }, async (t) => {
       p.on('error', reject);
       p.on('close', (code, signal) => resolve({ code, signal, seconds: (performance.now() - started.at) / 1000, stderr, killedAfter }));
     });
-    t.ok(ended.killedAfter >= 5 && ended.killedAfter < STEPS, `rank 1 killed after step ${ended.killedAfter} of ${STEPS}`);
+    t.ok(ended.killedAfter >= 5 && ended.killedAfter <= 10, `rank 1 killed after step ${ended.killedAfter} of ${STEPS}`);
     t.not(ended.code, 0, `mpirun exited non-zero (${ended.code ?? ended.signal})`);
     t.ok(ended.seconds < 30, `every rank ended ${ended.seconds.toFixed(1)} s after the kill (< 30 s)`);
 
     const saved = await loadCheckpoint(join(out, 'checkpoints'));
     t.ok(saved.trainer.step >= 1 && saved.trainer.step < STEPS, `rank 0 left a checkpoint at step ${saved.trainer.step}`);
-    const resumed2 = run(2, { ...args, pauseMs: 0, resume: true });
+    const resumed2 = run(2, { ...args, pauseMs: 0, stallAfter: undefined, resume: true });
     t.equal(steps(resumed2).at(-1)?.step, STEPS, 'resumed on 2 ranks to the last step');
     t.equal(final(resumed2).hash, final(two).hash, 'resumed on 2 ranks == uninterrupted 2-rank run (base hash)');
     t.equal(final(resumed2).adapters, final(two).adapters, 'and the same adapters, bit for bit');
@@ -239,11 +243,11 @@ t.test('2 ranks under mpirun against 1 process', { skip }, async (t) => {
 
   t.test('a rank that stops answering: the watchdog aborts the job naming the collective', async (t) => {
     const [cmd, argv] = command(2, { ...base, mode: 'data', stallAfter: 2, result: join(dir, 'stall-result') });
-    const t0 = performance.now();
-    const r = spawnSync(cmd, argv, { encoding: 'utf8', env: { ...env, ZOFO_COMM_TIMEOUT: '3' }, timeout: 60_000 });
-    const seconds = (performance.now() - t0) / 1000;
+    // No wall-clock bound on the job (it took 8 s on a loaded 2-core machine, most of it
+    // starting 2 ranks): ending by itself, before the 120 s guard, is what is checked.
+    const r = spawnSync(cmd, argv, { encoding: 'utf8', env: { ...env, ZOFO_COMM_TIMEOUT: '3' }, timeout: 120_000 });
+    t.equal(r.signal, null, 'the job ended by itself (not stopped by the 120 s guard)');
     t.not(r.status, 0, `mpirun exited non-zero (${r.status ?? r.signal})`);
-    t.ok(seconds < 30, `the job ended after ${seconds.toFixed(1)} s (watchdog 3 s)`);
     t.match(r.stderr, /rank 0 of 2: MPI_Allreduce \(the step's losses\) has waited 3 s for the other ranks/, 'rank 0 says which collective waited');
   });
 
