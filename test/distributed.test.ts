@@ -17,11 +17,11 @@
 // to ~1e-7 relative), and c_j = (L⁺ − L0)/μ amplifies that by 1/μ.
 // Why TOL = 1e-5: the two runs also round their gradient sums differently, so their
 // weights drift apart by ulps and every later loss differs by more than the first. Over
-// 150 random checkpoints (u = 2⁻²⁴ ≈ 6e-8) the worst relative loss difference of a run
-// had median 6.7u, was above 10u in 14% of runs, above 15u in 1.3% and at most 17u
-// (1.03e-6: the old tolerance of 1e-6 failed about 1 run in 100); the tail falls e-fold
-// per ~2.3u, so 1e-7 of runs lies near 42u = 2.5e-6, and TOL = 168u is 4× beyond that.
-// The weights moved at most 2.4e-7 (2 ulps at 1.0–2.0), c_j at most 57% of the bound
+// 450 random checkpoints (u = 2⁻²⁴ ≈ 6e-8) the worst relative loss difference of a run
+// had median 6.9u, was above 10u in 16% of runs, above 15u in 2.9% and at most 18.8u
+// (1.1e-6: the old tolerance of 1e-6 failed about 1 run in 80); the tail falls e-fold
+// per ~2.6u, so 1e-7 of runs lies near 47u = 2.8e-6, and TOL = 168u is 3.5× beyond it.
+// The weights moved at most 3.7e-7 (3 ulps at 1.0–2.0), c_j at most 60% of the bound
 // that a 1e-6 loss tolerance gives.
 // A real fault stays far outside: a 1% error in the ZO rate on the ranks moved the losses
 // by ≥ 2.3e-4 and the base by ≥ 2.6e-5, in the FO rate the losses by ≥ 2.7e-3.
