@@ -94,8 +94,11 @@ interface Line {
   adapters?: string;
   base?: string;
 }
+// Complete lines only: the kill test parses the output as it streams in, and a chunk
+// that ended mid-line would throw in the data handler and take this file down.
 const parse = (out: string): Line[] =>
   out
+    .slice(0, out.lastIndexOf('\n') + 1)
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as Line);
