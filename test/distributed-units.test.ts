@@ -106,7 +106,13 @@ t.test('a one-rank communicator in this process', { skip: !haveMpirun && 'mpirun
   const dir = t.testdir({});
   await writeCheckpointDir(join(dir, 'm'), randomCheckpoint('llama', seed), { dtype: 'F32' });
   const probe = await loadModel(join(dir, 'm'));
-  const { train } = syntheticTask(probe.config.vocabSize, 12, 2, seed);
+  // Batches of 4: a one-rank data-parallel step scales its gradient by the slice weight
+  // and divides the sum by the total (w·g/w in fp32). With w a power of two both are
+  // exact, so the data-parallel run must equal the plain one bit for bit; with w = 3
+  // the rounding of g·3/3 moved the adapters by an ulp and, after 4 steps, the losses
+  // by up to 2.3e-6 relative (above a 1e-6 tolerance for 5 of 278 random checkpoints).
+  const BATCH = 4;
+  const { train } = syntheticTask(probe.config.vocabSize, 4 * BATCH, 2, seed);
   probe.dispose();
   const runs: Array<{ losses: number[]; grads: number[][]; hash: string }> = [];
   for (const kind of [null, 'data', 'perturbation'] as const) {
@@ -122,7 +128,7 @@ t.test('a one-rank communicator in this process', { skip: !haveMpirun && 'mpirun
     const losses: number[] = [],
       grads: number[][] = [];
     for (let k = 0; k < 4; k++) {
-      const r = await opt.step(train.slice(3 * k, 3 * k + 3));
+      const r = await opt.step(train.slice(BATCH * k, BATCH * (k + 1)));
       losses.push(r.loss);
       grads.push(r.projectedGrads);
       if (kind === 'data') t.equal(r.predictions, undefined, 'data-parallel steps report no predictions');
@@ -134,7 +140,5 @@ t.test('a one-rank communicator in this process', { skip: !haveMpirun && 'mpirun
   }
   const [alone, data, pert] = runs;
   t.same(pert, alone, 'one-rank perturbation-parallel == one process, bit for bit');
-  data.losses.forEach((l, k) =>
-    t.ok(Math.abs(l - alone.losses[k]) <= 1e-6 * Math.abs(l), `one-rank data-parallel loss ${k} == one process within 1e-6 (w·g/w rounds)`),
-  );
+  t.same(data, alone, 'one-rank data-parallel == one process, bit for bit (slice weight 4: w·g/w is exact)');
 });

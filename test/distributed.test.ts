@@ -2,9 +2,9 @@
 // `mpirun --oversubscribe` on localhost against 1 process, with the same seeds, on a
 // tiny random Llama checkpoint.
 //   - data-parallel, global batch 16 on 2 ranks == batch 16 on 1 process: losses within
-//     1e-6 relative; c_j within the loss tolerance carried through the estimator
-//     (|Δc| ≤ 1e-6·|c| + 2e-6·max(L⁺, L0)/μ, see below); adapters and base weights within
-//     1e-6 after 20 steps; the two replicas bit-identical to each other.
+//     TOL = 1e-5 relative; c_j within the loss tolerance carried through the estimator
+//     (|Δc| ≤ 1e-6·|c| + 2·TOL·max(L⁺, L0)/μ, see below); adapters and base weights within
+//     TOL after 20 steps; the two replicas bit-identical to each other.
 //   - perturbation-parallel, q = 4 on 2 ranks == q = 4 on 1 process, bit for bit.
 //   - the 2-rank trajectory log replays on one process to the same base weights (hash).
 //   - a rank that stops answering is caught by the watchdog (ZOFO_COMM_TIMEOUT): the job
@@ -15,6 +15,16 @@
 // Why c_j is not within 1e-6 relative: a per-example loss depends on the batch it is
 // computed in at fp32 rounding (GEMM shapes differ between a batch of 16 and of 8; up
 // to ~1e-7 relative), and c_j = (L⁺ − L0)/μ amplifies that by 1/μ.
+// Why TOL = 1e-5: the two runs also round their gradient sums differently, so their
+// weights drift apart by ulps and every later loss differs by more than the first. Over
+// 450 random checkpoints (u = 2⁻²⁴ ≈ 6e-8) the worst relative loss difference of a run
+// had median 6.9u, was above 10u in 16% of runs, above 15u in 2.9% and at most 18.8u
+// (1.1e-6: the old tolerance of 1e-6 failed about 1 run in 80); the tail falls e-fold
+// per ~2.6u, so 1e-7 of runs lies near 47u = 2.8e-6, and TOL = 168u is 3.5× beyond it.
+// The weights moved at most 3.7e-7 (3 ulps at 1.0–2.0), c_j at most 60% of the bound
+// that a 1e-6 loss tolerance gives.
+// A real fault stays far outside: a 1% error in the ZO rate on the ranks moved the losses
+// by ≥ 2.3e-4 and the base by ≥ 2.6e-5, in the FO rate the losses by ≥ 2.7e-3.
 // Children run the compiled library (dist/) as plain JavaScript: no TypeScript loader
 // per rank.
 import t from 'tap';
@@ -42,7 +52,8 @@ const seed = freshSeed() % 1_000_000;
 t.comment(`input seed ${seed}`);
 const STEPS = 20,
   MU = 1e-2,
-  LR_X = 1e-4;
+  LR_X = 1e-4,
+  TOL = 1e-5; // data-parallel vs one process: see the header
 
 // Children: one thread per rank (2 ranks on 2 cores), Open MPI allowed as root and
 // oversubscribed, and no TypeScript loader inherited from tap.
@@ -83,8 +94,11 @@ interface Line {
   adapters?: string;
   base?: string;
 }
+// Complete lines only: the kill test parses the output as it streams in, and a chunk
+// that ended mid-line would throw in the data handler and take this file down.
 const parse = (out: string): Line[] =>
   out
+    .slice(0, out.lastIndexOf('\n') + 1)
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as Line);
@@ -124,16 +138,16 @@ function expectClose(t: Tap.Test, one: Line[], two: Line[], label: string) {
     const y = b[i];
     worstLoss = Math.max(worstLoss, rel(x.loss!, y.loss!), ...x.perturbedLosses!.map((p, j) => rel(p, y.perturbedLosses![j])));
     x.projectedGrads!.forEach((c, j) => {
-      const bound = 1e-6 * Math.abs(c) + (2e-6 * Math.max(Math.abs(x.loss!), ...x.perturbedLosses!.map(Math.abs))) / MU;
+      const bound = 1e-6 * Math.abs(c) + (2 * TOL * Math.max(Math.abs(x.loss!), ...x.perturbedLosses!.map(Math.abs))) / MU;
       worstC = Math.max(worstC, Math.abs(c - y.projectedGrads![j]) / bound);
     });
   });
-  t.ok(worstLoss <= 1e-6, `${label}: losses within 1e-6 relative (worst ${worstLoss.toExponential(2)})`);
+  t.ok(worstLoss <= TOL, `${label}: losses within ${TOL.toExponential(0)} relative (worst ${worstLoss.toExponential(2)})`);
   t.ok(worstC <= 1, `${label}: c_j within the propagated tolerance (worst at ${(100 * worstC).toFixed(1)}% of it)`);
   const da = maxAbsDiff(floats(final(one).adapters!), floats(final(two).adapters!));
   const dx = maxAbsDiff(floats(final(one).base!), floats(final(two).base!));
-  t.ok(da <= 1e-6, `${label}: adapters within 1e-6 (max |Δ| ${da.toExponential(2)})`);
-  t.ok(dx <= 1e-6, `${label}: base weights within 1e-6 (max |Δ| ${dx.toExponential(2)})`);
+  t.ok(da <= TOL, `${label}: adapters within ${TOL.toExponential(0)} (max |Δ| ${da.toExponential(2)})`);
+  t.ok(dx <= TOL, `${label}: base weights within ${TOL.toExponential(0)} (max |Δ| ${dx.toExponential(2)})`);
 }
 
 function expectReplicasEqual(t: Tap.Test, lines: Line[]) {
@@ -189,7 +203,11 @@ t.test('2 ranks under mpirun against 1 process', { skip }, async (t) => {
 
   t.test('a rank killed with SIGKILL ends every rank within 30 s; the run then resumes', async (t) => {
     const out = join(dir, 'killed');
-    const args: Args = { ...base, mode: 'data', out, every: 1, pauseMs: 150 };
+    // Rank 1 stops answering after step 10 (as in the watchdog test below), so the kill,
+    // sent once rank 1 has printed step 5, lands mid-run however late this process reads
+    // the output: with only the 150 ms pauses, a reader held up for the ~2 s that the 15
+    // remaining steps take would see the run end first.
+    const args: Args = { ...base, mode: 'data', out, every: 1, pauseMs: 150, stallAfter: 10 };
     const [cmd, argv] = command(2, { ...args, result: join(dir, 'killed-result') });
     const started = { at: 0 };
     const ended = await new Promise<{ code: number | null; signal: string | null; seconds: number; stderr: string; killedAfter: number }>((resolve, reject) => {
@@ -214,13 +232,13 @@ t.test('2 ranks under mpirun against 1 process', { skip }, async (t) => {
       p.on('error', reject);
       p.on('close', (code, signal) => resolve({ code, signal, seconds: (performance.now() - started.at) / 1000, stderr, killedAfter }));
     });
-    t.ok(ended.killedAfter >= 5 && ended.killedAfter < STEPS, `rank 1 killed after step ${ended.killedAfter} of ${STEPS}`);
+    t.ok(ended.killedAfter >= 5 && ended.killedAfter <= 10, `rank 1 killed after step ${ended.killedAfter} of ${STEPS}`);
     t.not(ended.code, 0, `mpirun exited non-zero (${ended.code ?? ended.signal})`);
     t.ok(ended.seconds < 30, `every rank ended ${ended.seconds.toFixed(1)} s after the kill (< 30 s)`);
 
     const saved = await loadCheckpoint(join(out, 'checkpoints'));
     t.ok(saved.trainer.step >= 1 && saved.trainer.step < STEPS, `rank 0 left a checkpoint at step ${saved.trainer.step}`);
-    const resumed2 = run(2, { ...args, pauseMs: 0, resume: true });
+    const resumed2 = run(2, { ...args, pauseMs: 0, stallAfter: undefined, resume: true });
     t.equal(steps(resumed2).at(-1)?.step, STEPS, 'resumed on 2 ranks to the last step');
     t.equal(final(resumed2).hash, final(two).hash, 'resumed on 2 ranks == uninterrupted 2-rank run (base hash)');
     t.equal(final(resumed2).adapters, final(two).adapters, 'and the same adapters, bit for bit');
@@ -228,11 +246,11 @@ t.test('2 ranks under mpirun against 1 process', { skip }, async (t) => {
 
   t.test('a rank that stops answering: the watchdog aborts the job naming the collective', async (t) => {
     const [cmd, argv] = command(2, { ...base, mode: 'data', stallAfter: 2, result: join(dir, 'stall-result') });
-    const t0 = performance.now();
-    const r = spawnSync(cmd, argv, { encoding: 'utf8', env: { ...env, ZOFO_COMM_TIMEOUT: '3' }, timeout: 60_000 });
-    const seconds = (performance.now() - t0) / 1000;
+    // No wall-clock bound on the job (it took 8 s on a loaded 2-core machine, most of it
+    // starting 2 ranks): ending by itself, before the 120 s guard, is what is checked.
+    const r = spawnSync(cmd, argv, { encoding: 'utf8', env: { ...env, ZOFO_COMM_TIMEOUT: '3' }, timeout: 120_000 });
+    t.equal(r.signal, null, 'the job ended by itself (not stopped by the 120 s guard)');
     t.not(r.status, 0, `mpirun exited non-zero (${r.status ?? r.signal})`);
-    t.ok(seconds < 30, `the job ended after ${seconds.toFixed(1)} s (watchdog 3 s)`);
     t.match(r.stderr, /rank 0 of 2: MPI_Allreduce \(the step's losses\) has waited 3 s for the other ranks/, 'rank 0 says which collective waited');
   });
 
