@@ -60,7 +60,7 @@ for (const [vi, v] of variants.entries()) {
       return m;
     };
     const r = seededRandom(seed + 3);
-    const ids = [7, 3, 5].map((n) => Array.from({ length: n }, () => Math.floor(r.uniform() * ref.vocabSize)));
+    const ids = [7, 3, 5, 6, 4, 5, 3, 7, 4].map((n) => Array.from({ length: n }, () => Math.floor(r.uniform() * ref.vocabSize)));
     const flat = (xs: ArrayLike<number>[]) => xs.flatMap((x) => Array.from(x));
     const eng32 = flat(await (await withLora('fp32')).logits(ids));
     const ref64 = flat(ref.forward(ids, { lora }));
@@ -69,17 +69,29 @@ for (const [vi, v] of variants.entries()) {
       const { u, round } = OPERAND[compute];
       const eng = flat(await (await withLora(compute)).logits(ids));
       const refC = flat(ref.forward(ids, { lora, operand: round }));
-      // (1) The engine's rounding effect is the reference's: what remains is fp32 arithmetic
-      // (~5e-5 of the effect in bf16) plus rare rounding flips, where fp32 and float64 put an
-      // activation on either side of a rounding midpoint (probability ≈ 1e-7/u per element,
-      // so ~0.03 (bf16) to ~0.3 (tf32) flips per forward here; one flip measured ≤ 0.12 of the
-      // effect). Half the effect would take ~20 such flips at once; not rounding at all gives 1.
+      // (1) The engine's rounding effect is the reference's, sequence by sequence. What remains
+      // is fp32 arithmetic (~4e-4 of the effect in tf32, ~5e-5 in bf16) plus rounding flips:
+      // an activation that fp32 and float64 put on either side of a rounding midpoint moves by
+      // a whole unit of the format, and that reaches every later logit of its sequence. Flips
+      // are heavy-tailed: over all logits of 3 sequences the rms mismatch reached 0.55 in 1 of
+      // 891 tf32 forwards (the former bound 0.5 failed about 1 run in 300). Per sequence, of the
+      // nine below, at most 8% of one family's exceeded 0.25 (2025 tf32 sequences of 225
+      // forwards; bf16 ≤ 1.2%). Sequences are computed independently, so all nine exceed it
+      // with probability ≤ 0.08^9 ≈ 1e-10. A rounding that is missing (1 in every sequence) or in
+      // the wrong format moves every sequence by far more, so the best-agreeing one still fails.
       const effectRef = refC.map((x, i) => x - ref64[i]),
         effectEng = eng.map((x, i) => x - eng32[i]);
-      const mismatch = rms(effectEng.map((x, i) => x - effectRef[i])) / rms(effectRef);
+      const V = ref.vocabSize;
+      const perSequence: number[] = [];
+      for (let s = 0, at = 0; s < ids.length; at += ids[s].length * V, s++) {
+        const n = ids[s].length * V;
+        const diff = effectEng.slice(at, at + n).map((x, i) => x - effectRef[at + i]);
+        perSequence.push(rms(diff) / rms(effectRef.slice(at, at + n)));
+      }
+      const best = Math.min(...perSequence);
       t.ok(
-        mismatch <= 0.5,
-        `${compute}: engine effect − reference effect = ${mismatch.toExponential(2)} of the reference effect (rms ${rms(effectRef).toExponential(2)})`,
+        best <= 0.25,
+        `${compute}: engine effect − reference effect ≤ 0.25 of the reference effect in some sequence (per sequence: ${perSequence.map((m) => m.toExponential(1)).join(', ')})`,
       );
       // (2) Its size: operands rounded with relative errors ≤ u (rms u/√3) give each of the
       // n linear outputs a relative error of rms ≈ u·√(2/3); summed over the n layers that
