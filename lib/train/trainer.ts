@@ -301,7 +301,7 @@ export class Trainer {
 
     const started = performance.now(),
       elapsedBefore = state.elapsedMs;
-    const elapsed = (): number => elapsedBefore + (performance.now() - started);
+    const elapsed = (now = performance.now()): number => elapsedBefore + (now - started);
     const bestInfo = (): BestInfo | undefined => (state.best ? { ...state.best } : undefined);
     const { model, optimizer } = this;
     // Distributed: every rank checks the replicas, rank 0 alone writes.
@@ -392,7 +392,7 @@ export class Trainer {
           lrY: result.lrY,
           perturbedLosses: result.perturbedLosses,
           projectedGrads: result.projectedGrads,
-          elapsedMs: elapsedBefore + (now - started),
+          elapsedMs: elapsed(now),
           stepMs: now - t0,
         };
       }
